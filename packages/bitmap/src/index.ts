@@ -1,0 +1,1 @@
+export { Bitmap, type Run } from './bitmap.js';

@@ -1,0 +1,13 @@
+export type { FilesystemDriver, ProbeResult, Tail, UsedBlocks, UsedBlocksOptions, Warning } from './driver.js';
+export {
+  CorruptError,
+  DirtyFilesystemError,
+  DiskubeError,
+  type ErrorCode,
+  type ErrorContext,
+  hasErrorCode,
+  InvalidArgumentError,
+  IoError,
+  UnsupportedError,
+} from './errors.js';
+export { type BlockSource, checkRange, memorySource, readBytes, sliceSource } from './source.js';

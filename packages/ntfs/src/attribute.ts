@@ -1,0 +1,185 @@
+import { CorruptError } from '@diskube/core';
+import { i64, need, u8, u16, u32, utf16 } from './bytes.js';
+import type { MftRecordHeader } from './mft-record.js';
+
+/** Attribute type codes we use (ntfs-3g layout.h ATTR_TYPES). */
+export const AT_STANDARD_INFORMATION = 0x10;
+export const AT_ATTRIBUTE_LIST = 0x20;
+export const AT_FILE_NAME = 0x30;
+export const AT_VOLUME_NAME = 0x60;
+export const AT_VOLUME_INFORMATION = 0x70;
+export const AT_DATA = 0x80;
+export const AT_INDEX_ROOT = 0x90;
+export const AT_INDEX_ALLOCATION = 0xa0;
+export const AT_BITMAP = 0xb0;
+const AT_END = 0xffffffff;
+
+/** ATTR_FLAGS. */
+export const ATTR_COMPRESSION_MASK = 0x00ff;
+export const ATTR_IS_ENCRYPTED = 0x4000;
+export const ATTR_IS_SPARSE = 0x8000;
+
+interface AttributeCommon {
+  type: number;
+  /** Attribute name ('' when unnamed), e.g. `$I30`, `$Bad`. */
+  name: string;
+  flags: number;
+  /** Byte offset of the attribute record in the source, for error messages. */
+  offset: number;
+  /** The MFT record that holds this attribute record. */
+  recordNumber: number;
+}
+
+export interface ResidentAttribute extends AttributeCommon {
+  resident: true;
+  /** The value bytes (a view into the record buffer). */
+  value: Uint8Array;
+}
+
+export interface NonResidentAttribute extends AttributeCommon {
+  resident: false;
+  lowestVcn: number;
+  /** −1 for an attribute without clusters. */
+  highestVcn: number;
+  /** The sizes are only valid in the extent with `lowestVcn === 0`. */
+  allocatedSize: number;
+  dataSize: number;
+  initializedSize: number;
+  compressionUnit: number;
+  /** The encoded runlist ("mapping pairs"), a view into the record buffer. */
+  mappingPairs: Uint8Array;
+  /** Source offset of `mappingPairs`, for error messages. */
+  mappingPairsOffset: number;
+}
+
+export type Attribute = ResidentAttribute | NonResidentAttribute;
+
+/**
+ * Parse the attribute records of a fixed-up MFT record, stopping at the 0xFFFFFFFF end marker.
+ * Every length and offset is checked against the record's `bytes_in_use`.
+ *
+ * Sources: ntfs-3g include/ntfs-3g/layout.h (ATTR_RECORD); libyal libfsntfs "MFT attribute".
+ *
+ * | off  | size | field (all)            | resident          | non-resident                |
+ * | 0x00 | 4    | type                   |                   |                             |
+ * | 0x04 | 4    | length                 |                   |                             |
+ * | 0x08 | 1    | non_resident           |                   |                             |
+ * | 0x09 | 1    | name_length (UTF-16)   |                   |                             |
+ * | 0x0a | 2    | name_offset            |                   |                             |
+ * | 0x0c | 2    | flags                  |                   |                             |
+ * | 0x10 |      |                        | value_length (4)  | lowest_vcn (8)              |
+ * | 0x14 |      |                        | value_offset (2)  |                             |
+ * | 0x18 |      |                        |                   | highest_vcn (8)             |
+ * | 0x20 |      |                        |                   | mapping_pairs_offset (2)    |
+ * | 0x22 |      |                        |                   | compression_unit (1)        |
+ * | 0x28 |      |                        |                   | allocated_size (8)          |
+ * | 0x30 |      |                        |                   | data_size (8)               |
+ * | 0x38 |      |                        |                   | initialized_size (8)        |
+ */
+export function parseAttributes(record: Uint8Array, header: MftRecordHeader, at: number): Attribute[] {
+  const out: Attribute[] = [];
+  const end = header.bytesInUse;
+  let pos = header.attrsOffset;
+  // Each attribute record is at least 24 bytes, so this loop runs at most end / 24 times.
+  for (;;) {
+    const s = `attribute in MFT record ${header.recordNumber}`;
+    if (pos + 4 > end) {
+      throw new CorruptError('attributes run past bytes_in_use without an end marker', {
+        structure: s,
+        offset: at + pos,
+        reason: 'bad-length',
+      });
+    }
+    const type = u32(record, pos, s, at);
+    if (type === AT_END) break;
+    const length = pos + 8 <= end ? u32(record, pos + 4, s, at) : 0;
+    if (length < 0x18 || (length & 7) !== 0 || pos + length > end) {
+      throw new CorruptError(`attribute 0x${type.toString(16)} has invalid length ${length}`, {
+        structure: s,
+        offset: at + pos,
+        reason: 'bad-length',
+      });
+    }
+    const a = record.subarray(pos, pos + length);
+    const aAt = at + pos;
+    const non_resident = u8(a, 0x08, s, aAt);
+    const name_length = u8(a, 0x09, s, aAt);
+    const name_offset = u16(a, 0x0a, s, aAt);
+    const flags = u16(a, 0x0c, s, aAt);
+    if (name_length > 0 && name_offset + name_length * 2 > length) {
+      throw new CorruptError('attribute name lies outside the attribute', {
+        structure: s,
+        offset: aAt + 0x0a,
+        reason: 'bad-offset',
+      });
+    }
+    const name = name_length > 0 ? utf16(a, name_offset, name_length, s, aAt) : '';
+    const common = { type, name, flags, offset: aAt, recordNumber: header.recordNumber };
+    if (non_resident === 0) {
+      const value_length = u32(a, 0x10, s, aAt);
+      const value_offset = u16(a, 0x14, s, aAt);
+      if (value_offset + value_length > length) {
+        throw new CorruptError('resident value lies outside the attribute', {
+          structure: s,
+          offset: aAt + 0x10,
+          reason: 'bad-length',
+        });
+      }
+      out.push({ ...common, resident: true, value: a.subarray(value_offset, value_offset + value_length) });
+    } else if (non_resident === 1) {
+      need(a, 0x40, s, aAt);
+      const lowest_vcn = i64(a, 0x10, s, aAt);
+      const highest_vcn = i64(a, 0x18, s, aAt);
+      const mapping_pairs_offset = u16(a, 0x20, s, aAt);
+      const compression_unit = u8(a, 0x22, s, aAt);
+      const allocated_size = i64(a, 0x28, s, aAt);
+      const data_size = i64(a, 0x30, s, aAt);
+      const initialized_size = i64(a, 0x38, s, aAt);
+      if (lowest_vcn < 0 || highest_vcn < lowest_vcn - 1) {
+        throw new CorruptError(`VCN range ${lowest_vcn}..${highest_vcn} is invalid`, {
+          structure: s,
+          offset: aAt + 0x10,
+          reason: 'bad-vcn',
+        });
+      }
+      if (mapping_pairs_offset < 0x40 || mapping_pairs_offset > length) {
+        throw new CorruptError(`mapping pairs offset ${mapping_pairs_offset} is out of range`, {
+          structure: s,
+          offset: aAt + 0x20,
+          reason: 'bad-offset',
+        });
+      }
+      if (
+        lowest_vcn === 0 &&
+        (allocated_size < 0 || data_size < 0 || initialized_size < 0 || data_size > allocated_size ||
+          initialized_size > data_size)
+      ) {
+        throw new CorruptError('attribute sizes are inconsistent', {
+          structure: s,
+          offset: aAt + 0x28,
+          reason: 'bad-size',
+        });
+      }
+      out.push({
+        ...common,
+        resident: false,
+        lowestVcn: lowest_vcn,
+        highestVcn: highest_vcn,
+        allocatedSize: allocated_size,
+        dataSize: data_size,
+        initializedSize: initialized_size,
+        compressionUnit: compression_unit,
+        mappingPairs: a.subarray(mapping_pairs_offset, length),
+        mappingPairsOffset: aAt + mapping_pairs_offset,
+      });
+    } else {
+      throw new CorruptError(`non_resident byte is ${non_resident}`, {
+        structure: s,
+        offset: aAt + 0x08,
+        reason: 'bad-flag',
+      });
+    }
+    pos += length;
+  }
+  return out;
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything diskube needs on a fresh Debian 12 machine with Node 20:
+# the filesystem tools the tests and the sample use, pnpm, the workspace's dependencies, and a build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(e2fsprogs ntfs-3g dosfstools mtools fdisk gdisk partclone qemu-utils zstd xfsprogs time)
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PNPM_VERSION="$(node -p "require('./package.json').packageManager.split('@')[1]")"
+if [ "$(pnpm --version 2>/dev/null || true)" != "$PNPM_VERSION" ]; then
+  echo "setup: installing pnpm $PNPM_VERSION" >&2
+  $SUDO npm install -g "pnpm@$PNPM_VERSION" >/dev/null
+fi
+
+# zstd-napi builds from source; node-gyp must use the local Node headers (no downloads here).
+if [ -d /usr/include/node ]; then export npm_config_nodedir=/usr; fi
+pnpm install --frozen-lockfile
+pnpm build
