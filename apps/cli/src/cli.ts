@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-import { createProgram } from './program.js';
 import { handleError } from './handle-error.js';
+import { createProgram } from './program.js';
 
 createProgram()
   .parseAsync(process.argv)

@@ -1,2 +1,2 @@
-export { createProgram } from "./program.js";
-export { EXIT_CODES, handleError } from "./handle-error.js";
+export { EXIT_CODES, handleError } from './handle-error.js';
+export { createProgram } from './program.js';

@@ -31,7 +31,10 @@ describe('errors', () => {
 
   it('isInstance recognises errors from another copy of the package', () => {
     // A structurally identical object made by a duplicate copy carries the same registered symbol.
-    const foreign = Object.assign(new Error('x'), { [Symbol.for('diskube.error')]: true, code: 'IO' });
+    const foreign = Object.assign(new Error('x'), {
+      [Symbol.for('diskube.error')]: true,
+      code: 'IO',
+    });
     expect(DiskubeError.isInstance(foreign)).toBe(true);
     expect(DiskubeError.isInstance(new Error('x'))).toBe(false);
     expect(hasErrorCode(new IoError('x'), 'IO')).toBe(true);

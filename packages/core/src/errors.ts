@@ -56,7 +56,11 @@ export class DiskubeError extends Error {
   }
 
   static isInstance(value: unknown): value is DiskubeError {
-    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[MARKER] === true;
+    return (
+      typeof value === 'object' &&
+      value !== null &&
+      (value as Record<symbol, unknown>)[MARKER] === true
+    );
   }
 }
 

@@ -1,4 +1,11 @@
-export type { FilesystemDriver, ProbeResult, Tail, UsedBlocks, UsedBlocksOptions, Warning } from './driver.js';
+export type {
+  FilesystemDriver,
+  ProbeResult,
+  Tail,
+  UsedBlocks,
+  UsedBlocksOptions,
+  Warning,
+} from './driver.js';
 export {
   CorruptError,
   DirtyFilesystemError,

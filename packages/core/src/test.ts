@@ -114,7 +114,11 @@ export function describeDriverConformance(
     it('probe resolves null (never throws) on random bytes, zeros and 0xff', async () => {
       const sizes = [0, 1, 511, 512, 1024, 2048, 4096, 65536, 1 << 20];
       for (const [i, size] of sizes.entries()) {
-        for (const bytes of [randomBytes(size, seed + i), new Uint8Array(size), new Uint8Array(size).fill(0xff)]) {
+        for (const bytes of [
+          randomBytes(size, seed + i),
+          new Uint8Array(size),
+          new Uint8Array(size).fill(0xff),
+        ]) {
           await expect(driver.probe(memorySource(bytes))).resolves.toBeNull();
         }
       }
@@ -145,7 +149,12 @@ export function describeDriverConformance(
           const source = memorySource(image.subarray(0, cut));
           const probe = await driver.probe(source);
           expect(probe === null || typeof probe.filesystem === 'string').toBe(true);
-          await expectResultOrTypedError(driver, source, timeoutMs, `usedBlocks truncated at ${cut}`);
+          await expectResultOrTypedError(
+            driver,
+            source,
+            timeoutMs,
+            `usedBlocks truncated at ${cut}`,
+          );
         }
       }
     });
@@ -164,7 +173,12 @@ export function describeDriverConformance(
               await inner.read(offset, dst);
             },
           };
-          const outcome = await expectResultOrTypedError(driver, source, timeoutMs, 'failing reads');
+          const outcome = await expectResultOrTypedError(
+            driver,
+            source,
+            timeoutMs,
+            'failing reads',
+          );
           if (allowed === 0) expect(outcome).toBe('error');
         }
       }
@@ -185,7 +199,12 @@ export function describeDriverConformance(
           }
           const source = memorySource(copy);
           await driver.probe(source);
-          await expectResultOrTypedError(driver, source, timeoutMs, `corruption ${k} of image ${n}`);
+          await expectResultOrTypedError(
+            driver,
+            source,
+            timeoutMs,
+            `corruption ${k} of image ${n}`,
+          );
         }
       }
     });

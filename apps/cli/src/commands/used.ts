@@ -1,4 +1,3 @@
-import { UnsupportedError } from '@diskube/core';
 import type { Command } from 'commander';
 import { analyzeImage, printWarnings, usedByteRanges, usedBytes } from '../analyze.js';
 import { formatBytes, formatPercent, printJson } from '../format.js';
@@ -11,35 +10,32 @@ interface UsedOptions {
 export function registerUsed(program: Command): void {
   program
     .command('used')
-    .description('Print the byte ranges of a filesystem image that hold used blocks.')
-    .argument('<image>', 'image holding a single filesystem')
+    .description('Print the byte ranges of an image that a backup must keep.')
+    .argument('<image>', 'filesystem image or whole disk')
     .option('--json', 'print {"size", "blockSize", "ranges": [[offset, length], …]} in bytes')
     .option('--full-copy-on-doubt', 'treat every block as used when the metadata cannot be trusted')
     .action(async (image: string, options: UsedOptions) => {
-      const analysis = await analyzeImage(image, { fullCopyOnDoubt: options.fullCopyOnDoubt });
-      const { result } = analysis;
-      if (!result) {
-        throw new UnsupportedError(`no filesystem recognised in ${image}`, { reason: 'unrecognised' });
-      }
-      const ranges = usedByteRanges(result);
-      const used = usedBytes(result);
+      const { map } = await analyzeImage(image, { fullCopyOnDoubt: options.fullCopyOnDoubt });
+      const ranges = usedByteRanges(map);
+      const used = usedBytes(map);
+      const filesystems = map.parts.map((p) => p.content ?? 'unknown');
       if (options.json) {
         printJson({
-          size: analysis.size,
-          filesystem: result.filesystem,
-          blockSize: result.blockSize,
-          blockCount: result.blockCount,
-          usedBlocks: result.used.count(),
+          size: map.size,
+          blockSize: map.blockSize,
+          usedBlocks: map.used.count(),
+          blockCount: map.blockCount,
           usedBytes: used,
+          filesystems,
           ranges,
-          warnings: result.warnings,
+          warnings: map.warnings,
         });
         return;
       }
-      printWarnings(result.warnings);
+      printWarnings(map.warnings);
       const lines = ranges.map(([offset, length]) => `${offset}\t${length}`);
       lines.push(
-        `# ${ranges.length} ranges, ${formatBytes(used)} used of ${formatBytes(analysis.size)} (${formatPercent(used, analysis.size)}), ${result.filesystem}, block size ${result.blockSize}`,
+        `# ${ranges.length} ranges, ${formatBytes(used)} used of ${formatBytes(map.size)} (${formatPercent(used, map.size)}), ${filesystems.join(', ')}, block size ${map.blockSize}`,
       );
       process.stdout.write(`${lines.join('\n')}\n`);
     });

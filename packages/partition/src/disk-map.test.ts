@@ -1,0 +1,166 @@
+import { Bitmap } from '@diskube/bitmap';
+import {
+  type BlockSource,
+  CorruptError,
+  type DiskubeError,
+  type FilesystemDriver,
+  memorySource,
+  readBytes,
+  UnsupportedError,
+} from '@diskube/core';
+import { describe, expect, it } from 'vitest';
+import { mapDisk } from './disk-map.js';
+import { requireTool, sfdiskImage } from './test-support.js';
+
+const MiB = 1 << 20;
+
+/**
+ * A toy filesystem for testing the composition: "TOYFS" at byte 0, a status byte at 5
+ * (0 ok, 1 corrupt, 2 unsupported), 1 KiB blocks, and block i used when byte 16+i is non-zero.
+ */
+const toyDriver: FilesystemDriver = {
+  name: 'toy',
+  async probe(source: BlockSource) {
+    if (source.size < 4096) return null;
+    const head = await readBytes(source, 0, 5);
+    return new TextDecoder().decode(head) === 'TOYFS'
+      ? { filesystem: 'toy', blockSize: 1024 }
+      : null;
+  },
+  async usedBlocks(source, options) {
+    const head = await readBytes(source, 0, 4096);
+    if (head[5] === 1 && !options?.assumeUsedOnDoubt)
+      throw new CorruptError('toy corrupt', { structure: 'toy header', offset: 5 });
+    if (head[5] === 2)
+      throw new UnsupportedError('toy feature', { structure: 'toy header', offset: 5 });
+    const blockCount = Math.floor(source.size / 1024);
+    const used = new Bitmap(blockCount);
+    for (let i = 0; i < Math.min(blockCount, 4096 - 16); i++) if (head[16 + i]) used.set(i);
+    used.set(0);
+    return {
+      filesystem: 'toy',
+      blockSize: 1024,
+      blockCount,
+      used,
+      tail: {
+        offset: blockCount * 1024,
+        length: source.size - blockCount * 1024,
+        used: false,
+        reason: 'none',
+      },
+      warnings: [],
+      facts: {},
+    };
+  },
+};
+
+function toyFs(disk: Uint8Array, offset: number, usedBlocks: number[], status = 0) {
+  disk.set(new TextEncoder().encode('TOYFS'), offset);
+  disk[offset + 5] = status;
+  for (const b of usedBlocks) disk[offset + 16 + b] = 1;
+}
+
+function swapHeader(disk: Uint8Array, offset: number, signature = 'SWAPSPACE2') {
+  disk.set(new TextEncoder().encode(signature), offset + 4096 - 10);
+}
+
+const haveSfdisk = requireTool('sfdisk', 'fdisk');
+
+describe.runIf(haveSfdisk)('mapDisk on an MBR disk', () => {
+  // 1 MiB gap, 8 MiB toy fs, 4 MiB swap, extended with a 4 MiB logical toy fs and 4 MiB unknown.
+  const base = sfdiskImage(
+    32 * MiB,
+    'label: dos\nstart=2048, size=8M, type=83\nsize=4M, type=82\nstart=26624, type=5\nstart=28672, size=1M, type=83\nstart=32768, size=1M, type=da\n',
+  );
+
+  async function map(disk: Uint8Array, assumeUsedOnDoubt = false) {
+    return mapDisk(memorySource(disk), [toyDriver], { assumeUsedOnDoubt });
+  }
+
+  it('keeps gaps, tables, used fs blocks, the swap header page and unknown partitions', async () => {
+    const disk = base.slice();
+    toyFs(disk, 1 * MiB, [0, 1, 2, 3, 100, 2047]);
+    swapHeader(disk, 9 * MiB);
+    toyFs(disk, 28672 * 512, [5]);
+    const result = await map(disk);
+    expect(result.blockSize).toBe(4096);
+    expect(result.table?.scheme).toBe('mbr');
+    const expected = new Bitmap(result.blockCount);
+    expected.setRange(0, 256); // the first MiB: MBR and the boot loader gap
+    expected.setRange(256, 1); // toy blocks 0–3 (1 KiB) → first 4 KiB block
+    expected.set(256 + 25); // toy block 100 → byte 100 KiB → 4 KiB block 25
+    expected.set(256 + 511); // toy block 2047
+    expected.set(9 * 256); // swap header page
+    // Extended partition area outside logical partitions (EBRs live there): 13 MiB .. 14 MiB
+    // and 15 MiB .. 16 MiB, and the disk after the extended partition's last logical.
+    expected.setRange(13 * 256, 256);
+    expected.set(14 * 256); // logical toy fs block 0 and 5 are both in its first 4 KiB... plus block 5
+    expected.set(14 * 256 + 1);
+    expected.setRange(15 * 256, 256);
+    expected.setRange(16 * 256, 256); // unknown partition (type da) kept whole
+    expected.setRange(17 * 256, result.blockCount - 17 * 256);
+    expect(result.used.toRanges()).toEqual(expected.toRanges());
+    expect(result.parts.map((p) => [p.partition?.number, p.kind, p.content])).toEqual([
+      [1, 'filesystem', 'toy'],
+      [2, 'swap', 'swap'],
+      [5, 'filesystem', 'toy'],
+      [6, 'unknown', null],
+    ]);
+    expect(result.warnings.map((w) => w.code)).toEqual(['unknown-partition']);
+  });
+
+  it('keeps a swap area holding a hibernation image whole', async () => {
+    const disk = base.slice();
+    toyFs(disk, 1 * MiB, [0]);
+    swapHeader(disk, 9 * MiB, 'S1SUSPEND\0');
+    const result = await map(disk);
+    expect(result.used.countRange(9 * 256, 4 * 256)).toBe(4 * 256);
+    expect(result.warnings.map((w) => w.code)).toContain('swap-hibernation');
+  });
+
+  it('refuses a corrupt filesystem unless asked to copy it whole', async () => {
+    const disk = base.slice();
+    toyFs(disk, 1 * MiB, [0], 1);
+    await expect(map(disk)).rejects.toMatchObject({ code: 'CORRUPT' });
+    const forced = await map(disk, true);
+    expect(forced.used.countRange(256, 8 * 256)).toBeGreaterThan(0);
+  });
+
+  it('keeps an unsupported filesystem whole, with a warning', async () => {
+    const disk = base.slice();
+    toyFs(disk, 1 * MiB, [0], 2);
+    const result = await map(disk);
+    expect(result.used.countRange(256, 8 * 256)).toBe(8 * 256);
+    expect(result.warnings.map((w) => w.code)).toContain('filesystem-unsupported');
+  });
+});
+
+describe('mapDisk without a partition table', () => {
+  it('uses the filesystem map directly for a bare filesystem', async () => {
+    const disk = new Uint8Array(MiB);
+    toyFs(disk, 0, [0, 7]);
+    const result = await mapDisk(memorySource(disk), [toyDriver]);
+    expect(result.blockSize).toBe(1024);
+    expect(result.used.toRanges()).toEqual([
+      [0, 1],
+      [7, 1],
+    ]);
+    expect(result.table).toBeNull();
+  });
+
+  it('keeps unrecognised bytes whole, with a warning', async () => {
+    const disk = new Uint8Array(MiB + 100).fill(7);
+    const result = await mapDisk(memorySource(disk), [toyDriver]);
+    expect(result.used.count()).toBe(result.blockCount);
+    expect(result.tail).toMatchObject({ length: 100, used: true });
+    expect(result.warnings[0]!.code).toBe('unrecognised-disk');
+  });
+
+  it('propagates typed errors as DiskubeErrors', async () => {
+    const disk = new Uint8Array(MiB);
+    toyFs(disk, 0, [0], 1);
+    const error = (await mapDisk(memorySource(disk), [toyDriver]).catch((e) => e)) as DiskubeError;
+    expect(error.code).toBe('CORRUPT');
+    expect(error.offset).toBe(5);
+  });
+});

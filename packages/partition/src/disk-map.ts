@@ -1,0 +1,253 @@
+import { Bitmap } from '@diskube/bitmap';
+import {
+  type BlockSource,
+  DiskubeError,
+  type FilesystemDriver,
+  sliceSource,
+  type Tail,
+  type UsedBlocks,
+  type UsedBlocksOptions,
+  type Warning,
+} from '@diskube/core';
+import type { Partition, PartitionTable } from './partition.js';
+import { probeSwap } from './swap.js';
+import { readPartitionTable } from './table.js';
+
+/** What was found in one region of the disk, for display and for the audit trail. */
+export interface DiskPart {
+  /** The partition, or null when the whole disk is one filesystem (or unrecognised). */
+  partition: Partition | null;
+  offset: number;
+  size: number;
+  kind: 'filesystem' | 'swap' | 'unknown';
+  /** Filesystem name for `filesystem`, `swap` for swap. */
+  content: string | null;
+  /** Bytes of this region kept in the map. */
+  usedBytes: number;
+  /** The driver's result, for `filesystem` parts. */
+  result: UsedBlocks | null;
+  warnings: Warning[];
+}
+
+/** The used-block map of a whole disk: what a backup must keep, block by block. */
+export interface DiskMap {
+  size: number;
+  blockSize: number;
+  blockCount: number;
+  used: Bitmap;
+  tail: Tail;
+  table: PartitionTable | null;
+  parts: DiskPart[];
+  warnings: Warning[];
+}
+
+export interface DiskMapOptions extends UsedBlocksOptions {}
+
+/** Map granularity for a partitioned disk: 4 KiB when every partition is 4 KiB aligned. */
+function chooseBlockSize(table: PartitionTable): number {
+  const aligned = table.partitions.every((p) => p.offset % 4096 === 0 && p.size % 4096 === 0);
+  return aligned ? 4096 : 512;
+}
+
+async function detect(source: BlockSource, drivers: readonly FilesystemDriver[]) {
+  for (const driver of drivers) {
+    const probe = await driver.probe(source);
+    if (probe) return driver;
+  }
+  return null;
+}
+
+/**
+ * Computes the used map of a disk image: a bare filesystem, a partitioned disk or unknown
+ * bytes. Everything the drivers cannot vouch for is kept: space outside partitions (boot
+ * loaders live in the gaps), the partition tables, unknown partitions (with a warning) and
+ * filesystems a driver declines as unsupported (with a warning). Linux swap keeps only its
+ * header page unless it holds a hibernation image. A corrupt filesystem fails the call unless
+ * `assumeUsedOnDoubt` is set, in which case it is kept whole with a warning.
+ */
+export async function mapDisk(
+  source: BlockSource,
+  drivers: readonly FilesystemDriver[],
+  options: DiskMapOptions = {},
+): Promise<DiskMap> {
+  const whole = await detect(source, drivers);
+  if (whole) {
+    const result = await whole.usedBlocks(source, options);
+    return {
+      size: source.size,
+      blockSize: result.blockSize,
+      blockCount: result.blockCount,
+      used: result.used,
+      tail: result.tail,
+      table: null,
+      parts: [
+        {
+          partition: null,
+          offset: 0,
+          size: source.size,
+          kind: 'filesystem',
+          content: result.filesystem,
+          usedBytes:
+            result.used.count() * result.blockSize + (result.tail.used ? result.tail.length : 0),
+          result,
+          warnings: result.warnings,
+        },
+      ],
+      warnings: [...result.warnings],
+    };
+  }
+
+  const table = await readPartitionTable(source);
+  const blockSize = table ? chooseBlockSize(table) : 4096;
+  const blockCount = Math.floor(source.size / blockSize);
+  const used = new Bitmap(blockCount).setAll();
+  const tailLength = source.size - blockCount * blockSize;
+  const map: DiskMap = {
+    size: source.size,
+    blockSize,
+    blockCount,
+    used,
+    tail: {
+      offset: blockCount * blockSize,
+      length: tailLength,
+      used: true,
+      reason: 'last partial block of the disk, kept',
+    },
+    table,
+    parts: [],
+    warnings: [],
+  };
+  if (!table) {
+    map.warnings.push({
+      code: 'unrecognised-disk',
+      message: 'no filesystem or partition table recognised: the whole image is kept',
+    });
+    map.parts.push({
+      partition: null,
+      offset: 0,
+      size: source.size,
+      kind: 'unknown',
+      content: null,
+      usedBytes: source.size,
+      result: null,
+      warnings: [],
+    });
+    return map;
+  }
+  map.warnings.push(...table.warnings);
+
+  // First clear every partition's interior, then set what each partition uses, so that
+  // overlapping partitions can only add to the map.
+  for (const p of table.partitions) {
+    const first = Math.ceil(p.offset / blockSize);
+    const end = Math.min(blockCount, Math.floor((p.offset + p.size) / blockSize));
+    if (end > first) used.clearRange(first, end - first);
+  }
+  const keep = (offset: number, length: number) => {
+    if (length <= 0) return;
+    const first = Math.floor(offset / blockSize);
+    const end = Math.min(blockCount, Math.ceil((offset + length) / blockSize));
+    if (end > first) used.setRange(first, end - first);
+  };
+
+  for (const partition of table.partitions) {
+    const part = await mapPartition(source, partition, drivers, options);
+    for (const [offset, length] of part.keep) keep(partition.offset + offset, length);
+    map.parts.push(part.info);
+    map.warnings.push(
+      ...part.info.warnings.map((w) => ({
+        ...w,
+        message: `partition ${partition.number}: ${w.message}`,
+        offset: w.offset === undefined ? partition.offset : partition.offset + w.offset,
+      })),
+    );
+  }
+  return map;
+}
+
+async function mapPartition(
+  disk: BlockSource,
+  partition: Partition,
+  drivers: readonly FilesystemDriver[],
+  options: DiskMapOptions,
+): Promise<{ info: DiskPart; keep: Array<[number, number]> }> {
+  const source = sliceSource(disk, partition.offset, partition.size);
+  const base = { partition, offset: partition.offset, size: partition.size };
+  const keepWhole = (warning: Warning, content: string | null = null) => ({
+    info: {
+      ...base,
+      kind: 'unknown' as const,
+      content,
+      usedBytes: partition.size,
+      result: null,
+      warnings: [warning],
+    },
+    keep: [[0, partition.size]] as Array<[number, number]>,
+  });
+
+  const driver = await detect(source, drivers);
+  if (driver) {
+    let result: UsedBlocks;
+    try {
+      result = await driver.usedBlocks(source, options);
+    } catch (error) {
+      if (!DiskubeError.isInstance(error)) throw error;
+      // An unsupported variant is kept whole like an unknown filesystem. A corrupt or dirty one
+      // is refused unless the caller asked for a full copy when in doubt.
+      if (error.code === 'UNSUPPORTED' || options.assumeUsedOnDoubt) {
+        return keepWhole(
+          {
+            code: `filesystem-${error.code.toLowerCase()}`,
+            message: `${driver.name}: ${error.message}; kept whole`,
+          },
+          driver.name,
+        );
+      }
+      throw error;
+    }
+    const keep: Array<[number, number]> = [];
+    for (const [start, length] of result.used.runs()) {
+      keep.push([start * result.blockSize, length * result.blockSize]);
+    }
+    if (result.tail.used) keep.push([result.tail.offset, result.tail.length]);
+    return {
+      info: {
+        ...base,
+        kind: 'filesystem',
+        content: result.filesystem,
+        usedBytes: keep.reduce((sum, [, length]) => sum + length, 0),
+        result,
+        warnings: result.warnings,
+      },
+      keep,
+    };
+  }
+
+  const swap = await probeSwap(source);
+  if (swap?.hibernation) {
+    return keepWhole(
+      {
+        code: 'swap-hibernation',
+        message: `swap holds a hibernation image (${swap.signature}); kept whole`,
+      },
+      'swap',
+    );
+  }
+  if (swap) {
+    return {
+      info: {
+        ...base,
+        kind: 'swap',
+        content: 'swap',
+        usedBytes: swap.pageSize,
+        result: null,
+        warnings: [],
+      },
+      keep: [[0, swap.pageSize]],
+    };
+  }
+  return keepWhole({
+    code: 'unknown-partition',
+    message: `type ${partition.type} (${partition.typeName}): no filesystem recognised; kept whole`,
+  });
+}

@@ -1,0 +1,73 @@
+// Sources: "Master boot record" and "Extended boot record" layouts as documented by
+// util-linux libfdisk (dos.c) and the IBM PC partition-table convention; type codes from
+// util-linux's list. Offsets are within a 512-byte sector; integers little-endian.
+import { CorruptError } from '@diskube/core';
+
+/** One of the four 16-byte entries at 0x1BE of an MBR or EBR. */
+export interface MbrEntry {
+  /** 0x00 or 0x80 (bootable). */
+  status: number;
+  type: number;
+  /** First sector, relative to a base that depends on the entry's role. */
+  lbaStart: number;
+  sectorCount: number;
+}
+
+export const MBR_ENTRY_OFFSET = 0x1be;
+export const MBR_SIGNATURE_OFFSET = 0x1fe;
+export const EXTENDED_TYPES = new Set([0x05, 0x0f, 0x85]);
+export const GPT_PROTECTIVE_TYPE = 0xee;
+
+/**
+ * Parses the four partition entries of an MBR or EBR sector. Returns null when the sector does
+ * not look like one: no 0x55AA signature, or a status byte other than 0x00 / 0x80 (which is how
+ * a FAT or NTFS boot sector, which also ends in 0x55AA, is told apart).
+ */
+export function parseMbrSector(sector: Uint8Array, sectorOffset: number): MbrEntry[] | null {
+  if (sector.length < 512) {
+    throw new CorruptError(`MBR sector is ${sector.length} bytes, need 512`, {
+      structure: 'MBR',
+      offset: sectorOffset,
+      reason: 'truncated',
+    });
+  }
+  if (sector[MBR_SIGNATURE_OFFSET] !== 0x55 || sector[MBR_SIGNATURE_OFFSET + 1] !== 0xaa)
+    return null;
+  const view = new DataView(sector.buffer, sector.byteOffset, 512);
+  const entries: MbrEntry[] = [];
+  for (let i = 0; i < 4; i++) {
+    const at = MBR_ENTRY_OFFSET + 16 * i;
+    const status = view.getUint8(at + 0x0);
+    const type = view.getUint8(at + 0x4);
+    const lbaStart = view.getUint32(at + 0x8, true);
+    const sectorCount = view.getUint32(at + 0xc, true);
+    if (status !== 0x00 && status !== 0x80) return null;
+    entries.push({ status, type, lbaStart, sectorCount });
+  }
+  return entries;
+}
+
+const MBR_TYPE_NAMES: Record<number, string> = {
+  1: 'FAT12',
+  4: 'FAT16 <32M',
+  5: 'Extended',
+  6: 'FAT16',
+  7: 'HPFS/NTFS/exFAT',
+  11: 'W95 FAT32',
+  12: 'W95 FAT32 (LBA)',
+  14: 'W95 FAT16 (LBA)',
+  15: 'W95 Extended (LBA)',
+  39: 'Hidden NTFS WinRE',
+  130: 'Linux swap',
+  131: 'Linux',
+  133: 'Linux extended',
+  142: 'Linux LVM',
+  218: 'Non-FS data',
+  238: 'GPT protective',
+  239: 'EFI (FAT-12/16/32)',
+  253: 'Linux raid autodetect',
+};
+
+export function mbrTypeName(type: number): string {
+  return MBR_TYPE_NAMES[type] ?? 'unknown';
+}
