@@ -16,7 +16,9 @@ export interface AnalyzeOptions {
 export async function analyzeImage(path: string, options: AnalyzeOptions = {}): Promise<Analysis> {
   const source = await openFileSource(path);
   try {
-    const map = await mapDisk(source, DRIVERS, { assumeUsedOnDoubt: options.fullCopyOnDoubt ?? false });
+    const map = await mapDisk(source, DRIVERS, {
+      assumeUsedOnDoubt: options.fullCopyOnDoubt ?? false,
+    });
     return { path, map };
   } finally {
     await source.close();

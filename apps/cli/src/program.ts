@@ -1,6 +1,10 @@
 import { Command } from 'commander';
+import { registerBackup } from './commands/backup.js';
+import { registerInfo } from './commands/info.js';
 import { registerInspect } from './commands/inspect.js';
+import { registerRestore } from './commands/restore.js';
 import { registerUsed } from './commands/used.js';
+import { registerVerify } from './commands/verify.js';
 import { VERSION } from './version.js';
 
 export function createProgram(): Command {
@@ -11,5 +15,9 @@ export function createProgram(): Command {
     .showHelpAfterError();
   registerInspect(program);
   registerUsed(program);
+  registerBackup(program);
+  registerRestore(program);
+  registerVerify(program);
+  registerInfo(program);
   return program;
 }

@@ -1,3 +1,4 @@
+import { andNotWords, andWords, notWords, orWords } from './algebra.js';
 import { readBytes, writeBytes } from './bytes.js';
 import { popcountWords } from './popcount.js';
 import { clearBits, countBits, setBits } from './range.js';
@@ -76,13 +77,14 @@ export class Bitmap {
     if (!(bytes instanceof Uint8Array)) {
       throw new TypeError('Bitmap.fromBytes: bytes must be a Uint8Array');
     }
-    const bitmap = new Bitmap(length);
+    checkCount('Bitmap.fromBytes', 'length', length, MAX_LENGTH);
     const need = Math.ceil(length / 8);
     if (bytes.length < need) {
       throw new RangeError(
         `Bitmap.fromBytes: ${length} bits need ${need} bytes, got ${bytes.length}`,
       );
     }
+    const bitmap = new Bitmap(length);
     writeBytes(bitmap.words, 0, bytes.subarray(0, need));
     bitmap.maskTail();
     return bitmap;
@@ -198,32 +200,25 @@ export class Bitmap {
 
   /** Keeps only the bits also set in `other` (same length). */
   and(other: Bitmap): this {
-    const a = this.words;
-    const b = this.sameLength('Bitmap.and', other);
-    for (let i = 0; i < a.length; i++) a[i] = a[i]! & b[i]!;
+    andWords(this.words, this.sameLength('Bitmap.and', other));
     return this;
   }
 
   /** Adds the bits set in `other` (same length). */
   or(other: Bitmap): this {
-    const a = this.words;
-    const b = this.sameLength('Bitmap.or', other);
-    for (let i = 0; i < a.length; i++) a[i] = a[i]! | b[i]!;
+    orWords(this.words, this.sameLength('Bitmap.or', other));
     return this;
   }
 
   /** Removes the bits set in `other` (same length). */
   andNot(other: Bitmap): this {
-    const a = this.words;
-    const b = this.sameLength('Bitmap.andNot', other);
-    for (let i = 0; i < a.length; i++) a[i] = a[i]! & ~b[i]!;
+    andNotWords(this.words, this.sameLength('Bitmap.andNot', other));
     return this;
   }
 
   /** Flips every bit. */
   not(): this {
-    const a = this.words;
-    for (let i = 0; i < a.length; i++) a[i] = ~a[i]!;
+    notWords(this.words);
     this.maskTail();
     return this;
   }
@@ -259,21 +254,13 @@ export class Bitmap {
 
   /**
    * The runs of set bits within `[start, end)` in ascending order, as `[start, length]` pairs;
-   * runs crossing the window's edges are cut at them. Empty and full words are skipped a word at
-   * a time. Do not modify the bitmap while iterating.
+   * runs crossing the window's edges are cut at them. Empty and full words are skipped four per
+   * compare. Do not modify the bitmap while iterating.
    */
-  *runs(start = 0, end: number = this.length): Generator<Run, void, undefined> {
+  runs(start = 0, end: number = this.length): Generator<Run, void, undefined> {
+    // Checked here, not inside the generator, so a bad window throws at the call.
     checkWindow('Bitmap.runs', start, end, this.length);
-    const words = this.words;
-    let pos = start;
-    while (pos < end) {
-      const s = findSet(words, pos, end);
-      if (s < 0) return;
-      let e = findClear(words, s, end);
-      if (e < 0) e = end;
-      yield [s, e - s];
-      pos = e;
-    }
+    return runsOf(this.words, start, end);
   }
 
   /**
@@ -361,5 +348,17 @@ export class Bitmap {
       );
     }
     return other.words;
+  }
+}
+
+function* runsOf(words: Uint32Array, start: number, end: number): Generator<Run, void, undefined> {
+  let pos = start;
+  while (pos < end) {
+    const s = findSet(words, pos, end);
+    if (s < 0) return;
+    let e = findClear(words, s, end);
+    if (e < 0) e = end;
+    yield [s, e - s];
+    pos = e;
   }
 }

@@ -13,28 +13,29 @@ function strideMask(period: number, width: number): number {
   return mask >>> 0;
 }
 
-interface Step {
-  shift: number;
-  /** Layout before a compress step (after a spread step): groups of `width` bits every `period`. */
-  before: number;
-  /** Layout after a compress step (before a spread step). */
-  after: number;
-}
-
 /**
- * Steps that gather the bits at positions `0, f, 2f, …` of a word into its low `32 / f` bits
- * (compress), and back (spread), for a power of two `f < 32`: each step merges pairs of groups.
+ * Shifts and masks that gather the bits at positions `0, f, 2f, …` of a word into its low `32 / f`
+ * bits (compress) and back (spread), for a power of two `f < 32`. Step `k` merges neighbouring
+ * groups: groups of `width` bits every `period` become groups of `2 × width` every `2 × period`.
+ * Always four steps (`f = 2` needs all four), padded with no-ops (shift 0, mask all ones), so the
+ * hot loops run straight-line code without an inner loop over a step list.
  */
-function strideSteps(factor: number): Step[] {
-  const steps: Step[] = [];
-  for (let period = factor, width = 1; period < 32; period *= 2, width *= 2) {
-    steps.push({
-      shift: period - width,
-      before: strideMask(period, width),
-      after: strideMask(period * 2, width * 2),
-    });
+function strideSteps(factor: number): {
+  shifts: number[];
+  /** Layout after each compress step. */
+  after: number[];
+  /** Layout before each compress step (after the matching spread step). */
+  before: number[];
+} {
+  const shifts = [0, 0, 0, 0];
+  const after = [-1, -1, -1, -1];
+  const before = [-1, -1, -1, -1];
+  for (let k = 0, period = factor, width = 1; period < 32; k++, period *= 2, width *= 2) {
+    shifts[k] = period - width;
+    before[k] = strideMask(period, width) | 0;
+    after[k] = strideMask(period * 2, width * 2) | 0;
   }
-  return steps;
+  return { shifts, after, before };
 }
 
 function isPowerOfTwo(n: number): boolean {
@@ -50,18 +51,34 @@ export function coarsenWords(
 ): void {
   const n = src.length;
   if (isPowerOfTwo(factor) && factor < 32) {
+    // Each fine word yields `32 / factor` coarse bits; `factor` fine words fill one coarse word.
     const perWord = 32 / factor;
-    const steps = strideSteps(factor);
-    const first = strideMask(factor, 1);
-    for (let i = 0; i < n; i++) {
-      let w = src[i]!;
-      if (w === 0) continue;
-      // Fold: bit p becomes the OR of bits p..p+factor-1.
-      for (let s = 1; s < factor; s *= 2) w |= w >>> s;
-      w &= first;
-      for (const step of steps) w = (w | (w >>> step.shift)) & step.after;
-      const di = Math.floor(i / factor);
-      dst[di] = dst[di]! | (w << ((i % factor) * perWord));
+    const { shifts, after } = strideSteps(factor);
+    const [s0, s1, s2, s3] = shifts as [number, number, number, number];
+    const [m0, m1, m2, m3] = after as [number, number, number, number];
+    // Fold shifts: after them bit p holds the OR of bits p..p+factor-1 (no-op shifts are 0).
+    const f0 = factor >= 2 ? 1 : 0;
+    const f1 = factor >= 4 ? 2 : 0;
+    const f2 = factor >= 8 ? 4 : 0;
+    const f3 = factor >= 16 ? 8 : 0;
+    const first = strideMask(factor, 1) | 0;
+    for (let i = 0, di = 0; i < n; di++) {
+      let word = 0;
+      for (let q = 0; q < factor && i < n; q++, i++) {
+        let w = src[i]! | 0; // int32 throughout, so V8 keeps it in a register
+        if (w === 0) continue;
+        w |= w >>> f0;
+        w |= w >>> f1;
+        w |= w >>> f2;
+        w |= w >>> f3;
+        w &= first;
+        w = (w | (w >>> s0)) & m0;
+        w = (w | (w >>> s1)) & m1;
+        w = (w | (w >>> s2)) & m2;
+        w = (w | (w >>> s3)) & m3;
+        word |= w << (q * perWord);
+      }
+      dst[di] = word;
     }
     return;
   }
@@ -98,21 +115,29 @@ export function refineWords(
   dst: Uint32Array,
 ): void {
   if (isPowerOfTwo(factor) && factor < 32) {
+    // Each chunk of `32 / factor` coarse bits becomes one fine word.
     const perWord = 32 / factor;
     const chunkMask = 2 ** perWord - 1;
     const fill = 2 ** factor - 1;
-    const steps = strideSteps(factor).reverse();
+    const { shifts, before } = strideSteps(factor);
+    const [s0, s1, s2, s3] = shifts as [number, number, number, number];
+    const [m0, m1, m2, m3] = before as [number, number, number, number];
     const n = src.length;
-    for (let i = 0; i < n; i++) {
+    for (let i = 0, di = 0; i < n; i++) {
       const w = src[i]!;
-      if (w === 0) continue;
-      const base = i * factor;
-      for (let q = 0; q < factor; q++) {
+      if (w === 0) {
+        di += factor;
+        continue;
+      }
+      for (let q = 0; q < factor; q++, di++) {
         let x = (w >>> (q * perWord)) & chunkMask;
         if (x === 0) continue;
-        for (const step of steps) x = (x | (x << step.shift)) & step.before;
+        x = (x | (x << s3)) & m3;
+        x = (x | (x << s2)) & m2;
+        x = (x | (x << s1)) & m1;
+        x = (x | (x << s0)) & m0;
         // Bits now sit every `factor` positions; the multiply widens each into `factor` ones.
-        dst[base + q] = Math.imul(x, fill);
+        dst[di] = Math.imul(x, fill);
       }
     }
     return;

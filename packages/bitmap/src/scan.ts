@@ -8,32 +8,52 @@ export function ctz32(word: number): number {
 }
 
 /**
- * First set bit in `[from, end)`, or −1. Requires `from < end`; zero words are skipped with one
- * compare each.
+ * First set bit in `[from, end)`, or −1. Requires `from < end`.
  */
 export function findSet(words: Uint32Array, from: number, end: number): number {
   let wi = Math.floor(from / 32);
   const last = Math.floor((end - 1) / 32);
   let w = words[wi]! & (-1 << (from - wi * 32));
-  while (w === 0) {
-    if (++wi > last) return -1;
-    w = words[wi]!;
+  if (w === 0) {
+    // Free space: skip four zero words per compare, then finish word by word.
+    wi++;
+    while (
+      wi + 3 <= last &&
+      (words[wi]! | words[wi + 1]! | words[wi + 2]! | words[wi + 3]!) === 0
+    ) {
+      wi += 4;
+    }
+    for (; wi <= last; wi++) {
+      w = words[wi]! | 0; // int32 like the masked first word, so V8 keeps one representation
+      if (w !== 0) break;
+    }
+    if (wi > last) return -1;
   }
   const index = wi * 32 + ctz32(w);
   return index < end ? index : -1;
 }
 
 /**
- * First clear bit in `[from, end)`, or −1. Requires `from < end`; full words are skipped with one
- * compare each.
+ * First clear bit in `[from, end)`, or −1. Requires `from < end`.
  */
 export function findClear(words: Uint32Array, from: number, end: number): number {
   let wi = Math.floor(from / 32);
   const last = Math.floor((end - 1) / 32);
   let w = ~words[wi]! & (-1 << (from - wi * 32));
-  while (w === 0) {
-    if (++wi > last) return -1;
-    w = ~words[wi]!;
+  if (w === 0) {
+    // Long used runs: skip four full words per compare (`&` of full words is −1 as an int32).
+    wi++;
+    while (
+      wi + 3 <= last &&
+      (words[wi]! & words[wi + 1]! & words[wi + 2]! & words[wi + 3]!) === -1
+    ) {
+      wi += 4;
+    }
+    for (; wi <= last; wi++) {
+      w = ~words[wi]!;
+      if (w !== 0) break;
+    }
+    if (wi > last) return -1;
   }
   const index = wi * 32 + ctz32(w);
   return index < end ? index : -1;

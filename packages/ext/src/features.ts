@@ -116,7 +116,7 @@ function names(table: Record<string, number>, bits: number, prefix: string): str
     }
   }
   for (let bit = 0; bit < 32; bit++) {
-    if (rest & (1 << bit)) out.push(`${prefix}_${bit}`);
+    if (rest & (1 << bit)) out.push(`${prefix}${bit}`);
   }
   return out;
 }

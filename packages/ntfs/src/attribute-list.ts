@@ -34,7 +34,11 @@ export const MAX_ATTRIBUTE_LIST_SIZE = 4 * 1024 * 1024;
  * | 0x18 | 2    | instance      |
  * | 0x1a | 2n   | name          |
  */
-export function parseAttributeList(value: Uint8Array, at: number, baseRecord: number): AttributeListEntry[] {
+export function parseAttributeList(
+  value: Uint8Array,
+  at: number,
+  baseRecord: number,
+): AttributeListEntry[] {
   const s = `attribute list of MFT record ${baseRecord}`;
   const out: AttributeListEntry[] = [];
   let pos = 0;
@@ -43,7 +47,11 @@ export function parseAttributeList(value: Uint8Array, at: number, baseRecord: nu
     // Some writers pad the end of the list with zeros; a zero type ends it.
     if (pos + 4 <= value.length && u32(value, pos, s, at) === 0) break;
     if (pos + 0x1a > value.length) {
-      throw new CorruptError('attribute list entry is truncated', { structure: s, offset: at + pos, reason: 'bad-length' });
+      throw new CorruptError('attribute list entry is truncated', {
+        structure: s,
+        offset: at + pos,
+        reason: 'bad-length',
+      });
     }
     const type = u32(value, pos, s, at);
     const length = u16(value, pos + 4, s, at);
@@ -65,7 +73,11 @@ export function parseAttributeList(value: Uint8Array, at: number, baseRecord: nu
     }
     const lowest_vcn = i64(value, pos + 8, s, at);
     if (lowest_vcn < 0) {
-      throw new CorruptError('negative lowest_vcn', { structure: s, offset: at + pos + 8, reason: 'bad-vcn' });
+      throw new CorruptError('negative lowest_vcn', {
+        structure: s,
+        offset: at + pos + 8,
+        reason: 'bad-vcn',
+      });
     }
     const ref = fileReference(value, pos + 0x10, s, at);
     const name = name_length > 0 ? utf16(value, pos + name_offset, name_length, s, at) : '';

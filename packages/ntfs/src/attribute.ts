@@ -76,7 +76,11 @@ export type Attribute = ResidentAttribute | NonResidentAttribute;
  * | 0x30 |      |                        |                   | data_size (8)               |
  * | 0x38 |      |                        |                   | initialized_size (8)        |
  */
-export function parseAttributes(record: Uint8Array, header: MftRecordHeader, at: number): Attribute[] {
+export function parseAttributes(
+  record: Uint8Array,
+  header: MftRecordHeader,
+  at: number,
+): Attribute[] {
   const out: Attribute[] = [];
   const end = header.bytesInUse;
   let pos = header.attrsOffset;
@@ -125,7 +129,11 @@ export function parseAttributes(record: Uint8Array, header: MftRecordHeader, at:
           reason: 'bad-length',
         });
       }
-      out.push({ ...common, resident: true, value: a.subarray(value_offset, value_offset + value_length) });
+      out.push({
+        ...common,
+        resident: true,
+        value: a.subarray(value_offset, value_offset + value_length),
+      });
     } else if (non_resident === 1) {
       need(a, 0x40, s, aAt);
       const lowest_vcn = i64(a, 0x10, s, aAt);
@@ -151,7 +159,10 @@ export function parseAttributes(record: Uint8Array, header: MftRecordHeader, at:
       }
       if (
         lowest_vcn === 0 &&
-        (allocated_size < 0 || data_size < 0 || initialized_size < 0 || data_size > allocated_size ||
+        (allocated_size < 0 ||
+          data_size < 0 ||
+          initialized_size < 0 ||
+          data_size > allocated_size ||
           initialized_size > data_size)
       ) {
         throw new CorruptError('attribute sizes are inconsistent', {

@@ -30,7 +30,12 @@ export interface BootSector {
  * Decode the signed "clusters per record" byte used for MFT and index records: a positive value
  * counts clusters, a negative one is −log2 of the size in bytes (e.g. 0xF6 = −10 → 1024 bytes).
  */
-export function decodeRecordSize(raw: number, clusterSize: number, field: string, at: number): number {
+export function decodeRecordSize(
+  raw: number,
+  clusterSize: number,
+  field: string,
+  at: number,
+): number {
   const size = raw > 0 ? raw * clusterSize : raw < 0 && raw >= -31 ? 2 ** -raw : 0;
   // Records must be a whole number of 512-byte fixup strides; 64 KiB bounds the buffers we allocate.
   if (size < 512 || size > 65536 || (size & (size - 1)) !== 0) {
@@ -76,7 +81,11 @@ export function parseBootSector(bytes: Uint8Array, at = 0): BootSector {
       reason: 'bad-magic',
     });
   }
-  if (bytes_per_sector < 512 || bytes_per_sector > 4096 || (bytes_per_sector & (bytes_per_sector - 1))) {
+  if (
+    bytes_per_sector < 512 ||
+    bytes_per_sector > 4096 ||
+    bytes_per_sector & (bytes_per_sector - 1)
+  ) {
     throw new CorruptError(`bytes per sector ${bytes_per_sector} is not 512, 1024, 2048 or 4096`, {
       structure: s,
       offset: at + 0x0b,
@@ -94,11 +103,14 @@ export function parseBootSector(bytes: Uint8Array, at = 0): BootSector {
     sectorsPerCluster = shift <= 31 ? 2 ** shift : 0;
   }
   if (sectorsPerCluster === 0 || (sectorsPerCluster & (sectorsPerCluster - 1)) !== 0) {
-    throw new CorruptError(`sectors per cluster byte 0x${sectors_per_cluster.toString(16)} is invalid`, {
-      structure: s,
-      offset: at + 0x0d,
-      reason: 'bad-cluster-size',
-    });
+    throw new CorruptError(
+      `sectors per cluster byte 0x${sectors_per_cluster.toString(16)} is invalid`,
+      {
+        structure: s,
+        offset: at + 0x0d,
+        reason: 'bad-cluster-size',
+      },
+    );
   }
   const clusterSize = sectorsPerCluster * bytes_per_sector;
   if (clusterSize > MAX_CLUSTER_SIZE) {
@@ -124,7 +136,12 @@ export function parseBootSector(bytes: Uint8Array, at = 0): BootSector {
       reason: 'out-of-range',
     });
   }
-  const mftRecordSize = decodeRecordSize(clusters_per_mft_record, clusterSize, 'clusters per MFT record', at + 0x40);
+  const mftRecordSize = decodeRecordSize(
+    clusters_per_mft_record,
+    clusterSize,
+    'clusters per MFT record',
+    at + 0x40,
+  );
   const indexRecordSize = decodeRecordSize(
     clusters_per_index_record,
     clusterSize,

@@ -82,7 +82,11 @@ export interface MftRecordHeader {
  * | 0x1c | 4    | bytes_allocated   |
  * | 0x20 | 8    | base_mft_record   |
  */
-export function parseMftRecord(record: Uint8Array, recordNumber: number, at: number): MftRecordHeader {
+export function parseMftRecord(
+  record: Uint8Array,
+  recordNumber: number,
+  at: number,
+): MftRecordHeader {
   const s = `MFT record ${recordNumber}`;
   need(record, 0x30, s, at);
   const m = magic(record, 0);
@@ -102,11 +106,14 @@ export function parseMftRecord(record: Uint8Array, recordNumber: number, at: num
   const bytes_allocated = u32(record, 0x1c, s, at);
   const base_mft_record = fileReference(record, 0x20, s, at);
   if (bytes_allocated !== record.length) {
-    throw new CorruptError(`bytes_allocated ${bytes_allocated} differs from the record size ${record.length}`, {
-      structure: s,
-      offset: at + 0x1c,
-      reason: 'bad-record-size',
-    });
+    throw new CorruptError(
+      `bytes_allocated ${bytes_allocated} differs from the record size ${record.length}`,
+      {
+        structure: s,
+        offset: at + 0x1c,
+        reason: 'bad-record-size',
+      },
+    );
   }
   if (bytes_in_use > record.length || bytes_in_use < attrs_offset + 4) {
     throw new CorruptError(`bytes_in_use ${bytes_in_use} is out of range`, {

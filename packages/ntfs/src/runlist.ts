@@ -55,19 +55,24 @@ export function decodeRunlist(
     if (lengthSize === 0 || lengthSize > 8 || offsetSize > 8) {
       fail(`runlist header byte 0x${header.toString(16)} is invalid`, 'bad-runlist');
     }
-    if (pos + 1 + lengthSize + offsetSize > bytes.length) fail('run runs past the attribute', 'bad-runlist');
+    if (pos + 1 + lengthSize + offsetSize > bytes.length)
+      fail('run runs past the attribute', 'bad-runlist');
     const length = readLe(bytes, pos + 1, lengthSize, true);
     if (length <= 0n || length > BigInt(Number.MAX_SAFE_INTEGER)) {
       fail(`run length ${length} is invalid`, 'bad-runlist');
     }
     const n = Number(length);
-    if (vcn + n > Math.max(highestVcn + 1, lowestVcn + 1)) fail('runs extend past highest_vcn', 'bad-runlist');
+    if (vcn + n > Math.max(highestVcn + 1, lowestVcn + 1))
+      fail('runs extend past highest_vcn', 'bad-runlist');
     if (offsetSize === 0) {
       runs.push({ vcn, lcn: SPARSE, length: n });
     } else {
       lcn += readLe(bytes, pos + 1 + lengthSize, offsetSize, true);
       if (lcn < 0n || lcn + length > BigInt(clusterCount)) {
-        fail(`run at LCN ${lcn} (+${length}) lies outside the volume of ${clusterCount} clusters`, 'run-outside-volume');
+        fail(
+          `run at LCN ${lcn} (+${length}) lies outside the volume of ${clusterCount} clusters`,
+          'run-outside-volume',
+        );
       }
       runs.push({ vcn, lcn: Number(lcn), length: n });
     }
@@ -76,7 +81,11 @@ export function decodeRunlist(
   }
   // An attribute without clusters may record highest_vcn as 0 instead of −1 (ntfs-3g accepts it).
   if (vcn !== highestVcn + 1 && !(runs.length === 0 && highestVcn === lowestVcn)) {
-    fail(`runs cover VCNs ${lowestVcn}..${vcn - 1}, expected up to ${highestVcn}`, 'bad-runlist', 0);
+    fail(
+      `runs cover VCNs ${lowestVcn}..${vcn - 1}, expected up to ${highestVcn}`,
+      'bad-runlist',
+      0,
+    );
   }
   return runs;
 }

@@ -93,7 +93,10 @@ export function inspectText(path: string, map: DiskMap): string[] {
     out.push('contents     nothing recognised: the whole image is kept');
     return out;
   }
-  out.push(`table        ${map.table.scheme.toUpperCase()}, ${map.table.partitions.length} partitions`, '');
+  out.push(
+    `table        ${map.table.scheme.toUpperCase()}, ${map.table.partitions.length} partitions`,
+    '',
+  );
   const rows = [['#', 'start', 'size', 'type', 'contents', 'kept']];
   for (const part of map.parts) {
     const p = part.partition!;
@@ -107,6 +110,7 @@ export function inspectText(path: string, map: DiskMap): string[] {
     ]);
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  for (const row of rows) out.push(`  ${row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ')}`.trimEnd());
+  for (const row of rows)
+    out.push(`  ${row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ')}`.trimEnd());
   return out;
 }

@@ -1,0 +1,61 @@
+/** Where a node came from in the spec text (1-based). */
+export interface Pos {
+  line: number;
+  column: number;
+}
+
+export type TableKind = 'none' | 'mbr' | 'gpt';
+export type FsType = 'ext2' | 'ext3' | 'ext4' | 'ntfs' | 'fat' | 'swap' | 'raw';
+export const FS_TYPES: readonly FsType[] = ['ext2', 'ext3', 'ext4', 'ntfs', 'fat', 'swap', 'raw'];
+
+/** Where file bytes come from. Every generator is a pure function of its parameters. */
+export type Generator =
+  | { kind: 'random'; seed: number }
+  | { kind: 'text' }
+  | { kind: 'zeros' }
+  | { kind: 'literal'; text: string };
+
+export type ContentOp =
+  | { op: 'prefill'; gen: Generator; pos: Pos }
+  | { op: 'dir'; path: string; pos: Pos }
+  | { op: 'file'; path: string; size: number; gen: Generator; pos: Pos }
+  | { op: 'files'; dir: string; count: number; size: number | 'small'; seed: number; pos: Pos }
+  | { op: 'delete'; path: string; pos: Pos }
+  | { op: 'append'; path: string; size: number; gen: Generator; pos: Pos }
+  | { op: 'truncate'; path: string; size: number; pos: Pos }
+  | { op: 'overwrite'; path: string; offset: number; size: number; gen: Generator; pos: Pos };
+
+export interface FilesystemSpec {
+  type: FsType;
+  /** Options as written (`block=4K` → `{ block: '4K' }`), validated by the parser. */
+  options: Record<string, string>;
+  content: ContentOp[];
+  pos: Pos;
+}
+
+export interface PartitionSpec {
+  kind: 'partition';
+  size: number | 'rest';
+  /** Table attributes: `type=` (MBR hex id or GPT GUID/alias), `name=` (GPT), `bootable` (MBR). */
+  attrs: { type?: string; name?: string; bootable?: boolean };
+  filesystem: FilesystemSpec;
+  pos: Pos;
+}
+
+export interface ExtendedSpec {
+  kind: 'extended';
+  size: number | 'rest';
+  /** Logical partitions, numbered 5, 6, … in order. */
+  partitions: PartitionSpec[];
+  pos: Pos;
+}
+
+export interface DiskSpec {
+  size: number;
+  table: TableKind;
+  /** Set when `table` is `none`: the filesystem filling the disk. */
+  filesystem?: FilesystemSpec;
+  /** Primary (and one extended, MBR only) partitions when there is a table. */
+  partitions: Array<PartitionSpec | ExtendedSpec>;
+  pos: Pos;
+}

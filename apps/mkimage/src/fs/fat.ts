@@ -1,0 +1,64 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseSize } from '../size.js';
+import { run } from '../tools.js';
+import { type BuildContext, type FilesystemBuilder, hostFile, stableUuid } from './builder.js';
+
+const parentOf = (p: string): string => p.slice(0, p.lastIndexOf('/')) || '/';
+const baseOf = (p: string): string => p.slice(p.lastIndexOf('/') + 1);
+
+/** mtools skips its sanity checks on image files with odd geometry. */
+const ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLSRC: '/dev/null' };
+
+/**
+ * FAT12/16/32 through mkfs.vfat --offset and mtools (`image@@offset`), in place.
+ * `--invariant` plus a volume id derived from the spec make mkfs reproducible; mtools takes
+ * file times from the host file (`-m`, fixed mtime) and SOURCE_DATE_EPOCH. mdel frees clusters
+ * without zeroing them. mtools cannot write inside a file, so append, overwrite and truncate
+ * replace the whole file (`mcopy -o`).
+ */
+export const fatBuilder: FilesystemBuilder = {
+  inPlace: true,
+  async build(ctx: BuildContext) {
+    const o = ctx.fs.options;
+    const volid = stableUuid(ctx.id, 'fat-volid').slice(0, 8);
+    const args = ['--invariant', '-i', volid, '-h', String(ctx.startSector)];
+    if (o.fat) args.push('-F', o.fat);
+    if (o.cluster) args.push('-s', String(parseSize(o.cluster)! / 512));
+    if (o.label) args.push('-n', o.label);
+    if (ctx.offset > 0) args.push(`--offset=${ctx.offset / 512}`);
+    args.push(ctx.target, String(Math.floor(ctx.size / 1024)));
+    const mk = await run('mkfs.vfat', args);
+    const image = `${ctx.target}@@${ctx.offset}`;
+    const m = (tool: string, rest: string[]) => run(tool, ['-i', image, ...rest], { env: ENV });
+
+    const actions = ctx.plan.actions;
+    let batch = 0;
+    for (let i = 0; i < actions.length; i++) {
+      const act = actions[i]!;
+      if (act.a === 'mkdir') await m('mmd', [`::${act.path}`]);
+      else if (act.a === 'rm') await m(act.dir ? 'mrd' : 'mdel', [`::${act.path}`]);
+      else if (act.a === 'write') {
+        // Consecutive new files in one directory go in one mcopy: the host copies are named
+        // as on the image, in a directory of their own.
+        const dir = parentOf(act.path);
+        const stage = join(ctx.tmpDir, `fat-${++batch}`);
+        await mkdir(stage);
+        const hosts: string[] = [];
+        let j = i;
+        for (; j < actions.length; j++) {
+          const w = actions[j]!;
+          if (w.a !== 'write' || parentOf(w.path) !== dir) break;
+          hosts.push(await hostFile(stage, w.content, baseOf(w.path)));
+        }
+        i = j - 1;
+        await m('mcopy', ['-m', ...hosts, `::${dir === '/' ? '/' : `${dir}/`}`]);
+      } else {
+        const host = await hostFile(ctx.tmpDir, act.content);
+        await m('mcopy', ['-o', '-m', host, `::${act.path}`]);
+      }
+    }
+    const fatBits = /(\d+)-bit FAT/.exec(mk.stdout)?.[1];
+    return { ...o, volid, ...(fatBits ? { fat: fatBits } : {}) };
+  },
+};

@@ -1,0 +1,108 @@
+import { createHash } from 'node:crypto';
+import { access, mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BuildError } from '../errors.js';
+import { parseSize } from '../size.js';
+import { run } from '../tools.js';
+import { type BuildContext, type FilesystemBuilder, hostFile } from './builder.js';
+import { NTFS_HELPER_C } from './ntfs-helper.js';
+
+/**
+ * Compiles the libntfs-3g helper once per helper directory (keyed by its source hash). Built
+ * under a temporary name and renamed, so parallel builds never see a half-written binary.
+ */
+async function ntfsHelper(dir: string): Promise<string> {
+  const hash = createHash('sha256').update(NTFS_HELPER_C).digest('hex').slice(0, 16);
+  const bin = join(dir, `mkimage-ntfs-${hash}`);
+  try {
+    await access(bin);
+    return bin;
+  } catch {}
+  await mkdir(dir, { recursive: true });
+  const tag = `${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const src = join(dir, `.mkimage-ntfs-${tag}.c`);
+  const tmp = join(dir, `.mkimage-ntfs-${tag}`);
+  await writeFile(src, NTFS_HELPER_C);
+  try {
+    await run('gcc', ['-O2', '-o', tmp, src, '-l:libntfs-3g.so.89']).catch((e: unknown) => {
+      if (BuildError.isInstance(e) && /cannot find -l/.test(e.stderr)) {
+        throw new BuildError(
+          "libntfs-3g.so.89 not found: install the Debian package 'ntfs-3g' (libntfs-3g89)",
+          e.command,
+          e.stderr,
+        );
+      }
+      throw e;
+    });
+    await rename(tmp, bin);
+  } finally {
+    await rm(src, { force: true });
+    await rm(tmp, { force: true });
+  }
+  return bin;
+}
+
+/**
+ * NTFS through mkntfs and a small libntfs-3g helper (no FUSE).
+ *
+ * mkntfs cannot write at an offset, so the volume is built in a scratch file. `-Q` (quick)
+ * skips zeroing, keeping the prefill; `-T` fixes every timestamp at the epoch and makes
+ * mkntfs's random values (volume serial, GUIDs) the same on every run — so every NTFS volume
+ * mkimage builds has the same serial number. The helper freezes the clock for file times.
+ */
+export const ntfsBuilder: FilesystemBuilder = {
+  inPlace: false,
+  async build(ctx: BuildContext) {
+    const o = ctx.fs.options;
+    const args = ['-F', '-q', '-Q', '-T', '-s', '512', '-p', String(ctx.startSector)];
+    // Geometry is only used by old boot code; fixed values keep mkntfs from probing.
+    args.push('-H', '255', '-S', '63');
+    if (o.cluster) args.push('-c', String(parseSize(o.cluster)));
+    if (o.label) args.push('-L', o.label);
+    args.push(ctx.target, String(Math.floor(ctx.size / 512)));
+    await run('mkntfs', args);
+
+    if (ctx.plan.actions.length > 0) {
+      const lines: string[] = [];
+      for (const act of ctx.plan.actions) {
+        switch (act.a) {
+          case 'mkdir':
+            lines.push(`mkdir\t${act.path}`);
+            break;
+          case 'rm':
+            lines.push(`rm\t${act.path}`);
+            break;
+          case 'write':
+            lines.push(`write\t${act.path}\t${await hostFile(ctx.tmpDir, act.content)}`);
+            break;
+          case 'pwrite':
+            lines.push(
+              `pwrite\t${act.path}\t${act.offset}\t${await hostFile(ctx.tmpDir, act.data)}`,
+            );
+            break;
+          case 'truncate':
+            lines.push(`truncate\t${act.path}\t${act.size}`);
+            break;
+        }
+      }
+      const helper = await ntfsHelper(ctx.helperDir);
+      await run(helper, [ctx.target], { input: `${lines.join('\n')}\n` });
+    }
+    return { ...o, cluster: String(parseSize(o.cluster ?? '0') || (await clusterSize(ctx))) };
+  },
+};
+
+/** Cluster size mkntfs chose: bytes per sector × sectors per cluster from the boot sector. */
+async function clusterSize(ctx: BuildContext): Promise<number> {
+  const fh = await open(ctx.target, 'r');
+  try {
+    const b = Buffer.alloc(512);
+    await fh.read(b, 0, 512, ctx.offset);
+    const bytesPerSector = b.readUInt16LE(0x0b);
+    const spc = b[0x0d]!;
+    // Values above 0x80 encode 2^(256 - v) sectors (clusters of 64K and more).
+    return bytesPerSector * (spc > 0x80 ? 2 ** (256 - spc) : spc);
+  } finally {
+    await fh.close();
+  }
+}

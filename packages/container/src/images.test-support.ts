@@ -1,0 +1,128 @@
+// Test support (not exported): real container images made by qemu-img from one raw image with
+// deterministic random data in a few regions and zeros elsewhere. Cached under the OS temp
+// directory, keyed by RECIPE_VERSION; treat the files as read-only.
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const RECIPE_VERSION = 'v1';
+const CACHE = join(tmpdir(), `diskube-container-test-images-${RECIPE_VERSION}`);
+
+/** True when qemu-img runs. Under CI=true a missing tool is an error, not a skip. */
+export function haveQemuImg(): boolean {
+  const ok = spawnSync('qemu-img', ['--version'], { stdio: 'ignore' }).error === undefined;
+  if (!ok && process.env.CI === 'true') throw new Error('qemu-img is required under CI=true');
+  if (!ok) console.warn('\n!!! qemu-img is not installed: skipping the container tests !!!\n');
+  return ok;
+}
+
+/** Deterministic bytes (xorshift32). */
+export function random(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+export const RAW_SIZE = 64 * 1024 * 1024;
+
+/** Data regions of the raw image: [offset, length, kind]. Everything else is zero. */
+const REGIONS: Array<[number, number, 'random' | 'text']> = [
+  [0, 1024 * 1024, 'random'],
+  [5 * 1024 * 1024 + 12345, 700 * 1024, 'random'],
+  [9 * 1024 * 1024, 1536 * 1024, 'text'],
+  [20 * 1024 * 1024 - 4096, 2 * 1024 * 1024 + 8192, 'random'],
+  [40 * 1024 * 1024 + 65536 * 3 + 100, 1000, 'random'],
+  [RAW_SIZE - 512 * 1024, 512 * 1024, 'random'],
+];
+
+function buildRaw(path: string, size: number): void {
+  const bytes = new Uint8Array(size);
+  let seed = 11;
+  for (const [offset, length, kind] of REGIONS) {
+    if (offset + length > size) continue;
+    if (kind === 'random') bytes.set(random(length, seed++), offset);
+    else {
+      const line = new TextEncoder().encode('diskube container test line, compressible text. ');
+      for (let i = 0; i < length; i++) bytes[offset + i] = line[i % line.length]!;
+    }
+  }
+  writeFileSync(path, bytes);
+}
+
+export type Variant =
+  | 'qcow2'
+  | 'qcow2-v2'
+  | 'qcow2-deflate'
+  | 'qcow2-zstd'
+  | 'vdi'
+  | 'vdi-static'
+  | 'vmdk-sparse'
+  | 'vmdk-stream'
+  | 'vmdk-flat'
+  | 'vpc-dynamic'
+  | 'vpc-fixed'
+  | 'vhdx';
+
+const CONVERT: Record<Variant, string[]> = {
+  qcow2: ['-O', 'qcow2'],
+  'qcow2-v2': ['-O', 'qcow2', '-o', 'compat=0.10,cluster_size=4096'],
+  'qcow2-deflate': ['-c', '-O', 'qcow2'],
+  'qcow2-zstd': ['-c', '-O', 'qcow2', '-o', 'compression_type=zstd'],
+  vdi: ['-O', 'vdi'],
+  'vdi-static': ['-O', 'vdi', '-o', 'static=on'],
+  'vmdk-sparse': ['-O', 'vmdk', '-o', 'subformat=monolithicSparse'],
+  'vmdk-stream': ['-O', 'vmdk', '-o', 'subformat=streamOptimized'],
+  'vmdk-flat': ['-O', 'vmdk', '-o', 'subformat=monolithicFlat'],
+  'vpc-dynamic': ['-O', 'vpc', '-o', 'subformat=dynamic,force_size=on'],
+  'vpc-fixed': ['-O', 'vpc', '-o', 'subformat=fixed,force_size=on'],
+  vhdx: ['-O', 'vhdx', '-o', 'block_size=1M'],
+};
+
+export const VARIANTS = Object.keys(CONVERT) as Variant[];
+
+/** Path of the raw image (built once). */
+export function rawImage(size = RAW_SIZE): string {
+  mkdirSync(CACHE, { recursive: true });
+  const path = join(CACHE, `raw-${size}.img`);
+  if (!existsSync(path)) {
+    const tmp = `${path}.${process.pid}.tmp`;
+    buildRaw(tmp, size);
+    renameSync(tmp, path);
+  }
+  return path;
+}
+
+/** Path of `variant` converted from the raw image (for vmdk-flat: the descriptor file). */
+export function containerImage(variant: Variant, size = RAW_SIZE): string {
+  const raw = rawImage(size);
+  const dir = join(CACHE, `${variant}-${size}`);
+  const path = join(dir, 'disk');
+  if (existsSync(join(dir, 'done'))) return path;
+  mkdirSync(dir, { recursive: true });
+  execFileSync('qemu-img', ['convert', '-f', 'raw', ...CONVERT[variant], raw, path], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  writeFileSync(join(dir, 'done'), '');
+  return path;
+}
+
+export function readRaw(size = RAW_SIZE): Uint8Array {
+  return new Uint8Array(readFileSync(rawImage(size)));
+}
+
+/** The `[offset, length]` data regions of the raw image, for tests that check zero ranges. */
+export function dataRegions(size = RAW_SIZE): Array<[number, number]> {
+  return REGIONS.filter(([o, l]) => o + l <= size).map(([o, l]) => [o, l]);
+}
+
+export { execFileSync };

@@ -1,0 +1,155 @@
+import { type BlockSource, CorruptError, UnsupportedError } from '@diskube/core';
+import type { Mapper } from './disk.js';
+import { readStructure } from './fields.js';
+import {
+  BAT_GUID,
+  currentVhdxHeader,
+  KiB,
+  METADATA_GUID,
+  MiB,
+  parseVhdxHeader,
+  parseVhdxMetadata,
+  parseVhdxRegionTable,
+} from './vhdx-header.js';
+
+// Sources: [MS-VHDX] §2.5 (BAT): 64-bit entries, State in bits 0-2, FileOffsetMB in bits 20-63.
+// Payload block i is BAT entry i + floor(i / chunkRatio): after every chunkRatio payload entries
+// comes one sector bitmap entry, chunkRatio = 2^23 * logicalSectorSize / blockSize.
+// Payload states: 0 NOT_PRESENT, 1 UNDEFINED, 2 ZERO, 3 UNMAPPED (all read as zeros here: there
+// is no parent), 6 FULLY_PRESENT, 7 PARTIALLY_PRESENT (differencing only).
+
+const PAYLOAD_FULLY_PRESENT = 6;
+
+export async function openVhdx(
+  file: BlockSource,
+  _cacheBytes: number,
+): Promise<{ mapper: Mapper; details: Record<string, string | number | boolean> }> {
+  const ident = await readStructure(file, 0, 8, 'VHDX file identifier');
+  if (String.fromCharCode(...ident) !== 'vhdxfile') {
+    throw new CorruptError('bad VHDX file identifier', {
+      structure: 'VHDX file identifier',
+      offset: 0,
+      reason: 'bad-magic',
+    });
+  }
+  // The header section is the first 1 MiB: identifier, two headers, two region tables.
+  const read = async (at: number, n: number, what: string) =>
+    file.size >= at + n ? readStructure(file, at, n, what) : new Uint8Array(0);
+  const h1 = parseVhdxHeader(await read(64 * KiB, 4 * KiB, 'VHDX header'), 64 * KiB);
+  const h2 = parseVhdxHeader(await read(128 * KiB, 4 * KiB, 'VHDX header'), 128 * KiB);
+  const header = currentVhdxHeader(h1, h2);
+  if (!header) {
+    throw new CorruptError('neither VHDX header is valid', {
+      structure: 'VHDX header',
+      offset: 64 * KiB,
+      reason: 'checksum',
+    });
+  }
+  const regions =
+    parseVhdxRegionTable(await read(192 * KiB, 64 * KiB, 'VHDX region table'), 192 * KiB) ??
+    parseVhdxRegionTable(await read(256 * KiB, 64 * KiB, 'VHDX region table'), 256 * KiB);
+  if (!regions) {
+    throw new CorruptError('neither VHDX region table is valid', {
+      structure: 'VHDX region table',
+      offset: 192 * KiB,
+      reason: 'checksum',
+    });
+  }
+  const batRegion = regions.find((r) => r.guid === BAT_GUID);
+  const metaRegion = regions.find((r) => r.guid === METADATA_GUID);
+  if (!batRegion || !metaRegion) {
+    throw new CorruptError('VHDX region table lacks the BAT or metadata region', {
+      structure: 'VHDX region table',
+      offset: 192 * KiB,
+      reason: 'missing-region',
+    });
+  }
+  const meta = parseVhdxMetadata(
+    await readStructure(file, metaRegion.fileOffset, metaRegion.length, 'VHDX metadata'),
+    metaRegion.fileOffset,
+  );
+  if (meta.hasParent) {
+    throw new UnsupportedError('differencing VHDX (with a parent) is not supported', {
+      structure: 'VHDX metadata',
+      offset: metaRegion.fileOffset,
+      reason: 'differencing',
+    });
+  }
+  const { blockSize, virtualDiskSize } = meta;
+  const chunkRatio = (2 ** 23 * meta.logicalSectorSize) / blockSize;
+  const dataBlocks = Math.ceil(virtualDiskSize / blockSize);
+  const totalEntries = dataBlocks === 0 ? 0 : dataBlocks + Math.floor((dataBlocks - 1) / chunkRatio);
+  if (totalEntries * 8 > batRegion.length) {
+    throw new CorruptError(`BAT region of ${batRegion.length} bytes cannot hold ${totalEntries} entries`, {
+      structure: 'VHDX BAT',
+      offset: batRegion.fileOffset,
+      reason: 'bat-too-small',
+    });
+  }
+  const bat = await readStructure(file, batRegion.fileOffset, totalEntries * 8, 'VHDX BAT');
+  const view = new DataView(bat.buffer, bat.byteOffset, bat.byteLength);
+  // Decode the payload entries once: state and byte offset per block (Float64 holds offsets
+  // exactly below 2^53). Validate offsets and overlaps while at it.
+  const states = new Uint8Array(dataBlocks);
+  const offsets = new Float64Array(dataBlocks);
+  const present: number[] = [];
+  for (let i = 0; i < dataBlocks; i++) {
+    const e = i + Math.floor(i / chunkRatio);
+    const lo = view.getUint32(e * 8, true);
+    const hi = view.getUint32(e * 8 + 4, true);
+    const state = lo & 7;
+    const at = batRegion.fileOffset + e * 8;
+    if (state === PAYLOAD_FULLY_PRESENT) {
+      // FileOffsetMB is bits 20-63: (hi << 12) | (lo >>> 20), in MiB.
+      const mb = hi * 2 ** 12 + (lo >>> 20);
+      const host = mb * MiB;
+      if (!Number.isSafeInteger(host) || host < MiB || host + blockSize > file.size) {
+        throw new CorruptError(`payload block ${i} at ${host} lies outside the file`, {
+          structure: 'VHDX BAT',
+          offset: at,
+          reason: 'out-of-file',
+        });
+      }
+      offsets[i] = host;
+      present.push(host);
+    } else if (state > 3) {
+      throw new CorruptError(`payload block ${i} has state ${state}`, {
+        structure: 'VHDX BAT',
+        offset: at,
+        reason: 'bad-block-state',
+      });
+    }
+    states[i] = state;
+  }
+  present.sort((a, b) => a - b);
+  for (let i = 1; i < present.length; i++) {
+    if (present[i]! < present[i - 1]! + blockSize) {
+      throw new CorruptError(`payload blocks at ${present[i - 1]} and ${present[i]} overlap`, {
+        structure: 'VHDX BAT',
+        offset: batRegion.fileOffset,
+        reason: 'overlap',
+      });
+    }
+  }
+  const mapper: Mapper = {
+    format: 'vhdx',
+    size: virtualDiskSize,
+    allocationUnit: blockSize,
+    async runAt(offset, max) {
+      const block = Math.floor(offset / blockSize);
+      const within = offset - block * blockSize;
+      const length = Math.min(max, blockSize - within);
+      if (states[block] !== PAYLOAD_FULLY_PRESENT) return { kind: 'zero', length };
+      return { kind: 'data', length, host: offsets[block]! + within };
+    },
+    async *zeroRanges() {
+      for (let i = 0; i < dataBlocks; i++) {
+        if (states[i] !== PAYLOAD_FULLY_PRESENT) yield [i * blockSize, blockSize];
+      }
+    },
+  };
+  return {
+    mapper,
+    details: { version: 1, blockSize, logicalSectorSize: meta.logicalSectorSize },
+  };
+}

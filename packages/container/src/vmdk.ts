@@ -1,0 +1,358 @@
+import { type BlockSource, CorruptError, UnsupportedError } from '@diskube/core';
+import { inflateZlib } from './decompress.js';
+import type { Mapper, Run } from './disk.js';
+import { checkInFile, readStructure } from './fields.js';
+import { ByteLru } from './lru.js';
+import { parseVmdkSparseHeader, VMDK_SPARSE_MAGIC, type VmdkSparseHeader } from './vmdk-header.js';
+
+export { VMDK_SPARSE_MAGIC };
+
+// Sources: VMware "Virtual Disk Format 5.0" (grain directory and grain tables, stream-optimized
+// markers, the text descriptor), libyal libvmdk notes, QEMU block/vmdk.c.
+//
+// A sparse extent maps grains through two levels: the grain directory (GD, u32 sector offsets
+// of grain tables) and grain tables (GT, numGTEsPerGT u32 sector offsets of grains). A GTE of 0
+// is unallocated (zeros: we refuse images with a parent), 1 is a zero grain when the header's
+// zeroed-grain flag is set. Compressed grains start with a marker {u64 lba, u32 size} followed by
+// `size` bytes of zlib data. Stream-optimized files have gdOffset = GD_AT_END in the header; the
+// real one is in the footer, a copy of the header 1024 bytes before the end of the file.
+
+type Details = Record<string, string | number | boolean>;
+
+const SECTOR = 512;
+
+/** A mapper over one sparse extent, whose data runs name `file` as their source. */
+async function sparseExtentMapper(
+  file: BlockSource,
+  cacheBytes: number,
+  name: string,
+): Promise<{ mapper: Mapper; header: VmdkSparseHeader }> {
+  let header = parseVmdkSparseHeader(await readStructure(file, 0, SECTOR, 'VMDK sparse extent header'));
+  if (header.gdOffset === undefined) {
+    // GD_AT_END: the footer (a header copy) sits before the end-of-stream marker.
+    if (file.size < 3 * SECTOR) {
+      throw new CorruptError(`${name}: stream-optimized file too short for a footer`, {
+        structure: 'VMDK footer',
+        reason: 'truncated',
+      });
+    }
+    const at = file.size - 2 * SECTOR;
+    header = parseVmdkSparseHeader(await readStructure(file, at, SECTOR, 'VMDK footer'), at);
+    if (header.gdOffset === undefined) {
+      throw new CorruptError(`${name}: footer has no grain directory offset`, {
+        structure: 'VMDK footer',
+        offset: at + 0x38,
+        reason: 'no-grain-directory',
+      });
+    }
+  }
+  const { grainSize, numGTEsPerGT, capacity } = header;
+  const grainBytes = grainSize * SECTOR;
+  const gtCoverage = numGTEsPerGT * grainBytes;
+  const size = capacity * SECTOR;
+  const gdEntries = Math.ceil(size / gtCoverage);
+  const gdAt = header.gdOffset! * SECTOR;
+  const gd = await readStructure(file, gdAt, gdEntries * 4, 'VMDK grain directory');
+  const gdView = new DataView(gd.buffer, gd.byteOffset, gd.byteLength);
+  const gtBytes = numGTEsPerGT * 4;
+  const seen = new Set<number>();
+  for (let i = 0; i < gdEntries; i++) {
+    const gt = gdView.getUint32(i * 4, true) * SECTOR;
+    if (gt === 0) continue;
+    checkInFile(file.size, gt, gtBytes, 'VMDK grain table');
+    if (seen.has(gt)) {
+      throw new CorruptError(`grain table at ${gt} is referenced twice`, {
+        structure: 'VMDK grain directory',
+        offset: gdAt + i * 4,
+        reason: 'shared-table',
+      });
+    }
+    seen.add(gt);
+  }
+  seen.clear();
+  const tables = new ByteLru(cacheBytes);
+  async function gte(grain: number): Promise<{ value: number; at: number }> {
+    const t = Math.floor(grain / numGTEsPerGT);
+    const gt = gdView.getUint32(t * 4, true) * SECTOR;
+    if (gt === 0) return { value: 0, at: 0 };
+    const table = await tables.get(gt, () => readStructure(file, gt, gtBytes, 'VMDK grain table'));
+    const i = (grain % numGTEsPerGT) * 4;
+    const value = (table[i]! | (table[i + 1]! << 8) | (table[i + 2]! << 16) | (table[i + 3]! << 24)) >>> 0;
+    return { value, at: gt + i };
+  }
+  function classify(value: number, at: number, grain: number, length: number, within: number): Run {
+    if (value === 0 || (value === 1 && header.zeroGrains)) return { kind: 'zero', length };
+    const host = value * SECTOR;
+    if (host < SECTOR || host >= file.size) {
+      throw new CorruptError(`${name}: grain ${grain} at ${host} lies outside the file`, {
+        structure: 'VMDK grain table',
+        offset: at,
+        reason: 'out-of-file',
+      });
+    }
+    if (!header.compressed) return { kind: 'data', length, host: host + within, source: file };
+    return {
+      kind: 'unit',
+      length,
+      key: grain * grainBytes,
+      at: within,
+      load: async () => {
+        const head = await readStructure(file, host, 12, 'VMDK grain marker');
+        const v = new DataView(head.buffer, head.byteOffset, 12);
+        const lba = v.getBigUint64(0, true);
+        const stored = v.getUint32(8, true);
+        if (lba !== BigInt(grain * grainSize)) {
+          throw new CorruptError(`${name}: grain marker names sector ${lba}, expected ${grain * grainSize}`, {
+            structure: 'VMDK grain marker',
+            offset: host,
+            reason: 'bad-marker',
+          });
+        }
+        // Deflate never needs more than a few bytes per 16 KiB over the input size.
+        if (stored === 0 || stored > grainBytes + grainBytes / 8 + 1024) {
+          throw new CorruptError(`${name}: compressed grain of ${stored} bytes`, {
+            structure: 'VMDK grain marker',
+            offset: host + 8,
+            reason: 'bad-compressed-size',
+          });
+        }
+        const data = await readStructure(file, host + 12, stored, 'VMDK compressed grain');
+        return inflateZlib(data, grainBytes, 'VMDK compressed grain', host + 12);
+      },
+    };
+  }
+  const grains = Math.ceil(size / grainBytes);
+  const mapper: Mapper = {
+    format: 'vmdk',
+    size,
+    allocationUnit: grainBytes,
+    async runAt(offset, max) {
+      const grain = Math.floor(offset / grainBytes);
+      const within = offset - grain * grainBytes;
+      const length = Math.min(max, grainBytes - within);
+      const { value, at } = await gte(grain);
+      return classify(value, at, grain, length, within);
+    },
+    async *zeroRanges() {
+      for (let t = 0; t < gdEntries; t++) {
+        const first = t * numGTEsPerGT;
+        const count = Math.min(numGTEsPerGT, grains - first);
+        if (gdView.getUint32(t * 4, true) === 0) {
+          yield [first * grainBytes, count * grainBytes];
+          continue;
+        }
+        for (let g = first; g < first + count; g++) {
+          const { value, at } = await gte(g);
+          if (classify(value, at, g, grainBytes, 0).kind === 'zero') yield [g * grainBytes, grainBytes];
+        }
+      }
+    },
+  };
+  return { mapper, header };
+}
+
+function subformatOf(header: VmdkSparseHeader): string {
+  return header.compressed && header.markers ? 'streamOptimized' : 'monolithicSparse';
+}
+
+/** Open a hosted sparse extent file (monolithicSparse or streamOptimized). */
+export async function openVmdkSparse(
+  file: BlockSource,
+  cacheBytes: number,
+): Promise<{ mapper: Mapper; details: Details }> {
+  const { mapper, header } = await sparseExtentMapper(file, cacheBytes, 'VMDK');
+  return {
+    mapper,
+    details: {
+      version: header.version,
+      subformat: subformatOf(header),
+      compressed: header.compressed,
+      uncleanShutdown: header.uncleanShutdown,
+    },
+  };
+}
+
+/** True when `head` (the first bytes of a file) is a VMDK text descriptor. */
+export function isVmdkDescriptor(head: Uint8Array): boolean {
+  const text = String.fromCharCode(...head.subarray(0, 64));
+  return /^\s*# Disk DescriptorFile/.test(text);
+}
+
+export interface VmdkExtent {
+  access: string;
+  /** Size in sectors. */
+  sectors: number;
+  type: 'FLAT' | 'SPARSE' | 'ZERO' | 'VMFS';
+  file: string | undefined;
+  /** Start of the extent inside its file, in sectors (FLAT/VMFS). */
+  offset: number;
+}
+
+/** Sources: VMware "Virtual Disk Format 5.0" §"The Descriptor File" (extent descriptions). */
+export function parseVmdkDescriptor(text: string): { createType: string; extents: VmdkExtent[]; parentCID: string } {
+  const extents: VmdkExtent[] = [];
+  let createType = '';
+  let parentCID = 'ffffffff';
+  const lines = text.split(/\r?\n/);
+  if (lines.length > 10000) {
+    throw new CorruptError('VMDK descriptor has too many lines', { structure: 'VMDK descriptor', reason: 'too-large' });
+  }
+  for (const raw of lines) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const kv = /^([A-Za-z.]+)\s*=\s*"?([^"]*)"?$/.exec(line);
+    if (kv) {
+      if (kv[1] === 'createType') createType = kv[2]!;
+      if (kv[1] === 'parentCID') parentCID = kv[2]!.toLowerCase();
+      continue;
+    }
+    const ext = /^(RW|RDONLY|NOACCESS)\s+(\d+)\s+(FLAT|SPARSE|ZERO|VMFS|VMFSSPARSE|VMFSRDM|VMFSRAW)(?:\s+"([^"]*)"(?:\s+(\d+))?)?/.exec(line);
+    if (ext) {
+      const type = ext[3]!;
+      if (type !== 'FLAT' && type !== 'SPARSE' && type !== 'ZERO' && type !== 'VMFS') {
+        throw new UnsupportedError(`VMDK extent type ${type} is not supported`, {
+          structure: 'VMDK descriptor',
+          reason: 'extent-type',
+        });
+      }
+      extents.push({
+        access: ext[1]!,
+        sectors: Number(ext[2]),
+        type,
+        file: ext[4],
+        offset: ext[5] === undefined ? 0 : Number(ext[5]),
+      });
+      if (extents.length > 4096) {
+        throw new CorruptError('VMDK descriptor has too many extents', { structure: 'VMDK descriptor', reason: 'too-large' });
+      }
+    }
+  }
+  return { createType, extents, parentCID };
+}
+
+/**
+ * Open a VMDK whose file is a text descriptor (monolithicFlat, twoGbMaxExtentFlat/Sparse,
+ * vmfs): each extent's file is opened through `resolve`, which the caller supplies (a pure
+ * package cannot open files by name).
+ */
+export async function openVmdkDescriptor(
+  file: BlockSource,
+  resolve: ((name: string) => Promise<BlockSource>) | undefined,
+  cacheBytes: number,
+): Promise<{ mapper: Mapper; details: Details }> {
+  const bytes = await readStructure(file, 0, file.size, 'VMDK descriptor', 64 * 1024);
+  const { createType, extents, parentCID } = parseVmdkDescriptor(new TextDecoder().decode(bytes));
+  if (parentCID !== 'ffffffff') {
+    throw new UnsupportedError('VMDK with a parent (delta link) is not supported', {
+      structure: 'VMDK descriptor',
+      reason: 'differencing',
+    });
+  }
+  if (extents.length === 0) {
+    throw new CorruptError('VMDK descriptor lists no extents', { structure: 'VMDK descriptor', reason: 'no-extents' });
+  }
+  const parts: { start: number; size: number; mapper: Mapper }[] = [];
+  let start = 0;
+  for (const extent of extents) {
+    const size = extent.sectors * SECTOR;
+    if (!Number.isSafeInteger(start + size)) {
+      throw new CorruptError('VMDK extents add up to more than 2^53 bytes', {
+        structure: 'VMDK descriptor',
+        reason: 'too-large',
+      });
+    }
+    let mapper: Mapper;
+    if (extent.type === 'ZERO') {
+      mapper = zeroMapper(size);
+    } else {
+      if (extent.file === undefined) {
+        throw new CorruptError(`${extent.type} extent without a file name`, {
+          structure: 'VMDK descriptor',
+          reason: 'no-extent-file',
+        });
+      }
+      if (resolve === undefined) {
+        throw new UnsupportedError(
+          `VMDK descriptor needs extent file "${extent.file}"; pass resolveExtent to open it`,
+          { structure: 'VMDK descriptor', reason: 'needs-extent-file' },
+        );
+      }
+      const source = await resolve(extent.file);
+      if (extent.type === 'SPARSE') {
+        mapper = (await sparseExtentMapper(source, cacheBytes, extent.file)).mapper;
+        if (mapper.size < size) {
+          throw new CorruptError(`sparse extent "${extent.file}" is smaller than the descriptor says`, {
+            structure: 'VMDK descriptor',
+            reason: 'extent-size',
+          });
+        }
+      } else {
+        const at = extent.offset * SECTOR;
+        checkInFile(source.size, at, size, `VMDK flat extent "${extent.file}"`);
+        mapper = flatMapper(source, at, size);
+      }
+    }
+    parts.push({ start, size, mapper });
+    start += size;
+  }
+  return { mapper: concatMapper(parts, start), details: { subformat: createType, extents: extents.length } };
+}
+
+function zeroMapper(size: number): Mapper {
+  return {
+    format: 'vmdk',
+    size,
+    allocationUnit: SECTOR,
+    async runAt(_offset, max) {
+      return { kind: 'zero', length: max };
+    },
+    async *zeroRanges() {
+      yield [0, size];
+    },
+  };
+}
+
+function flatMapper(source: BlockSource, at: number, size: number): Mapper {
+  return {
+    format: 'vmdk',
+    size,
+    allocationUnit: SECTOR,
+    async runAt(offset, max) {
+      return { kind: 'data', length: max, host: at + offset, source };
+    },
+    async *zeroRanges() {},
+  };
+}
+
+/** Extents laid end to end; runs never cross an extent boundary. */
+function concatMapper(parts: { start: number; size: number; mapper: Mapper }[], size: number): Mapper {
+  const find = (offset: number) => {
+    let lo = 0;
+    let hi = parts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (parts[mid]!.start <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return parts[lo]!;
+  };
+  return {
+    format: 'vmdk',
+    size,
+    allocationUnit: Math.max(...parts.map((p) => p.mapper.allocationUnit)),
+    async runAt(offset, max) {
+      const part = find(offset);
+      const run = await part.mapper.runAt(offset - part.start, Math.min(max, part.start + part.size - offset));
+      // Keys of decoded units must be unique across extents.
+      return run.kind === 'unit' ? { ...run, key: run.key + part.start } : run;
+    },
+    async *zeroRanges() {
+      for (const part of parts) {
+        for await (const [o, l] of part.mapper.zeroRanges()) {
+          const end = Math.min(o + l, part.size);
+          if (end > o) yield [part.start + o, end - o];
+        }
+      }
+    },
+  };
+}

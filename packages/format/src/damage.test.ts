@@ -1,0 +1,123 @@
+import { memorySource } from '@diskube/core';
+import { describe, expect, test } from 'vitest';
+import { BackupReader } from './reader.js';
+import { memoryWritable, prng, randomBitmap, randomBytesFrom } from './test-support.js';
+import { writeIncremental, writeSnapshot } from './writer.js';
+
+// Every byte of a backup is covered by a checksum (header, frames, sections, footer), so any
+// single-bit flip is found by opening or by verify, and any truncation by opening.
+
+async function fixtures() {
+  const rand = prng(5);
+  const bs = 512;
+  const n = 64;
+  const image = randomBytesFrom(rand, n * bs + 300);
+  for (let i = 0; i < n; i += 3) image.fill(i, i * bs, i * bs + bs); // compressible
+  for (let i = 1; i < n; i += 10) image.fill(0, i * bs, i * bs + bs);
+  const used = randomBitmap(rand, n, 0.6);
+  const snapOut = memoryWritable();
+  await writeSnapshot({
+    source: memorySource(image),
+    used,
+    blockSize: bs,
+    out: snapOut.stream,
+    blocksPerFrame: 8,
+    meta: { sourceName: 'x', filesystem: 'ext4' },
+  });
+  const snapshot = snapOut.bytes();
+  const parent = await BackupReader.fromSource(memorySource(snapshot));
+  const next = image.slice();
+  for (let i = 0; i < n; i += 4) next[i * bs + 1]! ^= 0x55;
+  const used2 = used.clone().setRange(0, 10).clearRange(50, 10);
+  const incOut = memoryWritable();
+  await writeIncremental({
+    source: memorySource(next),
+    used: used2,
+    blockSize: bs,
+    out: incOut.stream,
+    parent,
+    blocksPerFrame: 8,
+    compress: { type: 'none' },
+  });
+  return { snapshot, incremental: incOut.bytes() };
+}
+
+async function damageFound(
+  bytes: Uint8Array,
+): Promise<{ at: 'open' | 'verify'; structure: string | undefined }> {
+  let reader: BackupReader;
+  try {
+    reader = await BackupReader.fromSource(memorySource(bytes));
+  } catch (error) {
+    expect(error).toMatchObject({ code: 'CORRUPT' });
+    expect((error as { structure?: string }).structure).toBeTypeOf('string');
+    return { at: 'open', structure: (error as { structure?: string }).structure };
+  }
+  const report = await reader.verify();
+  expect(report.ok).toBe(false);
+  return { at: 'verify', structure: report.problems[0]?.structure };
+}
+
+describe('damage', async () => {
+  const files = await fixtures();
+  for (const [name, file] of Object.entries(files)) {
+    test(`${name}: every single-bit flip is detected`, async () => {
+      const reader = await BackupReader.fromSource(memorySource(file));
+      expect((await reader.verify()).ok).toBe(true);
+      const inFrame = (offset: number) =>
+        reader.frames.findIndex((f) => offset >= f.offset && offset < f.offset + f.storedLength);
+      const tail = reader.footer.sections.TAIL;
+      const inTail = (offset: number) =>
+        tail !== null && offset >= tail.offset && offset < tail.offset + tail.length;
+      let atVerify = 0;
+      let expectedAtVerify = 0;
+      // Every byte outside the frames; every 5th byte of frame data (the frame check is one CRC).
+      for (let offset = 0; offset < file.length; offset += inFrame(offset) >= 0 ? 5 : 1) {
+        if (inFrame(offset) >= 0 || inTail(offset)) expectedAtVerify++;
+        const damaged = file.slice();
+        damaged[offset]! ^= 1 << (offset % 8);
+        const found = await damageFound(damaged);
+        if (found.at === 'verify') {
+          atVerify++;
+          // Only frames and the tail are left to verify; it names the frame holding the offset.
+          const k = inFrame(offset);
+          expect(found.structure).toBe(k >= 0 ? `frame ${k}` : 'tail section');
+        }
+      }
+      expect(atVerify).toBe(expectedAtVerify);
+      expect(atVerify).toBeGreaterThan(100);
+    });
+
+    test(`${name}: every truncation is detected on open`, async () => {
+      for (let length = 0; length < file.length; length++) {
+        await expect(
+          BackupReader.fromSource(memorySource(file.subarray(0, length))),
+        ).rejects.toMatchObject({ code: 'CORRUPT' });
+      }
+      // Appended bytes too.
+      const longer = new Uint8Array(file.length + 1);
+      longer.set(file);
+      await expect(BackupReader.fromSource(memorySource(longer))).rejects.toMatchObject({
+        code: 'CORRUPT',
+      });
+    });
+  }
+
+  test('reading a damaged frame is refused with the frame named', async () => {
+    const file = files.snapshot.slice();
+    const reader0 = await BackupReader.fromSource(memorySource(file));
+    const frame = reader0.frames[2]!;
+    file[frame.offset + 3]! ^= 0x80;
+    const reader = await BackupReader.fromSource(memorySource(file));
+    await expect(reader.readFrame(2)).rejects.toMatchObject({
+      code: 'CORRUPT',
+      structure: 'frame 2',
+      offset: frame.offset,
+      reason: 'checksum',
+    });
+    await expect(reader.forEachStoredBlock(() => {})).rejects.toMatchObject({
+      code: 'CORRUPT',
+      structure: 'frame 2',
+    });
+  });
+});

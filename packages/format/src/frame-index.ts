@@ -1,0 +1,112 @@
+import { FieldReader, FieldWriter } from './bytes.js';
+import { crc32c } from './crc32c.js';
+
+// Sources: SPEC.md §5.6 "Frame index". One 24-byte entry per frame, in file order.
+
+export const FRAME_ENTRY_LENGTH = 24;
+export const METHOD_RAW = 0;
+export const METHOD_ZSTD = 1;
+
+export interface FrameEntry {
+  /** Absolute file offset of the stored bytes. */
+  offset: number;
+  storedLength: number;
+  /** Blocks in this frame (blocksPerFrame, except possibly the last). */
+  blockCount: number;
+  /** CRC32C of the stored (compressed) bytes. */
+  crc: number;
+  method: number;
+}
+
+export function encodeFrameIndex(entries: readonly FrameEntry[]): Uint8Array {
+  const w = new FieldWriter(entries.length * FRAME_ENTRY_LENGTH);
+  entries.forEach((e, k) => {
+    const at = k * FRAME_ENTRY_LENGTH;
+    w.u64(at, e.offset);
+    w.u32(at + 8, e.storedLength);
+    w.u32(at + 12, e.blockCount);
+    w.u32(at + 16, e.crc);
+    w.u8(at + 20, e.method);
+  });
+  return w.bytes;
+}
+
+export interface FrameIndexContext {
+  frameCount: number;
+  framesOffset: number;
+  framesLength: number;
+  storedBlockCount: number;
+  blocksPerFrame: number;
+  blockSize: number;
+  /** File offset of the payload, for errors. */
+  base: number;
+}
+
+/**
+ * Parse and cross-check the frame index: frames are contiguous from `framesOffset`, fill exactly
+ * `framesLength` bytes, every frame but the last holds `blocksPerFrame` blocks, the block counts
+ * add up to `storedBlockCount`, and a compressed frame is smaller than its raw size.
+ */
+export function parseFrameIndex(payload: Uint8Array, c: FrameIndexContext): FrameEntry[] {
+  const r = new FieldReader(payload, 'frame index', c.base);
+  if (payload.length !== c.frameCount * FRAME_ENTRY_LENGTH) {
+    throw r.corrupt(
+      `frame index holds ${payload.length} bytes for ${c.frameCount} frames`,
+      0,
+      'bad-length',
+    );
+  }
+  const expectedFrames = Math.ceil(c.storedBlockCount / c.blocksPerFrame);
+  if (c.frameCount !== expectedFrames) {
+    throw r.corrupt(
+      `${c.frameCount} frames for ${c.storedBlockCount} stored blocks`,
+      0,
+      'bad-count',
+    );
+  }
+  const entries: FrameEntry[] = [];
+  let next = c.framesOffset;
+  for (let k = 0; k < c.frameCount; k++) {
+    const at = k * FRAME_ENTRY_LENGTH;
+    const e: FrameEntry = {
+      offset: r.u64(at),
+      storedLength: r.u32(at + 8),
+      blockCount: r.u32(at + 12),
+      crc: r.u32(at + 16),
+      method: r.u8(at + 20),
+    };
+    if (r.u8(at + 21) !== 0 || r.u8(at + 22) !== 0 || r.u8(at + 23) !== 0) {
+      throw r.corrupt(`frame ${k} entry has non-zero reserved bytes`, at + 21, 'reserved');
+    }
+    if (e.offset !== next)
+      throw r.corrupt(`frame ${k} is not contiguous with frame ${k - 1}`, at, 'bad-offset');
+    const wantBlocks =
+      k < c.frameCount - 1 ? c.blocksPerFrame : c.storedBlockCount - k * c.blocksPerFrame;
+    if (e.blockCount !== wantBlocks)
+      throw r.corrupt(
+        `frame ${k} holds ${e.blockCount} blocks, expected ${wantBlocks}`,
+        at + 12,
+        'bad-count',
+      );
+    const raw = e.blockCount * c.blockSize;
+    if (e.method === METHOD_RAW) {
+      if (e.storedLength !== raw)
+        throw r.corrupt(`raw frame ${k} has length ${e.storedLength}`, at + 8, 'bad-length');
+    } else if (e.method === METHOD_ZSTD) {
+      if (e.storedLength === 0 || e.storedLength >= raw)
+        throw r.corrupt(`zstd frame ${k} has length ${e.storedLength}`, at + 8, 'bad-length');
+    } else {
+      throw r.corrupt(`frame ${k} has unknown method ${e.method}`, at + 20, 'bad-method');
+    }
+    next += e.storedLength;
+    entries.push(e);
+  }
+  if (next !== c.framesOffset + c.framesLength) {
+    throw r.corrupt('frames do not fill the frame region', 0, 'bad-length');
+  }
+  return entries;
+}
+
+export function frameCrc(stored: Uint8Array): number {
+  return crc32c(stored);
+}

@@ -1,0 +1,58 @@
+import { expect, test } from 'vitest';
+import { encodeHeader, type Header, parseHeader } from './header.js';
+
+const base: Omit<Header, 'headerLength' | 'versionMajor' | 'versionMinor'> = {
+  kind: 'incremental',
+  backupId: Uint8Array.from({ length: 16 }, (_, i) => i + 1),
+  parentId: Uint8Array.from({ length: 16 }, (_, i) => 0xf0 + i),
+  sourceSize: 10 * 4096 + 512,
+  blockCount: 10,
+  blockSize: 4096,
+  blocksPerFrame: 256,
+  createdAt: Date.UTC(2026, 0, 2, 3, 4, 5),
+  compression: 'zstd',
+  compressionLevel: -3,
+  digestAlgorithm: 1,
+  digestLength: 16,
+  tailLength: 512,
+  tailStored: true,
+  sourceName: 'vm-01/disk0.raw',
+  filesystem: 'ntfs',
+  parentHint: 'disk0-2026-01-01.dkb',
+  meta: { label: 'système', features: ['a', 'b'] },
+};
+
+test('round trips every field', () => {
+  const bytes = encodeHeader(base);
+  const h = parseHeader(bytes);
+  expect(h).toEqual({ ...base, headerLength: bytes.length, versionMajor: 1, versionMinor: 0 });
+});
+
+test('rejects damage and unknown features with typed errors', () => {
+  const bytes = encodeHeader(base);
+  const flipped = bytes.slice();
+  flipped[0x40]! ^= 1;
+  expect(() => parseHeader(flipped)).toThrow(
+    expect.objectContaining({ code: 'CORRUPT', reason: 'checksum', offset: bytes.length - 4 }),
+  );
+  const magic = bytes.slice();
+  magic[0] = 0;
+  expect(() => parseHeader(magic)).toThrow(
+    expect.objectContaining({ code: 'CORRUPT', reason: 'bad-magic' }),
+  );
+  expect(() => parseHeader(bytes.subarray(0, 40))).toThrow(
+    expect.objectContaining({ code: 'CORRUPT', reason: 'truncated' }),
+  );
+});
+
+test('rejects inconsistent geometry even with a valid checksum', () => {
+  expect(() => parseHeader(encodeHeader({ ...base, blockSize: 3000 }))).toThrow(
+    expect.objectContaining({ code: 'CORRUPT', reason: 'bad-geometry' }),
+  );
+  expect(() => parseHeader(encodeHeader({ ...base, tailLength: 1 }))).toThrow(
+    expect.objectContaining({ code: 'CORRUPT', reason: 'bad-geometry' }),
+  );
+  expect(() => parseHeader(encodeHeader({ ...base, kind: 'snapshot' }))).toThrow(
+    expect.objectContaining({ code: 'CORRUPT', reason: 'bad-parent-id' }),
+  );
+});

@@ -1,0 +1,37 @@
+export {
+  type ByteRange,
+  formatChangedRanges,
+  parseChangedRanges,
+  rangesToBlocks,
+} from './changed-ranges.js';
+export { type CompressOptions, DEFAULT_ZSTD_LEVEL } from './compress.js';
+export { crc32c } from './crc32c.js';
+export { blockDigest } from './digest.js';
+export { FOOTER_LENGTH, type Footer } from './footer.js';
+export type { FrameEntry } from './frame-index.js';
+export {
+  type BackupKind,
+  type CompressionType,
+  FORMAT_MAJOR,
+  FORMAT_MINOR,
+  type Header,
+} from './header.js';
+export {
+  type BackupInfo,
+  BackupReader,
+  openBackup,
+  type Progress,
+  readBackupHeader,
+  type VerifyProblem,
+  type VerifyReport,
+  verifyBackup,
+} from './reader.js';
+export {
+  type BackupMeta,
+  DEFAULT_FRAME_BYTES,
+  type IncrementalOptions,
+  type WriteOptions,
+  type WriteResult,
+  writeIncremental,
+  writeSnapshot,
+} from './writer.js';

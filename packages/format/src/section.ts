@@ -1,0 +1,85 @@
+import { FieldReader, FieldWriter } from './bytes.js';
+import { crc32c } from './crc32c.js';
+
+// Sources: SPEC.md §5 "Sections". A section is a 16-byte header, a payload and a CRC32C.
+
+export const SECTION_HEADER_LENGTH = 16;
+export const SECTION_OVERHEAD = SECTION_HEADER_LENGTH + 4;
+
+/** Sections in file order; the footer's section table uses the same order. */
+export const SECTION_TAGS = ['USED', 'CHNG', 'FREE', 'ZERO', 'DGST', 'FIDX', 'TAIL'] as const;
+export type SectionTag = (typeof SECTION_TAGS)[number];
+
+export const SECTION_NAMES: Record<SectionTag, string> = {
+  USED: 'used-block bitmap',
+  CHNG: 'changed-block bitmap',
+  FREE: 'newly-unused bitmap',
+  ZERO: 'zero-block bitmap',
+  DGST: 'digest table',
+  FIDX: 'frame index',
+  TAIL: 'tail section',
+};
+
+export const ENCODING_RAW = 0;
+export const ENCODING_RLE = 1;
+
+function tagCode(tag: SectionTag): number {
+  return (
+    tag.charCodeAt(0) |
+    (tag.charCodeAt(1) << 8) |
+    (tag.charCodeAt(2) << 16) |
+    (tag.charCodeAt(3) << 24)
+  );
+}
+
+/** The 16-byte section header (tag, encoding, payload length). */
+export function encodeSectionHeader(
+  tag: SectionTag,
+  encoding: number,
+  payloadLength: number,
+): Uint8Array {
+  const w = new FieldWriter(SECTION_HEADER_LENGTH);
+  w.u32(0, tagCode(tag));
+  w.u32(4, encoding);
+  w.u64(8, payloadLength);
+  return w.bytes;
+}
+
+/** A whole section (header, payload, CRC32C over both) for payloads held in memory. */
+export function encodeSection(tag: SectionTag, encoding: number, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(SECTION_OVERHEAD + payload.length);
+  out.set(encodeSectionHeader(tag, encoding, payload.length), 0);
+  out.set(payload, SECTION_HEADER_LENGTH);
+  const crc = crc32c(out.subarray(0, SECTION_HEADER_LENGTH + payload.length));
+  new DataView(out.buffer).setUint32(SECTION_HEADER_LENGTH + payload.length, crc, true);
+  return out;
+}
+
+export interface ParsedSection {
+  encoding: number;
+  payload: Uint8Array;
+}
+
+/**
+ * Check a whole section read from `offset` (its length taken from the footer) and return its
+ * payload. Errors name the section and the file offset of the bad field.
+ */
+export function parseSection(bytes: Uint8Array, tag: SectionTag, offset: number): ParsedSection {
+  const r = new FieldReader(bytes, SECTION_NAMES[tag], offset);
+  if (r.u32(0) !== tagCode(tag))
+    throw r.corrupt(`${SECTION_NAMES[tag]} has a bad tag`, 0, 'bad-magic');
+  const encoding = r.u32(4);
+  const payloadLength = r.u64(8);
+  if (payloadLength + SECTION_OVERHEAD !== bytes.length) {
+    throw r.corrupt(`${SECTION_NAMES[tag]} length disagrees with the footer`, 8, 'bad-length');
+  }
+  const stored = r.u32(SECTION_HEADER_LENGTH + payloadLength);
+  if (crc32c(bytes.subarray(0, SECTION_HEADER_LENGTH + payloadLength)) !== stored) {
+    throw r.corrupt(
+      `${SECTION_NAMES[tag]} checksum mismatch`,
+      SECTION_HEADER_LENGTH + payloadLength,
+      'checksum',
+    );
+  }
+  return { encoding, payload: r.slice(SECTION_HEADER_LENGTH, payloadLength) };
+}

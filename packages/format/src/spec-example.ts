@@ -1,0 +1,55 @@
+import { Bitmap } from '@diskube/bitmap';
+import { memorySource } from '@diskube/core';
+import { memoryWritable } from './test-support.js';
+import { writeSnapshot } from './writer.js';
+
+/**
+ * The worked example of SPEC.md §9: 4 blocks of 512 bytes plus a 16-byte tail; blocks 0, 1 and 3
+ * used, block 1 all zeros, no compression, 2 blocks per frame, fixed id and time.
+ */
+export async function specExample(): Promise<Uint8Array> {
+  const image = new Uint8Array(4 * 512 + 16);
+  image.fill(0x41, 0, 512); // block 0: "AAAA…"
+  image.fill(0x42, 1024, 1536); // block 2: unused, not stored
+  image.fill(0x43, 1536, 2048); // block 3: "CCCC…"
+  image.set(new TextEncoder().encode('tail bytes here!'), 2048);
+  const used = new Bitmap(4).set(0).set(1).set(3);
+  const out = memoryWritable();
+  await writeSnapshot({
+    source: memorySource(image),
+    used,
+    blockSize: 512,
+    out: out.stream,
+    compress: { type: 'none' },
+    blocksPerFrame: 2,
+    backupId: Uint8Array.from({ length: 16 }, (_, i) => i),
+    meta: { sourceName: 'd.img', filesystem: 'ext4', createdAt: new Date(Date.UTC(2026, 0, 1)) },
+  });
+  return out.bytes();
+}
+
+/** `hexdump -C` style lines, repeated lines collapsed to `*`. */
+export function hexdump(bytes: Uint8Array): string {
+  const lines: string[] = [];
+  let previous = '';
+  let starred = false;
+  for (let at = 0; at < bytes.length; at += 16) {
+    const row = bytes.subarray(at, at + 16);
+    const hex = [...row].map((b) => b.toString(16).padStart(2, '0'));
+    const body = `${hex.slice(0, 8).join(' ')}  ${hex.slice(8).join(' ')}`.padEnd(48);
+    const text = [...row]
+      .map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '.'))
+      .join('');
+    const key = `${body}|${text}|`;
+    if (key === previous && row.length === 16 && at + 16 < bytes.length) {
+      if (!starred) lines.push('*');
+      starred = true;
+      continue;
+    }
+    starred = false;
+    previous = key;
+    lines.push(`${at.toString(16).padStart(8, '0')}  ${body} |${text}|`);
+  }
+  lines.push(bytes.length.toString(16).padStart(8, '0'));
+  return lines.join('\n');
+}

@@ -1,0 +1,303 @@
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Bitmap } from '@diskube/bitmap';
+import { memorySource } from '@diskube/core';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { formatChangedRanges, parseChangedRanges } from './changed-ranges.js';
+import { BackupReader, openBackup } from './reader.js';
+import { memoryWritable, prng, randomBitmap, randomBytesFrom } from './test-support.js';
+import { type WriteOptions, writeIncremental, writeSnapshot } from './writer.js';
+
+async function toMemory(
+  options: Omit<WriteOptions, 'out'> & {
+    parent?: BackupReader;
+    changedRanges?: { offset: number; length: number }[];
+  },
+) {
+  const out = memoryWritable();
+  const result = options.parent
+    ? await writeIncremental({ ...options, parent: options.parent, out: out.stream })
+    : await writeSnapshot({ ...options, out: out.stream });
+  const bytes = out.bytes();
+  return { result, bytes, reader: await BackupReader.fromSource(memorySource(bytes)) };
+}
+
+function block(image: Uint8Array, i: number, bs: number) {
+  return image.subarray(i * bs, (i + 1) * bs);
+}
+
+describe('snapshot round trip', () => {
+  const cases = [
+    { bs: 512, n: 300, tail: 100, compress: { type: 'zstd' as const, level: 1 }, bpf: 16 },
+    { bs: 4096, n: 64, tail: 0, compress: { type: 'none' as const }, bpf: 5 },
+    { bs: 1024, n: 257, tail: 3000, compress: { type: 'zstd' as const, level: 19 }, bpf: 1 },
+  ];
+  for (const c of cases) {
+    test(`${c.bs}-byte blocks, ${c.compress.type}, ${c.bpf} blocks per frame`, async () => {
+      const rand = prng(c.bs + c.n);
+      const image = randomBytesFrom(rand, c.n * c.bs + c.tail);
+      // Compressible blocks, all-zero blocks and random blocks.
+      for (let i = 0; i < c.n; i += 7) block(image, i, c.bs).fill(i & 0xff);
+      for (let i = 3; i < c.n; i += 11) block(image, i, c.bs).fill(0);
+      const used = randomBitmap(rand, c.n, 0.7);
+      const { result, bytes, reader } = await toMemory({
+        source: memorySource(image),
+        used,
+        blockSize: c.bs,
+        compress: c.compress,
+        blocksPerFrame: c.bpf,
+        meta: {
+          sourceName: 'disk.raw',
+          filesystem: 'ext4',
+          createdAt: new Date(86_400_000),
+          facts: { label: 'root' },
+        },
+      });
+      expect(result.fileLength).toBe(bytes.length);
+      expect(reader.used.equals(used)).toBe(true);
+      const zeros = [...Array(c.n).keys()].filter(
+        (i) => used.get(i) && block(image, i, c.bs).every((b) => b === 0),
+      );
+      expect(
+        reader.zero.toRanges().flatMap(([s, l]) => Array.from({ length: l }, (_, k) => s + k)),
+      ).toEqual(zeros);
+      expect(result.storedBlocks).toBe(used.count() - zeros.length);
+      for (let i = 0; i < c.n; i++) {
+        if (used.get(i)) expect(await reader.readBlock(i)).toEqual(block(image, i, c.bs));
+        else
+          await expect(reader.readBlock(i)).rejects.toMatchObject({
+            code: 'INVALID_ARGUMENT',
+            reason: 'not-in-backup',
+          });
+      }
+      expect(await reader.readTail()).toEqual(c.tail > 0 ? image.subarray(c.n * c.bs) : null);
+      const info = reader.info();
+      expect(info).toMatchObject({
+        kind: 'snapshot',
+        sourceName: 'disk.raw',
+        filesystem: 'ext4',
+        createdAt: '1970-01-02T00:00:00.000Z',
+        meta: { label: 'root' },
+        usedBlocks: used.count(),
+      });
+      const report = await reader.verify();
+      expect(report).toMatchObject({
+        ok: true,
+        blocksChecked: result.storedBlocks,
+        framesChecked: result.frames,
+      });
+      if (c.compress.type === 'zstd') expect(bytes.length).toBeLessThan(result.storedBlocks * c.bs);
+    });
+  }
+
+  test('worker-thread compression writes the same bytes as in-thread compression', async () => {
+    const rand = prng(77);
+    const bs = 4096;
+    const image = randomBytesFrom(rand, 600 * bs);
+    for (let i = 0; i < 600; i += 2) image.fill(i & 0xff, i * bs, i * bs + 3000);
+    const used = randomBitmap(rand, 600, 0.8);
+    const fixed = { backupId: new Uint8Array(16).fill(1), meta: { createdAt: new Date(0) } };
+    const files = [];
+    for (const threads of [0, 1, 2]) {
+      const { bytes, reader } = await toMemory({ source: memorySource(image), used, blockSize: bs, compress: { type: 'zstd', level: 3 }, blocksPerFrame: 7, threads, ...fixed });
+      expect((await reader.verify()).ok).toBe(true);
+      files.push(bytes);
+    }
+    expect(Buffer.compare(files[1]!, files[0]!)).toBe(0);
+    expect(Buffer.compare(files[2]!, files[0]!)).toBe(0);
+  });
+
+  test('empty used bitmap, zero-length image, and tail not kept', async () => {
+    const image = new Uint8Array(4096 + 10).fill(9);
+    const { reader, result } = await toMemory({
+      source: memorySource(image),
+      used: new Bitmap(8),
+      blockSize: 512,
+      tailUsed: false,
+    });
+    expect(result).toMatchObject({ storedBlocks: 0, frames: 0, bytesRead: 0 });
+    expect(await reader.readTail()).toBe(null);
+    expect((await reader.verify()).ok).toBe(true);
+    const empty = await toMemory({
+      source: memorySource(new Uint8Array(0)),
+      used: new Bitmap(0),
+      blockSize: 4096,
+    });
+    expect(empty.reader.header.sourceSize).toBe(0);
+  });
+
+  test('all-zero used blocks carry no payload', async () => {
+    const image = new Uint8Array(64 * 4096);
+    const used = new Bitmap(64).setAll();
+    const { reader, result } = await toMemory({
+      source: memorySource(image),
+      used,
+      blockSize: 4096,
+    });
+    expect(result).toMatchObject({ zeroBlocks: 64, storedBlocks: 0 });
+    expect(reader.footer.framesLength).toBe(0);
+    expect(await reader.readBlock(17)).toEqual(new Uint8Array(4096));
+  });
+
+  test('rejects bad arguments', async () => {
+    const src = memorySource(new Uint8Array(4096));
+    await expect(
+      toMemory({ source: src, used: new Bitmap(9), blockSize: 512 }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(
+      toMemory({ source: src, used: new Bitmap(2), blockSize: 1000 }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
+
+describe('incremental', () => {
+  const bs = 512;
+  const n = 200;
+  test('records changed, newly used, newly unused and zeroed blocks; dirty list gives the same result', async () => {
+    const rand = prng(99);
+    const image = randomBytesFrom(rand, n * bs);
+    const used = randomBitmap(rand, n, 0.5);
+    const parent = await toMemory({
+      source: memorySource(image),
+      used,
+      blockSize: bs,
+      blocksPerFrame: 8,
+    });
+    const next = image.slice();
+    const used2 = used.clone();
+    const touched: number[] = [];
+    const modify = (i: number, fill?: number) => {
+      if (fill === undefined) block(next, i, bs).set(randomBytesFrom(rand, bs));
+      else block(next, i, bs).fill(fill);
+      touched.push(i);
+    };
+    const firstUsed = used.nextSet(0);
+    const firstFree = used.nextClear(0);
+    modify(firstUsed); // modified
+    used2.set(firstFree);
+    modify(firstFree); // newly used
+    const freed = used.nextSet(firstUsed + 1);
+    used2.clear(freed); // newly unused
+    const zeroed = used.nextSet(freed + 1);
+    modify(zeroed, 0); // now all zeros
+    const rewritten = used.nextSet(zeroed + 1);
+    touched.push(rewritten); // written with the same bytes: not a change
+    const { reader, result } = await toMemory({
+      source: memorySource(next),
+      used: used2,
+      blockSize: bs,
+      parent: parent.reader,
+      blocksPerFrame: 8,
+    });
+    const expectedChanged = [firstUsed, firstFree, freed, zeroed].sort((a, b) => a - b);
+    expect(
+      reader.changed!.toRanges().flatMap(([s, l]) => Array.from({ length: l }, (_, k) => s + k)),
+    ).toEqual(expectedChanged);
+    expect(reader.freed!.toRanges()).toEqual([[freed, 1]]);
+    expect(reader.zero.get(zeroed)).toBe(true);
+    expect(result.storedBlocks).toBe(2);
+    expect(reader.header.parentId).toEqual(parent.reader.header.backupId);
+    expect(await reader.readBlock(firstFree)).toEqual(block(next, firstFree, bs));
+    await expect(reader.readBlock(used.nextSet(rewritten + 1))).rejects.toMatchObject({
+      reason: 'not-in-backup',
+    });
+    // The digest table describes the whole state, so the next incremental needs only this file.
+    for (let i = 0; i < n; i++) {
+      const d = reader.digestOf(i);
+      if (used2.get(i) && !reader.zero.get(i)) expect(d).not.toBe(null);
+      else expect(d).toBe(null);
+    }
+    // The same change from a hypervisor dirty list: only those bytes (and newly used blocks) read.
+    const text = formatChangedRanges(touched.map((i) => ({ offset: i * bs + 10, length: 20 })));
+    const viaRanges = await toMemory({
+      source: memorySource(next),
+      used: used2,
+      blockSize: bs,
+      parent: parent.reader,
+      blocksPerFrame: 8,
+      changedRanges: parseChangedRanges(text),
+    });
+    expect(viaRanges.result.bytesRead).toBe(touched.length * bs);
+    expect(viaRanges.reader.changed!.equals(reader.changed!)).toBe(true);
+    expect(viaRanges.reader.zero.equals(reader.zero)).toBe(true);
+    expect(viaRanges.reader.digests).toEqual(reader.digests);
+  });
+
+  test('refuses a parent of another geometry', async () => {
+    const image = new Uint8Array(8192);
+    const parent = await toMemory({
+      source: memorySource(image),
+      used: new Bitmap(16),
+      blockSize: 512,
+    });
+    await expect(
+      toMemory({
+        source: memorySource(image),
+        used: new Bitmap(8),
+        blockSize: 1024,
+        parent: parent.reader,
+      }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'geometry-mismatch' });
+  });
+});
+
+describe('files', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'diskube-format-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('writes atomically, refuses to overwrite, leaves nothing on failure', async () => {
+    const image = randomBytesFrom(prng(3), 64 * 1024);
+    const used = new Bitmap(16).setAll();
+    const path = join(dir, 'a.dkb');
+    const progress: number[] = [];
+    await writeSnapshot({
+      source: memorySource(image),
+      used,
+      blockSize: 4096,
+      out: path,
+      onProgress: (p) => progress.push(p.bytesDone / p.bytesTotal),
+    });
+    expect(progress.at(-1)).toBe(1);
+    const reader = await openBackup(path);
+    expect(await reader.readBlock(5)).toEqual(image.subarray(5 * 4096, 6 * 4096));
+    await reader.close();
+    await expect(
+      writeSnapshot({ source: memorySource(image), used, blockSize: 4096, out: path }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'exists' });
+    const failing = {
+      size: image.length,
+      read: async (offset: number) => {
+        if (offset >= 0) throw new Error('disk gone');
+      },
+    };
+    await expect(
+      writeSnapshot({ source: failing, used, blockSize: 4096, out: join(dir, 'b.dkb') }),
+    ).rejects.toThrow('disk gone');
+    expect((await readdir(dir)).sort()).toEqual(['a.dkb']);
+    const ac = new AbortController();
+    ac.abort();
+    await expect(
+      writeSnapshot({
+        source: memorySource(image),
+        used,
+        blockSize: 4096,
+        out: join(dir, 'c.dkb'),
+        signal: ac.signal,
+      }),
+    ).rejects.toThrow();
+    expect((await readdir(dir)).sort()).toEqual(['a.dkb']);
+    // A copy cut short is recognised as truncated.
+    const bytes = await readFile(path);
+    await writeFile(join(dir, 'cut.dkb'), bytes.subarray(0, bytes.length - 1));
+    await expect(openBackup(join(dir, 'cut.dkb'))).rejects.toMatchObject({
+      code: 'CORRUPT',
+      reason: 'truncated',
+    });
+  });
+});

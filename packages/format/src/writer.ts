@@ -1,0 +1,440 @@
+import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import type { Writable } from 'node:stream';
+import { Bitmap } from '@diskube/bitmap';
+import { type BlockSource, InvalidArgumentError } from '@diskube/core';
+import { encodeBitmap } from './bitmap-codec.js';
+import { bytesEqual, toHex } from './bytes.js';
+import { type ByteRange, rangesToBlocks } from './changed-ranges.js';
+import { type CompressedFrame, CompressPool } from './compress-pool.js';
+import { type CompressOptions, DEFAULT_ZSTD_LEVEL } from './compress.js';
+import { crc32c } from './crc32c.js';
+import { blockDigest, isZeroBlock } from './digest.js';
+import { encodeFooter, type SectionLocation } from './footer.js';
+import { encodeFrameIndex, type FrameEntry } from './frame-index.js';
+import {
+  DIGEST_LENGTH,
+  DIGEST_SHA256_128,
+  encodeHeader,
+  geometryProblem,
+  MAX_FRAME_BYTES,
+} from './header.js';
+import { fileSink, type Sink, streamSink } from './io.js';
+import type { BackupReader, Progress } from './reader.js';
+import {
+  ENCODING_RAW,
+  encodeSection,
+  encodeSectionHeader,
+  SECTION_OVERHEAD,
+  type SectionTag,
+} from './section.js';
+
+/** Frames hold about this many bytes of blocks by default. */
+export const DEFAULT_FRAME_BYTES = 1 << 20;
+/** Source reads are batched up to this many bytes of contiguous blocks. */
+const READ_BATCH_BYTES = 4 << 20;
+/** Below this many bytes to read, compression stays on the calling thread (workers cost ~50 ms). */
+const THREADS_FROM_BYTES = 16 << 20;
+/** Digests are collected in chunks of this many bytes. */
+const DIGEST_CHUNK = 1 << 20;
+
+export interface BackupMeta {
+  /** Where the data came from (image path, VM disk name), for `info`. */
+  sourceName?: string;
+  /** Filesystem name from the driver, e.g. `ext4`. */
+  filesystem?: string;
+  /** Creation time; default now. */
+  createdAt?: Date;
+  /** Extra JSON facts (driver facts, warnings) kept in the header. */
+  facts?: Record<string, unknown>;
+}
+
+export interface WriteOptions {
+  source: BlockSource;
+  /** One bit per block; `used.length` is the block count, covering bytes from offset 0. */
+  used: Bitmap;
+  blockSize: number;
+  /**
+   * Whether to keep the bytes after `used.length × blockSize` (core's `tail.used`). Default true
+   * when there are any: keeping a few bytes too many is cheaper than losing a backup boot sector.
+   */
+  tailUsed?: boolean;
+  /** A path (written atomically via a temporary name) or a stream (e.g. a pipe). */
+  out: string | Writable;
+  /** Replace an existing file at `out`. Default false. */
+  overwrite?: boolean;
+  compress?: CompressOptions;
+  /** Blocks per frame; default about 1 MiB of blocks. */
+  blocksPerFrame?: number;
+  meta?: BackupMeta;
+  onProgress?: (p: Progress) => void;
+  signal?: AbortSignal;
+  /**
+   * Worker threads for zstd; 0 compresses on the calling thread. Default: one less than the
+   * cores (at least 1) for backups reading 16 MiB or more, else 0. The output is the same.
+   */
+  threads?: number;
+  /** Fixed identity (tests, reproducible examples); default 16 random bytes. */
+  backupId?: Uint8Array;
+}
+
+export interface IncrementalOptions extends WriteOptions {
+  /** The backup this one is relative to (its digest table is all that is read from it). */
+  parent: BackupReader;
+  /** File name recorded as a hint to find the parent; default the parent's base name. */
+  parentHint?: string;
+  /**
+   * Byte ranges that may have changed since the parent (a hypervisor's dirty list). When given,
+   * only these ranges (and blocks newly used since the parent) are read; other blocks are taken
+   * as unchanged. Without it every used block is read and compared by digest.
+   */
+  changedRanges?: readonly ByteRange[];
+}
+
+export interface WriteResult {
+  kind: 'snapshot' | 'incremental';
+  /** Hex of the new backup's id. */
+  backupId: string;
+  /** Path written, when `out` was a path. */
+  path: string | null;
+  fileLength: number;
+  bytesRead: number;
+  usedBlocks: number;
+  zeroBlocks: number;
+  /** Blocks changed since the parent (incrementals), including newly unused ones. */
+  changedBlocks: number | null;
+  storedBlocks: number;
+  frames: number;
+}
+
+export function writeSnapshot(options: WriteOptions): Promise<WriteResult> {
+  return writeBackup(options, null);
+}
+
+export function writeIncremental(options: IncrementalOptions): Promise<WriteResult> {
+  return writeBackup(options, options);
+}
+
+class DigestList {
+  private readonly chunks: Uint8Array[] = [];
+  private current = new Uint8Array(DIGEST_CHUNK);
+  private used = 0;
+  length = 0;
+  push(d: Uint8Array): void {
+    if (this.used === DIGEST_CHUNK) {
+      this.chunks.push(this.current);
+      this.current = new Uint8Array(DIGEST_CHUNK);
+      this.used = 0;
+    }
+    this.current.set(d, this.used);
+    this.used += DIGEST_LENGTH;
+    this.length += DIGEST_LENGTH;
+  }
+  parts(): Uint8Array[] {
+    return [...this.chunks, this.current.subarray(0, this.used)];
+  }
+}
+
+/** Yields `[first, count]` batches over the set runs of `bits` within `[start, end)`. */
+function* batches(
+  bits: Bitmap,
+  start: number,
+  end: number,
+  maxBlocks: number,
+): Generator<[number, number]> {
+  for (const [s, len] of bits.runs(start, end)) {
+    for (let at = s; at < s + len; at += maxBlocks) yield [at, Math.min(maxBlocks, s + len - at)];
+  }
+}
+
+async function writeBackup(
+  options: WriteOptions,
+  inc: IncrementalOptions | null,
+): Promise<WriteResult> {
+  const { source, used, blockSize, signal } = options;
+  const blockCount = used.length;
+  const tailOffset = blockCount * blockSize;
+  const tailLength = source.size - tailOffset;
+  const tailStored = tailLength > 0 && (options.tailUsed ?? true);
+  const blocksPerFrame =
+    options.blocksPerFrame ?? Math.max(1, Math.floor(DEFAULT_FRAME_BYTES / blockSize));
+  const geometry = { sourceSize: source.size, blockCount, blockSize, blocksPerFrame, tailLength };
+  const problem =
+    tailLength < 0
+      ? `${blockCount} blocks of ${blockSize} bytes exceed the source`
+      : geometryProblem(geometry);
+  if (problem !== null) throw new InvalidArgumentError(problem, { reason: 'bad-geometry' });
+  if (blocksPerFrame * blockSize > MAX_FRAME_BYTES)
+    throw new InvalidArgumentError('frames too large', { reason: 'bad-geometry' });
+  const compress = options.compress ?? { type: 'zstd', level: DEFAULT_ZSTD_LEVEL };
+
+  const parent = inc?.parent ?? null;
+  if (parent !== null) {
+    const ph = parent.header;
+    if (
+      ph.blockSize !== blockSize ||
+      ph.blockCount !== blockCount ||
+      ph.sourceSize !== source.size
+    ) {
+      throw new InvalidArgumentError(
+        `parent covers ${ph.blockCount} × ${ph.blockSize} bytes of ${ph.sourceSize}, this source ${blockCount} × ${blockSize} of ${source.size}: make a new snapshot`,
+        { reason: 'geometry-mismatch' },
+      );
+    }
+  }
+  // Blocks to read: every used block, or with a dirty list only the listed ones plus blocks that
+  // were not used in the parent (the parent has no digest for them).
+  let toRead = used;
+  if (parent !== null && inc?.changedRanges !== undefined) {
+    toRead = rangesToBlocks(inc.changedRanges, blockSize, blockCount)
+      .or(used.clone().andNot(parent.used))
+      .and(used);
+  }
+
+  const backupId = options.backupId ?? randomBytes(16);
+  const parentHint =
+    inc === null ? '' : (inc.parentHint ?? parent!.path.split(/[\\/]/).pop() ?? '');
+  const header = encodeHeader({
+    kind: parent === null ? 'snapshot' : 'incremental',
+    backupId,
+    parentId: parent === null ? new Uint8Array(16) : parent.header.backupId,
+    ...geometry,
+    createdAt: (options.meta?.createdAt ?? new Date()).getTime(),
+    compression: compress.type,
+    compressionLevel: compress.type === 'zstd' ? (compress.level ?? DEFAULT_ZSTD_LEVEL) : 0,
+    digestAlgorithm: DIGEST_SHA256_128,
+    digestLength: DIGEST_LENGTH,
+    tailStored,
+    sourceName: options.meta?.sourceName ?? '',
+    filesystem: options.meta?.filesystem ?? '',
+    parentHint,
+    meta: options.meta?.facts ?? {},
+  });
+
+  let pool: CompressPool | null = null;
+  const sink: Sink & { path?: string } =
+    typeof options.out === 'string'
+      ? await fileSink(options.out, { overwrite: options.overwrite ?? false })
+      : streamSink(options.out);
+  try {
+    const bytesTotal = toRead.count() * blockSize + (tailStored ? tailLength : 0);
+    let bytesRead = 0;
+    const progress = (n: number) => {
+      bytesRead += n;
+      options.onProgress?.({ bytesDone: bytesRead, bytesTotal });
+    };
+    await sink.write(header);
+
+    const zero = new Bitmap(blockCount);
+    const changed = parent === null ? null : new Bitmap(blockCount);
+    const digests = new DigestList();
+    const threads = options.threads ?? (compress.type === 'zstd' && bytesTotal >= THREADS_FROM_BYTES ? Math.max(1, availableParallelism() - 1) : 0);
+    pool = new CompressPool(compress, threads);
+    const frames: FrameEntry[] = [];
+    // Frames being compressed, oldest first; written to the sink in this order.
+    const inflight: Promise<CompressedFrame & { blockCount: number }>[] = [];
+    const maxInflight = Math.max(1, 2 * threads);
+    let frameBuffer = new Uint8Array(blocksPerFrame * blockSize);
+    let frameBlocks = 0;
+    let storedBlocks = 0;
+    const writeOldestFrame = async () => {
+      const f = await inflight.shift()!;
+      frames.push({ offset: sink.position, storedLength: f.stored.length, blockCount: f.blockCount, crc: crc32c(f.stored), method: f.method });
+      await sink.write(f.stored);
+    };
+    const flushFrame = async () => {
+      if (frameBlocks === 0) return;
+      const blocks = frameBlocks;
+      const raw = blocks === blocksPerFrame ? frameBuffer : frameBuffer.slice(0, blocks * blockSize);
+      const pending = pool!.compress(raw).then((f) => ({ ...f, blockCount: blocks }));
+      pending.catch(() => {}); // awaited in order by writeOldestFrame; avoid an unhandled rejection meanwhile
+      inflight.push(pending);
+      // The pool owns the old buffer now (a worker may hold it).
+      frameBuffer = new Uint8Array(blocksPerFrame * blockSize);
+      frameBlocks = 0;
+      while (inflight.length > maxInflight) await writeOldestFrame();
+    };
+    const storeBlock = async (block: Uint8Array) => {
+      frameBuffer.set(block, frameBlocks * blockSize);
+      frameBlocks++;
+      storedBlocks++;
+      if (frameBlocks === blocksPerFrame) await flushFrame();
+    };
+
+    // The parent's digest of block i, via a cursor over the parent's digested blocks (calls come
+    // in ascending order, so the rank advances incrementally).
+    const parentDigested = parent?.digested ?? null;
+    let cursorBlock = 0;
+    let cursorRank = 0;
+    const parentDigest = (i: number): Uint8Array | null => {
+      if (parentDigested === null || !parentDigested.get(i)) return null;
+      cursorRank += parentDigested.countRange(cursorBlock, i - cursorBlock);
+      cursorBlock = i;
+      const at = cursorRank * DIGEST_LENGTH;
+      return parent!.digests.subarray(at, at + DIGEST_LENGTH);
+    };
+
+    const processBlock = async (i: number, block: Uint8Array) => {
+      if (isZeroBlock(block)) {
+        zero.set(i);
+        if (parent !== null && !(parent.used.get(i) && parent.zero.get(i))) changed!.set(i);
+        return;
+      }
+      const d = blockDigest(block);
+      digests.push(d);
+      if (parent !== null) {
+        const before = parentDigest(i);
+        if (before !== null && bytesEqual(before, d)) return;
+        changed!.set(i);
+      }
+      await storeBlock(block);
+    };
+    const inherit = (i: number) => {
+      // Used now and in the parent, outside the dirty list: unchanged by the caller's word.
+      if (parent!.zero.get(i)) {
+        zero.set(i);
+        return;
+      }
+      const d = parentDigest(i);
+      if (d === null)
+        throw new InvalidArgumentError(`block ${i} has no parent digest`, { reason: 'internal' });
+      digests.push(d);
+    };
+
+    const maxBatch = Math.max(1, Math.floor(READ_BATCH_BYTES / blockSize));
+    const buffers = [new Uint8Array(maxBatch * blockSize), new Uint8Array(maxBatch * blockSize)];
+    let flip = 0;
+    for (const [runStart, runLength] of used.runs()) {
+      const runEnd = runStart + runLength;
+      let pos = runStart;
+      // Read the batches of this run with one read in flight ahead of the hashing.
+      const list = [...batches(toRead, runStart, runEnd, maxBatch)];
+      let inflight: Promise<Uint8Array> | null = null;
+      const startRead = (k: number): Promise<Uint8Array> => {
+        const [first, count] = list[k]!;
+        const buf = buffers[flip]!.subarray(0, count * blockSize);
+        flip ^= 1;
+        return source.read(first * blockSize, buf).then(() => buf);
+      };
+      if (list.length > 0) inflight = startRead(0);
+      for (let k = 0; k < list.length; k++) {
+        signal?.throwIfAborted();
+        const [first, count] = list[k]!;
+        for (; pos < first; pos++) inherit(pos);
+        const buf = await inflight!;
+        inflight = k + 1 < list.length ? startRead(k + 1) : null;
+        for (let j = 0; j < count; j++)
+          await processBlock(first + j, buf.subarray(j * blockSize, (j + 1) * blockSize));
+        pos = first + count;
+        progress(count * blockSize);
+      }
+      for (; pos < runEnd; pos++) inherit(pos);
+    }
+    await flushFrame();
+    while (inflight.length > 0) await writeOldestFrame();
+    const framesOffset = header.length;
+    const framesLength = sink.position - framesOffset;
+
+    let freed: Bitmap | null = null;
+    if (parent !== null) {
+      freed = parent.used.clone().andNot(used);
+      changed!.or(freed);
+    }
+
+    const sections = {
+      USED: null,
+      CHNG: null,
+      FREE: null,
+      ZERO: null,
+      DGST: null,
+      FIDX: null,
+      TAIL: null,
+    } as Record<SectionTag, SectionLocation | null>;
+    const putSection = async (tag: SectionTag, encoding: number, payload: Uint8Array) => {
+      const bytes = encodeSection(tag, encoding, payload);
+      sections[tag] = { offset: sink.position, length: bytes.length };
+      await sink.write(bytes);
+    };
+    /** A section streamed in parts (digest table, tail): the CRC runs over the pieces. */
+    const putStreamed = async (
+      tag: SectionTag,
+      length: number,
+      parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    ) => {
+      const offset = sink.position;
+      const head = encodeSectionHeader(tag, ENCODING_RAW, length);
+      let crc = crc32c(head);
+      await sink.write(head);
+      let written = 0;
+      for await (const part of parts) {
+        crc = crc32c(part, crc);
+        written += part.length;
+        await sink.write(part);
+      }
+      if (written !== length)
+        throw new InvalidArgumentError(`${tag} produced ${written} of ${length} bytes`, {
+          reason: 'internal',
+        });
+      const tailCrc = new Uint8Array(4);
+      new DataView(tailCrc.buffer).setUint32(0, crc, true);
+      await sink.write(tailCrc);
+      sections[tag] = { offset, length: length + SECTION_OVERHEAD };
+    };
+    const putBitmap = async (tag: SectionTag, bitmap: Bitmap) => {
+      const { encoding, payload } = encodeBitmap(bitmap);
+      await putSection(tag, encoding, payload);
+    };
+
+    await putBitmap('USED', used);
+    if (changed !== null && freed !== null) {
+      await putBitmap('CHNG', changed);
+      await putBitmap('FREE', freed);
+    }
+    await putBitmap('ZERO', zero);
+    await putStreamed('DGST', digests.length, digests.parts());
+    await putSection('FIDX', ENCODING_RAW, encodeFrameIndex(frames));
+    if (tailStored) {
+      async function* tailParts() {
+        const chunk = 1 << 20;
+        for (let at = 0; at < tailLength; at += chunk) {
+          signal?.throwIfAborted();
+          const part = new Uint8Array(Math.min(chunk, tailLength - at));
+          await source.read(tailOffset + at, part);
+          progress(part.length);
+          yield part;
+        }
+      }
+      await putStreamed('TAIL', tailLength, tailParts());
+    }
+    const fileLength = sink.position + 0xc0;
+    await sink.write(
+      encodeFooter({
+        backupId,
+        fileLength,
+        frameCount: frames.length,
+        storedBlockCount: storedBlocks,
+        framesOffset,
+        framesLength,
+        sections,
+      }),
+    );
+    await sink.finish();
+    return {
+      kind: parent === null ? 'snapshot' : 'incremental',
+      backupId: toHex(backupId),
+      path: typeof options.out === 'string' ? options.out : null,
+      fileLength,
+      bytesRead,
+      usedBlocks: used.count(),
+      zeroBlocks: zero.count(),
+      changedBlocks: changed?.count() ?? null,
+      storedBlocks,
+      frames: frames.length,
+    };
+  } catch (error) {
+    await sink.abort(error);
+    throw error;
+  } finally {
+    await pool?.close();
+  }
+}

@@ -1,0 +1,8 @@
+export { checkChain, discoverChain } from './chain.js';
+export {
+  type RestoreOptions,
+  type RestoreResult,
+  type RestoreStrategy,
+  restoreImage,
+} from './restore.js';
+export { fileTarget, memoryTarget, type RestoreTarget } from './target.js';

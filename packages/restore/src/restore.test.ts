@@ -1,0 +1,99 @@
+import { describe, expect, test } from 'vitest';
+import { restoreImage } from './restore.js';
+import { memoryTarget } from './target.js';
+import { makeChain } from './test-support.js';
+
+describe('restore', async () => {
+  const bs = 512;
+  const n = 300;
+  const { states, readers } = await makeChain({
+    seed: 42,
+    blockSize: bs,
+    blockCount: n,
+    tail: 100,
+    steps: 5,
+  });
+
+  test('the chain exercises every kind of change', () => {
+    for (const r of readers.slice(1)) {
+      expect(r.freed!.count()).toBeGreaterThan(0);
+      expect(r.changed!.clone().andNot(r.freed!).count()).toBeGreaterThan(r.stored.count()); // some became zero
+      expect(r.stored.count()).toBeGreaterThan(0);
+    }
+  });
+
+  for (let k = 0; k < states.length; k++) {
+    test(`point ${k}: both strategies, sparse and zeroUnused, give the expected bytes`, async () => {
+      const chain = readers.slice(0, k + 1);
+      const want = states[k]!.expected;
+      const results = [];
+      for (const strategy of ['reverse', 'patch'] as const) {
+        for (const zeroUnused of [false, true]) {
+          const target = memoryTarget(want.length);
+          if (zeroUnused) target.bytes.fill(0xee); // a dirty device: every byte must be overwritten
+          const result = await restoreImage({
+            chain,
+            target,
+            strategy,
+            zeroUnused,
+            recordWrites: true,
+          });
+          expect(Buffer.compare(target.bytes, want)).toBe(0);
+          results.push({ strategy, zeroUnused, result });
+        }
+      }
+      const newest = chain.at(-1)!;
+      for (const { strategy, zeroUnused, result } of results) {
+        const counts = result.writeCounts!;
+        if (strategy === 'reverse') {
+          // Each used non-zero block exactly once; with zeroUnused every other block once too.
+          for (let i = 0; i < n; i++) {
+            const data = newest.used.get(i) && !newest.zero.get(i);
+            expect(counts[i], `block ${i}`).toBe(data || zeroUnused ? 1 : 0);
+          }
+          expect(result.dataBlocksWritten).toBe(newest.digested.count());
+        }
+      }
+      const reverse = results.find((r) => r.strategy === 'reverse' && !r.zeroUnused)!.result;
+      const patch = results.find((r) => r.strategy === 'patch' && !r.zeroUnused)!.result;
+      expect(reverse.bytesWritten).toBeLessThanOrEqual(patch.bytesWritten);
+      expect(reverse.bytesRead).toBeLessThanOrEqual(patch.bytesRead);
+      if (k >= 2) expect(reverse.bytesWritten).toBeLessThan(patch.bytesWritten);
+    });
+  }
+
+  test('progress reaches its total', async () => {
+    for (const strategy of ['reverse', 'patch'] as const) {
+      for (const zeroUnused of [false, true]) {
+        let last = { bytesDone: 0, bytesTotal: -1 };
+        await restoreImage({
+          chain: readers,
+          target: memoryTarget(states[0]!.image.length),
+          strategy,
+          zeroUnused,
+          onProgress: (p) => (last = p),
+        });
+        expect(last.bytesDone).toBe(last.bytesTotal);
+      }
+    }
+  });
+
+  test('refuses a broken chain and unsuitable targets', async () => {
+    const size = states[0]!.image.length;
+    await expect(
+      restoreImage({ chain: [readers[0]!, readers[2]!], target: memoryTarget(size) }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'broken-chain' });
+    await expect(
+      restoreImage({ chain: readers.slice(1), target: memoryTarget(size) }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'broken-chain' });
+    await expect(restoreImage({ chain: [], target: memoryTarget(size) })).rejects.toMatchObject({
+      reason: 'broken-chain',
+    });
+    await expect(
+      restoreImage({ chain: readers, target: memoryTarget(size - 1) }),
+    ).rejects.toMatchObject({ reason: 'target-size' });
+    await expect(
+      restoreImage({ chain: readers, target: { ...memoryTarget(size), zeroed: false } }),
+    ).rejects.toMatchObject({ reason: 'needs-zero-unused' });
+  });
+});

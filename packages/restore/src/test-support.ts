@@ -1,0 +1,107 @@
+import { Writable } from 'node:stream';
+import { Bitmap } from '@diskube/bitmap';
+import { memorySource } from '@diskube/core';
+import { BackupReader, writeIncremental, writeSnapshot } from '@diskube/format';
+
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function fillRandom(rand: () => number, bytes: Uint8Array): void {
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (rand() * 256) | 0;
+}
+
+async function toMemory(write: (out: Writable) => Promise<unknown>): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  const out = new Writable({
+    write(chunk: Buffer, _e, cb) {
+      chunks.push(chunk);
+      cb();
+    },
+  });
+  await write(out);
+  return new Uint8Array(Buffer.concat(chunks));
+}
+
+export interface State {
+  image: Uint8Array;
+  used: Bitmap;
+  /** What a restore of this state must produce: used blocks as in `image`, the rest zeros. */
+  expected: Uint8Array;
+}
+
+/**
+ * A snapshot and `steps` incrementals of a synthetic disk: each step modifies, adds, frees and
+ * zeroes random blocks. Returns the states and the backup files (in memory).
+ */
+export async function makeChain(options: {
+  seed: number;
+  blockSize: number;
+  blockCount: number;
+  tail: number;
+  steps: number;
+  blocksPerFrame?: number;
+}) {
+  const { blockSize: bs, blockCount: n, tail } = options;
+  const rand = prng(options.seed);
+  const image = new Uint8Array(n * bs + tail);
+  fillRandom(rand, image);
+  const used = new Bitmap(n);
+  for (let i = 0; i < n; i++) if (rand() < 0.6) used.set(i);
+  const states: State[] = [];
+  const files: Uint8Array[] = [];
+  const readers: BackupReader[] = [];
+  const snapshotState = (img: Uint8Array, u: Bitmap): State => {
+    const expected = img.slice();
+    for (let i = 0; i < n; i++) if (!u.get(i)) expected.fill(0, i * bs, (i + 1) * bs);
+    return { image: img.slice(), used: u.clone(), expected };
+  };
+  for (let step = 0; step <= options.steps; step++) {
+    if (step > 0) {
+      for (let i = 0; i < n; i++) {
+        const r = rand();
+        const block = image.subarray(i * bs, (i + 1) * bs);
+        if (used.get(i)) {
+          if (r < 0.08)
+            fillRandom(rand, block); // modified
+          else if (r < 0.12)
+            used.clear(i); // freed (its bytes stay behind, as on a real disk)
+          else if (r < 0.14)
+            block.fill(0); // zeroed
+          else if (r < 0.16) block[0]! ^= 0xff; // one byte changed
+        } else if (r < 0.08) {
+          used.set(i); // newly used, maybe over stale bytes
+          if (rand() < 0.5) fillRandom(rand, block);
+          if (rand() < 0.2) block.fill(0);
+        } else if (r < 0.12) {
+          fillRandom(rand, block); // garbage written to a free block: must not appear
+        }
+      }
+      fillRandom(rand, image.subarray(n * bs, n * bs + Math.min(tail, 4)));
+    }
+    states.push(snapshotState(image, used));
+    const common = {
+      source: memorySource(image.slice()),
+      used: used.clone(),
+      blockSize: bs,
+      blocksPerFrame: options.blocksPerFrame ?? 4,
+      compress: { type: 'zstd' as const, level: 1 },
+    };
+    const parent = readers.at(-1);
+    const file = await toMemory((out) =>
+      parent === undefined
+        ? writeSnapshot({ ...common, out })
+        : writeIncremental({ ...common, out, parent }),
+    );
+    files.push(file);
+    readers.push(await BackupReader.fromSource(memorySource(file), `backup-${step}.dkb`));
+  }
+  return { states, files, readers };
+}
