@@ -17,11 +17,11 @@ export function registerInspect(program: Command): void {
     .option('--full-copy-on-doubt', 'treat every block as used when the metadata cannot be trusted')
     .action(async (image: string, options: InspectOptions) => {
       const { path, map } = await analyzeImage(image, { fullCopyOnDoubt: options.fullCopyOnDoubt });
+      printWarnings(map.warnings);
       if (options.json) {
         printJson(inspectJson(path, map));
         return;
       }
-      printWarnings(map.warnings);
       process.stdout.write(`${inspectText(path, map).join('\n')}\n`);
     });
 }

@@ -19,6 +19,8 @@ export function registerUsed(program: Command): void {
       const ranges = usedByteRanges(map);
       const used = usedBytes(map);
       const filesystems = map.parts.map((p) => p.content ?? 'unknown');
+      // Warnings go to stderr in every mode: stdout stays machine-readable.
+      printWarnings(map.warnings);
       if (options.json) {
         printJson({
           size: map.size,
@@ -32,7 +34,6 @@ export function registerUsed(program: Command): void {
         });
         return;
       }
-      printWarnings(map.warnings);
       const lines = ranges.map(([offset, length]) => `${offset}\t${length}`);
       lines.push(
         `# ${ranges.length} ranges, ${formatBytes(used)} used of ${formatBytes(map.size)} (${formatPercent(used, map.size)}), ${filesystems.join(', ')}, block size ${map.blockSize}`,
