@@ -1,27 +1,52 @@
+import type { ContainerInfo } from '@diskube/container';
 import type { Warning } from '@diskube/core';
-import { openFileSource } from '@diskube/core/node';
 import { type DiskMap, mapDisk } from '@diskube/partition';
 import { DRIVERS } from './drivers.js';
+import { type OpenedImage, openImage } from './open-image.js';
 
 export interface Analysis {
   path: string;
+  container: ContainerInfo;
   map: DiskMap;
 }
 
 export interface AnalyzeOptions {
   fullCopyOnDoubt?: boolean;
+  /**
+   * Drop blocks the container holds no data for. Backups do (nothing to read there); `used` and
+   * `inspect` do not, so they report the filesystem's view, the same for every container.
+   */
+  dropUnallocated?: boolean;
 }
 
-/** Opens an image and computes what a backup must keep: the one data path every command uses. */
+/**
+ * Blocks lying wholly in ranges the container holds no data for read as zeros: they are dropped
+ * from the map outright, so a sparse qcow2 or VDI costs nothing to back up there.
+ */
+function dropUnallocated(map: DiskMap, unallocated: Array<[number, number]>): void {
+  for (const [offset, length] of unallocated) {
+    const first = Math.ceil(offset / map.blockSize);
+    const end = Math.min(map.blockCount, Math.floor((offset + length) / map.blockSize));
+    if (end > first) map.used.clearRange(first, end - first);
+  }
+}
+
+/** The one data path every command uses: container → disk → partitions → drivers → used map. */
+export async function mapImage(image: OpenedImage, options: AnalyzeOptions = {}): Promise<DiskMap> {
+  const map = await mapDisk(image.disk, DRIVERS, {
+    assumeUsedOnDoubt: options.fullCopyOnDoubt ?? false,
+  });
+  if (options.dropUnallocated) dropUnallocated(map, image.unallocated);
+  return map;
+}
+
+/** Opens an image and computes what a backup must keep. */
 export async function analyzeImage(path: string, options: AnalyzeOptions = {}): Promise<Analysis> {
-  const source = await openFileSource(path);
+  const image = await openImage(path);
   try {
-    const map = await mapDisk(source, DRIVERS, {
-      assumeUsedOnDoubt: options.fullCopyOnDoubt ?? false,
-    });
-    return { path, map };
+    return { path, container: image.container, map: await mapImage(image, options) };
   } finally {
-    await source.close();
+    await image.close();
   }
 }
 

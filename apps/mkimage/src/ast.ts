@@ -18,11 +18,21 @@ export type Generator =
 export type ContentOp =
   | { op: 'prefill'; gen: Generator; pos: Pos }
   | { op: 'dir'; path: string; pos: Pos }
-  | { op: 'file'; path: string; size: number; gen: Generator; pos: Pos }
+  | {
+      op: 'file';
+      path: string;
+      size: number;
+      gen: Generator;
+      /** Written in this many pieces with a 4K spacer file between them, spacers deleted after. */
+      fragments?: number;
+      pos: Pos;
+    }
   | { op: 'files'; dir: string; count: number; size: number | 'small'; seed: number; pos: Pos }
   | { op: 'delete'; path: string; pos: Pos }
   | { op: 'append'; path: string; size: number; gen: Generator; pos: Pos }
   | { op: 'truncate'; path: string; size: number; pos: Pos }
+  /** Last line only: leave the filesystem marked as not cleanly unmounted. */
+  | { op: 'dirty'; pos: Pos }
   | { op: 'overwrite'; path: string; offset: number; size: number; gen: Generator; pos: Pos };
 
 export interface FilesystemSpec {

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,7 +22,7 @@ afterAll(async () => {
 const mkimage = (args: string[], input = '') =>
   spawnSync(process.execPath, [cli, ...args], { input, encoding: 'utf8' });
 
-describe('mkimage CLI', () => {
+describe('mkimage CLI', { timeout: 120_000 }, () => {
   it('is built', () => {
     expect(existsSync(cli), `${cli} missing: run pnpm --filter @diskube/mkimage build`).toBe(true);
   });
@@ -41,6 +41,31 @@ describe('mkimage CLI', () => {
         sha256: '8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4',
       },
     ]);
+  });
+
+  it.skipIf(skip)('reads a spec file and prints the manifest with --json', async () => {
+    const spec = join(dir, 'two.dsk');
+    await writeFile(spec, 'disk 8M mbr  # comment\n  partition rest ext4\n    dir /d\n');
+    const out = join(dir, 'two.img');
+    const r = mkimage([spec, '-o', out, '--json']);
+    expect(r.status).toBe(0);
+    const manifest = JSON.parse(r.stdout);
+    expect(manifest).toMatchObject({ size: 8 * 2 ** 20, table: 'mbr' });
+    expect(manifest.partitions[0]).toMatchObject({
+      index: 1,
+      offset: 2 ** 20,
+      fs: 'ext4',
+      dirs: ['/d'],
+    });
+    expect(JSON.parse(await readFile(`${out}.manifest.json`, 'utf8'))).toEqual(manifest);
+  });
+
+  it('reports a spec file error with its name', async () => {
+    const spec = join(dir, 'bad.dsk');
+    await writeFile(spec, 'disk 8M\n  filesystem ext4\n    delete /nope\n');
+    const r = mkimage(['-o', join(dir, 'x.img'), spec]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe(`${spec}:3:5: cannot delete /nope: no such file or directory\n`);
   });
 
   it('prints a spec error as file:line:column without a stack and exits 2', () => {

@@ -90,4 +90,45 @@ describe('planContent', () => {
     );
     expect(() => planContent(fsOf('    file /A.TXT "x"\n    file /a.txt "y"\n'))).not.toThrow();
   });
+
+  it('deletes by glob within one path component', () => {
+    const plan = planContent(
+      fsOf('    files /d 12 1\n    file /d2/x "x"\n    delete /d/f00[!0]?\n    delete /d*/x\n'),
+    );
+    expect(plan.files.map((f) => f.path)).toEqual([
+      '/d/f0000',
+      '/d/f0001',
+      '/d/f0002',
+      '/d/f0003',
+      '/d/f0004',
+      '/d/f0005',
+      '/d/f0006',
+      '/d/f0007',
+      '/d/f0008',
+      '/d/f0009',
+    ]);
+    expect(planError('    delete /nothing*\n').reason).toContain('nothing matches');
+  });
+
+  it('writes a fragmented file in pieces between spacer files it removes', () => {
+    const plan = planContent(fsOf('    file /big 40K random seed=1 fragments=5\n'));
+    expect(plan.actions.map((a) => `${a.a} ${a.path}`)).toEqual([
+      'write /big',
+      'write /.mkimage-spacer-3-0',
+      'pwrite /big',
+      'write /.mkimage-spacer-3-1',
+      'pwrite /big',
+      'write /.mkimage-spacer-3-2',
+      'pwrite /big',
+      'write /.mkimage-spacer-3-3',
+      'pwrite /big',
+      'rm /.mkimage-spacer-3-0',
+      'rm /.mkimage-spacer-3-1',
+      'rm /.mkimage-spacer-3-2',
+      'rm /.mkimage-spacer-3-3',
+    ]);
+    expect(plan.actions[1]).toMatchObject({ spacerAfter: { path: '/big', size: 8192 } });
+    expect(plan.files).toHaveLength(1);
+    expect(segmentsLength(plan.files[0]!.content)).toBe(40 * 1024);
+  });
 });

@@ -1,5 +1,5 @@
 import type { ContentOp, FilesystemSpec, Generator, Pos } from './ast.js';
-import { generate, overwrite, resize, type Segment, segmentsLength } from './content.js';
+import { generate, overwrite, resize, type Segment, segmentsLength, slice } from './content.js';
 import { SpecError } from './errors.js';
 
 /**
@@ -9,7 +9,13 @@ import { SpecError } from './errors.js';
  */
 export type Action =
   | { a: 'mkdir'; path: string }
-  | { a: 'write'; path: string; content: Segment[] }
+  | {
+      a: 'write';
+      path: string;
+      content: Segment[];
+      /** Set on spacer files of `file … fragments=N`: the file (and its size) being split. */
+      spacerAfter?: { path: string; size: number };
+    }
   | {
       a: 'pwrite';
       path: string;
@@ -28,6 +34,8 @@ export interface Plan {
   files: Array<{ path: string; content: Segment[] }>;
   /** Directories that exist at the end (created by the spec), sorted. */
   dirs: string[];
+  /** Mark the filesystem as not cleanly unmounted. */
+  dirty: boolean;
 }
 
 type Entry = { kind: 'dir' } | { kind: 'file'; content: Segment[] };
@@ -53,6 +61,7 @@ export function planContent(fs: FilesystemSpec, caseInsensitive = false): Plan {
   const get = (p: string) => tree.get(key(p));
   const actions: Action[] = [];
   let prefill: Generator | undefined;
+  let dirty = false;
 
   const err = (pos: Pos, msg: string): never => {
     throw new SpecError(msg, pos.line, pos.column);
@@ -101,12 +110,44 @@ export function planContent(fs: FilesystemSpec, caseInsensitive = false): Plan {
       case 'prefill':
         prefill = op.gen;
         break;
+      case 'dirty':
+        dirty = true;
+        break;
       case 'dir':
         mkdirs(op.path, op.pos);
         break;
-      case 'file':
-        createFile(op.path, generate(op.gen, op.size), op.pos);
+      case 'file': {
+        const content = generate(op.gen, op.size);
+        if (!op.fragments) {
+          createFile(op.path, content, op.pos);
+          break;
+        }
+        // Fragmented file: write it piece by piece with a 4K spacer file allocated after each
+        // piece, so the next piece cannot continue the previous run; then drop the spacers,
+        // leaving holes of free space between the fragments.
+        const piece = Math.max(4096, Math.ceil(op.size / op.fragments / 4096) * 4096);
+        createFile(op.path, slice(content, 0, Math.min(piece, op.size)), op.pos);
+        const spacers: string[] = [];
+        for (let at = piece; at < op.size; at += piece) {
+          const spacer = `/.mkimage-spacer-${op.pos.line}-${spacers.length}`;
+          createFile(spacer, [{ kind: 'zeros', length: 4096 }], op.pos);
+          const w = actions[actions.length - 1]!;
+          if (w.a === 'write') w.spacerAfter = { path: op.path, size: at };
+          spacers.push(spacer);
+          const end = Math.min(op.size, at + piece);
+          actions.push({
+            a: 'pwrite',
+            path: op.path,
+            offset: at,
+            data: slice(content, at, end),
+            oldSize: at,
+            content: slice(content, 0, end),
+          });
+        }
+        setContent(op.path, content);
+        for (const sp of spacers) remove(sp);
         break;
+      }
       case 'files': {
         mkdirs(op.dir, op.pos);
         const width = Math.max(4, String(op.count).length);
@@ -130,8 +171,20 @@ export function planContent(fs: FilesystemSpec, caseInsensitive = false): Plan {
         break;
       }
       case 'delete': {
-        if (!get(op.path)) err(op.pos, `cannot delete ${op.path}: no such file or directory`);
-        remove(op.path);
+        if (!/[*?[]/.test(op.path)) {
+          if (!get(op.path)) err(op.pos, `cannot delete ${op.path}: no such file or directory`);
+          remove(op.path);
+          break;
+        }
+        // Wildcards match within one path component: `*`, `?` and classes like `[13579]`, so
+        // `delete /frag/f???[13579]` thins a `files` directory and leaves fragmented free space.
+        const re = globToRegExp(key(op.path));
+        const matches = [...tree.keys()].filter((k) => re.test(k)).sort();
+        if (matches.length === 0) err(op.pos, `cannot delete ${op.path}: nothing matches`);
+        for (const k of matches) {
+          const e = tree.get(k);
+          if (e) remove(e.path); // may already be gone with a matched parent directory
+        }
         break;
       }
       case 'append': {
@@ -176,5 +229,22 @@ export function planContent(fs: FilesystemSpec, caseInsensitive = false): Plan {
   }
   files.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
   dirs.sort();
-  return prefill ? { prefill, actions, files, dirs } : { actions, files, dirs };
+  return prefill ? { prefill, actions, files, dirs, dirty } : { actions, files, dirs, dirty };
+}
+
+/** Shell-style glob (`*`, `?`, `[…]`, `[!…]`) for one path, never crossing `/`. */
+export function globToRegExp(glob: string): RegExp {
+  let out = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!;
+    const close = c === '[' ? glob.indexOf(']', i + 2) : -1;
+    if (c === '*') out += '[^/]*';
+    else if (c === '?') out += '[^/]';
+    else if (close > 0 && /^!?[\w.-]+$/.test(glob.slice(i + 1, close))) {
+      const body = glob.slice(i + 1, close);
+      out += body.startsWith('!') ? `[^/${body.slice(1)}]` : `[${body}]`;
+      i = close;
+    } else out += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+  }
+  return new RegExp(`^${out}$`);
 }

@@ -129,6 +129,7 @@ disk 64M
     ['disk 64M\n  filesystem ext4\n    file /x 1M random seed=-1', 3, 23, 'seed must be'],
     ['disk 64M\n  filesystem ext4\n    file /x "a\\q"', 3, 15, 'unknown escape'],
     ['disk 64M\ndisk 32M\n  filesystem ext4', 2, 1, 'only one disk'],
+    ['disk 64M\n  filesystem ext4\n    dirty\n    file /a "x"', 4, 5, "'dirty' must be the last"],
   ])('rejects %j at line %i column %i', (text, line, column, message) => {
     const e = specError(text);
     expect(e.code).toBe('spec');

@@ -217,6 +217,9 @@ const EXT_OPTIONS = {
   cluster: sizeIn(pow2(2048, 2 ** 28), 'cluster'),
   extended: nonEmpty,
   uuid: uuidCheck,
+  revision: intIn(0, 1, 'revision'),
+  group: intIn(256, 2 ** 19, 'group (blocks per group)'),
+  reserved: intIn(0, 50, 'reserved (percent)'),
 };
 FS_OPTIONS.ext2 = EXT_OPTIONS;
 FS_OPTIONS.ext3 = EXT_OPTIONS;
@@ -236,32 +239,44 @@ function bindOptions(l: SpecLine, type: FsType) {
 }
 
 /** `random [seed=N]`, `text`, `zeros` or a quoted literal (then `size` is its byte length). */
-function generator(a: Args, what: string): Generator {
+type Validators = Record<string, ((v: string, t: Token) => void) | null>;
+
+/**
+ * `random [seed=N]`, `text`, `zeros` or a quoted literal, then any `extra` options
+ * (returned in `opts`).
+ */
+function generator(
+  a: Args,
+  what: string,
+  extra: Validators = {},
+): { gen: Generator; opts: Record<string, string> } {
   const t = a.next(what);
-  if (t.quoted) return { kind: 'literal', text: t.text };
+  if (t.quoted) return { gen: { kind: 'literal', text: t.text }, opts: a.options(extra) };
   if (t.text === 'random') {
-    const o = a.options({ seed: (v, st) => intIn(0, 2 ** 32 - 1, 'seed')(a.l)(v, st) });
-    return { kind: 'random', seed: o.seed === undefined ? 0 : Number(o.seed) };
+    const seed = (v: string, st: Token) => intIn(0, 2 ** 32 - 1, 'seed')(a.l)(v, st);
+    const { seed: s, ...opts } = a.options({ seed, ...extra });
+    return { gen: { kind: 'random', seed: s === undefined ? 0 : Number(s) }, opts };
   }
-  if (t.text === 'text' || t.text === 'zeros') {
-    a.end();
-    return { kind: t.text };
-  }
+  if (t.text === 'text' || t.text === 'zeros')
+    return { gen: { kind: t.text }, opts: a.options(extra) };
   return fail(a.l, t, `expected random, text, zeros or a "string", got '${t.text}'`);
 }
 
-/** `"literal"` or `SIZE GENERATOR`: returns the byte count and generator. */
-function sizedContent(a: Args): { size: number; gen: Generator } {
+/** `"literal"` or `SIZE GENERATOR`, then `extra` options. */
+function sizedContent(
+  a: Args,
+  extra: Validators = {},
+): { size: number; gen: Generator; opts: Record<string, string> } {
   const t = a.peek();
   if (t?.quoted) {
     a.next('content');
-    a.end();
-    return { size: Buffer.byteLength(t.text), gen: { kind: 'literal', text: t.text } };
+    const opts = a.options(extra);
+    return { size: Buffer.byteLength(t.text), gen: { kind: 'literal', text: t.text }, opts };
   }
   const size = a.bytes('a size or a "string"');
-  const gen = generator(a, 'random, text or zeros');
-  if (gen.kind === 'literal') fail(a.l, undefined, 'a literal takes no size');
-  return { size, gen };
+  const r = generator(a, 'random, text or zeros', extra);
+  if (r.gen.kind === 'literal') fail(a.l, undefined, 'a literal takes no size');
+  return { size, ...r };
 }
 
 function contentOp(n: Node, type: FsType, seen: ContentOp[]): ContentOp {
@@ -277,7 +292,7 @@ function contentOp(n: Node, type: FsType, seen: ContentOp[]): ContentOp {
   switch (head.text) {
     case 'prefill': {
       if (seen.length > 0) fail(l, head, 'prefill must come before any other content line');
-      const gen = generator(a, 'random or zeros');
+      const { gen } = generator(a, 'random or zeros');
       if (gen.kind !== 'random' && gen.kind !== 'zeros') {
         fail(l, head, 'prefill takes random seed=N or zeros');
       }
@@ -290,7 +305,11 @@ function contentOp(n: Node, type: FsType, seen: ContentOp[]): ContentOp {
     }
     case 'file': {
       const path = a.path();
-      return { op: 'file', path, ...sizedContent(a), pos: p };
+      const { size, gen, opts } = sizedContent(a, {
+        fragments: (v, t) => intIn(2, 100_000, 'fragments')(l)(v, t),
+      });
+      if (opts.fragments === undefined) return { op: 'file', path, size, gen, pos: p };
+      return { op: 'file', path, size, gen, fragments: Number(opts.fragments), pos: p };
     }
     case 'files': {
       const dir = a.path('a directory path');
@@ -321,7 +340,8 @@ function contentOp(n: Node, type: FsType, seen: ContentOp[]): ContentOp {
     }
     case 'append': {
       const path = a.path();
-      return { op: 'append', path, ...sizedContent(a), pos: p };
+      const { size, gen } = sizedContent(a);
+      return { op: 'append', path, size, gen, pos: p };
     }
     case 'truncate': {
       const path = a.path();
@@ -332,13 +352,17 @@ function contentOp(n: Node, type: FsType, seen: ContentOp[]): ContentOp {
     case 'overwrite': {
       const path = a.path();
       const offset = a.bytes('a byte offset');
-      return { op: 'overwrite', path, offset, ...sizedContent(a), pos: p };
+      const { size, gen } = sizedContent(a);
+      return { op: 'overwrite', path, offset, size, gen, pos: p };
     }
+    case 'dirty':
+      a.end();
+      return { op: 'dirty', pos: p };
     default:
       return fail(
         l,
         head,
-        `unknown content line '${head.text}' (expected prefill, dir, file, files, delete, append, truncate or overwrite)`,
+        `unknown content line '${head.text}' (expected prefill, dir, file, files, delete, append, truncate, overwrite or dirty)`,
       );
   }
 }
@@ -350,7 +374,12 @@ function filesystemBody(
   children: Node[],
 ): FilesystemSpec {
   const content: ContentOp[] = [];
-  for (const c of children) content.push(contentOp(c, type, content));
+  for (const c of children) {
+    if (content[content.length - 1]?.op === 'dirty') {
+      fail(c.l, c.l.tokens[0], "'dirty' must be the last content line");
+    }
+    content.push(contentOp(c, type, content));
+  }
   return { type, options, content, pos: p };
 }
 

@@ -1,10 +1,12 @@
-// Test helpers (not exported from the package): tool checks, partition extraction, oracles.
+// Test helpers, exported as `@diskube/mkimage/testing`: tool checks, partition extraction, oracles.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { ManifestPartition } from './build.js';
+import { join, relative } from 'node:path';
+import { expect } from 'vitest';
+import { buildImage, type Manifest, type ManifestPartition } from './build.js';
+import { chunks } from './content.js';
 import { hasTool, run } from './tools.js';
 
 /**
@@ -63,29 +65,43 @@ export async function fsck(fs: string, part: string): Promise<string> {
   throw new Error(`no checker for ${fs}`);
 }
 
-/** SHA-256 of a file read from inside a filesystem image with that filesystem's own tools. */
-export async function extractedSha256(
+/**
+ * SHA-256 of every regular file in a filesystem image, read with the filesystem's own tools:
+ * ext via `debugfs rdump` and FAT via `mcopy -s` (whole tree at once), NTFS via `ntfscat` for
+ * each of `paths` (libntfs-3g has no recursive copy-out).
+ */
+export async function extractedFiles(
   fs: string,
   part: string,
-  path: string,
+  paths: string[],
   dir: string,
-): Promise<string> {
-  const out = join(dir, `x-${createHash('md5').update(path).digest('hex')}`);
-  if (fs.startsWith('ext')) {
-    const r = await run('debugfs', ['-R', `dump "${path}" ${out}`, part]);
-    if (/not found|error/i.test(r.stderr.replace(/^debugfs \d.*$/m, ''))) {
-      throw new Error(`debugfs dump ${path}: ${r.stderr}`);
-    }
-  } else if (fs === 'ntfs') {
-    return ntfsSha(part, path);
-  } else if (fs === 'fat') {
-    await run('mcopy', ['-n', '-i', part, `::${path}`, out], {
-      env: { MTOOLS_SKIP_CHECK: '1', MTOOLSRC: '/dev/null' },
-    });
+): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  if (fs === 'ntfs') {
+    for (const p of paths) out.set(p, await ntfsSha(part, p));
+    return out;
   }
-  const data = await readFile(out);
-  await rm(out, { force: true });
-  return sha(data);
+  const tree = await mkdtemp(join(dir, 'tree-'));
+  try {
+    if (fs.startsWith('ext')) {
+      const r = await run('debugfs', ['-R', `rdump / ${tree}`, part]);
+      const errors = r.stderr.split('\n').filter((l) => l.trim() && !/^debugfs \d/.test(l));
+      if (errors.length > 0) throw new Error(`debugfs rdump: ${errors.join(' / ')}`);
+      await rm(join(tree, 'lost+found'), { recursive: true, force: true });
+    } else if (fs === 'fat') {
+      await run('mcopy', ['-s', '-n', '-m', '-i', part, '::/', `${tree}/`], {
+        env: { MTOOLS_SKIP_CHECK: '1', MTOOLSRC: '/dev/null' },
+      });
+    } else throw new Error(`no extractor for ${fs}`);
+    for (const entry of await readdir(tree, { recursive: true, withFileTypes: true })) {
+      if (!entry.isFile()) continue;
+      const host = join(entry.parentPath, entry.name);
+      out.set(`/${relative(tree, host)}`, sha(await readFile(host)));
+    }
+  } finally {
+    await rm(tree, { recursive: true, force: true });
+  }
+  return out;
 }
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -123,4 +139,61 @@ export async function findBytes(file: string, needle: Uint8Array): Promise<numbe
   } finally {
     await fh.close();
   }
+}
+
+/** Every tool the build tests run. */
+export const BUILD_TOOLS = [
+  'mke2fs',
+  'debugfs',
+  'dumpe2fs',
+  'e2fsck',
+  'mkntfs',
+  'ntfscat',
+  'ntfsfix',
+  'ntfsinfo',
+  'ntfsls',
+  'mkfs.vfat',
+  'fsck.vfat',
+  'mcopy',
+  'mmd',
+  'mdel',
+  'mkswap',
+  'sfdisk',
+  'gcc',
+];
+
+/** Bytes of the random stream behind `random seed=N`. */
+export const randomBytes = (seed: number, length: number): Buffer =>
+  Buffer.concat([...chunks([{ kind: 'random', key: `seed:${seed}`, start: 0, length }])]);
+
+/**
+ * Builds a spec, then checks every filesystem partition with its own fsck and compares the
+ * files extracted by the filesystem's own tools with the manifest: same paths, same SHA-256.
+ */
+export async function buildAndVerify(
+  spec: string,
+  cacheDir: string,
+  work: string,
+): Promise<{ image: string; manifest: Manifest }> {
+  const built = await buildImage(spec, { cacheDir });
+  for (const p of built.manifest.partitions) {
+    if (!['ext2', 'ext3', 'ext4', 'ntfs', 'fat'].includes(p.fs)) continue;
+    const part = await extract(built.image, p, work);
+    await fsck(p.fs, part);
+    const found = await extractedFiles(
+      p.fs,
+      part,
+      p.files.map((f) => f.path),
+      work,
+    );
+    // FAT names compare case-insensitively.
+    const norm = (k: string) => (p.fs === 'fat' ? k.toLowerCase() : k);
+    const want = new Map(p.files.map((f) => [norm(f.path), f.sha256]));
+    const got = new Map([...found].map(([k, v]) => [norm(k), v]));
+    expect(new Map([...got].sort()), `${p.fs} partition ${p.index}`).toEqual(
+      new Map([...want].sort()),
+    );
+    await rm(part);
+  }
+  return built;
 }

@@ -305,6 +305,25 @@ describe('set algebra', () => {
     expect(new Bitmap(8).equals(new Bitmap(9))).toBe(false);
   });
 
+  it('one differing bit anywhere makes equals false and isEmpty false', () => {
+    fc.assert(
+      fc.property(
+        lengthArb
+          .filter((n) => n > 0)
+          .chain((n) => fc.tuple(fc.constant(n), fc.nat({ max: n - 1 }))),
+        ([n, i]) => {
+          const empty = new Bitmap(n);
+          const one = new Bitmap(n).set(i);
+          expect(one.isEmpty()).toBe(false);
+          expect(one.equals(empty)).toBe(false);
+          expect(empty.equals(one)).toBe(false);
+          const full = new Bitmap(n).setAll();
+          expect(full.clone().clear(i).equals(full)).toBe(false);
+        },
+      ),
+    );
+  });
+
   it('clone is equal and independent', () => {
     fc.assert(
       fc.property(

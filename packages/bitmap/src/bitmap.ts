@@ -1,4 +1,4 @@
-import { andNotWords, andWords, notWords, orWords } from './algebra.js';
+import { allZero, andNotWords, andWords, notWords, orWords, sameWords } from './algebra.js';
 import { readBytes, writeBytes } from './bytes.js';
 import { popcountWords } from './popcount.js';
 import { clearBits, countBits, setBits } from './range.js';
@@ -193,9 +193,7 @@ export class Bitmap {
 
   /** True when no bit is set. */
   isEmpty(): boolean {
-    const words = this.words;
-    for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false;
-    return true;
+    return allZero(this.words);
   }
 
   /** Keeps only the bits also set in `other` (same length). */
@@ -227,10 +225,7 @@ export class Bitmap {
   equals(other: Bitmap): boolean {
     if (!Bitmap.isInstance(other)) throw new TypeError('Bitmap.equals: other must be a Bitmap');
     if (other.length !== this.length) return false;
-    const a = this.words;
-    const b = other.words;
-    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-    return true;
+    return sameWords(this.words, other.words);
   }
 
   /** An independent copy. */

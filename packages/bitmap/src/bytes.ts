@@ -15,7 +15,9 @@ export function writeBytes(
   littleEndian = HOST_LITTLE_ENDIAN,
 ): void {
   if (littleEndian) {
-    new Uint8Array(words.buffer, words.byteOffset, words.byteLength).set(src, byteOffset);
+    // A view of just the target bytes: a view of the whole buffer could exceed the typed-array
+    // length limit (2^32 elements on Node 20) for bitmaps above 2^35 bits.
+    new Uint8Array(words.buffer, words.byteOffset + byteOffset, src.length).set(src);
     return;
   }
   for (let k = 0; k < src.length; k++) {

@@ -1,41 +1,72 @@
 // Changing the block size of a used-block map. `coarsen(f)` maps fine block `i` to coarse block
 // `Math.floor(i / f)` and sets a coarse bit when any fine bit inside it is set (the last, partial
 // coarse block included), so a coarse map never loses a used block. `refine(f)` sets all `f` fine
-// bits of every set coarse bit. Powers of two work a word at a time; other factors go run by run.
+// bits of every set coarse bit. Factors 2, 4, 8 and 16 work a word at a time, larger powers of
+// two a coarse bit at a time (coarsen), and other factors run by run.
 
 import { setBits } from './range.js';
 import { findClear, findSet } from './scan.js';
 
-/** Bits at positions `p` with `p % period < width`, as an unsigned 32-bit mask. */
-function strideMask(period: number, width: number): number {
-  let mask = 0;
-  for (let p = 0; p < 32; p++) if (p % period < width) mask |= 1 << p;
-  return mask >>> 0;
+// Word-at-a-time paths for factors 2, 4, 8 and 16. `gather` ORs each group of `f` bits into its
+// lowest bit, then packs those bits (at 0, f, 2f, …) into the low `32 / f` bits of the word;
+// `scatter` is the inverse packing followed by a multiply that widens each bit into `f` ones. Each
+// packing step merges neighbouring groups: groups of `w` bits every `p` positions become groups of
+// `2w` bits every `2p`, by `x | x >>> (p − w)` and a mask of the new layout. The constants are
+// written out per factor so V8 sees literal shifts; the property tests check them against a
+// boolean-array model.
+
+/** The `32 / factor` coarse bits of one fine word. `factor` is 2, 4, 8 or 16. */
+function gather(w: number, factor: number): number {
+  switch (factor) {
+    case 2:
+      w = (w | (w >>> 1)) & 0x55555555;
+      w = (w | (w >>> 1)) & 0x33333333;
+      w = (w | (w >>> 2)) & 0x0f0f0f0f;
+      w = (w | (w >>> 4)) & 0x00ff00ff;
+      return (w | (w >>> 8)) & 0x0000ffff;
+    case 4:
+      w |= w >>> 1;
+      w = (w | (w >>> 2)) & 0x11111111;
+      w = (w | (w >>> 3)) & 0x03030303;
+      w = (w | (w >>> 6)) & 0x000f000f;
+      return (w | (w >>> 12)) & 0x000000ff;
+    case 8:
+      w |= w >>> 1;
+      w |= w >>> 2;
+      w = (w | (w >>> 4)) & 0x01010101;
+      w = (w | (w >>> 7)) & 0x00030003;
+      return (w | (w >>> 14)) & 0x0000000f;
+    default:
+      w |= w >>> 1;
+      w |= w >>> 2;
+      w |= w >>> 4;
+      w = (w | (w >>> 8)) & 0x00010001;
+      return (w | (w >>> 15)) & 0x00000003;
+  }
 }
 
-/**
- * Shifts and masks that gather the bits at positions `0, f, 2f, …` of a word into its low `32 / f`
- * bits (compress) and back (spread), for a power of two `f < 32`. Step `k` merges neighbouring
- * groups: groups of `width` bits every `period` become groups of `2 × width` every `2 × period`.
- * Always four steps (`f = 2` needs all four), padded with no-ops (shift 0, mask all ones), so the
- * hot loops run straight-line code without an inner loop over a step list.
- */
-function strideSteps(factor: number): {
-  shifts: number[];
-  /** Layout after each compress step. */
-  after: number[];
-  /** Layout before each compress step (after the matching spread step). */
-  before: number[];
-} {
-  const shifts = [0, 0, 0, 0];
-  const after = [-1, -1, -1, -1];
-  const before = [-1, -1, -1, -1];
-  for (let k = 0, period = factor, width = 1; period < 32; k++, period *= 2, width *= 2) {
-    shifts[k] = period - width;
-    before[k] = strideMask(period, width) | 0;
-    after[k] = strideMask(period * 2, width * 2) | 0;
+/** One fine word from `32 / factor` coarse bits. `factor` is 2, 4, 8 or 16. */
+function scatter(x: number, factor: number): number {
+  switch (factor) {
+    case 2:
+      x = (x | (x << 8)) & 0x00ff00ff;
+      x = (x | (x << 4)) & 0x0f0f0f0f;
+      x = (x | (x << 2)) & 0x33333333;
+      x = (x | (x << 1)) & 0x55555555;
+      return Math.imul(x, 0x3);
+    case 4:
+      x = (x | (x << 12)) & 0x000f000f;
+      x = (x | (x << 6)) & 0x03030303;
+      x = (x | (x << 3)) & 0x11111111;
+      return Math.imul(x, 0xf);
+    case 8:
+      x = (x | (x << 14)) & 0x00030003;
+      x = (x | (x << 7)) & 0x01010101;
+      return Math.imul(x, 0xff);
+    default:
+      x = (x | (x << 15)) & 0x00010001;
+      return Math.imul(x, 0xffff);
   }
-  return { shifts, after, before };
 }
 
 function isPowerOfTwo(n: number): boolean {
@@ -50,39 +81,20 @@ export function coarsenWords(
   dst: Uint32Array,
 ): void {
   const n = src.length;
-  if (isPowerOfTwo(factor) && factor < 32) {
+  if (factor === 2 || factor === 4 || factor === 8 || factor === 16) {
     // Each fine word yields `32 / factor` coarse bits; `factor` fine words fill one coarse word.
     const perWord = 32 / factor;
-    const { shifts, after } = strideSteps(factor);
-    const [s0, s1, s2, s3] = shifts as [number, number, number, number];
-    const [m0, m1, m2, m3] = after as [number, number, number, number];
-    // Fold shifts: after them bit p holds the OR of bits p..p+factor-1 (no-op shifts are 0).
-    const f0 = factor >= 2 ? 1 : 0;
-    const f1 = factor >= 4 ? 2 : 0;
-    const f2 = factor >= 8 ? 4 : 0;
-    const f3 = factor >= 16 ? 8 : 0;
-    const first = strideMask(factor, 1) | 0;
     for (let i = 0, di = 0; i < n; di++) {
       let word = 0;
       for (let q = 0; q < factor && i < n; q++, i++) {
-        let w = src[i]! | 0; // int32 throughout, so V8 keeps it in a register
-        if (w === 0) continue;
-        w |= w >>> f0;
-        w |= w >>> f1;
-        w |= w >>> f2;
-        w |= w >>> f3;
-        w &= first;
-        w = (w | (w >>> s0)) & m0;
-        w = (w | (w >>> s1)) & m1;
-        w = (w | (w >>> s2)) & m2;
-        w = (w | (w >>> s3)) & m3;
-        word |= w << (q * perWord);
+        const w = src[i]! | 0;
+        if (w !== 0) word |= gather(w, factor) << (q * perWord);
       }
       dst[di] = word;
     }
     return;
   }
-  if (isPowerOfTwo(factor)) {
+  if (factor >= 32 && isPowerOfTwo(factor)) {
     // Each coarse bit covers `factor / 32` whole words: it is set when any of them is non-zero.
     const wordsPerBit = factor / 32;
     for (let i = 0; i < n; i++) {
@@ -114,30 +126,17 @@ export function refineWords(
   factor: number,
   dst: Uint32Array,
 ): void {
-  if (isPowerOfTwo(factor) && factor < 32) {
+  if (factor === 2 || factor === 4 || factor === 8 || factor === 16) {
     // Each chunk of `32 / factor` coarse bits becomes one fine word.
     const perWord = 32 / factor;
     const chunkMask = 2 ** perWord - 1;
-    const fill = 2 ** factor - 1;
-    const { shifts, before } = strideSteps(factor);
-    const [s0, s1, s2, s3] = shifts as [number, number, number, number];
-    const [m0, m1, m2, m3] = before as [number, number, number, number];
     const n = src.length;
-    for (let i = 0, di = 0; i < n; i++) {
+    for (let i = 0, di = 0; i < n; i++, di += factor) {
       const w = src[i]!;
-      if (w === 0) {
-        di += factor;
-        continue;
-      }
-      for (let q = 0; q < factor; q++, di++) {
-        let x = (w >>> (q * perWord)) & chunkMask;
-        if (x === 0) continue;
-        x = (x | (x << s3)) & m3;
-        x = (x | (x << s2)) & m2;
-        x = (x | (x << s1)) & m1;
-        x = (x | (x << s0)) & m0;
-        // Bits now sit every `factor` positions; the multiply widens each into `factor` ones.
-        dst[di] = Math.imul(x, fill);
+      if (w === 0) continue;
+      for (let q = 0; q < factor; q++) {
+        const x = (w >>> (q * perWord)) & chunkMask;
+        if (x !== 0) dst[di + q] = scatter(x, factor);
       }
     }
     return;

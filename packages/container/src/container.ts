@@ -1,4 +1,4 @@
-import type { BlockSource } from '@diskube/core';
+import { type BlockSource, UnsupportedError } from '@diskube/core';
 import { type ContainerDisk, type ContainerFormat, mappedDisk, rawDisk } from './disk.js';
 import { readStructure } from './fields.js';
 import { openQcow2 } from './qcow2.js';
@@ -7,6 +7,8 @@ import { openVdi, VDI_SIGNATURE } from './vdi.js';
 import { openVhd } from './vhd.js';
 import { openVhdx } from './vhdx.js';
 import { isVmdkDescriptor, openVmdkDescriptor, openVmdkSparse, VMDK_SPARSE_MAGIC } from './vmdk.js';
+
+const VMDK_COWD_MAGIC = 0x44574f43; // "COWD"
 
 export interface ContainerInfo {
   format: ContainerFormat;
@@ -43,6 +45,7 @@ export async function detectContainer(file: BlockSource): Promise<ContainerForma
   if (head.length >= 4 && view.getUint32(0) === QCOW2_MAGIC) return 'qcow2';
   if (head.length >= 8 && ascii(0, 8) === 'vhdxfile') return 'vhdx';
   if (head.length >= 4 && view.getUint32(0, true) === VMDK_SPARSE_MAGIC) return 'vmdk';
+  if (head.length >= 4 && view.getUint32(0, true) === VMDK_COWD_MAGIC) return 'vmdk';
   if (head.length >= 0x44 && view.getUint32(0x40, true) === VDI_SIGNATURE) return 'vdi';
   if (head.length >= 8 && ascii(0, 8) === 'conectix') return 'vhd';
   if (isVmdkDescriptor(head)) return 'vmdk';
@@ -73,7 +76,11 @@ export async function openContainer(
     case 'qcow2': {
       const { mapper, header } = await openQcow2(file, cacheBytes);
       disk = mappedDisk(file, mapper);
-      details = { version: header.version, compressionType: header.compressionType, dirty: header.dirty };
+      details = {
+        version: header.version,
+        compressionType: header.compressionType,
+        dirty: header.dirty,
+      };
       break;
     }
     case 'vdi': {
@@ -89,13 +96,21 @@ export async function openContainer(
       break;
     }
     case 'vhdx': {
-      const opened = await openVhdx(file, cacheBytes);
+      const opened = await openVhdx(file);
       disk = mappedDisk(file, opened.mapper);
       details = opened.details;
       break;
     }
     case 'vmdk': {
       const head = await readStructure(file, 0, Math.min(file.size, 512), 'VMDK header');
+      if (new DataView(head.buffer, head.byteOffset).getUint32(0, true) === VMDK_COWD_MAGIC) {
+        // ESX hosted "COWD" sparse extents (VMFS snapshots) have their own layout.
+        throw new UnsupportedError('VMDK COWD (ESX sparse) extents are not supported', {
+          structure: 'VMDK header',
+          offset: 0,
+          reason: 'cowd',
+        });
+      }
       const opened = isVmdkDescriptor(head)
         ? await openVmdkDescriptor(file, options.resolveExtent, cacheBytes)
         : await openVmdkSparse(file, cacheBytes);

@@ -1,4 +1,10 @@
-import { type BlockSource, checkRange, CorruptError, IoError, hasErrorCode } from '@diskube/core';
+import {
+  type BlockSource,
+  CorruptError,
+  checkRange,
+  hasErrorCode,
+  type IoError,
+} from '@diskube/core';
 import { ByteLru } from './lru.js';
 
 export type ContainerFormat = 'raw' | 'qcow2' | 'vdi' | 'vmdk' | 'vhd' | 'vhdx';

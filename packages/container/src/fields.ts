@@ -1,4 +1,4 @@
-import { CorruptError, IoError, hasErrorCode, type BlockSource } from '@diskube/core';
+import { type BlockSource, CorruptError, hasErrorCode, type IoError } from '@diskube/core';
 
 /**
  * Bounds-checked field access over one on-disk structure. Every read names the structure and

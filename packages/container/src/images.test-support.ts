@@ -3,11 +3,11 @@
 // directory, keyed by RECIPE_VERSION; treat the files as read-only.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const RECIPE_VERSION = 'v1';
+const RECIPE_VERSION = 'v2';
 const CACHE = join(tmpdir(), `diskube-container-test-images-${RECIPE_VERSION}`);
 
 /** True when qemu-img runs. Under CI=true a missing tool is an error, not a skip. */
@@ -107,12 +107,21 @@ export function containerImage(variant: Variant, size = RAW_SIZE): string {
   const raw = rawImage(size);
   const dir = join(CACHE, `${variant}-${size}`);
   const path = join(dir, 'disk');
-  if (existsSync(join(dir, 'done'))) return path;
-  mkdirSync(dir, { recursive: true });
-  execFileSync('qemu-img', ['convert', '-f', 'raw', ...CONVERT[variant], raw, path], {
+  if (existsSync(path)) return path;
+  // Test files run in parallel workers: convert into a private directory, then rename it into
+  // place (atomic); a worker that loses the race drops its copy. The directory keeps the name
+  // `disk` that qemu-img writes into a monolithicFlat descriptor.
+  const work = `${dir}.${process.pid}.tmp`;
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(work, { recursive: true });
+  execFileSync('qemu-img', ['convert', '-f', 'raw', ...CONVERT[variant], raw, join(work, 'disk')], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  writeFileSync(join(dir, 'done'), '');
+  try {
+    renameSync(work, dir);
+  } catch {
+    rmSync(work, { recursive: true, force: true });
+  }
   return path;
 }
 

@@ -60,11 +60,14 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
   const size = f.u64be(0x18, 'size');
   const crypt_method = f.u32be(0x20);
   if (crypt_method !== 0) {
-    throw new UnsupportedError(`encrypted qcow2 images are not supported (crypt_method ${crypt_method})`, {
-      structure: 'qcow2 header',
-      offset: 0x20,
-      reason: 'encrypted',
-    });
+    throw new UnsupportedError(
+      `encrypted qcow2 images are not supported (crypt_method ${crypt_method})`,
+      {
+        structure: 'qcow2 header',
+        offset: 0x20,
+        reason: 'encrypted',
+      },
+    );
   }
   const l1_size = f.u32be(0x24);
   const l1_table_offset = f.u64be(0x28, 'l1_table_offset');
@@ -85,7 +88,11 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
       });
     }
     if (incompatible_features & INCOMPAT_CORRUPT) {
-      throw f.corrupt('the image is marked corrupt (run qemu-img check -r)', 0x48, 'marked-corrupt');
+      throw f.corrupt(
+        'the image is marked corrupt (run qemu-img check -r)',
+        0x48,
+        'marked-corrupt',
+      );
     }
     if (incompatible_features & INCOMPAT_EXTERNAL_DATA) {
       throw new UnsupportedError('qcow2 images with an external data file are not supported', {
@@ -104,7 +111,11 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
     dirty = (incompatible_features & INCOMPAT_DIRTY) !== 0n;
     if (incompatible_features & INCOMPAT_COMPRESSION_TYPE) {
       if (header_length <= 104) {
-        throw f.corrupt('compression type bit set but no compression_type field', 0x48, 'bad-header-length');
+        throw f.corrupt(
+          'compression type bit set but no compression_type field',
+          0x48,
+          'bad-header-length',
+        );
       }
       const compression_type = f.u8(0x68);
       if (compression_type === 1) compressionType = 'zstd';
@@ -121,7 +132,11 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
   const l2Entries = clusterSize / 8;
   const needL1 = Math.ceil(size / (clusterSize * l2Entries));
   if (l1_size < needL1) {
-    throw f.corrupt(`l1_size ${l1_size} cannot map ${size} bytes (needs ${needL1})`, 0x24, 'l1-too-small');
+    throw f.corrupt(
+      `l1_size ${l1_size} cannot map ${size} bytes (needs ${needL1})`,
+      0x24,
+      'l1-too-small',
+    );
   }
   if (l1_size * 8 > QCOW2_MAX_L1_BYTES) {
     throw f.corrupt(`l1_size ${l1_size} exceeds the 32 MiB limit`, 0x24, 'too-large');
@@ -130,7 +145,11 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
     throw f.corrupt(`l1_table_offset ${l1_table_offset} is not cluster-aligned`, 0x28, 'unaligned');
   }
   if (backing_file_offset !== 0 && (backing_file_size === 0 || backing_file_size > 1023)) {
-    throw f.corrupt(`backing_file_size ${backing_file_size} outside 1..1023`, 0x10, 'bad-backing-file');
+    throw f.corrupt(
+      `backing_file_size ${backing_file_size} outside 1..1023`,
+      0x10,
+      'bad-backing-file',
+    );
   }
   return {
     version,

@@ -43,7 +43,12 @@ export async function openQcow2(
       { structure: 'qcow2 header', offset: 0x08, reason: 'backing-file' },
     );
   }
-  const l1Bytes = await readStructure(file, header.l1TableOffset, header.l1Size * 8, 'qcow2 L1 table');
+  const l1Bytes = await readStructure(
+    file,
+    header.l1TableOffset,
+    header.l1Size * 8,
+    'qcow2 L1 table',
+  );
   const l1 = new DataView(l1Bytes.buffer, l1Bytes.byteOffset, l1Bytes.byteLength);
   const l2PerTable = clusterSize / 8;
   const l1Need = Math.ceil(size / (clusterSize * l2PerTable));
@@ -110,18 +115,28 @@ export async function openQcow2(
     return { hi: hi >>> 0, lo: lo >>> 0, at: l2Off + i };
   }
 
-  function classify(hi: number, lo: number, at: number, cluster: number, length: number, within: number): Run {
+  function classify(
+    hi: number,
+    lo: number,
+    at: number,
+    cluster: number,
+    length: number,
+    within: number,
+  ): Run {
     if (hi & 0x40000000) {
       // Compressed cluster.
       const host = (hi & hostHiMask) * TWO32 + lo;
       const sectors = ((hi >>> (x - 32)) & sectorMask) + 1;
       const stored = Math.min(sectors * 512 - (host % 512), file.size - host);
       if (host < clusterSize || host >= file.size) {
-        throw new CorruptError(`compressed cluster ${cluster} at ${host} lies outside the data area`, {
-          structure: 'qcow2 L2 table',
-          offset: at,
-          reason: 'out-of-file',
-        });
+        throw new CorruptError(
+          `compressed cluster ${cluster} at ${host} lies outside the data area`,
+          {
+            structure: 'qcow2 L2 table',
+            offset: at,
+            reason: 'out-of-file',
+          },
+        );
       }
       return {
         kind: 'unit',
@@ -156,11 +171,14 @@ export async function openQcow2(
     }
     if (host === 0) return { kind: 'zero', length };
     if (host % clusterSize !== 0 || host < clusterSize) {
-      throw new CorruptError(`data cluster ${cluster} at ${host} is unaligned or overlaps the header`, {
-        structure: 'qcow2 L2 table',
-        offset: at,
-        reason: host < clusterSize ? 'overlap' : 'unaligned',
-      });
+      throw new CorruptError(
+        `data cluster ${cluster} at ${host} is unaligned or overlaps the header`,
+        {
+          structure: 'qcow2 L2 table',
+          offset: at,
+          reason: host < clusterSize ? 'overlap' : 'unaligned',
+        },
+      );
     }
     return { kind: 'data', length, host: host + within };
   }
@@ -185,9 +203,20 @@ export async function openQcow2(
           yield [first * clusterSize, count * clusterSize];
           continue;
         }
+        // One table load, then a synchronous scan of its entries.
+        const l2Off = l2Offsets[t]!;
+        const table = await loadL2(l2Off);
+        const view = new DataView(table.buffer, table.byteOffset, table.byteLength);
         for (let c = first; c < first + count; c++) {
-          const { hi, lo, at } = await entry(c);
-          const run = classify(hi, lo, at, c, clusterSize, 0);
+          const i = (c - first) * 8;
+          const run = classify(
+            view.getUint32(i),
+            view.getUint32(i + 4),
+            l2Off + i,
+            c,
+            clusterSize,
+            0,
+          );
           if (run.kind === 'zero') yield [c * clusterSize, clusterSize];
         }
       }

@@ -29,11 +29,14 @@ export function parseVdiHeader(bytes: Uint8Array): VdiHeader {
   if (f.u32le(0x40) !== VDI_SIGNATURE) throw f.corrupt('bad VDI signature', 0x40, 'bad-magic');
   const major = f.u16le(0x46);
   if (major !== 1) {
-    throw new UnsupportedError(`VDI version ${major}.${f.u16le(0x44)} is not supported (only 1.x)`, {
-      structure: 'VDI header',
-      offset: 0x44,
-      reason: 'version',
-    });
+    throw new UnsupportedError(
+      `VDI version ${major}.${f.u16le(0x44)} is not supported (only 1.x)`,
+      {
+        structure: 'VDI header',
+        offset: 0x44,
+        reason: 'version',
+      },
+    );
   }
   const cbHeader = f.u32le(0x48);
   if (cbHeader < 0x180 || cbHeader > 512) {
@@ -45,7 +48,11 @@ export function parseVdiHeader(bytes: Uint8Array): VdiHeader {
       u32Type === 4
         ? 'differencing VDI images (with a parent) are not supported'
         : `VDI image type ${u32Type} is not supported`,
-      { structure: 'VDI header', offset: 0x4c, reason: u32Type === 4 ? 'differencing' : 'image-type' },
+      {
+        structure: 'VDI header',
+        offset: 0x4c,
+        reason: u32Type === 4 ? 'differencing' : 'image-type',
+      },
     );
   }
   const offBlocks = f.u32le(0x154);

@@ -61,7 +61,8 @@ export interface VhdDynamicHeader {
 
 export function parseVhdDynamicHeader(bytes: Uint8Array, base: number): VhdDynamicHeader {
   const f = new Fields(bytes, 'VHD dynamic header', base);
-  if (f.ascii(0, 8) !== 'cxsparse') throw f.corrupt('bad VHD dynamic header cookie', 0, 'bad-magic');
+  if (f.ascii(0, 8) !== 'cxsparse')
+    throw f.corrupt('bad VHD dynamic header cookie', 0, 'bad-magic');
   if (f.u32be(0x24) !== vhdChecksum(bytes.subarray(0, 1024), 0x24)) {
     throw f.corrupt('VHD dynamic header checksum mismatch', 0x24, 'checksum');
   }
@@ -89,7 +90,10 @@ export async function openVhd(
   cacheBytes: number,
 ): Promise<{ mapper: Mapper; details: Record<string, string | number | boolean> }> {
   if (file.size < 512) {
-    throw new CorruptError('file too small for a VHD footer', { structure: 'VHD footer', reason: 'truncated' });
+    throw new CorruptError('file too small for a VHD footer', {
+      structure: 'VHD footer',
+      reason: 'truncated',
+    });
   }
   // The footer at the end is authoritative; dynamic disks keep a copy at offset 0, used when the
   // end copy is damaged (e.g. a truncated download).
@@ -144,15 +148,21 @@ export async function openVhd(
     });
   }
   const dynAt = Number(footer.dataOffset);
-  const dyn = parseVhdDynamicHeader(await readStructure(file, dynAt, 1024, 'VHD dynamic header'), dynAt);
+  const dyn = parseVhdDynamicHeader(
+    await readStructure(file, dynAt, 1024, 'VHD dynamic header'),
+    dynAt,
+  );
   const { blockSize } = dyn;
   const blocks = Math.ceil(currentSize / blockSize);
   if (dyn.maxTableEntries < blocks) {
-    throw new CorruptError(`BAT of ${dyn.maxTableEntries} entries cannot map ${currentSize} bytes`, {
-      structure: 'VHD dynamic header',
-      offset: dynAt + 0x1c,
-      reason: 'bat-too-small',
-    });
+    throw new CorruptError(
+      `BAT of ${dyn.maxTableEntries} entries cannot map ${currentSize} bytes`,
+      {
+        structure: 'VHD dynamic header',
+        offset: dynAt + 0x1c,
+        reason: 'bat-too-small',
+      },
+    );
   }
   const bat = await readStructure(file, dyn.tableOffset, blocks * 4, 'VHD BAT');
   const view = new DataView(bat.buffer, bat.byteOffset, bat.byteLength);
@@ -207,7 +217,9 @@ export async function openVhd(
       let end = (first + 1) * 512;
       while (end < within + room && bit(end / 512) === set) end += 512;
       const length = Math.min(room, end - within);
-      return set ? { kind: 'data', length, host: host + bitmapBytes + within } : { kind: 'zero', length };
+      return set
+        ? { kind: 'data', length, host: host + bitmapBytes + within }
+        : { kind: 'zero', length };
     },
     async *zeroRanges() {
       for (let i = 0; i < blocks; i++) {

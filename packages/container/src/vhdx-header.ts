@@ -13,7 +13,8 @@ export const MiB = 1024 * 1024;
 function checksumOk(bytes: Uint8Array, at: number): boolean {
   const copy = bytes.slice();
   copy.fill(0, at, at + 4);
-  const stored = (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0;
+  const stored =
+    (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0;
   return crc32c(copy) === stored;
 }
 
@@ -82,7 +83,8 @@ export function parseVhdxRegionTable(bytes: Uint8Array, base: number): VhdxRegio
   if (f.ascii(0, 4) !== 'regi' || !checksumOk(f.bytes, 4)) return null;
   const entryCount = f.u32le(0x08);
   // 2047 entries fill the 64 KiB table exactly.
-  if (entryCount > 2047) throw f.corrupt(`${entryCount} region entries (max 2047)`, 0x08, 'too-large');
+  if (entryCount > 2047)
+    throw f.corrupt(`${entryCount} region entries (max 2047)`, 0x08, 'too-large');
   const regions: VhdxRegion[] = [];
   for (let i = 0; i < entryCount; i++) {
     const at = 16 + i * 32;
@@ -91,7 +93,11 @@ export function parseVhdxRegionTable(bytes: Uint8Array, base: number): VhdxRegio
     const length = f.u32le(at + 24);
     const required = (f.u32le(at + 28) & 1) !== 0;
     if (fileOffset % MiB !== 0 || length % MiB !== 0 || fileOffset < MiB) {
-      throw f.corrupt(`region ${guid} is not 1 MiB aligned or overlaps the header`, at, 'unaligned');
+      throw f.corrupt(
+        `region ${guid} is not 1 MiB aligned or overlaps the header`,
+        at,
+        'unaligned',
+      );
     }
     if (guid !== BAT_GUID && guid !== METADATA_GUID && required) {
       throw new UnsupportedError(`unknown required VHDX region ${guid}`, {
@@ -133,7 +139,8 @@ export function parseVhdxMetadata(bytes: Uint8Array, base: number): VhdxMetadata
   const f = new Fields(bytes, 'VHDX metadata', base);
   if (f.ascii(0, 8) !== 'metadata') throw f.corrupt('bad metadata table signature', 0, 'bad-magic');
   const entryCount = f.u16le(0x0a);
-  if (entryCount > 2047) throw f.corrupt(`${entryCount} metadata entries (max 2047)`, 0x0a, 'too-large');
+  if (entryCount > 2047)
+    throw f.corrupt(`${entryCount} metadata entries (max 2047)`, 0x0a, 'too-large');
   const items = new Map<string, { offset: number; length: number }>();
   for (let i = 0; i < entryCount; i++) {
     const at = 32 + i * 32;
@@ -142,7 +149,11 @@ export function parseVhdxMetadata(bytes: Uint8Array, base: number): VhdxMetadata
     const length = f.u32le(at + 20);
     const flags = f.u32le(at + 24);
     if (length > 0 && (offset < 64 * KiB || offset + length > bytes.length)) {
-      throw f.corrupt(`metadata item ${id} lies outside the metadata region`, at + 16, 'out-of-region');
+      throw f.corrupt(
+        `metadata item ${id} lies outside the metadata region`,
+        at + 16,
+        'out-of-region',
+      );
     }
     if (!KNOWN_METADATA.has(id) && flags & 4) {
       throw new UnsupportedError(`unknown required VHDX metadata item ${id}`, {
@@ -155,13 +166,17 @@ export function parseVhdxMetadata(bytes: Uint8Array, base: number): VhdxMetadata
   }
   const item = (id: string, min: number, name: string) => {
     const it = items.get(id);
-    if (!it || it.length < min) throw f.corrupt(`metadata item ${name} is missing`, 0, 'missing-metadata');
+    if (!it || it.length < min)
+      throw f.corrupt(`metadata item ${name} is missing`, 0, 'missing-metadata');
     return it.offset;
   };
   const fp = item(FILE_PARAMETERS, 8, 'File Parameters');
   const blockSize = f.u32le(fp);
   const fpFlags = f.u32le(fp + 4);
-  const virtualDiskSize = f.u64le(item(VIRTUAL_DISK_SIZE, 8, 'Virtual Disk Size'), 'VirtualDiskSize');
+  const virtualDiskSize = f.u64le(
+    item(VIRTUAL_DISK_SIZE, 8, 'Virtual Disk Size'),
+    'VirtualDiskSize',
+  );
   const lss = item(LOGICAL_SECTOR_SIZE, 4, 'Logical Sector Size');
   const logicalSectorSize = f.u32le(lss);
   if (!isPowerOfTwo(blockSize) || blockSize < MiB || blockSize > 256 * MiB) {

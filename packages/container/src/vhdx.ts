@@ -22,7 +22,6 @@ const PAYLOAD_FULLY_PRESENT = 6;
 
 export async function openVhdx(
   file: BlockSource,
-  _cacheBytes: number,
 ): Promise<{ mapper: Mapper; details: Record<string, string | number | boolean> }> {
   const ident = await readStructure(file, 0, 8, 'VHDX file identifier');
   if (String.fromCharCode(...ident) !== 'vhdxfile') {
@@ -78,13 +77,17 @@ export async function openVhdx(
   const { blockSize, virtualDiskSize } = meta;
   const chunkRatio = (2 ** 23 * meta.logicalSectorSize) / blockSize;
   const dataBlocks = Math.ceil(virtualDiskSize / blockSize);
-  const totalEntries = dataBlocks === 0 ? 0 : dataBlocks + Math.floor((dataBlocks - 1) / chunkRatio);
+  const totalEntries =
+    dataBlocks === 0 ? 0 : dataBlocks + Math.floor((dataBlocks - 1) / chunkRatio);
   if (totalEntries * 8 > batRegion.length) {
-    throw new CorruptError(`BAT region of ${batRegion.length} bytes cannot hold ${totalEntries} entries`, {
-      structure: 'VHDX BAT',
-      offset: batRegion.fileOffset,
-      reason: 'bat-too-small',
-    });
+    throw new CorruptError(
+      `BAT region of ${batRegion.length} bytes cannot hold ${totalEntries} entries`,
+      {
+        structure: 'VHDX BAT',
+        offset: batRegion.fileOffset,
+        reason: 'bat-too-small',
+      },
+    );
   }
   const bat = await readStructure(file, batRegion.fileOffset, totalEntries * 8, 'VHDX BAT');
   const view = new DataView(bat.buffer, bat.byteOffset, bat.byteLength);

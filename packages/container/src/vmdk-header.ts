@@ -18,7 +18,8 @@ const FLAG_REDUNDANT_GT = 1 << 1;
 const FLAG_ZERO_GTE = 1 << 2;
 const FLAG_COMPRESSED = 1 << 16;
 const FLAG_MARKERS = 1 << 17;
-const FLAGS_KNOWN = FLAG_NEWLINE_TEST | FLAG_REDUNDANT_GT | FLAG_ZERO_GTE | FLAG_COMPRESSED | FLAG_MARKERS;
+const FLAGS_KNOWN =
+  FLAG_NEWLINE_TEST | FLAG_REDUNDANT_GT | FLAG_ZERO_GTE | FLAG_COMPRESSED | FLAG_MARKERS;
 
 export interface VmdkSparseHeader {
   version: number;
@@ -61,7 +62,11 @@ export function parseVmdkSparseHeader(bytes: Uint8Array, base = 0): VmdkSparseHe
   const compressAlgorithm = f.u16le(0x4d);
   // Grains of 512 B to 32 MiB; QEMU and VMware use 64 KiB (128 sectors).
   if (!isPowerOfTwo(grainSize) || grainSize > 65536) {
-    throw f.corrupt(`grainSize ${grainSize} is not a power of two <= 65536`, 0x14, 'bad-grain-size');
+    throw f.corrupt(
+      `grainSize ${grainSize} is not a power of two <= 65536`,
+      0x14,
+      'bad-grain-size',
+    );
   }
   if (numGTEsPerGT < 1 || numGTEsPerGT > 65536) {
     throw f.corrupt(`numGTEsPerGT ${numGTEsPerGT} outside 1..65536`, 0x2c, 'bad-table-size');

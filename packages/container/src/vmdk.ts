@@ -27,7 +27,9 @@ async function sparseExtentMapper(
   cacheBytes: number,
   name: string,
 ): Promise<{ mapper: Mapper; header: VmdkSparseHeader }> {
-  let header = parseVmdkSparseHeader(await readStructure(file, 0, SECTOR, 'VMDK sparse extent header'));
+  let header = parseVmdkSparseHeader(
+    await readStructure(file, 0, SECTOR, 'VMDK sparse extent header'),
+  );
   if (header.gdOffset === undefined) {
     // GD_AT_END: the footer (a header copy) sits before the end-of-stream marker.
     if (file.size < 3 * SECTOR) {
@@ -77,7 +79,8 @@ async function sparseExtentMapper(
     if (gt === 0) return { value: 0, at: 0 };
     const table = await tables.get(gt, () => readStructure(file, gt, gtBytes, 'VMDK grain table'));
     const i = (grain % numGTEsPerGT) * 4;
-    const value = (table[i]! | (table[i + 1]! << 8) | (table[i + 2]! << 16) | (table[i + 3]! << 24)) >>> 0;
+    const value =
+      (table[i]! | (table[i + 1]! << 8) | (table[i + 2]! << 16) | (table[i + 3]! << 24)) >>> 0;
     return { value, at: gt + i };
   }
   function classify(value: number, at: number, grain: number, length: number, within: number): Run {
@@ -102,11 +105,14 @@ async function sparseExtentMapper(
         const lba = v.getBigUint64(0, true);
         const stored = v.getUint32(8, true);
         if (lba !== BigInt(grain * grainSize)) {
-          throw new CorruptError(`${name}: grain marker names sector ${lba}, expected ${grain * grainSize}`, {
-            structure: 'VMDK grain marker',
-            offset: host,
-            reason: 'bad-marker',
-          });
+          throw new CorruptError(
+            `${name}: grain marker names sector ${lba}, expected ${grain * grainSize}`,
+            {
+              structure: 'VMDK grain marker',
+              offset: host,
+              reason: 'bad-marker',
+            },
+          );
         }
         // Deflate never needs more than a few bytes per 16 KiB over the input size.
         if (stored === 0 || stored > grainBytes + grainBytes / 8 + 1024) {
@@ -143,7 +149,8 @@ async function sparseExtentMapper(
         }
         for (let g = first; g < first + count; g++) {
           const { value, at } = await gte(g);
-          if (classify(value, at, g, grainBytes, 0).kind === 'zero') yield [g * grainBytes, grainBytes];
+          if (classify(value, at, g, grainBytes, 0).kind === 'zero')
+            yield [g * grainBytes, grainBytes];
         }
       }
     },
@@ -189,13 +196,20 @@ export interface VmdkExtent {
 }
 
 /** Sources: VMware "Virtual Disk Format 5.0" §"The Descriptor File" (extent descriptions). */
-export function parseVmdkDescriptor(text: string): { createType: string; extents: VmdkExtent[]; parentCID: string } {
+export function parseVmdkDescriptor(text: string): {
+  createType: string;
+  extents: VmdkExtent[];
+  parentCID: string;
+} {
   const extents: VmdkExtent[] = [];
   let createType = '';
   let parentCID = 'ffffffff';
   const lines = text.split(/\r?\n/);
   if (lines.length > 10000) {
-    throw new CorruptError('VMDK descriptor has too many lines', { structure: 'VMDK descriptor', reason: 'too-large' });
+    throw new CorruptError('VMDK descriptor has too many lines', {
+      structure: 'VMDK descriptor',
+      reason: 'too-large',
+    });
   }
   for (const raw of lines) {
     const line = raw.trim();
@@ -206,7 +220,10 @@ export function parseVmdkDescriptor(text: string): { createType: string; extents
       if (kv[1] === 'parentCID') parentCID = kv[2]!.toLowerCase();
       continue;
     }
-    const ext = /^(RW|RDONLY|NOACCESS)\s+(\d+)\s+(FLAT|SPARSE|ZERO|VMFS|VMFSSPARSE|VMFSRDM|VMFSRAW)(?:\s+"([^"]*)"(?:\s+(\d+))?)?/.exec(line);
+    const ext =
+      /^(RW|RDONLY|NOACCESS)\s+(\d+)\s+(VMFSSPARSE|VMFSRDM|VMFSRAW|FLAT|SPARSE|ZERO|VMFS)\b(?:\s+"([^"]*)"(?:\s+(\d+))?)?/.exec(
+        line,
+      );
     if (ext) {
       const type = ext[3]!;
       if (type !== 'FLAT' && type !== 'SPARSE' && type !== 'ZERO' && type !== 'VMFS') {
@@ -223,7 +240,10 @@ export function parseVmdkDescriptor(text: string): { createType: string; extents
         offset: ext[5] === undefined ? 0 : Number(ext[5]),
       });
       if (extents.length > 4096) {
-        throw new CorruptError('VMDK descriptor has too many extents', { structure: 'VMDK descriptor', reason: 'too-large' });
+        throw new CorruptError('VMDK descriptor has too many extents', {
+          structure: 'VMDK descriptor',
+          reason: 'too-large',
+        });
       }
     }
   }
@@ -249,7 +269,10 @@ export async function openVmdkDescriptor(
     });
   }
   if (extents.length === 0) {
-    throw new CorruptError('VMDK descriptor lists no extents', { structure: 'VMDK descriptor', reason: 'no-extents' });
+    throw new CorruptError('VMDK descriptor lists no extents', {
+      structure: 'VMDK descriptor',
+      reason: 'no-extents',
+    });
   }
   const parts: { start: number; size: number; mapper: Mapper }[] = [];
   let start = 0;
@@ -281,10 +304,13 @@ export async function openVmdkDescriptor(
       if (extent.type === 'SPARSE') {
         mapper = (await sparseExtentMapper(source, cacheBytes, extent.file)).mapper;
         if (mapper.size < size) {
-          throw new CorruptError(`sparse extent "${extent.file}" is smaller than the descriptor says`, {
-            structure: 'VMDK descriptor',
-            reason: 'extent-size',
-          });
+          throw new CorruptError(
+            `sparse extent "${extent.file}" is smaller than the descriptor says`,
+            {
+              structure: 'VMDK descriptor',
+              reason: 'extent-size',
+            },
+          );
         }
       } else {
         const at = extent.offset * SECTOR;
@@ -295,7 +321,10 @@ export async function openVmdkDescriptor(
     parts.push({ start, size, mapper });
     start += size;
   }
-  return { mapper: concatMapper(parts, start), details: { subformat: createType, extents: extents.length } };
+  return {
+    mapper: concatMapper(parts, start),
+    details: { subformat: createType, extents: extents.length },
+  };
 }
 
 function zeroMapper(size: number): Mapper {
@@ -325,7 +354,10 @@ function flatMapper(source: BlockSource, at: number, size: number): Mapper {
 }
 
 /** Extents laid end to end; runs never cross an extent boundary. */
-function concatMapper(parts: { start: number; size: number; mapper: Mapper }[], size: number): Mapper {
+function concatMapper(
+  parts: { start: number; size: number; mapper: Mapper }[],
+  size: number,
+): Mapper {
   const find = (offset: number) => {
     let lo = 0;
     let hi = parts.length - 1;
@@ -342,7 +374,10 @@ function concatMapper(parts: { start: number; size: number; mapper: Mapper }[], 
     allocationUnit: Math.max(...parts.map((p) => p.mapper.allocationUnit)),
     async runAt(offset, max) {
       const part = find(offset);
-      const run = await part.mapper.runAt(offset - part.start, Math.min(max, part.start + part.size - offset));
+      const run = await part.mapper.runAt(
+        offset - part.start,
+        Math.min(max, part.start + part.size - offset),
+      );
       // Keys of decoded units must be unique across extents.
       return run.kind === 'unit' ? { ...run, key: run.key + part.start } : run;
     },

@@ -1,4 +1,5 @@
 import { Bitmap } from '@diskube/bitmap';
+import { UnsupportedError } from '@diskube/core';
 import { FieldReader } from './bytes.js';
 import { ENCODING_RAW, ENCODING_RLE } from './section.js';
 
@@ -67,7 +68,17 @@ export function decodeBitmap(
   }
   if (encoding !== ENCODING_RLE)
     throw r.corrupt(`${structure} has unknown encoding ${encoding}`, -16 + 4, 'bad-encoding');
-  const bitmap = new Bitmap(length);
+  let bitmap: Bitmap;
+  try {
+    bitmap = new Bitmap(length);
+  } catch (cause) {
+    throw new UnsupportedError(`${structure} of ${length} bits does not fit in memory`, {
+      structure,
+      offset: base,
+      reason: 'too-large',
+      cause,
+    });
+  }
   let at = 0;
   let pos = 0;
   let set = false;

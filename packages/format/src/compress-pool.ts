@@ -42,7 +42,10 @@ export interface CompressedFrame {
 /** Compresses frames in order, on `threads` workers, or in this thread when `threads` is 0. */
 export class CompressPool {
   private readonly workers: Worker[] = [];
-  private readonly waiting = new Map<number, { resolve: (f: CompressedFrame) => void; reject: (e: unknown) => void }>();
+  private readonly waiting = new Map<
+    number,
+    { resolve: (f: CompressedFrame) => void; reject: (e: unknown) => void }
+  >();
   private readonly local: FrameCompressor | null;
   private nextId = 0;
   private failure: unknown = null;
@@ -53,19 +56,30 @@ export class CompressPool {
       return;
     }
     this.local = null;
-    const source = workerSource(pathToFileURL(createRequire(import.meta.url).resolve('zstd-napi')).href);
+    const source = workerSource(
+      pathToFileURL(createRequire(import.meta.url).resolve('zstd-napi')).href,
+    );
     for (let k = 0; k < threads; k++) {
-      const worker = new Worker(source, { eval: true, workerData: { level: options.level ?? DEFAULT_ZSTD_LEVEL } });
-      worker.on('message', ({ id, method, stored }: { id: number; method: number; stored: ArrayBuffer }) => {
-        const w = this.waiting.get(id);
-        this.waiting.delete(id);
-        w?.resolve({ method: method === 1 ? METHOD_ZSTD : METHOD_RAW, stored: new Uint8Array(stored) });
+      const worker = new Worker(source, {
+        eval: true,
+        workerData: { level: options.level ?? DEFAULT_ZSTD_LEVEL },
       });
+      worker.on(
+        'message',
+        ({ id, method, stored }: { id: number; method: number; stored: ArrayBuffer }) => {
+          const w = this.waiting.get(id);
+          this.waiting.delete(id);
+          w?.resolve({
+            method: method === 1 ? METHOD_ZSTD : METHOD_RAW,
+            stored: new Uint8Array(stored),
+          });
+        },
+      );
       worker.on('error', (error) => this.fail(error));
       worker.on('exit', (code) => {
-        if (this.waiting.size > 0) this.fail(new Error(`compression worker exited with code ${code}`));
+        if (this.waiting.size > 0)
+          this.fail(new Error(`compression worker exited with code ${code}`));
       });
-      worker.unref();
       this.workers.push(worker);
     }
   }
@@ -83,7 +97,8 @@ export class CompressPool {
     const id = this.nextId++;
     const worker = this.workers[id % this.workers.length]!;
     // Transfer needs a buffer of exactly these bytes.
-    const owned = raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength ? raw : raw.slice();
+    const owned =
+      raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength ? raw : raw.slice();
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
       worker.postMessage({ id, raw: owned.buffer }, [owned.buffer as ArrayBuffer]);

@@ -52,6 +52,10 @@ test('rejects inconsistent geometry even with a valid checksum', () => {
   expect(() => parseHeader(encodeHeader({ ...base, tailLength: 1 }))).toThrow(
     expect.objectContaining({ code: 'CORRUPT', reason: 'bad-geometry' }),
   );
+  // 2^40 blocks of 4 KiB fit the 2^53 size limit but not a bitmap: refused before allocating.
+  expect(() =>
+    parseHeader(encodeHeader({ ...base, blockCount: 2 ** 40, sourceSize: 2 ** 52 + 512 })),
+  ).toThrow(expect.objectContaining({ code: 'CORRUPT', reason: 'bad-geometry' }));
   expect(() => parseHeader(encodeHeader({ ...base, kind: 'snapshot' }))).toThrow(
     expect.objectContaining({ code: 'CORRUPT', reason: 'bad-parent-id' }),
   );

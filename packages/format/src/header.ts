@@ -18,6 +18,8 @@ export const MIN_BLOCK_SIZE = 512;
 export const MAX_BLOCK_SIZE = 64 * 1024 * 1024;
 /** Largest frame (blocksPerFrame × blockSize) a reader accepts before allocating it. */
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
+/** Most blocks a backup may cover: 2^37 bits is the largest bitmap @diskube/bitmap holds. */
+export const MAX_BLOCK_COUNT = 2 ** 37;
 
 export type BackupKind = 'snapshot' | 'incremental';
 export type CompressionType = 'none' | 'zstd';
@@ -77,7 +79,9 @@ export function geometryProblem(h: {
   if (!isPowerOfTwo(h.blockSize) || h.blockSize < MIN_BLOCK_SIZE || h.blockSize > MAX_BLOCK_SIZE) {
     return `block size ${h.blockSize} is not a power of two in [${MIN_BLOCK_SIZE}, ${MAX_BLOCK_SIZE}]`;
   }
-  if (!Number.isSafeInteger(h.blockCount) || h.blockCount < 0) return 'bad block count';
+  if (!Number.isSafeInteger(h.blockCount) || h.blockCount < 0 || h.blockCount > MAX_BLOCK_COUNT) {
+    return `block count ${h.blockCount} is above 2^37`;
+  }
   if (
     !Number.isSafeInteger(h.blocksPerFrame) ||
     h.blocksPerFrame < 1 ||
@@ -215,6 +219,7 @@ export function parseHeader(bytes: Uint8Array): Header {
       reason: 'digest',
     });
   }
+  if (r.u32(0x6c) !== 0) throw r.corrupt('header reserved field is not zero', 0x6c, 'reserved');
   const flags = r.u32(0x68);
   if ((flags & ~FLAG_TAIL_STORED) !== 0)
     throw r.corrupt(`unknown flags 0x${flags.toString(16)}`, 0x68, 'bad-flags');

@@ -417,34 +417,66 @@ export class BackupReader {
   }
 
   /**
-   * Visit the stored blocks selected by `select` (default: all stored) in ascending order,
-   * decompressing each needed frame once. `block` is a view into the frame buffer, valid until the
-   * callback's promise resolves. With `verifyDigests` (default) each block is checked against the
-   * digest table first.
+   * The stored blocks of each frame as runs of consecutive block indexes:
+   * `[frame, [firstBlock, count, firstSlotInFrame][]]`, in file order.
    */
-  async forEachStoredBlock(
-    onBlock: (index: number, block: Uint8Array) => void | Promise<void>,
+  *frameLayout(): Generator<[number, Array<[number, number, number]>]> {
+    const runs = this.stored.runs();
+    let pending: [number, number] | null = null;
+    for (const [k, e] of this.frames.entries()) {
+      const pieces: Array<[number, number, number]> = [];
+      let slot = 0;
+      while (slot < e.blockCount) {
+        if (pending === null || pending[1] === 0) {
+          const r = runs.next();
+          if (r.done)
+            throw new CorruptError('stored bitmap has fewer blocks than the frames', {
+              structure: 'frame index',
+              reason: 'inconsistent',
+            });
+          pending = [r.value[0], r.value[1]];
+        }
+        const take = Math.min(pending[1], e.blockCount - slot);
+        pieces.push([pending[0], take, slot]);
+        pending[0] += take;
+        pending[1] -= take;
+        slot += take;
+      }
+      yield [k, pieces];
+    }
+  }
+
+  /**
+   * Visit the stored blocks selected by `select` (default: all stored) in ascending order, as
+   * runs of consecutive blocks: `onRun(firstBlock, bytes)` with `bytes` a whole number of blocks
+   * (a view into the frame, valid until the callback's promise resolves). Frames holding no
+   * selected block are not read; each other frame is read and decompressed once. With
+   * `verifyDigests` (default) every block is checked against the digest table first.
+   */
+  async forEachStoredRun(
+    onRun: (firstBlock: number, bytes: Uint8Array) => void | Promise<void>,
     options: { select?: Bitmap; verifyDigests?: boolean } = {},
   ): Promise<void> {
     const bs = this.header.blockSize;
-    const bpf = this.header.blocksPerFrame;
     const verify = options.verifyDigests ?? true;
-    const select =
-      options.select === undefined ? this.stored : options.select.clone().and(this.stored);
-    let ordinal = 0;
-    for (const [start, length] of this.stored.runs()) {
-      for (const [s, len] of select.runs(start, start + length)) {
-        for (let i = s; i < s + len; i++) {
-          const o = ordinal + (i - start);
-          const k = Math.floor(o / bpf);
-          const raw = await this.readFrame(k);
-          const at = (o - k * bpf) * bs;
-          const block = raw.subarray(at, at + bs);
-          if (verify) this.checkDigest(i, block);
-          await onBlock(i, block);
-        }
+    const select = options.select ?? null;
+    for (const [k, pieces] of this.frameLayout()) {
+      const wanted: Array<[number, number, number]> = [];
+      for (const [first, count, slot] of pieces) {
+        if (select === null) wanted.push([first, count, slot]);
+        else
+          for (const [s, len] of select.runs(first, first + count))
+            wanted.push([s, len, slot + (s - first)]);
       }
-      ordinal += length;
+      if (wanted.length === 0) continue;
+      const raw = await this.readFrame(k);
+      for (const [first, count, slot] of wanted) {
+        const bytes = raw.subarray(slot * bs, (slot + count) * bs);
+        if (verify)
+          for (let j = 0; j < count; j++)
+            this.checkDigest(first + j, bytes.subarray(j * bs, (j + 1) * bs));
+        await onRun(first, bytes);
+      }
     }
   }
 
@@ -473,36 +505,21 @@ export class BackupReader {
     let blocksChecked = 0;
     const bytesTotal = this.footer.framesLength;
     let bytesDone = 0;
-    // Block indexes of each frame, from the stored bitmap.
-    const storedRuns = this.stored.runs();
-    let pending: [number, number] | undefined;
-    const nextBlocks = (count: number): number[] => {
-      const out: number[] = [];
-      while (out.length < count) {
-        if (pending === undefined || pending[1] === 0) {
-          const r = storedRuns.next();
-          if (r.done) break;
-          pending = [r.value[0], r.value[1]];
-        }
-        out.push(pending[0]);
-        pending[0]++;
-        pending[1]--;
-      }
-      return out;
-    };
-    for (const [k, e] of this.frames.entries()) {
-      const blocks = nextBlocks(e.blockCount);
+    for (const [k, pieces] of this.frameLayout()) {
+      const e = this.frames[k]!;
       try {
         this.cachedFrame = null;
         const raw = await this.readFrame(k);
-        blocks.forEach((i, j) => {
-          try {
-            this.checkDigest(i, raw.subarray(j * bs, (j + 1) * bs));
-          } catch (error) {
-            problems.push({ ...problemOf(error), structure: `frame ${k}, block ${i}` });
+        for (const [first, count, slot] of pieces) {
+          for (let j = 0; j < count; j++) {
+            try {
+              this.checkDigest(first + j, raw.subarray((slot + j) * bs, (slot + j + 1) * bs));
+            } catch (error) {
+              problems.push({ ...problemOf(error), structure: `frame ${k}, block ${first + j}` });
+            }
+            blocksChecked++;
           }
-          blocksChecked++;
-        });
+        }
       } catch (error) {
         if (error instanceof IoError) throw error;
         problems.push(problemOf(error));

@@ -27,10 +27,22 @@ const sink = () =>
 
 describe('snapshot write, 48 MiB used of 64 MiB', () => {
   bench('zstd level 1', async () => {
-    await writeSnapshot({ source, used, blockSize: bs, out: sink(), compress: { type: 'zstd', level: 1 } });
+    await writeSnapshot({
+      source,
+      used,
+      blockSize: bs,
+      out: sink(),
+      compress: { type: 'zstd', level: 1 },
+    });
   });
   bench('zstd level 3', async () => {
-    await writeSnapshot({ source, used, blockSize: bs, out: sink(), compress: { type: 'zstd', level: 3 } });
+    await writeSnapshot({
+      source,
+      used,
+      blockSize: bs,
+      out: sink(),
+      compress: { type: 'zstd', level: 3 },
+    });
   });
   bench('no compression', async () => {
     await writeSnapshot({ source, used, blockSize: bs, out: sink(), compress: { type: 'none' } });

@@ -100,7 +100,15 @@ describe('snapshot round trip', () => {
     const fixed = { backupId: new Uint8Array(16).fill(1), meta: { createdAt: new Date(0) } };
     const files = [];
     for (const threads of [0, 1, 2]) {
-      const { bytes, reader } = await toMemory({ source: memorySource(image), used, blockSize: bs, compress: { type: 'zstd', level: 3 }, blocksPerFrame: 7, threads, ...fixed });
+      const { bytes, reader } = await toMemory({
+        source: memorySource(image),
+        used,
+        blockSize: bs,
+        compress: { type: 'zstd', level: 3 },
+        blocksPerFrame: 7,
+        threads,
+        ...fixed,
+      });
       expect((await reader.verify()).ok).toBe(true);
       files.push(bytes);
     }
@@ -210,6 +218,7 @@ describe('incremental', () => {
     }
     // The same change from a hypervisor dirty list: only those bytes (and newly used blocks) read.
     const text = formatChangedRanges(touched.map((i) => ({ offset: i * bs + 10, length: 20 })));
+    let neededBytes = 0;
     const viaRanges = await toMemory({
       source: memorySource(next),
       used: used2,
@@ -217,8 +226,15 @@ describe('incremental', () => {
       parent: parent.reader,
       blocksPerFrame: 8,
       changedRanges: parseChangedRanges(text),
+      onProgress: (p) => {
+        neededBytes = p.bytesTotal;
+      },
     });
-    expect(viaRanges.result.bytesRead).toBe(touched.length * bs);
+    expect(neededBytes).toBe(touched.length * bs);
+    // Reads may span small gaps between the listed blocks, but not all of the used blocks.
+    expect(viaRanges.result.bytesRead).toBeGreaterThanOrEqual(touched.length * bs);
+    expect(viaRanges.result.bytesRead).toBeLessThan(result.bytesRead);
+    expect(result.bytesRead).toBeGreaterThanOrEqual(used2.count() * bs);
     expect(viaRanges.reader.changed!.equals(reader.changed!)).toBe(true);
     expect(viaRanges.reader.zero.equals(reader.zero)).toBe(true);
     expect(viaRanges.reader.digests).toEqual(reader.digests);

@@ -6,8 +6,8 @@ import { type BlockSource, InvalidArgumentError } from '@diskube/core';
 import { encodeBitmap } from './bitmap-codec.js';
 import { bytesEqual, toHex } from './bytes.js';
 import { type ByteRange, rangesToBlocks } from './changed-ranges.js';
-import { type CompressedFrame, CompressPool } from './compress-pool.js';
 import { type CompressOptions, DEFAULT_ZSTD_LEVEL } from './compress.js';
+import { type CompressedFrame, CompressPool } from './compress-pool.js';
 import { crc32c } from './crc32c.js';
 import { blockDigest, isZeroBlock } from './digest.js';
 import { encodeFooter, type SectionLocation } from './footer.js';
@@ -35,6 +35,8 @@ export const DEFAULT_FRAME_BYTES = 1 << 20;
 const READ_BATCH_BYTES = 4 << 20;
 /** Below this many bytes to read, compression stays on the calling thread (workers cost ~50 ms). */
 const THREADS_FROM_BYTES = 16 << 20;
+/** Unneeded blocks read to join two runs into one read, at most. */
+const MAX_READ_GAP_BYTES = 64 << 10;
 /** Digests are collected in chunks of this many bytes. */
 const DIGEST_CHUNK = 1 << 20;
 
@@ -98,6 +100,7 @@ export interface WriteResult {
   /** Path written, when `out` was a path. */
   path: string | null;
   fileLength: number;
+  /** Bytes read from the source (needed blocks, small gaps read to join reads, the tail). */
   bytesRead: number;
   usedBlocks: number;
   zeroBlocks: number;
@@ -135,16 +138,37 @@ class DigestList {
   }
 }
 
-/** Yields `[first, count]` batches over the set runs of `bits` within `[start, end)`. */
-function* batches(
+/**
+ * `[first, count]` source reads covering the set bits of `bits`, in order, each at most
+ * `maxBlocks` long. Runs separated by at most `maxGap` clear blocks share one read: reading a
+ * few unneeded blocks costs less than another round trip (ext4 and NTFS maps are fragmented).
+ */
+export function* readBatches(
   bits: Bitmap,
-  start: number,
-  end: number,
   maxBlocks: number,
+  maxGap: number,
 ): Generator<[number, number]> {
-  for (const [s, len] of bits.runs(start, end)) {
-    for (let at = s; at < s + len; at += maxBlocks) yield [at, Math.min(maxBlocks, s + len - at)];
+  let first = -1;
+  let end = -1;
+  for (const [s, len] of bits.runs()) {
+    let at = s;
+    const runEnd = s + len;
+    while (at < runEnd) {
+      if (first >= 0 && at - end <= maxGap && at + 1 - first <= maxBlocks) {
+        // Extend the current read over the gap and as much of this run as fits.
+        const take = Math.min(runEnd - at, maxBlocks - (at - first));
+        end = at + take;
+        at += take;
+        continue;
+      }
+      if (first >= 0) yield [first, end - first];
+      const take = Math.min(runEnd - at, maxBlocks);
+      first = at;
+      end = at + take;
+      at += take;
+    }
   }
+  if (first >= 0) yield [first, end - first];
 }
 
 async function writeBackup(
@@ -218,17 +242,22 @@ async function writeBackup(
       : streamSink(options.out);
   try {
     const bytesTotal = toRead.count() * blockSize + (tailStored ? tailLength : 0);
-    let bytesRead = 0;
+    let bytesDone = 0;
+    let bytesFromSource = 0;
     const progress = (n: number) => {
-      bytesRead += n;
-      options.onProgress?.({ bytesDone: bytesRead, bytesTotal });
+      bytesDone += n;
+      options.onProgress?.({ bytesDone, bytesTotal });
     };
     await sink.write(header);
 
     const zero = new Bitmap(blockCount);
     const changed = parent === null ? null : new Bitmap(blockCount);
     const digests = new DigestList();
-    const threads = options.threads ?? (compress.type === 'zstd' && bytesTotal >= THREADS_FROM_BYTES ? Math.max(1, availableParallelism() - 1) : 0);
+    const threads =
+      options.threads ??
+      (compress.type === 'zstd' && bytesTotal >= THREADS_FROM_BYTES
+        ? Math.max(1, availableParallelism() - 1)
+        : 0);
     pool = new CompressPool(compress, threads);
     const frames: FrameEntry[] = [];
     // Frames being compressed, oldest first; written to the sink in this order.
@@ -239,13 +268,20 @@ async function writeBackup(
     let storedBlocks = 0;
     const writeOldestFrame = async () => {
       const f = await inflight.shift()!;
-      frames.push({ offset: sink.position, storedLength: f.stored.length, blockCount: f.blockCount, crc: crc32c(f.stored), method: f.method });
+      frames.push({
+        offset: sink.position,
+        storedLength: f.stored.length,
+        blockCount: f.blockCount,
+        crc: crc32c(f.stored),
+        method: f.method,
+      });
       await sink.write(f.stored);
     };
     const flushFrame = async () => {
       if (frameBlocks === 0) return;
       const blocks = frameBlocks;
-      const raw = blocks === blocksPerFrame ? frameBuffer : frameBuffer.slice(0, blocks * blockSize);
+      const raw =
+        blocks === blocksPerFrame ? frameBuffer : frameBuffer.slice(0, blocks * blockSize);
       const pending = pool!.compress(raw).then((f) => ({ ...f, blockCount: blocks }));
       pending.catch(() => {}); // awaited in order by writeOldestFrame; avoid an unhandled rejection meanwhile
       inflight.push(pending);
@@ -301,35 +337,51 @@ async function writeBackup(
       digests.push(d);
     };
 
+    // Used blocks outside the dirty list take the parent's zero bit and digest.
+    const inheritSet = toRead === used ? null : used.clone().andNot(toRead);
+    let pos = 0;
+    const inheritUpTo = (end: number) => {
+      if (inheritSet !== null && pos < end) {
+        for (const [s, len] of inheritSet.runs(pos, end))
+          for (let i = s; i < s + len; i++) inherit(i);
+      }
+      pos = Math.max(pos, end);
+    };
     const maxBatch = Math.max(1, Math.floor(READ_BATCH_BYTES / blockSize));
+    const batchList = readBatches(toRead, maxBatch, Math.floor(MAX_READ_GAP_BYTES / blockSize));
+    // Two buffers: one being hashed, one being filled by the next read.
     const buffers = [new Uint8Array(maxBatch * blockSize), new Uint8Array(maxBatch * blockSize)];
     let flip = 0;
-    for (const [runStart, runLength] of used.runs()) {
-      const runEnd = runStart + runLength;
-      let pos = runStart;
-      // Read the batches of this run with one read in flight ahead of the hashing.
-      const list = [...batches(toRead, runStart, runEnd, maxBatch)];
-      let inflight: Promise<Uint8Array> | null = null;
-      const startRead = (k: number): Promise<Uint8Array> => {
-        const [first, count] = list[k]!;
-        const buf = buffers[flip]!.subarray(0, count * blockSize);
-        flip ^= 1;
-        return source.read(first * blockSize, buf).then(() => buf);
-      };
-      if (list.length > 0) inflight = startRead(0);
-      for (let k = 0; k < list.length; k++) {
-        signal?.throwIfAborted();
-        const [first, count] = list[k]!;
-        for (; pos < first; pos++) inherit(pos);
-        const buf = await inflight!;
-        inflight = k + 1 < list.length ? startRead(k + 1) : null;
-        for (let j = 0; j < count; j++)
-          await processBlock(first + j, buf.subarray(j * blockSize, (j + 1) * blockSize));
-        pos = first + count;
-        progress(count * blockSize);
+    const startRead = (
+      batch: [number, number] | undefined,
+    ): Promise<[number, number, Uint8Array]> | null => {
+      if (batch === undefined) return null;
+      const [first, count] = batch;
+      const buf = buffers[flip]!.subarray(0, count * blockSize);
+      flip ^= 1;
+      return source.read(first * blockSize, buf).then(() => [first, count, buf]);
+    };
+    let reading = startRead(batchList.next().value ?? undefined);
+    while (reading !== null) {
+      signal?.throwIfAborted();
+      const [first, count, buf] = await reading;
+      reading = startRead(batchList.next().value ?? undefined);
+      bytesFromSource += buf.length;
+      inheritUpTo(first);
+      let wanted = 0;
+      for (let j = 0; j < count; j++) {
+        const i = first + j;
+        if (toRead.get(i)) {
+          await processBlock(i, buf.subarray(j * blockSize, (j + 1) * blockSize));
+          wanted++;
+        } else if (inheritSet?.get(i)) {
+          inherit(i);
+        }
       }
-      for (; pos < runEnd; pos++) inherit(pos);
+      pos = first + count;
+      progress(wanted * blockSize);
     }
+    inheritUpTo(blockCount);
     await flushFrame();
     while (inflight.length > 0) await writeOldestFrame();
     const framesOffset = header.length;
@@ -400,6 +452,7 @@ async function writeBackup(
           signal?.throwIfAborted();
           const part = new Uint8Array(Math.min(chunk, tailLength - at));
           await source.read(tailOffset + at, part);
+          bytesFromSource += part.length;
           progress(part.length);
           yield part;
         }
@@ -424,7 +477,7 @@ async function writeBackup(
       backupId: toHex(backupId),
       path: typeof options.out === 'string' ? options.out : null,
       fileLength,
-      bytesRead,
+      bytesRead: bytesFromSource,
       usedBlocks: used.count(),
       zeroBlocks: zero.count(),
       changedBlocks: changed?.count() ?? null,

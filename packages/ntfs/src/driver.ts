@@ -7,6 +7,7 @@ import {
   type FilesystemDriver,
   type ProbeResult,
   type Tail,
+  UnsupportedError,
   type UsedBlocks,
   type UsedBlocksOptions,
   type Warning,
@@ -155,8 +156,7 @@ async function readLogFileState(vol: NtfsVolume): Promise<LogFileState> {
 function refuseSparseOrCompressed(stream: AttributeStream, structure: string): void {
   const sparseRun = !stream.resident && stream.runs.some((r) => r.lcn === SPARSE);
   if (stream.flags & ATTR_COMPRESSION_MASK || stream.flags & ATTR_IS_SPARSE || sparseRun) {
-    throw new DiskubeError(
-      'UNSUPPORTED',
+    throw new UnsupportedError(
       `${structure} is compressed or sparse; refusing to guess its layout`,
       {
         structure,

@@ -14,8 +14,7 @@ import { memorySource } from '@diskube/core';
 import { describe, expect, it } from 'vitest';
 import { ntfsDriver } from './driver.js';
 import { applyFixups } from './mft-record.js';
-import type { Run } from './runlist.js';
-import { protect } from './test-hex.js';
+import { align8, attributesOf, dataExtent, slice, writeRecord } from './test-hex.js';
 import {
   buildNtfsImage,
   type NtfsImageSpec,
@@ -31,107 +30,6 @@ const SPEC: NtfsImageSpec = {
   cluster: 4096,
   steps: [{ op: 'files', prefix: 'f', count: 400, sizes: [50, 5000] }],
 };
-
-/** Minimal little-endian signed encoding of `value` (at least one byte). */
-function signedBytes(value: number): number[] {
-  const out: number[] = [];
-  let v = BigInt(value);
-  for (;;) {
-    const byte = Number(v & 0xffn);
-    out.push(byte);
-    v >>= 8n;
-    if ((v === 0n && (byte & 0x80) === 0) || (v === -1n && (byte & 0x80) !== 0)) return out;
-  }
-}
-
-/** Encode runs as mapping pairs (the inverse of decodeRunlist), with the terminating zero. */
-function encodeRuns(runs: Run[]): number[] {
-  const out: number[] = [];
-  let prev = 0;
-  for (const r of runs) {
-    const length = signedBytes(r.length);
-    const delta = r.lcn < 0 ? [] : signedBytes(r.lcn - prev);
-    if (r.lcn >= 0) prev = r.lcn;
-    out.push((delta.length << 4) | length.length, ...length, ...delta);
-  }
-  out.push(0);
-  return out;
-}
-
-const align8 = (n: number) => (n + 7) & ~7;
-
-/** Runs restricted to VCNs [from, to). */
-function slice(runs: Run[], from: number, to: number): Run[] {
-  const out: Run[] = [];
-  for (const r of runs) {
-    const s = Math.max(r.vcn, from);
-    const e = Math.min(r.vcn + r.length, to);
-    if (s < e) out.push({ vcn: s, lcn: r.lcn + (s - r.vcn), length: e - s });
-  }
-  return out;
-}
-
-interface RawAttr {
-  type: number;
-  instance: number;
-  bytes: Uint8Array;
-}
-
-function attributesOf(record: Uint8Array): RawAttr[] {
-  const v = new DataView(record.buffer, record.byteOffset);
-  const out: RawAttr[] = [];
-  for (
-    let pos = v.getUint16(0x14, true);
-    v.getUint32(pos, true) !== 0xffffffff;
-    pos += v.getUint32(pos + 4, true)
-  ) {
-    out.push({
-      type: v.getUint32(pos, true),
-      instance: v.getUint16(pos + 0x0e, true),
-      bytes: record.slice(pos, pos + v.getUint32(pos + 4, true)),
-    });
-  }
-  return out;
-}
-
-/** A non-resident $DATA extent record for VCNs [low, high] with the given runs. */
-function dataExtent(
-  template: Uint8Array,
-  low: number,
-  high: number,
-  runs: Run[],
-  instance: number,
-  sizes: boolean,
-): Uint8Array {
-  const pairs = encodeRuns(runs);
-  const length = align8(0x40 + pairs.length);
-  const a = new Uint8Array(length);
-  a.set(template.subarray(0, 0x40));
-  const v = new DataView(a.buffer);
-  v.setUint32(4, length, true);
-  v.setUint16(0x0e, instance, true);
-  v.setBigInt64(0x10, BigInt(low), true);
-  v.setBigInt64(0x18, BigInt(high), true);
-  v.setUint16(0x20, 0x40, true);
-  if (!sizes) for (const off of [0x28, 0x30, 0x38]) v.setBigInt64(off, 0n, true);
-  a.set(pairs, 0x40);
-  return a;
-}
-
-function writeRecord(header: Uint8Array, attrs: Uint8Array[], size: number): Uint8Array {
-  const r = new Uint8Array(size);
-  r.set(header.subarray(0, 0x38));
-  let pos = 0x38;
-  for (const a of attrs) {
-    r.set(a, pos);
-    pos += a.length;
-  }
-  const v = new DataView(r.buffer);
-  v.setUint32(pos, 0xffffffff, true);
-  v.setUint16(0x14, 0x38, true);
-  v.setUint32(0x18, pos + 8, true);
-  return protect(r);
-}
 
 /** Rewrite $MFT so that $DATA VCNs ≥ `split` live in extension record `ext`. */
 async function splitMft(image: Uint8Array, split: number, ext: number): Promise<void> {

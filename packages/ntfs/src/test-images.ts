@@ -160,7 +160,8 @@ export function buildNtfsImage(spec: NtfsImageSpec): string {
         size = size > 0 && size < clusters * spec.cluster ? size : clusters * spec.cluster;
         const name = `/${step.prefix}${i}`;
         if (!tryRun('ntfscp', ['-q', '-f', img, empty, name])) break;
-        if (!tryRun('ntfsfallocate', ['-f', '-l', String(size), img, name])) size = Math.floor(size / 2 / spec.cluster) * spec.cluster;
+        if (!tryRun('ntfsfallocate', ['-f', '-l', String(size), img, name]))
+          size = Math.floor(size / 2 / spec.cluster) * spec.cluster;
         if (size < spec.cluster) break;
       }
     } else if (step.op === 'punch') {

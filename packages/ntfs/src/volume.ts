@@ -37,6 +37,9 @@ export const FILE_BADCLUS = 8;
  */
 const MAX_EXTENSION_RECORDS = 65536;
 
+/** Largest cluster count we map (the result bitmap's limit). */
+const MAX_CLUSTERS = 2 ** 37;
+
 /** One MFT record after fixups, with its parsed attribute records. */
 export interface MftRecord {
   header: MftRecordHeader;
@@ -145,6 +148,17 @@ export class NtfsVolume {
     const bytes = new Uint8Array(BOOT_SECTOR_SIZE);
     await source.read(0, bytes);
     const boot = parseBootSector(bytes, 0);
+    // @diskube/bitmap holds up to 2^37 bits; Windows itself stops at 2^32 − 1 clusters.
+    if (boot.clusterCount > MAX_CLUSTERS) {
+      throw new UnsupportedError(
+        `${boot.clusterCount} clusters exceed the ${MAX_CLUSTERS} supported`,
+        {
+          structure: 'NTFS boot sector',
+          offset: 0x28,
+          reason: 'volume-too-large',
+        },
+      );
+    }
     const volumeBytes = boot.clusterCount * boot.clusterSize;
     if (source.size < volumeBytes) {
       throw new CorruptError(
@@ -235,22 +249,18 @@ export class NtfsVolume {
         .filter((e) => e.type === AT_DATA && e.name === '' && e.record !== FILE_MFT)
         .sort((a, b) => a.lowestVcn - b.lowestVcn);
       const seen = new Set<number>();
+      // Extents are appended one at a time (never re-decoded), so hostile lists stay linear.
+      let end = extents.reduce((n, a) => Math.max(n, a.highestVcn + 1), 0);
       for (const e of entries) {
         if (seen.has(e.record)) continue;
         seen.add(e.record);
-        const end = this.mftRuns.reduce((n, r) => Math.max(n, r.vcn + r.length), 0);
         if (e.lowestVcn !== end) {
           throw new CorruptError(
             `$MFT extent in record ${e.record} starts at VCN ${e.lowestVcn}, expected ${end}`,
-            {
-              structure: '$MFT attribute list',
-              offset: list.offset,
-              reason: 'bad-vcn',
-            },
+            { structure: '$MFT attribute list', offset: list.offset, reason: 'bad-vcn' },
           );
         }
-        const byteOffset = e.record * recordSize;
-        if (byteOffset + recordSize > end * boot.clusterSize) {
+        if ((e.record + 1) * recordSize > end * boot.clusterSize) {
           throw new CorruptError(
             `$MFT extension record ${e.record} lies in a part of $MFT that is not mapped yet`,
             {
@@ -262,17 +272,36 @@ export class NtfsVolume {
         }
         const ext = await this.readRecordFrom(e.record, this.mftRuns);
         this.checkExtension(ext, e.record, FILE_MFT);
-        const more = ext.attributes.filter(
-          (a): a is NonResidentAttribute => a.type === AT_DATA && a.name === '' && !a.resident,
-        );
+        const more = ext.attributes
+          .filter(
+            (a): a is NonResidentAttribute => a.type === AT_DATA && a.name === '' && !a.resident,
+          )
+          .sort((a, b) => a.lowestVcn - b.lowestVcn);
         if (more.length === 0) {
           throw new CorruptError(`$MFT extension record ${e.record} holds no $DATA extent`, {
             structure: `MFT record ${e.record}`,
             reason: 'attribute-list',
           });
         }
-        extents.push(...more);
-        this.mftRuns = joinExtents(extents, boot.clusterCount, s);
+        for (const x of more) {
+          if (x.lowestVcn !== end) {
+            throw new CorruptError(`$MFT extent starts at VCN ${x.lowestVcn}, expected ${end}`, {
+              structure: s,
+              offset: x.offset,
+              reason: 'bad-vcn',
+            });
+          }
+          const runs = decodeRunlist(
+            x.mappingPairs,
+            x.lowestVcn,
+            x.highestVcn,
+            boot.clusterCount,
+            s,
+            x.mappingPairsOffset,
+          );
+          for (const r of runs) this.mftRuns.push(r);
+          end = x.highestVcn + 1;
+        }
         this.mftExtensionRecords.push(e.record);
       }
     }

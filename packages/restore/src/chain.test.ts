@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { discoverChain } from './chain.js';
-import { restoreImage } from './restore.js';
+import { restoreFromPath, restoreImage } from './restore.js';
 import { makeChain } from './test-support.js';
 
 describe('files on disk', async () => {
@@ -54,6 +54,30 @@ describe('files on disk', async () => {
     } finally {
       await Promise.all(chain.map((r) => r.close()));
     }
+  });
+
+  test('restoreFromPath finds, restores and closes; a damaged parent under its own name is CORRUPT', async () => {
+    await put('backup-0.dkb', files[0]!);
+    await put('backup-1.dkb', files[1]!);
+    const out = join(dir, 'from-path.img');
+    const result = await restoreFromPath(join(dir, 'backup-1.dkb'), {
+      target: out,
+      zeroUnused: true,
+    });
+    expect(result.chain.map((p) => p.split('/').pop())).toEqual(['backup-0.dkb', 'backup-1.dkb']);
+    expect(Buffer.compare(await readFile(out), states[1]!.expected)).toBe(0);
+    // The writer recorded "backup-0.dkb" (the reader's name) as the parent hint.
+    const damaged = files[0]!.slice();
+    damaged[40]! ^= 1;
+    await put('backup-0.dkb', damaged);
+    await rm(join(dir, 'z-full.dkb'));
+    await expect(discoverChain(join(dir, 'backup-1.dkb'))).rejects.toMatchObject({
+      code: 'CORRUPT',
+      structure: 'backup header',
+    });
+    await rm(join(dir, 'backup-0.dkb'));
+    await rm(join(dir, 'backup-1.dkb'));
+    await put('z-full.dkb', files[0]!);
   });
 
   test('a missing parent is a typed error', async () => {

@@ -72,6 +72,12 @@ export async function discoverChain(path: string): Promise<BackupReader[]> {
           break;
         }
       }
+      if (found === null && candidates[0] === basename(hint)) {
+        // The file the parent was written as is there but unreadable: say so rather than
+        // "missing" (opening it throws the precise CorruptError).
+        const damaged = await openBackup(join(dir, basename(hint)));
+        await damaged.close();
+      }
       if (found === null) {
         throw new InvalidArgumentError(
           `parent ${want} of ${current.path} (last seen as "${hint}") is not in ${dir}`,

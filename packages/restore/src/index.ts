@@ -3,6 +3,7 @@ export {
   type RestoreOptions,
   type RestoreResult,
   type RestoreStrategy,
+  restoreFromPath,
   restoreImage,
 } from './restore.js';
 export { fileTarget, memoryTarget, type RestoreTarget } from './target.js';

@@ -1,7 +1,7 @@
 import { Bitmap } from '@diskube/bitmap';
 import { InvalidArgumentError } from '@diskube/core';
 import type { BackupReader, Progress } from '@diskube/format';
-import { checkChain } from './chain.js';
+import { checkChain, discoverChain } from './chain.js';
 import { fileTarget, type RestoreTarget } from './target.js';
 
 export type RestoreStrategy = 'reverse' | 'patch';
@@ -42,39 +42,79 @@ export interface RestoreResult {
   writeCounts: Uint8Array | null;
 }
 
-/** Merges block writes at adjacent offsets into larger writes. */
+/** Writes kept in flight at once: small scattered writes wait on the I/O thread pool otherwise. */
+const WRITES_IN_FLIGHT = 4;
+
+/** Merges block writes at adjacent offsets into larger writes, several in flight. */
 class Writer {
+  private readonly spare: Uint8Array[] = [];
   private buffer: Uint8Array;
   private start = -1;
   private length = 0;
+  private readonly inflight = new Set<Promise<void>>();
+  private failure: unknown = null;
   bytesWritten = 0;
   constructor(
     private readonly target: RestoreTarget,
     private readonly blockSize: number,
     private readonly counts: Uint8Array | null,
     private readonly progress: (n: number) => void,
-    capacity = 1 << 20,
+    private readonly capacity = Math.max(1 << 20, blockSize),
   ) {
-    this.buffer = new Uint8Array(Math.max(capacity, blockSize));
+    this.buffer = new Uint8Array(capacity);
   }
-  async block(index: number, bytes: Uint8Array): Promise<void> {
-    const offset = index * this.blockSize;
-    if (
-      this.length > 0 &&
-      (offset !== this.start + this.length || this.length + bytes.length > this.buffer.length)
-    )
-      await this.flush();
-    if (this.length === 0) this.start = offset;
-    this.buffer.set(bytes, this.length);
-    this.length += bytes.length;
-    if (this.counts !== null && this.counts[index]! < 255) this.counts[index]!++;
+  /** Queue consecutive blocks starting at block `first` (bytes: a whole number of blocks). */
+  async run(first: number, bytes: Uint8Array): Promise<void> {
+    const bs = this.blockSize;
+    if (this.counts !== null) {
+      for (let i = first; i < first + bytes.length / bs; i++)
+        if (this.counts[i]! < 255) this.counts[i]!++;
+    }
+    let offset = first * bs;
+    let rest = bytes;
+    while (rest.length > 0) {
+      if (
+        this.length > 0 &&
+        (offset !== this.start + this.length || this.length === this.buffer.length)
+      )
+        await this.submit();
+      if (this.length === 0) this.start = offset;
+      // Whole blocks only, as many as fit.
+      const take = Math.min(rest.length, Math.floor((this.buffer.length - this.length) / bs) * bs);
+      this.buffer.set(rest.subarray(0, take), this.length);
+      this.length += take;
+      offset += take;
+      rest = rest.subarray(take);
+    }
   }
-  async flush(): Promise<void> {
+  /** Start writing the pending run; wait only when too many writes are in flight. */
+  private async submit(): Promise<void> {
     if (this.length === 0) return;
-    await this.target.write(this.start, this.buffer.subarray(0, this.length));
-    this.bytesWritten += this.length;
-    this.progress(this.length);
+    const buffer = this.buffer;
+    const { start, length } = this;
+    this.buffer = this.spare.pop() ?? new Uint8Array(this.capacity);
     this.length = 0;
+    const write: Promise<void> = this.target.write(start, buffer.subarray(0, length)).then(
+      () => {
+        this.inflight.delete(write);
+        this.spare.push(buffer);
+        this.bytesWritten += length;
+        this.progress(length);
+      },
+      (error: unknown) => {
+        this.inflight.delete(write);
+        this.failure ??= error;
+      },
+    );
+    this.inflight.add(write);
+    while (this.inflight.size >= WRITES_IN_FLIGHT) await Promise.race(this.inflight);
+    if (this.failure !== null) throw this.failure;
+  }
+  /** Write what is pending and wait for every write to land. */
+  async flush(): Promise<void> {
+    await this.submit();
+    await Promise.all(this.inflight);
+    if (this.failure !== null) throw this.failure;
   }
   /** Write zeros over the set runs of `blocks`, in ascending order. */
   async zeros(blocks: Bitmap): Promise<number> {
@@ -163,10 +203,10 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreResu
     const out = new Writer(target, bs, counts, progress);
     let dataBlocks = 0;
     let zeroBlocks = 0;
-    const writeBlock = async (i: number, block: Uint8Array) => {
+    const writeRun = async (first: number, bytes: Uint8Array) => {
       options.signal?.throwIfAborted();
-      await out.block(i, block);
-      dataBlocks++;
+      await out.run(first, bytes);
+      dataBlocks += bytes.length / bs;
     };
 
     if (strategy === 'reverse') {
@@ -176,7 +216,7 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreResu
         const b = chain[k]!;
         const select = b.stored.clone().and(unrestored);
         written.or(select);
-        await b.forEachStoredBlock(writeBlock, { select, verifyDigests });
+        await b.forEachStoredRun(writeRun, { select, verifyDigests });
         await out.flush();
         if (b.changed !== null) unrestored.andNot(b.changed);
         unrestored.and(b.used);
@@ -184,11 +224,15 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreResu
       }
       if (zeroUnused) zeroBlocks += await out.zeros(written.not());
     } else {
+      // Writes of one backup go to distinct blocks and may overlap in flight; a later backup
+      // rewrites the same blocks, so each backup's writes must land before the next begins.
       const base = chain[0]!;
-      await base.forEachStoredBlock(writeBlock, { verifyDigests });
+      await base.forEachStoredRun(writeRun, { verifyDigests });
+      await out.flush();
       if (zeroUnused) zeroBlocks += await out.zeros(base.stored.clone().not());
       for (const b of chain.slice(1)) {
-        await b.forEachStoredBlock(writeBlock, { verifyDigests });
+        await b.forEachStoredRun(writeRun, { verifyDigests });
+        await out.flush();
         // Blocks that became zero or unused: the earlier data under them must go.
         zeroBlocks += await out.zeros(b.changed!.clone().andNot(b.stored));
       }
@@ -212,5 +256,22 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreResu
   } catch (error) {
     await target.abort();
     throw error;
+  }
+}
+
+/**
+ * Find the chain of the backup at `path` (see `discoverChain`), restore its state onto `target`
+ * and close the backups. The one call the CLI's `restore` needs.
+ */
+export async function restoreFromPath(
+  path: string,
+  options: Omit<RestoreOptions, 'chain'>,
+): Promise<RestoreResult & { chain: string[] }> {
+  const chain = await discoverChain(path);
+  try {
+    const result = await restoreImage({ ...options, chain });
+    return { ...result, chain: chain.map((r) => r.path) };
+  } finally {
+    await Promise.all(chain.map((r) => r.close()));
   }
 }

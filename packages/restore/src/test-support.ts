@@ -47,6 +47,8 @@ export async function makeChain(options: {
   blockCount: number;
   tail: number;
   steps: number;
+  /** `clustered`: each step rewrites one contiguous tenth of the disk instead of random blocks. */
+  churn?: 'random' | 'clustered';
   blocksPerFrame?: number;
 }) {
   const { blockSize: bs, blockCount: n, tail } = options;
@@ -64,7 +66,13 @@ export async function makeChain(options: {
     return { image: img.slice(), used: u.clone(), expected };
   };
   for (let step = 0; step <= options.steps; step++) {
-    if (step > 0) {
+    if (step > 0 && options.churn === 'clustered') {
+      const start = Math.floor(rand() * n * 0.9);
+      for (let i = start; i < start + Math.floor(n / 10); i++) {
+        used.set(i);
+        fillRandom(rand, image.subarray(i * bs, (i + 1) * bs));
+      }
+    } else if (step > 0) {
       for (let i = 0; i < n; i++) {
         const r = rand();
         const block = image.subarray(i * bs, (i + 1) * bs);

@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { InvalidArgumentError } from '@diskube/core';
-import { openFileSource } from '@diskube/core/node';
 import {
   type CompressOptions,
   DEFAULT_ZSTD_LEVEL,
@@ -10,11 +9,10 @@ import {
   writeIncremental,
   writeSnapshot,
 } from '@diskube/format';
-import { mapDisk } from '@diskube/partition';
 import type { Command } from 'commander';
-import { printWarnings, usedBytes } from '../analyze.js';
-import { DRIVERS } from '../drivers.js';
+import { mapImage, printWarnings, usedBytes } from '../analyze.js';
 import { formatBytes, formatPercent, printJson } from '../format.js';
+import { openImage } from '../open-image.js';
 import { progressReporter } from '../progress.js';
 
 interface BackupOptions {
@@ -72,12 +70,15 @@ export function registerBackup(program: Command): void {
         throw new InvalidArgumentError('--changed-ranges needs --base', { reason: 'usage' });
       }
       const started = performance.now();
-      const source = await openFileSource(image);
+      const opened = await openImage(image);
+      const source = opened.disk;
       const parent = options.base ? await openBackup(options.base) : null;
       const progress = progressReporter('backup', !options.json);
       try {
-        const map = await mapDisk(source, DRIVERS, {
-          assumeUsedOnDoubt: options.fullCopyOnDoubt ?? false,
+        // Ranges the container holds no data for are zeros: skip them outright.
+        const map = await mapImage(opened, {
+          fullCopyOnDoubt: options.fullCopyOnDoubt,
+          dropUnallocated: true,
         });
         printWarnings(map.warnings);
         const common = {
@@ -90,8 +91,11 @@ export function registerBackup(program: Command): void {
           compress,
           meta: {
             sourceName: basename(image),
+            facts: {
+              container: opened.container.format,
+              warnings: map.warnings.map((w) => w.message),
+            },
             filesystem: map.parts.map((p) => p.content ?? 'unknown').join('+'),
-            facts: { warnings: map.warnings.map((w) => w.message) },
           },
           onProgress: (p: { bytesDone: number; bytesTotal: number }) =>
             progress.update(p.bytesDone, p.bytesTotal),
@@ -132,7 +136,7 @@ export function registerBackup(program: Command): void {
       } finally {
         progress.finish();
         await parent?.close();
-        await source.close();
+        await opened.close();
       }
     });
 }

@@ -16,13 +16,23 @@ export function registerInspect(program: Command): void {
     .option('--json', 'print a JSON object instead of text')
     .option('--full-copy-on-doubt', 'treat every block as used when the metadata cannot be trusted')
     .action(async (image: string, options: InspectOptions) => {
-      const { path, map } = await analyzeImage(image, { fullCopyOnDoubt: options.fullCopyOnDoubt });
+      const { path, map, container } = await analyzeImage(image, {
+        fullCopyOnDoubt: options.fullCopyOnDoubt,
+      });
       printWarnings(map.warnings);
       if (options.json) {
-        printJson(inspectJson(path, map));
+        printJson({ ...inspectJson(path, map), container });
         return;
       }
-      process.stdout.write(`${inspectText(path, map).join('\n')}\n`);
+      const lines = inspectText(path, map);
+      if (container.format !== 'raw') {
+        lines.splice(
+          1,
+          0,
+          `container    ${container.format}, virtual disk ${formatBytes(container.virtualSize)}, allocation unit ${formatBytes(container.allocationUnit)}`,
+        );
+      }
+      process.stdout.write(`${lines.join('\n')}\n`);
     });
 }
 

@@ -38,6 +38,9 @@ export const extBuilder: FilesystemBuilder = {
     if (o.inodes) args.push('-N', o.inodes);
     if (o.inode_size) args.push('-I', String(parseSize(o.inode_size)));
     if (o.cluster) args.push('-C', String(parseSize(o.cluster)));
+    if (o.revision) args.push('-r', o.revision);
+    if (o.group) args.push('-g', o.group);
+    if (o.reserved) args.push('-m', o.reserved);
     // nodiscard: discarding punches holes in a file image and would erase the prefill.
     // lazy init: never zero inode tables or the journal, so a sparse 1 TiB image stays sparse.
     const extended = [
@@ -59,6 +62,9 @@ export const extBuilder: FilesystemBuilder = {
     const blockSize = Number(field('Block size'));
     const features = field('Filesystem features').split(/\s+/);
     const dbg = new Debugfs(device);
+    // bigalloc allocates whole clusters; block bitmaps count clusters, setb/freeb take blocks.
+    const clusterBlocks = Math.max(1, Number(field('Cluster size') || blockSize) / blockSize);
+    const spacers = new Map<string, number>();
     // Files stored inside the inode have no blocks to write into.
     const inPlace = !features.includes('inline_data') && blockSize > 0;
 
@@ -68,11 +74,23 @@ export const extBuilder: FilesystemBuilder = {
           // debugfs resolves "/name" wrongly outside the root directory: always cd first.
           dbg.script.push(`cd ${q(parentOf(act.path))}`, `mkdir ${q(baseOf(act.path))}`);
           break;
-        case 'rm':
-          dbg.script.push(`${act.dir ? 'rmdir' : 'rm'} ${q(act.path)}`);
+        case 'rm': {
+          const reserved = spacers.get(act.path);
+          if (reserved !== undefined) {
+            spacers.delete(act.path);
+            if (reserved >= 0) dbg.script.push(`freeb ${reserved}`);
+          } else dbg.script.push(`${act.dir ? 'rmdir' : 'rm'} ${q(act.path)}`);
           break;
+        }
         case 'write':
-          await writeFile_(dbg, ctx, act.path, act.content);
+          if (act.spacerAfter && inPlace) {
+            // A spacer for a fragmented file: reserve the cluster right after the file's last
+            // block (if free), so the next piece must go elsewhere; freed again at the end.
+            spacers.set(
+              act.path,
+              await reserveAfter(dbg, act.spacerAfter, blockSize, clusterBlocks),
+            );
+          } else await writeFile_(dbg, ctx, act.path, act.content);
           break;
         case 'pwrite':
         case 'truncate': {
@@ -85,6 +103,11 @@ export const extBuilder: FilesystemBuilder = {
         }
       }
     }
+    if (ctx.plan.dirty) {
+      // Not cleanly unmounted; with a journal, also "journal needs replaying" as after a crash.
+      dbg.script.push('ssv state 0');
+      if (features.includes('has_journal')) dbg.script.push('feature needs_recovery');
+    }
     await dbg.flush();
 
     const final = await run('dumpe2fs', ['-h', device]);
@@ -93,9 +116,12 @@ export const extBuilder: FilesystemBuilder = {
     return {
       ...o,
       uuid,
+      ...(ctx.plan.dirty ? { dirty: 'true' } : {}),
       block: String(blockSize),
       features: features.join(','),
       inodes: finalField('Inode count'),
+      revision: finalField('Filesystem revision #').split(' ')[0] ?? '',
+      group: finalField('Blocks per group'),
       blocks: finalField('Block count'),
     };
   },
@@ -197,4 +223,22 @@ async function changeInPlace(
   }
   if (newSize !== act.oldSize) dbg.script.push(`sif ${q(act.path)} size ${newSize}`);
   return true;
+}
+
+/** Marks the cluster after `file`'s last block in use; returns its first block, or -1. */
+async function reserveAfter(
+  dbg: Debugfs,
+  file: { path: string; size: number },
+  bs: number,
+  clusterBlocks: number,
+): Promise<number> {
+  const last = await dbg.bmap(file.path, [Math.floor((file.size - 1) / bs)], false);
+  if (!last || last[0] === 0) return -1;
+  const next = Math.ceil((last[0]! + 1) / clusterBlocks) * clusterBlocks;
+  // One block stands for its whole cluster in the bitmap.
+  dbg.script.push(`testb ${next}`);
+  const [state] = await dbg.flush();
+  if (!state || !/not in use/.test(state)) return -1;
+  dbg.script.push(`setb ${next}`);
+  return next;
 }

@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseSize } from '../size.js';
 import { run } from '../tools.js';
@@ -59,6 +59,29 @@ export const fatBuilder: FilesystemBuilder = {
       }
     }
     const fatBits = /(\d+)-bit FAT/.exec(mk.stdout)?.[1];
-    return { ...o, volid, ...(fatBits ? { fat: fatBits } : {}) };
+    if (ctx.plan.dirty) await markDirty(ctx);
+    return {
+      ...o,
+      volid,
+      ...(fatBits ? { fat: fatBits } : {}),
+      ...(ctx.plan.dirty ? { dirty: 'true' } : {}),
+    };
   },
 };
+
+/**
+ * Sets the "volume dirty" bit Linux keeps in the boot sector (BS_Reserved1 bit 0, at 0x25 on
+ * FAT12/16 and 0x41 on FAT32, where BPB_FATSz16 at 0x16 is 0); fsck.vfat reports it.
+ */
+async function markDirty(ctx: BuildContext): Promise<void> {
+  const fh = await open(ctx.target, 'r+');
+  try {
+    const bs = Buffer.alloc(512);
+    await fh.read(bs, 0, 512, ctx.offset);
+    const at = bs.readUInt16LE(0x16) === 0 ? 0x41 : 0x25;
+    bs[at] = bs[at]! | 1;
+    await fh.write(bs, at, 1, ctx.offset + at);
+  } finally {
+    await fh.close();
+  }
+}

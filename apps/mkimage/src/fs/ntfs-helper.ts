@@ -11,6 +11,7 @@ export const NTFS_HELPER_C = String.raw`/*
  *
  * Commands on stdin, one per line, fields separated by TAB:
  *   mkdir PATH | write PATH HOSTFILE | pwrite PATH OFFSET HOSTFILE | truncate PATH SIZE | rm PATH
+ *   dirty (sets VOLUME_IS_DIRTY in $Volume, as Windows does while mounted)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -40,6 +41,7 @@ extern ntfs_attr *ntfs_attr_open(ntfs_inode *ni, uint32_t type, ntfschar *name, 
 extern int64_t ntfs_attr_pwrite(ntfs_attr *na, int64_t pos, int64_t count, const void *b);
 extern int ntfs_attr_truncate(ntfs_attr *na, int64_t newsize);
 extern void ntfs_attr_close(ntfs_attr *na);
+extern int ntfs_volume_write_flags(ntfs_volume *vol, const uint16_t flags);
 extern ntfschar AT_UNNAMED[];
 
 #define AT_DATA 0x80
@@ -140,6 +142,9 @@ static int run(int line, char **f, int nf) {
     ntfs_attr_close(na);
     if (ntfs_inode_close(ni)) r = -1;
     return r ? fail(line, cmd, path) : 0;
+  }
+  if (!strcmp(cmd, "dirty") && nf == 1) {
+    return ntfs_volume_write_flags(vol, 0x0001) ? fail(line, cmd, "") : 0;
   }
   fprintf(stderr, "mkimage-ntfs: command %d: bad command %s\n", line, cmd);
   return 1;

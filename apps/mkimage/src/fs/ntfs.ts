@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { access, mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BuildError } from '../errors.js';
+import { ToolMissingError } from '../errors.js';
 import { parseSize } from '../size.js';
 import { run } from '../tools.js';
 import { type BuildContext, type FilesystemBuilder, hostFile } from './builder.js';
@@ -24,22 +24,40 @@ async function ntfsHelper(dir: string): Promise<string> {
   const tmp = join(dir, `.mkimage-ntfs-${tag}`);
   await writeFile(src, NTFS_HELPER_C);
   try {
-    await run('gcc', ['-O2', '-o', tmp, src, '-l:libntfs-3g.so.89']).catch((e: unknown) => {
-      if (BuildError.isInstance(e) && /cannot find -l/.test(e.stderr)) {
-        throw new BuildError(
-          "libntfs-3g.so.89 not found: install the Debian package 'ntfs-3g' (libntfs-3g89)",
-          e.command,
-          e.stderr,
-        );
-      }
-      throw e;
-    });
+    const lib = await findLibntfs();
+    await run('gcc', ['-O2', '-o', tmp, src, lib]);
     await rename(tmp, bin);
   } finally {
     await rm(src, { force: true });
     await rm(tmp, { force: true });
   }
   return bin;
+}
+
+/**
+ * The runtime library (Debian ships no headers or unversioned .so without libntfs-3g-dev):
+ * the first `libntfs-3g.so.N` in the usual library directories.
+ */
+async function findLibntfs(): Promise<string> {
+  for (const root of ['/usr/lib', '/lib', '/usr/lib64', '/usr/local/lib']) {
+    let dirs: string[];
+    try {
+      dirs = [root, ...(await readdir(root)).map((d) => join(root, d))];
+    } catch {
+      continue;
+    }
+    for (const d of dirs) {
+      let names: string[];
+      try {
+        names = await readdir(d);
+      } catch {
+        continue;
+      }
+      const hit = names.filter((n) => /^libntfs-3g\.so\.\d+$/.test(n)).sort()[0];
+      if (hit) return join(d, hit);
+    }
+  }
+  throw new ToolMissingError('libntfs-3g.so', 'ntfs-3g');
 }
 
 /**
@@ -62,7 +80,7 @@ export const ntfsBuilder: FilesystemBuilder = {
     args.push(ctx.target, String(Math.floor(ctx.size / 512)));
     await run('mkntfs', args);
 
-    if (ctx.plan.actions.length > 0) {
+    if (ctx.plan.actions.length > 0 || ctx.plan.dirty) {
       const lines: string[] = [];
       for (const act of ctx.plan.actions) {
         switch (act.a) {
@@ -85,10 +103,15 @@ export const ntfsBuilder: FilesystemBuilder = {
             break;
         }
       }
+      if (ctx.plan.dirty) lines.push('dirty');
       const helper = await ntfsHelper(ctx.helperDir);
       await run(helper, [ctx.target], { input: `${lines.join('\n')}\n` });
     }
-    return { ...o, cluster: String(parseSize(o.cluster ?? '0') || (await clusterSize(ctx))) };
+    return {
+      ...o,
+      ...(ctx.plan.dirty ? { dirty: 'true' } : {}),
+      cluster: String(parseSize(o.cluster ?? '0') || (await clusterSize(ctx))),
+    };
   },
 };
 
