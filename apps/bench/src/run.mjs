@@ -23,6 +23,8 @@ import { markdownTable, met, mib, relative, secs } from './table.mjs';
 /** @typedef {import('./exec.mjs').Timing} Timing */
 
 const { values: args } = parseArgs({
+  // `pnpm bench -- --quick` may hand the script a literal `--`.
+  args: process.argv.slice(2).filter((a) => a !== '--'),
   options: {
     quick: { type: 'boolean', default: false },
     level: { type: 'string', default: '3' },

@@ -81,3 +81,25 @@ describe('selfTimes', () => {
     ]);
   });
 });
+
+describe('stageTimes', () => {
+  it('groups functions into backup stages, the rest into "other"', async () => {
+    const { stageTimes } = await import('./profile.mjs');
+    expect(
+      stageTimes([
+        { name: 'hash hash:221', ms: 5 },
+        { name: 'blockDigest index.js:551', ms: 1 },
+        { name: 'postMessage', ms: 2 },
+        { name: 'compress compress.js:67', ms: 4 },
+        { name: 'crc32c index.js:168', ms: 1 },
+        { name: 'somethingElse x.js:1', ms: 0.5 },
+      ]),
+    ).toEqual([
+      { stage: 'digest (SHA-256 per block)', ms: 6 },
+      { stage: 'compress (zstd)', ms: 4 },
+      { stage: 'worker handoff (postMessage)', ms: 2 },
+      { stage: 'checksums (CRC32C)', ms: 1 },
+      { stage: 'other', ms: 0.5 },
+    ]);
+  });
+});

@@ -1,5 +1,10 @@
 export { checkChain, discoverChain } from './chain.js';
 export {
+  type ContainerTargetFormat,
+  type ContainerTargetOptions,
+  containerTarget,
+} from './container-target.js';
+export {
   type RestoreOptions,
   type RestoreResult,
   type RestoreStrategy,

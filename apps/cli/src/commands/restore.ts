@@ -1,11 +1,19 @@
+import { extname } from 'node:path';
 import { InvalidArgumentError } from '@diskube/core';
-import { discoverChain, type RestoreStrategy, restoreImage } from '@diskube/restore';
+import {
+  containerTarget,
+  discoverChain,
+  type RestoreStrategy,
+  type RestoreTarget,
+  restoreImage,
+} from '@diskube/restore';
 import type { Command } from 'commander';
 import { formatBytes, printJson } from '../format.js';
 import { progressReporter } from '../progress.js';
 
 interface RestoreCommandOptions {
   strategy?: string;
+  format?: string;
   zeroUnused?: boolean;
   force?: boolean;
   json?: boolean;
@@ -16,7 +24,14 @@ export function registerRestore(program: Command): void {
     .command('restore')
     .description('Restore the image a backup (and the chain of backups before it) describes.')
     .argument('<backup>', 'snapshot or incremental; its parents are found beside it')
-    .argument('<output>', 'raw image to write (unused blocks become holes) or a block device')
+    .argument(
+      '<output>',
+      'image to write (raw, qcow2 or VDI; unused blocks become holes) or a block device',
+    )
+    .option(
+      '--format <name>',
+      'raw, qcow2 (v3, 64 KiB clusters) or vdi (dynamic, 1 MiB blocks); default from the output extension (.qcow2, .vdi), else raw',
+    )
     .option(
       '--strategy <name>',
       'reverse (each block written once) or patch (replay in order)',
@@ -32,13 +47,22 @@ export function registerRestore(program: Command): void {
           reason: 'usage',
         });
       }
+      const format = outputFormat(output, options.format);
       const started = performance.now();
       const chain = await discoverChain(backup);
       const progress = progressReporter('restore', !options.json);
       try {
+        // A container is built by its own target; raw goes to restoreImage's file/device target.
+        const target: string | RestoreTarget =
+          format === 'raw'
+            ? output
+            : await containerTarget(output, chain.at(-1)!.header.sourceSize, {
+                format,
+                overwrite: options.force ?? false,
+              });
         const result = await restoreImage({
           chain,
-          target: output,
+          target,
           strategy,
           zeroUnused: options.zeroUnused ?? false,
           overwrite: options.force ?? false,
@@ -49,6 +73,7 @@ export function registerRestore(program: Command): void {
         if (options.json) {
           printJson({
             ...result,
+            format,
             writeCounts: undefined,
             chain: chain.map((b) => b.path),
             seconds,
@@ -56,11 +81,23 @@ export function registerRestore(program: Command): void {
           return;
         }
         process.stdout.write(
-          `restored ${output} from ${chain.length} backup${chain.length === 1 ? '' : 's'} (${strategy}): read ${formatBytes(result.bytesRead)}, wrote ${formatBytes(result.bytesWritten)} in ${seconds.toFixed(2)} s\n`,
+          `restored ${output} (${format}) from ${chain.length} backup${chain.length === 1 ? '' : 's'} (${strategy}): read ${formatBytes(result.bytesRead)}, wrote ${formatBytes(result.bytesWritten)} in ${seconds.toFixed(2)} s\n`,
         );
       } finally {
         progress.finish();
         for (const reader of chain) await reader.close();
       }
     });
+}
+
+/** `--format`, or the output's extension (.qcow2, .vdi), else raw. */
+export function outputFormat(output: string, option?: string): 'raw' | 'qcow2' | 'vdi' {
+  if (option === undefined) {
+    const ext = extname(output).toLowerCase();
+    return ext === '.qcow2' ? 'qcow2' : ext === '.vdi' ? 'vdi' : 'raw';
+  }
+  if (option === 'raw' || option === 'qcow2' || option === 'vdi') return option;
+  throw new InvalidArgumentError(`--format must be raw, qcow2 or vdi, not "${option}"`, {
+    reason: 'usage',
+  });
 }
