@@ -230,8 +230,13 @@ const patch = /** @type {(typeof chainRestores)[string]} */ (chainRestores.patch
 const strategiesSame = await cmp(w('chain-reverse.img'), w('chain-patch.img'));
 
 // ---- Report ----------------------------------------------------------------------------------
+/** First line of a tool's version output, without decoration (Markdown-safe). */
 const versions = async (/** @type {string} */ cmd) =>
-  (await run('sh', ['-c', `${cmd} 2>&1 | head -1`], { allowFail: true })).stdout.trim();
+  (await run('sh', ['-c', `${cmd} 2>&1 | head -1`], { allowFail: true })).stdout
+    .replace(/[*_`]/g, '')
+    .replace(/\s+/g, ' ')
+    .replace(' : ', ' ')
+    .trim();
 const kernel = (await run('uname', ['-r'])).stdout.trim();
 const workers = Math.max(1, availableParallelism() - 1);
 const staleBytes = quick ? 32 << 20 : 512 << 20;
@@ -412,5 +417,10 @@ ${spec.trimEnd()}
 process.stdout.write(report);
 const resultsPath = join(here, '..', quick ? 'RESULTS-quick.md' : 'RESULTS.md');
 await writeFile(resultsPath, report);
+// Keep the report as the repo's formatter wants it (biome formats Markdown; lint checks it).
+try {
+  const biome = require.resolve('@biomejs/biome/bin/biome');
+  await run(process.execPath, [biome, 'format', '--write', resultsPath], { allowFail: true });
+} catch {}
 log(`wrote ${resultsPath}`);
 if (!args.keep) await rm(work, { recursive: true, force: true });
