@@ -40,14 +40,15 @@ describe.runIf(have)('diskube restore into VM containers', () => {
     await diskubeJson(['restore', backup, raw]);
     await expectFilesystemsIntact(raw, manifest, dir);
 
-    for (const [name, format] of [
-      ['out.qcow2', 'qcow2'],
-      ['out.vdi', 'vdi'],
-      ['out-explicit.img', 'qcow2'],
+    const sizes: Record<string, number> = {};
+    for (const [name, format, extra] of [
+      ['out.qcow2', 'qcow2', []],
+      ['out.vdi', 'vdi', []],
+      ['out-explicit.img', 'qcow2', ['--format', 'qcow2']],
+      ['out-compressed.qcow2', 'qcow2', ['--compressed']],
     ] as const) {
       const out = join(dir, name);
-      const args = ['restore', backup, out];
-      if (name.endsWith('.img')) args.push('--format', format);
+      const args = ['restore', backup, out, ...extra];
       const result = await diskubeJson<{ format: string; bytesWritten: number }>(args);
       expect(result.format, name).toBe(format);
       const check = qemuImg(['check', '-f', format, out]);
@@ -58,7 +59,8 @@ describe.runIf(have)('diskube restore into VM containers', () => {
       expect(cmp.out, name).toContain('Images are identical');
       expect(cmp.status).toBe(0);
       // Used blocks only: the container is far smaller than the disk.
-      expect((await stat(out)).size).toBeLessThan(manifest.size / 2);
+      sizes[name] = (await stat(out)).size;
+      expect(sizes[name]).toBeLessThan(manifest.size / 2);
       // Our own reader backs the container up again to the same used data.
       const again = join(dir, `${name}.dkb`);
       await diskubeJson(['backup', out, again]);
@@ -66,6 +68,8 @@ describe.runIf(have)('diskube restore into VM containers', () => {
       await diskubeJson(['restore', again, back]);
       expect(qemuImg(['compare', '-f', 'raw', '-F', 'raw', back, raw]).status, name).toBe(0);
     }
+    // The text file and metadata compress; the random files do not.
+    expect(sizes['out-compressed.qcow2']!).toBeLessThan(sizes['out.qcow2']! - 1024 * 1024);
     // Leftover temporary files would mean a restore did not rename its output.
     expect((await readdir(dir)).filter((f) => f.includes('.partial-'))).toEqual([]);
   });
@@ -84,6 +88,9 @@ describe.runIf(have)('diskube restore into VM containers', () => {
     const bad = await diskube(['restore', backup, join(dir, 'y.img'), '--format', 'vmdk']);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('--format must be raw, qcow2 or vdi');
+    const vdiCompressed = await diskube(['restore', backup, join(dir, 'z.vdi'), '--compressed']);
+    expect(vdiCompressed.code).not.toBe(0);
+    expect(vdiCompressed.stderr).toContain('--compressed needs qcow2 output');
     expect((await readdir(dir)).sort()).toEqual(['b.dkb', 'x.vdi']);
   });
 });

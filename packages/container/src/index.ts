@@ -7,12 +7,14 @@ export {
 } from './container.js';
 export type { ContainerDisk, ContainerFormat } from './disk.js';
 export {
+  encodeQcow2CompressedEntry,
   encodeQcow2Header,
   encodeQcow2L1Table,
   encodeQcow2L2Table,
   encodeQcow2RefcountBlock,
   encodeQcow2RefcountTable,
   planQcow2Metadata,
+  type Qcow2CompressedEntry,
   type Qcow2MetadataLayout,
   type Qcow2WriterGeometry,
   qcow2WriterGeometry,

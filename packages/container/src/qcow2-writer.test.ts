@@ -1,9 +1,11 @@
 import { hasErrorCode, memorySource } from '@diskube/core';
+import { deflateSync } from 'fflate';
 import { describe, expect, it } from 'vitest';
 import { openContainer } from './container.js';
 import { random } from './images.test-support.js';
 import { parseQcow2Header } from './qcow2-header.js';
 import {
+  encodeQcow2CompressedEntry,
   encodeQcow2Header,
   encodeQcow2L1Table,
   encodeQcow2L2Table,
@@ -44,6 +46,46 @@ function assemble(disk: Uint8Array, clusterBits: number): Uint8Array {
   out.set(encodeQcow2L1Table(g, layout, l2Offsets), layout.l1Offset);
   for (let b = 0; b < layout.refcountBlocks; b++)
     out.set(encodeQcow2RefcountBlock(g, layout, b), layout.refcountBlockOffset + b * cs);
+  out.set(encodeQcow2RefcountTable(g, layout), layout.refcountTableOffset);
+  return out;
+}
+
+/** Like `assemble`, every data cluster deflated and packed byte by byte. */
+function assembleCompressed(disk: Uint8Array, clusterBits: number): Uint8Array {
+  const g = qcow2WriterGeometry(disk.length, clusterBits);
+  const cs = g.clusterSize;
+  const data = new Uint8Array(disk.length * 2 + cs);
+  const refcounts: number[] = [];
+  const entries = new Map<number, { hi: number; lo: number }>();
+  let pos = cs;
+  for (let c = 0; c < g.guestClusters; c++) {
+    const piece = new Uint8Array(cs);
+    piece.set(disk.subarray(c * cs, Math.min(disk.length, (c + 1) * cs)));
+    if (piece.every((b) => b === 0)) continue;
+    const z = deflateSync(piece);
+    data.set(z, pos);
+    const e = encodeQcow2CompressedEntry(g, pos, z.length);
+    entries.set(c, e);
+    for (let h = Math.floor(pos / cs); h <= Math.floor((pos + e.storedLength - 1) / cs); h++)
+      refcounts[h - 1] = (refcounts[h - 1] ?? 0) + 1;
+    pos += z.length;
+  }
+  const dataClusters = Math.ceil(pos / cs) - 1;
+  const layout = planQcow2Metadata(g, dataClusters, 1);
+  expect(g.l1Size).toBe(1);
+  const out = new Uint8Array(layout.totalClusters * cs);
+  out.set(data.subarray(0, pos));
+  out.set(encodeQcow2Header(g, layout), 0);
+  const l2 = encodeQcow2L2Table(g, []);
+  const view = new DataView(l2.buffer);
+  for (const [c, e] of entries) {
+    view.setUint32(c * 8, e.hi);
+    view.setUint32(c * 8 + 4, e.lo);
+  }
+  out.set(l2, layout.l2Offset);
+  out.set(encodeQcow2L1Table(g, layout, [layout.l2Offset]), layout.l1Offset);
+  for (let b = 0; b < layout.refcountBlocks; b++)
+    out.set(encodeQcow2RefcountBlock(g, layout, b, refcounts), layout.refcountBlockOffset + b * cs);
   out.set(encodeQcow2RefcountTable(g, layout), layout.refcountTableOffset);
   return out;
 }
@@ -175,4 +217,44 @@ describe('qcow2 writer encoders', () => {
       expect(unallocated).toBeGreaterThan(0);
     });
   }
+
+  it('compressed entries hold the byte offset and the extra sectors, without COPIED', () => {
+    const g = qcow2WriterGeometry(2 ** 30);
+    // 64 KiB clusters: x = 54. 1000 bytes at 0x10100 span sectors 0x80..0x82: 2 extra.
+    const e = encodeQcow2CompressedEntry(g, 0x10100, 1000);
+    const entry = (BigInt(e.hi) << 32n) | BigInt(e.lo);
+    expect(entry >> 62n).toBe(1n); // bit 62 set, bit 63 (COPIED) clear
+    expect(entry & ((1n << 54n) - 1n)).toBe(0x10100n);
+    expect((entry >> 54n) & 0xffn).toBe(2n);
+    expect(e.storedLength).toBe(3 * 512 - 0x100);
+    const big = encodeQcow2CompressedEntry(g, 2 ** 40 + 512, 65536);
+    expect((BigInt(big.hi) << 32n) | BigInt(big.lo)).toBe(
+      (1n << 62n) | (127n << 54n) | (2n ** 40n + 512n),
+    );
+    expect(() => encodeQcow2CompressedEntry(g, 100, 10)).toThrow(); // inside the header cluster
+    expect(() => encodeQcow2CompressedEntry(g, 2 ** 54, 10)).toThrow();
+    expect(() => encodeQcow2CompressedEntry(g, 65536, 65537)).toThrow();
+  });
+
+  it('refcount blocks take per-cluster refcounts for the data area', () => {
+    const g = qcow2WriterGeometry(2 ** 24);
+    const layout = planQcow2Metadata(g, 3, 1);
+    const block = new DataView(encodeQcow2RefcountBlock(g, layout, 0, [5, 2, 1]).buffer);
+    expect([0, 1, 2, 3, 4, 5].map((i) => block.getUint16(i * 2))).toEqual([1, 5, 2, 1, 1, 1]);
+    expect(() => encodeQcow2RefcountBlock(g, layout, 0, [0])).toThrow();
+  });
+
+  it('an assembled deflate-compressed image reads back identical through openContainer', async () => {
+    const size = 2 * 2 ** 20 + 1536;
+    const disk = new Uint8Array(size);
+    disk.set(random(100000, 9), 300);
+    for (let i = 2 ** 20; i < 2 ** 20 + 300000; i++) disk[i] = (i >> 4) & 0xff; // compressible
+    disk.set(random(1000, 10), size - 1000);
+    const image = assembleCompressed(disk, 16);
+    expect(image.length).toBeLessThan(size);
+    const { disk: read } = await openContainer(memorySource(image));
+    const back = new Uint8Array(read.size);
+    await read.read(0, back);
+    expect(Buffer.compare(back, disk)).toBe(0);
+  });
 });

@@ -16,7 +16,10 @@ import { QCOW2_MAGIC, QCOW2_MAX_L1_BYTES } from './qcow2-header.js';
 //
 // Every cluster of the file is referenced exactly once, so every refcount is 1 and every L1/L2
 // entry carries the COPIED flag (qemu-img check reports a missing COPIED flag on a cluster with
-// refcount 1 as an error). Nothing is compressed, so no host cluster is shared.
+// refcount 1 as an error). Optionally data clusters are deflate-compressed and packed at byte
+// granularity in the data area (as qemu-img convert -c does); a host cluster then holds pieces
+// of several, its refcount is the number of entries touching it, and those entries carry no
+// COPIED flag.
 
 /** refcount_order 4: 16-bit refcounts, QEMU's default. */
 const REFCOUNT_ORDER = 4;
@@ -190,19 +193,76 @@ export function encodeQcow2L1Table(
   return out;
 }
 
-/** Refcount block `index`: refcount 1 for every cluster below `totalClusters`, 0 after. */
+/**
+ * Refcount block `index`: refcount 1 for every cluster below `totalClusters`, 0 after. With
+ * compressed clusters, several can share a host data cluster: `dataRefcounts[i]` then gives the
+ * refcount of host cluster `1 + i` (the data area), each at least 1.
+ */
 export function encodeQcow2RefcountBlock(
   geometry: Qcow2WriterGeometry,
   layout: Qcow2MetadataLayout,
   index: number,
+  dataRefcounts?: ArrayLike<number>,
 ): Uint8Array {
   const out = new Uint8Array(geometry.clusterSize);
   const view = new DataView(out.buffer);
   const perBlock = geometry.clusterSize / 2;
   const first = index * perBlock;
   const count = Math.max(0, Math.min(perBlock, layout.totalClusters - first));
-  for (let i = 0; i < count; i++) view.setUint16(i * 2, 1);
+  for (let i = 0; i < count; i++) {
+    const d = first + i - 1;
+    const rc =
+      dataRefcounts !== undefined && d >= 0 && d < dataRefcounts.length ? dataRefcounts[d]! : 1;
+    if (!Number.isInteger(rc) || rc < 1 || rc > 0xffff) {
+      throw new InvalidArgumentError(`refcount ${rc} of cluster ${first + i} outside 1..65535`, {
+        reason: 'refcount',
+      });
+    }
+    view.setUint16(i * 2, rc);
+  }
   return out;
+}
+
+export interface Qcow2CompressedEntry {
+  /** The two 32-bit halves of the L2 entry (no COPIED flag: compressed clusters may share). */
+  hi: number;
+  lo: number;
+  /**
+   * Bytes the entry covers from `offset`: up to the end of its last 512-byte sector. Readers
+   * read this much and `qemu-img check` counts a reference to every host cluster it touches.
+   */
+  storedLength: number;
+}
+
+/**
+ * The L2 entry of a compressed cluster whose `length` compressed bytes start at host byte
+ * `offset` (any byte, packed). Bit 62 marks it compressed; with x = 62 - (cluster_bits - 8),
+ * bits 0..x-1 hold the offset and bits x..61 the number of 512-byte sectors after the first.
+ */
+export function encodeQcow2CompressedEntry(
+  geometry: Qcow2WriterGeometry,
+  offset: number,
+  length: number,
+): Qcow2CompressedEntry {
+  const x = 62 - (geometry.clusterBits - 8);
+  const additional = Math.floor((offset + length - 1) / 512) - Math.floor(offset / 512);
+  if (
+    !Number.isSafeInteger(offset) ||
+    offset < geometry.clusterSize ||
+    offset >= 2 ** x ||
+    length < 1 ||
+    length > geometry.clusterSize
+  ) {
+    throw new InvalidArgumentError(
+      `compressed cluster of ${length} bytes at ${offset} cannot be mapped`,
+      {
+        reason: 'compressed-entry',
+      },
+    );
+  }
+  // x >= 49, so the sector count lies wholly in the high word: shift by x - 32 there.
+  const hi = (0x40000000 | (additional << (x - 32)) | Math.floor(offset / TWO32)) >>> 0;
+  return { hi, lo: offset % TWO32, storedLength: (additional + 1) * 512 - (offset % 512) };
 }
 
 /** The refcount table: the offsets of the refcount blocks, padded to whole clusters. */

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openContainer } from '@diskube/container';
@@ -35,6 +35,8 @@ function makeDisk(size: number, seed: number): Uint8Array {
   fill(MiB - 100, 300); // crosses a VDI block and a qcow2 cluster boundary
   fill(3 * MiB + 4096, 2 * MiB + 17); // long run, unaligned end
   fill(9 * MiB + 65536 * 3 + 512, 512); // one sector inside a cluster
+  const text = new TextEncoder().encode('compressible log line, repeated; ');
+  for (let i = 6 * MiB + 777; i < 7 * MiB + 5000; i++) disk[i] = text[i % text.length]!;
   fill(size - 700, 700); // the last bytes (a partial sector when size % 512 != 0)
   for (let i = 20 * MiB; i < Math.min(size, 28 * MiB); i += 4096) fill(i, 512);
   return disk;
@@ -170,11 +172,50 @@ describe.runIf(have)('containerTarget against qemu-img', () => {
     await expectSameDisk(out, 'qcow2', disk);
   });
 
+  for (const [size, clusterSize] of [
+    [64 * MiB, 65536],
+    [10 * MiB + 1000, 65536],
+    [12 * MiB + 512, 4096],
+  ] as const) {
+    it(`qcow2 deflate, ${size} bytes, ${clusterSize}-byte clusters: check clean, identical, smaller`, async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'diskube-container-target-'));
+      const disk = makeDisk(size, 21);
+      const raw = join(dir, 'disk.raw');
+      await writeFile(raw, disk);
+      const files: Record<string, number> = {};
+      for (const compress of [undefined, 'deflate'] as const) {
+        const out = join(dir, `disk-${compress ?? 'plain'}.qcow2`);
+        const target = await containerTarget(out, size, { format: 'qcow2', clusterSize, compress });
+        await writeShuffled(target, disk, 13);
+        await target.finish();
+        expectCheckClean(out, 'qcow2');
+        const cmp = qemuImg(['compare', '-f', 'raw', '-F', 'qcow2', raw, out]);
+        expect(cmp.stdout + cmp.stderr).toContain('Images are identical');
+        await expectSameDisk(out, 'qcow2', disk);
+        files[compress ?? 'plain'] = (await stat(out)).size;
+        if (compress === 'deflate') {
+          // Garbage later overwritten with zeros is dropped: only non-zero clusters remain.
+          let nonZero = 0;
+          for (let at = 0; at < size; at += clusterSize)
+            if (disk.subarray(at, at + clusterSize).some((b) => b !== 0)) nonZero++;
+          expect(await allocatedUnits(out, 'qcow2')).toBe(nonZero);
+        }
+      }
+      // The staging file is gone; the text region (and garbage runs) compressed.
+      expect((await readdir(dir)).filter((f) => f.includes('.partial-'))).toEqual([]);
+      expect(files.deflate!).toBeLessThan(files.plain! - 512 * 1024);
+    });
+  }
+
   it('a writer that detects nothing leaves a valid empty image', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'diskube-container-target-'));
-    for (const format of FORMATS) {
-      const out = join(dir, `empty.${format}`);
-      const target = await containerTarget(out, 8 * MiB, { format });
+    for (const [format, compress] of [
+      ['qcow2', undefined],
+      ['vdi', undefined],
+      ['qcow2', 'deflate'],
+    ] as const) {
+      const out = join(dir, `empty-${compress}.${format}`);
+      const target = await containerTarget(out, 8 * MiB, { format, compress });
       await target.write(MiB, new Uint8Array(MiB)); // zeros only: nothing allocated
       await target.finish();
       expectCheckClean(out, format);
@@ -193,12 +234,20 @@ describe('containerTarget under restoreImage', async () => {
   });
   const want = states.at(-1)!.expected;
 
-  for (const format of FORMATS) {
+  for (const [format, compress] of [
+    ['qcow2', undefined],
+    ['vdi', undefined],
+    ['qcow2', 'deflate'],
+  ] as const) {
     for (const strategy of ['reverse', 'patch'] as const) {
-      it(`${format}, ${strategy}: the image reads back as the chain's last state`, async () => {
+      it(`${format}${compress ? ` ${compress}` : ''}, ${strategy}: the image reads back as the chain's last state`, async () => {
         const dir = await mkdtemp(join(tmpdir(), 'diskube-container-target-'));
         const out = join(dir, `r.${format}`);
-        const target = await containerTarget(out, want.length, { format, clusterSize: 4096 * 4 });
+        const target = await containerTarget(out, want.length, {
+          format,
+          clusterSize: 4096 * 4,
+          compress,
+        });
         await restoreImage({ chain: readers, target, strategy });
         await expectSameDisk(out, format, want);
         if (have) expectCheckClean(out, format);
@@ -241,6 +290,9 @@ describe('containerTarget under restoreImage', async () => {
     expect(
       await reason(containerTarget(join(dir, 'y'), MiB, { format: 'qcow2', clusterSize: 3000 })),
     ).toBe('cluster-size');
+    expect(
+      await reason(containerTarget(join(dir, 'y'), MiB, { format: 'vdi', compress: 'deflate' })),
+    ).toBe('compress');
     expect(await readdir(dir)).toEqual(['x.vdi']);
   });
 });

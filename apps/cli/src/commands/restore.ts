@@ -14,6 +14,7 @@ import { progressReporter } from '../progress.js';
 interface RestoreCommandOptions {
   strategy?: string;
   format?: string;
+  compressed?: boolean;
   zeroUnused?: boolean;
   force?: boolean;
   json?: boolean;
@@ -37,6 +38,7 @@ export function registerRestore(program: Command): void {
       'reverse (each block written once) or patch (replay in order)',
       'reverse',
     )
+    .option('--compressed', 'qcow2 only: deflate-compress clusters (smaller file, slower restore)')
     .option('--zero-unused', 'write zeros over unused blocks instead of leaving holes')
     .option('-f, --force', 'overwrite an existing output file')
     .option('--json', 'print a JSON summary')
@@ -48,6 +50,11 @@ export function registerRestore(program: Command): void {
         });
       }
       const format = outputFormat(output, options.format);
+      if (options.compressed && format !== 'qcow2') {
+        throw new InvalidArgumentError(`--compressed needs qcow2 output, not ${format}`, {
+          reason: 'usage',
+        });
+      }
       const started = performance.now();
       const chain = await discoverChain(backup);
       const progress = progressReporter('restore', !options.json);
@@ -59,6 +66,7 @@ export function registerRestore(program: Command): void {
             : await containerTarget(output, chain.at(-1)!.header.sourceSize, {
                 format,
                 overwrite: options.force ?? false,
+                ...(options.compressed ? { compress: 'deflate' as const } : {}),
               });
         const result = await restoreImage({
           chain,
