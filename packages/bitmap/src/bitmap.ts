@@ -3,7 +3,7 @@ import { readBytes, writeBytes } from './bytes.js';
 import { popcountWords } from './popcount.js';
 import { clearBits, countBits, setBits } from './range.js';
 import { coarsenWords, refineWords } from './scale.js';
-import { findClear, findSet } from './scan.js';
+import { findClear, findSet, forEachRunIn } from './scan.js';
 import {
   checkCount,
   checkFactor,
@@ -271,16 +271,7 @@ export class Bitmap {
       throw new TypeError('Bitmap.forEachRun: callback must be a function');
     }
     checkWindow('Bitmap.forEachRun', start, end, this.length);
-    const words = this.words;
-    let pos = start;
-    while (pos < end) {
-      const s = findSet(words, pos, end);
-      if (s < 0) return;
-      let e = findClear(words, s, end);
-      if (e < 0) e = end;
-      callback(s, e - s);
-      pos = e;
-    }
+    forEachRunIn(this.words, start, end, callback);
   }
 
   /** All runs of set bits as `[start, length]` pairs. */
