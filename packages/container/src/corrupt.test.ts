@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { DiskubeError, type ErrorCode, memorySource } from '@diskube/core';
+import { crc32c, DiskubeError, type ErrorCode, memorySource } from '@diskube/core';
 import { describe, expect, it } from 'vitest';
-import { crc32c } from './crc32c.js';
 import { containerImage, haveQemuImg, random, type Variant } from './images.test-support.js';
 import { openContainer } from './index.js';
 

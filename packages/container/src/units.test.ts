@@ -1,7 +1,6 @@
-import { hasErrorCode, memorySource } from '@diskube/core';
+import { crc32c, hasErrorCode, memorySource } from '@diskube/core';
 import { deflateSync, zlibSync } from 'fflate';
 import { describe, expect, it } from 'vitest';
-import { crc32c } from './crc32c.js';
 import { inflateRaw, inflateZlib, unzstd } from './decompress.js';
 import { Fields, readStructure } from './fields.js';
 import { ByteLru } from './lru.js';

@@ -1,5 +1,4 @@
-import { DirtyFilesystemError, UnsupportedError } from '@diskube/core';
-import { crc32c } from './crc32c.js';
+import { crc32c, DirtyFilesystemError, UnsupportedError } from '@diskube/core';
 import { Fields, isPowerOfTwo } from './fields.js';
 
 // Sources: Microsoft [MS-VHDX] "Virtual Hard Disk v2 (VHDX) File Format" §2.2 (header section:

@@ -2,9 +2,11 @@
 // lib/ext2fs/crc32c.c and lib/ext2fs/crc16.c.
 //
 // ext4 stores crc32c values *without* the final bit inversion of the standard CRC-32C (the
-// kernel's `crc32c_le(~0, …)` returns the raw register). `crc32cRaw` computes exactly that, so
-// its results can be compared with on-disk fields directly and chained (the checksum seed is the
-// raw crc of the UUID, fed in as the initial register of later checksums).
+// kernel's `crc32c_le(~0, …)` returns the raw register). `crc32cRaw` (core's `crc32cUpdate`)
+// computes exactly that, so its results can be compared with on-disk fields directly and chained
+// (the checksum seed is the raw crc of the UUID, fed in as the initial register of later checksums).
+import { crc32c, crc32cUpdate } from '@diskube/core';
+
 //
 // Group descriptors without metadata_csum use CRC-16 with the reflected polynomial 0xA001
 // (CRC-16/ARC), initial value 0xFFFF, no final inversion.
@@ -19,20 +21,13 @@ function makeTable(poly: number): Uint32Array {
   return table;
 }
 
-const CRC32C_TABLE = makeTable(0x82f63b78);
 const CRC16_TABLE = makeTable(0xa001);
 
 /** Raw (not inverted) crc32c register after feeding `bytes`, starting from `crc`. */
-export function crc32cRaw(crc: number, bytes: Uint8Array, start = 0, end = bytes.length): number {
-  let c = crc >>> 0;
-  for (let i = start; i < end; i++) c = CRC32C_TABLE[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
-  return c >>> 0;
-}
+export const crc32cRaw = crc32cUpdate;
 
 /** Standard CRC-32C (Castagnoli), as most tools print it: `~crc32cRaw(~0, bytes)`. */
-export function crc32c(bytes: Uint8Array): number {
-  return ~crc32cRaw(0xffffffff, bytes) >>> 0;
-}
+export { crc32c };
 
 /** CRC-16 (polynomial 0xA001 reflected) register after feeding `bytes`, starting from `crc`. */
 export function crc16(crc: number, bytes: Uint8Array, start = 0, end = bytes.length): number {
