@@ -108,3 +108,36 @@ describe.runIf(have)('backup and restore round trips', () => {
     });
   }
 });
+
+describe.runIf(have)('inspect', () => {
+  it('draws the disk: table, partitions and what each holds, with used counts', async () => {
+    const { image, manifest } = await buildImage(CASES[4]![1]);
+    type Part = {
+      kind: string;
+      content: string | null;
+      offset: number;
+      usedBytes: number;
+      size: number;
+    };
+    const json = await diskubeJson<{
+      partitionTable: { scheme: string };
+      parts: Part[];
+      container: { format: string };
+    }>(['inspect', image]);
+    expect(json.container.format).toBe('raw');
+    expect(json.partitionTable.scheme).toBe('gpt');
+    expect(json.parts.map((p) => [p.kind, p.content])).toEqual([
+      ['filesystem', 'ext4'],
+      ['filesystem', 'ntfs'],
+      ['swap', 'swap'],
+      ['unknown', null],
+    ]);
+    expect(json.parts.map((p) => p.offset)).toEqual(manifest.partitions.map((p) => p.offset));
+    // The filesystems use a fraction of their partitions; unknown data is kept whole.
+    expect(json.parts[0]!.usedBytes).toBeLessThan(json.parts[0]!.size / 2);
+    expect(json.parts[3]!.usedBytes).toBe(json.parts[3]!.size);
+    const text = await diskube(['inspect', image]);
+    expect(text.stdout).toMatch(/table\s+GPT, 4 partitions/);
+    expect(text.stdout).toMatch(/Linux swap\s+swap/);
+  });
+});
