@@ -35,7 +35,7 @@ async function fixtures() {
     used: used2,
     blockSize: bs,
     out: incOut.stream,
-    parent,
+    chain: [parent],
     blocksPerFrame: 8,
     compress: { type: 'none' },
   });

@@ -1,4 +1,5 @@
 import { expect, test } from 'vitest';
+import { crc32c } from './crc32c.js';
 import { encodeHeader, type Header, parseHeader } from './header.js';
 
 const base: Omit<Header, 'headerLength' | 'versionMajor' | 'versionMinor'> = {
@@ -25,7 +26,7 @@ const base: Omit<Header, 'headerLength' | 'versionMajor' | 'versionMinor'> = {
 test('round trips every field', () => {
   const bytes = encodeHeader(base);
   const h = parseHeader(bytes);
-  expect(h).toEqual({ ...base, headerLength: bytes.length, versionMajor: 1, versionMinor: 0 });
+  expect(h).toEqual({ ...base, headerLength: bytes.length, versionMajor: 2, versionMinor: 0 });
 });
 
 test('rejects damage and unknown features with typed errors', () => {
@@ -43,6 +44,18 @@ test('rejects damage and unknown features with typed errors', () => {
   expect(() => parseHeader(bytes.subarray(0, 40))).toThrow(
     expect.objectContaining({ code: 'CORRUPT', reason: 'truncated' }),
   );
+});
+
+test('refuses other major versions (1.x: incrementals with whole-state digest tables) as unsupported', () => {
+  const bytes = encodeHeader(base);
+  for (const major of [1, 3]) {
+    const other = bytes.slice();
+    other[0x08] = major;
+    new DataView(other.buffer).setUint32(other.length - 4, crc32c(other.subarray(0, -4)), true);
+    expect(() => parseHeader(other)).toThrow(
+      expect.objectContaining({ code: 'UNSUPPORTED', reason: 'version', offset: 0x08 }),
+    );
+  }
 });
 
 test('rejects inconsistent geometry even with a valid checksum', () => {

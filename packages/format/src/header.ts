@@ -6,7 +6,11 @@ import { crc32c } from './crc32c.js';
 
 /** `DKBK` then CR LF SUB LF: catches text-mode transfers the way PNG's signature does. */
 export const HEADER_MAGIC = Uint8Array.of(0x44, 0x4b, 0x42, 0x4b, 0x0d, 0x0a, 0x1a, 0x0a);
-export const FORMAT_MAJOR = 1;
+/**
+ * 2: an incremental's digest table covers only its stored blocks (1 repeated the whole state's).
+ * Version 1 files are refused as unsupported.
+ */
+export const FORMAT_MAJOR = 2;
 export const FORMAT_MINOR = 0;
 /** Size of the fixed part of the header, before the strings. */
 export const HEADER_FIXED_LENGTH = 0x80;
@@ -180,7 +184,7 @@ export function parseHeader(bytes: Uint8Array): Header {
   const versionMinor = r.u16(0x0a);
   if (versionMajor !== FORMAT_MAJOR) {
     throw new UnsupportedError(
-      `backup format version ${versionMajor}.${versionMinor} is not supported`,
+      `backup format version ${versionMajor}.${versionMinor} is not supported (this reader reads version ${FORMAT_MAJOR}.x)`,
       {
         structure: STRUCTURE,
         offset: 0x08,

@@ -1,3 +1,4 @@
+export { ChainState, checkChain } from './chain.js';
 export {
   type ByteRange,
   formatChangedRanges,

@@ -111,12 +111,17 @@ function problemOf(error: unknown): VerifyProblem {
  * (bitmaps, digest table, frame index) and their relations; frames are checked when read.
  */
 export class BackupReader {
-  /** Blocks whose content is stored in this file's frames, in frame order. */
+  /**
+   * Blocks whose content is stored in this file's frames, in frame order; each has an entry in
+   * the digest table, in the same order.
+   */
   readonly stored: Bitmap;
-  /** Used non-zero blocks: the ones with an entry in the digest table. */
+  /**
+   * Used non-zero blocks of this backup's state. For an incremental most of them are stored (and
+   * have their digest) in an ancestor; `ChainState` gathers the digests of all of them.
+   */
   readonly digested: Bitmap;
   private readonly storedRank: RankIndex;
-  private readonly digestRank: RankIndex;
   private cachedFrame: { index: number; raw: Uint8Array } | null = null;
   /** Frames and bytes read from the file since opening (instrumentation for restore). */
   readonly stats = { framesRead: 0, bytesRead: 0 };
@@ -130,13 +135,13 @@ export class BackupReader {
     readonly zero: Bitmap,
     readonly changed: Bitmap | null,
     readonly freed: Bitmap | null,
+    /** The digest table: 16 bytes per stored block, in stored order. */
     readonly digests: Uint8Array,
     readonly frames: readonly FrameEntry[],
   ) {
     this.digested = used.clone().andNot(zero);
     this.stored = changed === null ? this.digested : this.digested.clone().and(changed);
     this.storedRank = new RankIndex(this.stored);
-    this.digestRank = new RankIndex(this.digested);
   }
 
   get backupId(): string {
@@ -300,19 +305,22 @@ export class BackupReader {
         offset: dg.base - 12,
         reason: 'bad-encoding',
       });
-    const digestCount = used.count() - zero.count();
-    if (dg.payload.length !== digestCount * DIGEST_LENGTH) {
-      throw new CorruptError(
-        `digest table holds ${dg.payload.length} bytes for ${digestCount} blocks`,
-        { structure: 'digest table', offset: dg.base, reason: 'bad-length' },
-      );
-    }
     const storedCount =
-      changed === null ? digestCount : used.clone().andNot(zero).and(changed).count();
+      changed === null
+        ? used.count() - zero.count()
+        : used.clone().andNot(zero).and(changed).count();
     if (storedCount !== footer.storedBlockCount) {
       throw new CorruptError(
         `footer says ${footer.storedBlockCount} stored blocks, bitmaps say ${storedCount}`,
         { structure: 'backup footer', offset: footerOffset + 0x28, reason: 'inconsistent' },
+      );
+    }
+    // One digest per stored block (SPEC.md §6.5, format 2): an incremental no longer repeats
+    // the digests of the blocks it inherits.
+    if (dg.payload.length !== storedCount * DIGEST_LENGTH) {
+      throw new CorruptError(
+        `digest table holds ${dg.payload.length} bytes for ${storedCount} stored blocks`,
+        { structure: 'digest table', offset: dg.base, reason: 'bad-length' },
       );
     }
     const fi = payloads.FIDX!;
@@ -372,10 +380,13 @@ export class BackupReader {
     return raw;
   }
 
-  /** The stored digest of used non-zero block `i`, or null for zero and unused blocks. */
+  /**
+   * The digest of stored block `i` from this file's table, or null for blocks not stored here
+   * (zero, unused, or for an incremental unchanged: see `ChainState` for the state's digests).
+   */
   digestOf(i: number): Uint8Array | null {
-    if (!this.digested.get(i)) return null;
-    const at = this.digestRank.rank(i) * DIGEST_LENGTH;
+    if (!this.stored.get(i)) return null;
+    const at = this.storedRank.rank(i) * DIGEST_LENGTH;
     return this.digests.subarray(at, at + DIGEST_LENGTH);
   }
 

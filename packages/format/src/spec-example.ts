@@ -1,29 +1,54 @@
 import { Bitmap } from '@diskube/bitmap';
 import { memorySource } from '@diskube/core';
+import { BackupReader } from './reader.js';
 import { memoryWritable } from './test-support.js';
-import { writeSnapshot } from './writer.js';
+import { writeIncremental, writeSnapshot } from './writer.js';
 
-/**
- * The worked example of SPEC.md §9: 4 blocks of 512 bytes plus a 16-byte tail; blocks 0, 1 and 3
- * used, block 1 all zeros, no compression, 2 blocks per frame, fixed id and time.
- */
-export async function specExample(): Promise<Uint8Array> {
+function exampleImage(): Uint8Array {
   const image = new Uint8Array(4 * 512 + 16);
   image.fill(0x41, 0, 512); // block 0: "AAAA…"
   image.fill(0x42, 1024, 1536); // block 2: unused, not stored
   image.fill(0x43, 1536, 2048); // block 3: "CCCC…"
   image.set(new TextEncoder().encode('tail bytes here!'), 2048);
-  const used = new Bitmap(4).set(0).set(1).set(3);
+  return image;
+}
+
+/**
+ * The worked example of SPEC.md §11: 4 blocks of 512 bytes plus a 16-byte tail; blocks 0, 1 and 3
+ * used, block 1 all zeros, no compression, 2 blocks per frame, fixed id and time.
+ */
+export async function specExample(): Promise<Uint8Array> {
   const out = memoryWritable();
   await writeSnapshot({
-    source: memorySource(image),
-    used,
+    source: memorySource(exampleImage()),
+    used: new Bitmap(4).set(0).set(1).set(3),
     blockSize: 512,
     out: out.stream,
     compress: { type: 'none' },
     blocksPerFrame: 2,
     backupId: Uint8Array.from({ length: 16 }, (_, i) => i),
     meta: { sourceName: 'd.img', filesystem: 'ext4', createdAt: new Date(Date.UTC(2026, 0, 1)) },
+  });
+  return out.bytes();
+}
+
+/**
+ * The incremental of SPEC.md §11, made from `specExample()` (written as `day1.dkb`): block 2
+ * became used (its `B`s are now data), block 3 became unused; blocks 0 and 1 are unchanged.
+ */
+export async function specIncrementalExample(): Promise<Uint8Array> {
+  const parent = await BackupReader.fromSource(memorySource(await specExample()), 'day1.dkb');
+  const out = memoryWritable();
+  await writeIncremental({
+    source: memorySource(exampleImage()),
+    used: new Bitmap(4).set(0).set(1).set(2),
+    blockSize: 512,
+    out: out.stream,
+    chain: [parent],
+    compress: { type: 'none' },
+    blocksPerFrame: 2,
+    backupId: Uint8Array.from({ length: 16 }, (_, i) => 0x10 + i),
+    meta: { sourceName: 'd.img', filesystem: 'ext4', createdAt: new Date(Date.UTC(2026, 0, 2)) },
   });
   return out.bytes();
 }

@@ -4,7 +4,7 @@ import { memorySource } from '@diskube/core';
 import { describe, expect, test } from 'vitest';
 import { Decompressor } from 'zstd-napi';
 import { BackupReader } from './reader.js';
-import { hexdump, specExample } from './spec-example.js';
+import { hexdump, specExample, specIncrementalExample } from './spec-example.js';
 import { memoryWritable, prng, randomBitmap, randomBytesFrom } from './test-support.js';
 import { writeIncremental, writeSnapshot } from './writer.js';
 
@@ -52,7 +52,7 @@ function decode(file: Uint8Array): Decoded {
   expect(u64(F0 + 0x18)).toBe(file.length);
   // §4 header
   expect(hex(0, 8)).toBe('444b424b0d0a1a0a');
-  expect(u16(8)).toBe(1);
+  expect(u16(8)).toBe(2);
   const H = u32(0x0c);
   expect(crc32cBitwise(file.subarray(0, H - 4))).toBe(u32(H - 4));
   expect(u32(0x10)).toBe(0);
@@ -122,14 +122,13 @@ function decode(file: Uint8Array): Decoded {
   expect(C !== null).toBe(kind === 2);
   // §8 stored blocks, §5 frames via §6.6 index
   const S: number[] = [];
-  const D: number[] = [];
   for (let i = 0; i < blockCount; i++) {
-    if (U[i] && !Z[i]) D.push(i);
     if (U[i] && !Z[i] && (C === null || C[i])) S.push(i);
   }
   expect(u64(F0 + 0x28)).toBe(S.length);
+  // §6.5: one digest per stored block, entry o for the block of ordinal o.
   const digests = payload.DGST!.bytes;
-  expect(digests.length).toBe(16 * D.length);
+  expect(digests.length).toBe(16 * S.length);
   const index = payload.FIDX!.bytes;
   const idv = new DataView(index.buffer, index.byteOffset, index.byteLength);
   const stored = new Map<number, Uint8Array>();
@@ -145,9 +144,9 @@ function decode(file: Uint8Array): Decoded {
     const raw = method === 0 ? bytes : new Uint8Array(dz.decompress(bytes));
     expect(raw.length).toBe(count * blockSize);
     for (let j = 0; j < count; j++) {
-      const i = S[k * blocksPerFrame + j]!;
+      const d = k * blocksPerFrame + j;
+      const i = S[d]!;
       const block = raw.slice(j * blockSize, (j + 1) * blockSize);
-      const d = D.indexOf(i);
       expect(createHash('sha256').update(block).digest().subarray(0, 16).toString('hex')).toBe(
         Buffer.from(digests.subarray(16 * d, 16 * d + 16)).toString('hex'),
       );
@@ -207,6 +206,29 @@ describe('SPEC.md', () => {
     expect(Buffer.from(d.tail!).toString()).toBe('tail bytes here!');
   });
 
+  test('the worked incremental is what the writer produces', async () => {
+    const spec = readFileSync(new URL('../SPEC.md', import.meta.url), 'utf8');
+    const section = spec.slice(spec.indexOf('The incremental, `day2.dkb`'));
+    const dump = section.slice(
+      section.indexOf('```\n') + 4,
+      section.indexOf('\n```', section.indexOf('```\n') + 4),
+    );
+    const bytes = await specIncrementalExample();
+    expect(hexdump(bytes)).toBe(dump);
+    const parent = decode(await specExample());
+    const d = decode(bytes);
+    expect(d.strings).toEqual(['d.img', 'ext4', 'day1.dkb', '{}']);
+    expect(d.parentId).toBe(parent.backupId);
+    expect([...d.stored.keys()]).toEqual([2]);
+    expect(d.C).toEqual([false, false, true, true]);
+    expect(d.F).toEqual([false, false, false, true]);
+    const want = new Uint8Array(4 * 512 + 16);
+    want.fill(0x41, 0, 512);
+    want.fill(0x42, 1024, 1536);
+    want.set(new TextEncoder().encode('tail bytes here!'), 2048);
+    expect(Buffer.compare(state([parent, d]), want)).toBe(0);
+  });
+
   test('an independent decoder restores every state of a chain', async () => {
     const rand = prng(2024);
     const bs = 1024;
@@ -216,7 +238,7 @@ describe('SPEC.md', () => {
     for (let i = 2; i < n; i += 5) image.fill(i, i * bs, (i + 1) * bs);
     let used = randomBitmap(rand, n, 0.5);
     const decoded: Decoded[] = [];
-    let parent: BackupReader | undefined;
+    const chain: BackupReader[] = [];
     for (let step = 0; step < 4; step++) {
       if (step > 0) {
         for (let i = 0; i < n; i++) if (rand() < 0.1) image.set(randomBytesFrom(rand, bs), i * bs);
@@ -233,12 +255,14 @@ describe('SPEC.md', () => {
         blocksPerFrame: 3,
         compress: step % 2 ? ({ type: 'none' } as const) : ({ type: 'zstd', level: 5 } as const),
       };
-      await (parent ? writeIncremental({ ...common, parent }) : writeSnapshot(common));
+      await (chain.length > 0
+        ? writeIncremental({ ...common, chain: [...chain] })
+        : writeSnapshot(common));
       const file = out.bytes();
       const d = decode(file);
-      if (parent) expect(d.parentId).toBe(parent.backupId);
+      if (chain.length > 0) expect(d.parentId).toBe(chain.at(-1)!.backupId);
       decoded.push(d);
-      parent = await BackupReader.fromSource(memorySource(file));
+      chain.push(await BackupReader.fromSource(memorySource(file)));
       const want = image.slice();
       for (let i = 0; i < n; i++) if (!used.get(i)) want.fill(0, i * bs, (i + 1) * bs);
       expect(Buffer.compare(state(decoded), want)).toBe(0);

@@ -4,20 +4,22 @@ import { join } from 'node:path';
 import { Bitmap } from '@diskube/bitmap';
 import { memorySource } from '@diskube/core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { ChainState } from './chain.js';
 import { formatChangedRanges, parseChangedRanges } from './changed-ranges.js';
+import { blockDigest } from './digest.js';
 import { BackupReader, openBackup } from './reader.js';
 import { memoryWritable, prng, randomBitmap, randomBytesFrom } from './test-support.js';
 import { type WriteOptions, writeIncremental, writeSnapshot } from './writer.js';
 
 async function toMemory(
   options: Omit<WriteOptions, 'out'> & {
-    parent?: BackupReader;
+    chain?: BackupReader[];
     changedRanges?: { offset: number; length: number }[];
   },
 ) {
   const out = memoryWritable();
-  const result = options.parent
-    ? await writeIncremental({ ...options, parent: options.parent, out: out.stream })
+  const result = options.chain
+    ? await writeIncremental({ ...options, chain: options.chain, out: out.stream })
     : await writeSnapshot({ ...options, out: out.stream });
   const bytes = out.bytes();
   return { result, bytes, reader: await BackupReader.fromSource(memorySource(bytes)) };
@@ -195,7 +197,7 @@ describe('incremental', () => {
       source: memorySource(next),
       used: used2,
       blockSize: bs,
-      parent: parent.reader,
+      chain: [parent.reader],
       blocksPerFrame: 8,
     });
     const expectedChanged = [firstUsed, firstFree, freed, zeroed].sort((a, b) => a - b);
@@ -210,10 +212,12 @@ describe('incremental', () => {
     await expect(reader.readBlock(used.nextSet(rewritten + 1))).rejects.toMatchObject({
       reason: 'not-in-backup',
     });
-    // The digest table describes the whole state, so the next incremental needs only this file.
+    // The digest table covers the stored blocks only.
+    expect(reader.digests.length).toBe(16 * result.storedBlocks);
     for (let i = 0; i < n; i++) {
       const d = reader.digestOf(i);
-      if (used2.get(i) && !reader.zero.get(i)) expect(d).not.toBe(null);
+      if (reader.stored.get(i))
+        expect(Buffer.from(d!).equals(blockDigest(block(next, i, bs)))).toBe(true);
       else expect(d).toBe(null);
     }
     // The same change from a hypervisor dirty list: only those bytes (and newly used blocks) read.
@@ -223,7 +227,7 @@ describe('incremental', () => {
       source: memorySource(next),
       used: used2,
       blockSize: bs,
-      parent: parent.reader,
+      chain: [parent.reader],
       blocksPerFrame: 8,
       changedRanges: parseChangedRanges(text),
       onProgress: (p) => {
@@ -240,6 +244,148 @@ describe('incremental', () => {
     expect(viaRanges.reader.digests).toEqual(reader.digests);
   });
 
+  test('a chain of 6 incrementals stores one digest per stored block; digest and dirty-list paths agree', async () => {
+    const rand = prng(606);
+    const m = 300;
+    let image = randomBytesFrom(rand, m * bs + 40);
+    for (let i = 0; i < m; i += 9) block(image, i, bs).fill(0);
+    let used = randomBitmap(rand, m, 0.6);
+    const snap = await toMemory({ source: memorySource(image), used, blockSize: bs });
+    const chain = [snap.reader];
+    const viaRangesChain = [snap.reader];
+    for (let step = 1; step <= 6; step++) {
+      const prevImage = image;
+      const prevUsed = used;
+      image = image.slice();
+      used = used.clone();
+      const dirty: number[] = [];
+      for (let i = 0; i < m; i++) {
+        const r = rand();
+        if (used.get(i)) {
+          if (r < 0.06)
+            block(image, i, bs).set(randomBytesFrom(rand, bs)); // modified
+          else if (r < 0.1)
+            used.clear(i); // freed, bytes left behind
+          else if (r < 0.13)
+            block(image, i, bs).fill(0); // zeroed
+          else if (r < 0.15)
+            block(image, i, bs)[7]! ^= 1; // one byte
+          else if (r < 0.17) dirty.push(i); // rewritten with the same bytes
+        } else if (r < 0.08) {
+          used.set(i); // newly used: random, stale or zero bytes
+          if (r < 0.04) block(image, i, bs).set(randomBytesFrom(rand, bs));
+          else if (r < 0.05) block(image, i, bs).fill(0);
+        }
+        if (!block(image, i, bs).every((b, k) => b === prevImage[i * bs + k])) dirty.push(i);
+      }
+      // Independent expectation from the two states: what changed, what must be stored.
+      const isZero = (img: Uint8Array, i: number) => block(img, i, bs).every((b) => b === 0);
+      const expectChanged: number[] = [];
+      const expectStored: number[] = [];
+      for (let i = 0; i < m; i++) {
+        const now = used.get(i);
+        const before = prevUsed.get(i);
+        const same =
+          now === before &&
+          (!now || Buffer.compare(block(image, i, bs), block(prevImage, i, bs)) === 0);
+        if (!same) expectChanged.push(i);
+        if (!same && now && !isZero(image, i)) expectStored.push(i);
+      }
+      const common = { source: memorySource(image), used, blockSize: bs, blocksPerFrame: 5 };
+      const inc = await toMemory({ ...common, chain: [...chain] });
+      const ranges = dirty.map((i) => ({ offset: i * bs, length: bs }));
+      const viaRanges = await toMemory({
+        ...common,
+        chain: [...viaRangesChain],
+        changedRanges: ranges,
+      });
+      for (const { reader, result } of [inc, viaRanges]) {
+        const bits = (b: Bitmap) =>
+          b.toRanges().flatMap(([s0, l]) => Array.from({ length: l }, (_, k) => s0 + k));
+        expect(bits(reader.changed!)).toEqual(expectChanged);
+        expect(bits(reader.stored)).toEqual(expectStored);
+        expect(result.storedBlocks).toBe(expectStored.length);
+        // DGST section: 16 bytes per stored block plus its 20 bytes of framing.
+        expect(reader.footer.sections.DGST!.length).toBe(16 * expectStored.length + 20);
+        expect(reader.digests.length).toBeLessThan(16 * reader.digested.count());
+        for (const i of expectStored)
+          expect(await reader.readBlock(i)).toEqual(block(image, i, bs));
+        expect((await reader.verify()).ok).toBe(true);
+      }
+      expect(viaRanges.result.bytesRead).toBeLessThan(inc.result.bytesRead);
+      chain.push(inc.reader);
+      viaRangesChain.push(viaRanges.reader);
+      // The digests of the whole state, gathered from the chain, are those of the image.
+      for (const c of [chain, viaRangesChain]) {
+        const state = ChainState.fromChain(c);
+        expect(state.used.equals(used)).toBe(true);
+        const want: Uint8Array[] = [];
+        for (let i = 0; i < m; i++) {
+          expect(state.zero.get(i)).toBe(used.get(i) && isZero(image, i));
+          if (used.get(i) && !isZero(image, i)) want.push(blockDigest(block(image, i, bs)));
+        }
+        expect(Buffer.from(state.digests).equals(Buffer.concat(want))).toBe(true);
+        const last = used.clone().andNot(state.zero).toRanges().at(-1)!;
+        const lastDigest = state.digestOf(last[0] + last[1] - 1)!;
+        expect(Buffer.from(lastDigest).equals(want.at(-1)!)).toBe(true);
+        expect(state.digestOf(used.nextClear(0))).toBe(null);
+      }
+    }
+  });
+
+  test('refuses chains that are out of order or contradict themselves', async () => {
+    const rand = prng(11);
+    const image = randomBytesFrom(rand, 32 * bs);
+    const used = new Bitmap(32).setAll();
+    const snap = await toMemory({ source: memorySource(image), used, blockSize: bs });
+    const image1 = image.slice();
+    block(image1, 1, bs).fill(5);
+    const inc1 = await toMemory({
+      source: memorySource(image1),
+      used,
+      blockSize: bs,
+      chain: [snap.reader],
+    });
+    const inc2 = await toMemory({
+      source: memorySource(image1),
+      used,
+      blockSize: bs,
+      chain: [snap.reader, inc1.reader],
+    });
+    for (const chain of [[inc1.reader], [snap.reader, inc2.reader], []]) {
+      await expect(
+        toMemory({ source: memorySource(image1), used, blockSize: bs, chain }),
+      ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'broken-chain' });
+    }
+    // Two children of the snapshot sharing an id: one frees block 3, the other keeps it. An
+    // incremental made from the second, put after the first, claims block 3 unchanged though
+    // the first says it is unused: the chain contradicts itself.
+    const id = new Uint8Array(16).fill(7);
+    const freeing = await toMemory({
+      source: memorySource(image),
+      used: used.clone().clear(3),
+      blockSize: bs,
+      chain: [snap.reader],
+      backupId: id,
+    });
+    const keeping = await toMemory({
+      source: memorySource(image),
+      used,
+      blockSize: bs,
+      chain: [snap.reader],
+      backupId: id,
+    });
+    const child = await toMemory({
+      source: memorySource(image1),
+      used,
+      blockSize: bs,
+      chain: [snap.reader, keeping.reader],
+    });
+    expect(() => ChainState.fromChain([snap.reader, freeing.reader, child.reader])).toThrow(
+      expect.objectContaining({ code: 'CORRUPT', reason: 'inconsistent' }),
+    );
+  });
+
   test('refuses a parent of another geometry', async () => {
     const image = new Uint8Array(8192);
     const parent = await toMemory({
@@ -252,7 +398,7 @@ describe('incremental', () => {
         source: memorySource(image),
         used: new Bitmap(8),
         blockSize: 1024,
-        parent: parent.reader,
+        chain: [parent.reader],
       }),
     ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'geometry-mismatch' });
   });

@@ -5,6 +5,7 @@ import { Bitmap } from '@diskube/bitmap';
 import { type BlockSource, InvalidArgumentError } from '@diskube/core';
 import { encodeBitmap } from './bitmap-codec.js';
 import { bytesEqual, toHex } from './bytes.js';
+import { ChainState } from './chain.js';
 import { type ByteRange, rangesToBlocks } from './changed-ranges.js';
 import { type CompressOptions, DEFAULT_ZSTD_LEVEL } from './compress.js';
 import { type CompressedFrame, CompressPool } from './compress-pool.js';
@@ -81,8 +82,13 @@ export interface WriteOptions {
 }
 
 export interface IncrementalOptions extends WriteOptions {
-  /** The backup this one is relative to (its digest table is all that is read from it). */
-  parent: BackupReader;
+  /**
+   * The parent and its ancestors, oldest first: a snapshot, then each incremental made from the
+   * one before; the last is the parent of the new backup. Only their bitmaps and digest tables
+   * are used (an incremental's table covers only its stored blocks, so the parent state's
+   * digests are gathered from the whole chain); no block data is read from them.
+   */
+  chain: readonly BackupReader[];
   /** File name recorded as a hint to find the parent; default the parent's base name. */
   parentHint?: string;
   /**
@@ -192,9 +198,10 @@ async function writeBackup(
     throw new InvalidArgumentError('frames too large', { reason: 'bad-geometry' });
   const compress = options.compress ?? { type: 'zstd', level: DEFAULT_ZSTD_LEVEL };
 
-  const parent = inc?.parent ?? null;
+  // The parent's state: used and zero bitmaps and a digest per used non-zero block.
+  const parent = inc === null ? null : ChainState.fromChain(inc.chain);
   if (parent !== null) {
-    const ph = parent.header;
+    const ph = parent.newest.header;
     if (
       ph.blockSize !== blockSize ||
       ph.blockCount !== blockCount ||
@@ -217,11 +224,11 @@ async function writeBackup(
 
   const backupId = options.backupId ?? randomBytes(16);
   const parentHint =
-    inc === null ? '' : (inc.parentHint ?? parent!.path.split(/[\\/]/).pop() ?? '');
+    inc === null ? '' : (inc.parentHint ?? parent!.newest.path.split(/[\\/]/).pop() ?? '');
   const header = encodeHeader({
     kind: parent === null ? 'snapshot' : 'incremental',
     backupId,
-    parentId: parent === null ? new Uint8Array(16) : parent.header.backupId,
+    parentId: parent === null ? new Uint8Array(16) : parent.newest.header.backupId,
     ...geometry,
     createdAt: (options.meta?.createdAt ?? new Date()).getTime(),
     compression: compress.type,
@@ -290,24 +297,13 @@ async function writeBackup(
       frameBlocks = 0;
       while (inflight.length > maxInflight) await writeOldestFrame();
     };
-    const storeBlock = async (block: Uint8Array) => {
+    const storeBlock = async (block: Uint8Array, digest: Uint8Array) => {
+      // The digest table lists the stored blocks only, in stored order (SPEC.md §6.5).
+      digests.push(digest);
       frameBuffer.set(block, frameBlocks * blockSize);
       frameBlocks++;
       storedBlocks++;
       if (frameBlocks === blocksPerFrame) await flushFrame();
-    };
-
-    // The parent's digest of block i, via a cursor over the parent's digested blocks (calls come
-    // in ascending order, so the rank advances incrementally).
-    const parentDigested = parent?.digested ?? null;
-    let cursorBlock = 0;
-    let cursorRank = 0;
-    const parentDigest = (i: number): Uint8Array | null => {
-      if (parentDigested === null || !parentDigested.get(i)) return null;
-      cursorRank += parentDigested.countRange(cursorBlock, i - cursorBlock);
-      cursorBlock = i;
-      const at = cursorRank * DIGEST_LENGTH;
-      return parent!.digests.subarray(at, at + DIGEST_LENGTH);
     };
 
     const processBlock = async (i: number, block: Uint8Array) => {
@@ -317,35 +313,13 @@ async function writeBackup(
         return;
       }
       const d = blockDigest(block);
-      digests.push(d);
       if (parent !== null) {
-        const before = parentDigest(i);
+        // Calls come in ascending block order, so the state's digest cursor only advances.
+        const before = parent.digestOf(i);
         if (before !== null && bytesEqual(before, d)) return;
         changed!.set(i);
       }
-      await storeBlock(block);
-    };
-    const inherit = (i: number) => {
-      // Used now and in the parent, outside the dirty list: unchanged by the caller's word.
-      if (parent!.zero.get(i)) {
-        zero.set(i);
-        return;
-      }
-      const d = parentDigest(i);
-      if (d === null)
-        throw new InvalidArgumentError(`block ${i} has no parent digest`, { reason: 'internal' });
-      digests.push(d);
-    };
-
-    // Used blocks outside the dirty list take the parent's zero bit and digest.
-    const inheritSet = toRead === used ? null : used.clone().andNot(toRead);
-    let pos = 0;
-    const inheritUpTo = (end: number) => {
-      if (inheritSet !== null && pos < end) {
-        for (const [s, len] of inheritSet.runs(pos, end))
-          for (let i = s; i < s + len; i++) inherit(i);
-      }
-      pos = Math.max(pos, end);
+      await storeBlock(block, d);
     };
     const maxBatch = Math.max(1, Math.floor(READ_BATCH_BYTES / blockSize));
     const batchList = readBatches(toRead, maxBatch, Math.floor(MAX_READ_GAP_BYTES / blockSize));
@@ -367,21 +341,22 @@ async function writeBackup(
       const [first, count, buf] = await reading;
       reading = startRead(batchList.next().value ?? undefined);
       bytesFromSource += buf.length;
-      inheritUpTo(first);
       let wanted = 0;
       for (let j = 0; j < count; j++) {
         const i = first + j;
         if (toRead.get(i)) {
           await processBlock(i, buf.subarray(j * blockSize, (j + 1) * blockSize));
           wanted++;
-        } else if (inheritSet?.get(i)) {
-          inherit(i);
         }
       }
-      pos = first + count;
       progress(wanted * blockSize);
     }
-    inheritUpTo(blockCount);
+    if (parent !== null && toRead !== used) {
+      // Used now and in the parent, outside the dirty list (gap reads included): unchanged by
+      // the caller's word, so they keep the parent's zero bit. They need no digest: the digest
+      // table lists stored blocks only.
+      zero.or(used.clone().andNot(toRead).and(parent.zero));
+    }
     await flushFrame();
     while (inflight.length > 0) await writeOldestFrame();
     const framesOffset = header.length;

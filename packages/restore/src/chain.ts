@@ -1,45 +1,14 @@
 import { readdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { InvalidArgumentError } from '@diskube/core';
-import { type BackupReader, openBackup, readBackupHeader } from '@diskube/format';
+import { type BackupReader, checkChain, openBackup, readBackupHeader } from '@diskube/format';
 
 function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString('hex');
 }
 
-/**
- * Check that `chain` (oldest first) is a snapshot followed by incrementals each made from the one
- * before, all of the same geometry. Throws `INVALID_ARGUMENT` with reason `broken-chain`.
- */
-export function checkChain(chain: readonly BackupReader[]): void {
-  const first = chain[0];
-  if (first === undefined)
-    throw new InvalidArgumentError('empty backup chain', { reason: 'broken-chain' });
-  if (first.header.kind !== 'snapshot') {
-    throw new InvalidArgumentError(
-      `${first.path} is an incremental; the chain must start with a snapshot`,
-      { reason: 'broken-chain' },
-    );
-  }
-  for (let k = 1; k < chain.length; k++) {
-    const b = chain[k]!;
-    const p = chain[k - 1]!;
-    if (b.header.kind !== 'incremental' || hex(b.header.parentId) !== hex(p.header.backupId)) {
-      throw new InvalidArgumentError(`${b.path} was not made from ${p.path}`, {
-        reason: 'broken-chain',
-      });
-    }
-    if (
-      b.header.blockCount !== p.header.blockCount ||
-      b.header.blockSize !== p.header.blockSize ||
-      b.header.sourceSize !== p.header.sourceSize
-    ) {
-      throw new InvalidArgumentError(`${b.path} and ${p.path} differ in geometry`, {
-        reason: 'broken-chain',
-      });
-    }
-  }
-}
+// The chain rules live in @diskube/format (the incremental writer needs them too).
+export { checkChain };
 
 /**
  * Open the backup at `path` and its ancestors, found among the files of the same directory by

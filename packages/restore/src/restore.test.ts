@@ -21,6 +21,9 @@ describe('restore', async () => {
       expect(r.freed!.count()).toBeGreaterThan(0);
       expect(r.changed!.clone().andNot(r.freed!).count()).toBeGreaterThan(r.stored.count()); // some became zero
       expect(r.stored.count()).toBeGreaterThan(0);
+      // Format 2: an incremental's digest table covers its stored blocks only.
+      expect(r.footer.sections.DGST!.length).toBe(16 * r.stored.count() + 20);
+      expect(r.stored.count()).toBeLessThan(r.digested.count());
     }
   });
 
@@ -102,6 +105,40 @@ describe('restore', async () => {
       }
     }
     expect(refused).toBeGreaterThan(100);
+  });
+
+  test("each stored block is checked against its own backup's digest entry", async () => {
+    const want = states[5]!.expected;
+    for (const k of [0, 3, 5]) {
+      const r = readers[k]!;
+      // The last entry belongs to the last stored block, which every restore of point 5 needs
+      // (a later backup does not restore over it) unless a later backup changed it.
+      const last = r.stored.toRanges().at(-1)!;
+      const block = last[0] + last[1] - 1;
+      const needed = readers.slice(k + 1).every((b) => !b.changed!.get(block));
+      r.digests[r.digests.length - 1]! ^= 1;
+      try {
+        for (const strategy of ['reverse', 'patch'] as const) {
+          const attempt = restoreImage({
+            chain: readers,
+            target: memoryTarget(want.length),
+            strategy,
+          });
+          if (needed || strategy === 'patch')
+            await expect(attempt).rejects.toMatchObject({
+              code: 'CORRUPT',
+              reason: 'digest',
+              structure: `block ${block}`,
+            });
+          else await attempt;
+        }
+        const target = memoryTarget(want.length);
+        await restoreImage({ chain: readers, target, verifyDigests: false });
+        expect(Buffer.compare(target.bytes, want)).toBe(0);
+      } finally {
+        r.digests[r.digests.length - 1]! ^= 1;
+      }
+    }
   });
 
   test('a target that completes writes out of order still gets the right bytes', async () => {

@@ -102,11 +102,10 @@ export async function makeChain(options: {
       blocksPerFrame: options.blocksPerFrame ?? 4,
       compress: { type: 'zstd' as const, level: 1 },
     };
-    const parent = readers.at(-1);
     const file = await toMemory((out) =>
-      parent === undefined
+      readers.length === 0
         ? writeSnapshot({ ...common, out })
-        : writeIncremental({ ...common, out, parent }),
+        : writeIncremental({ ...common, out, chain: [...readers] }),
     );
     files.push(file);
     readers.push(await BackupReader.fromSource(memorySource(file), `backup-${step}.dkb`));

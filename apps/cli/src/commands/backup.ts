@@ -2,13 +2,14 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { InvalidArgumentError } from '@diskube/core';
 import {
+  type BackupReader,
   type CompressOptions,
   DEFAULT_ZSTD_LEVEL,
-  openBackup,
   parseChangedRanges,
   writeIncremental,
   writeSnapshot,
 } from '@diskube/format';
+import { discoverChain } from '@diskube/restore';
 import type { Command } from 'commander';
 import { mapImage, printWarnings, usedBytes } from '../analyze.js';
 import { formatBytes, formatPercent, printJson } from '../format.js';
@@ -72,9 +73,12 @@ export function registerBackup(program: Command): void {
       const started = performance.now();
       const opened = await openImage(image);
       const source = opened.disk;
-      const parent = options.base ? await openBackup(options.base) : null;
+      // The parent and its ancestors (found beside it by parent id): an incremental's digest
+      // table covers only its own stored blocks, so the parent state's digests come from all.
+      let chain: BackupReader[] | null = null;
       const progress = progressReporter('backup', !options.json);
       try {
+        if (options.base) chain = await discoverChain(options.base);
         // Ranges the container holds no data for are zeros: skip them outright.
         const map = await mapImage(opened, {
           fullCopyOnDoubt: options.fullCopyOnDoubt,
@@ -100,10 +104,10 @@ export function registerBackup(program: Command): void {
           onProgress: (p: { bytesDone: number; bytesTotal: number }) =>
             progress.update(p.bytesDone, p.bytesTotal),
         };
-        const result = parent
+        const result = chain
           ? await writeIncremental({
               ...common,
-              parent,
+              chain,
               parentHint: basename(options.base!),
               changedRanges: options.changedRanges
                 ? parseChangedRanges(await readFile(options.changedRanges, 'utf8'))
@@ -135,7 +139,7 @@ export function registerBackup(program: Command): void {
         );
       } finally {
         progress.finish();
-        await parent?.close();
+        await Promise.all((chain ?? []).map((r) => r.close()));
         await opened.close();
       }
     });
