@@ -1,18 +1,11 @@
 import { Writable } from 'node:stream';
 import { Bitmap } from '@diskube/bitmap';
 import { memorySource } from '@diskube/core';
+import { prng } from '@diskube/core/test';
 import { BackupReader, writeIncremental, writeSnapshot } from '@diskube/format';
 
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG (mulberry32) so failures reproduce. */
+export { prng };
 
 function fillRandom(rand: () => number, bytes: Uint8Array): void {
   for (let i = 0; i < bytes.length; i++) bytes[i] = (rand() * 256) | 0;
