@@ -2,42 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { constants, type FileHandle, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { type BlockSource, checkRange, InvalidArgumentError, IoError } from '@diskube/core';
+import { InvalidArgumentError, IoError } from '@diskube/core';
+import { openFileSource } from '@diskube/core/node';
 
 // The only file-system I/O of the format package: a random-access source over a backup file and
 // an append-only sink that writes to a temporary name and renames on success.
 
-/** A read-only `BlockSource` over a file (positioned reads; never short). */
-export async function openReadOnlySource(
-  path: string,
-): Promise<BlockSource & { close(): Promise<void> }> {
-  let fh: FileHandle;
-  try {
-    fh = await open(path, constants.O_RDONLY);
-  } catch (cause) {
-    throw new IoError(`cannot open ${path}`, { reason: 'open', cause });
-  }
-  const { size } = await fh.stat();
-  return {
-    size,
-    async read(offset, dst) {
-      checkRange(size, offset, dst.length, path);
-      let done = 0;
-      while (done < dst.length) {
-        const { bytesRead } = await fh.read(dst, done, dst.length - done, offset + done);
-        if (bytesRead === 0)
-          throw new IoError(`short read of ${path}`, {
-            offset: offset + done,
-            reason: 'short-read',
-          });
-        done += bytesRead;
-      }
-    },
-    async close() {
-      await fh.close();
-    },
-  };
-}
+/** A read-only `BlockSource` over a backup file: core's positioned-read file source. */
+export const openReadOnlySource = openFileSource;
 
 /** Where a backup is written: appends only, knows its position, commits or aborts. */
 export interface Sink {
