@@ -97,7 +97,9 @@ describe('snapshot round trip', () => {
     const rand = prng(77);
     const bs = 4096;
     const image = randomBytesFrom(rand, 600 * bs);
-    for (let i = 0; i < 600; i += 2) image.fill(i & 0xff, i * bs, i * bs + 3000);
+    for (let i = 0; i < 400; i += 2) image.fill(i & 0xff, i * bs, i * bs + 3000);
+    image.fill(0, 100 * bs, 130 * bs); // all-zero blocks inside a run of used blocks
+    // Blocks 400… stay random: whole frames there do not compress and are stored raw.
     const used = randomBitmap(rand, 600, 0.8);
     const fixed = { backupId: new Uint8Array(16).fill(1), meta: { createdAt: new Date(0) } };
     const files = [];
@@ -112,10 +114,47 @@ describe('snapshot round trip', () => {
         ...fixed,
       });
       expect((await reader.verify()).ok).toBe(true);
+      expect(new Set(reader.frames.map((f) => f.method))).toEqual(new Set([0, 1]));
+      expect(reader.zero.countRange(100, 30)).toBe(used.countRange(100, 30));
       files.push(bytes);
     }
     expect(Buffer.compare(files[1]!, files[0]!)).toBe(0);
     expect(Buffer.compare(files[2]!, files[0]!)).toBe(0);
+  });
+
+  test('worker-thread incrementals write the same bytes as in-thread ones', async () => {
+    const rand = prng(78);
+    const bs = 4096;
+    const image = randomBytesFrom(rand, 300 * bs);
+    for (let i = 0; i < 300; i += 3) image.fill(i & 0xff, i * bs, (i + 1) * bs);
+    const used = randomBitmap(rand, 300, 0.7);
+    const fixed = { backupId: new Uint8Array(16).fill(2), meta: { createdAt: new Date(0) } };
+    const parent = await toMemory({
+      source: memorySource(image),
+      used,
+      blockSize: bs,
+      blocksPerFrame: 5,
+      threads: 0,
+    });
+    const next = image.slice();
+    for (let i = 10; i < 300; i += 7) next.fill(i & 0x7f, i * bs, i * bs + 100);
+    next.fill(0, 50 * bs, 60 * bs);
+    const files = [];
+    for (const threads of [0, 2]) {
+      const { bytes, reader, result } = await toMemory({
+        source: memorySource(next),
+        used,
+        blockSize: bs,
+        chain: [parent.reader],
+        blocksPerFrame: 5,
+        threads,
+        ...fixed,
+      });
+      expect((await reader.verify()).ok).toBe(true);
+      expect(result.storedBlocks).toBeGreaterThan(10);
+      files.push(bytes);
+    }
+    expect(Buffer.compare(files[1]!, files[0]!)).toBe(0);
   });
 
   test('empty used bitmap, zero-length image, and tail not kept', async () => {

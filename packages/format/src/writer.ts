@@ -10,7 +10,7 @@ import { type ByteRange, rangesToBlocks } from './changed-ranges.js';
 import { type CompressOptions, DEFAULT_ZSTD_LEVEL } from './compress.js';
 import { type CompressedFrame, CompressPool } from './compress-pool.js';
 import { crc32c } from './crc32c.js';
-import { blockDigest, isZeroBlock } from './digest.js';
+import { blockDigest, isZeroRange } from './digest.js';
 import { encodeFooter, type SectionLocation } from './footer.js';
 import { encodeFrameIndex, type FrameEntry } from './frame-index.js';
 import {
@@ -73,8 +73,9 @@ export interface WriteOptions {
   onProgress?: (p: Progress) => void;
   signal?: AbortSignal;
   /**
-   * Worker threads for zstd; 0 compresses on the calling thread. Default: one less than the
-   * cores (at least 1) for backups reading 16 MiB or more, else 0. The output is the same.
+   * Worker threads for zstd (and a snapshot's digests); 0 compresses on the calling thread.
+   * Default: one per core for backups reading 16 MiB or more, else 0 (the calling thread only
+   * reads, checks for zeros and writes, about a quarter of the work). The output is the same.
    */
   threads?: number;
   /** Fixed identity (tests, reproducible examples); default 16 random bytes. */
@@ -138,6 +139,21 @@ class DigestList {
     this.current.set(d, this.used);
     this.used += DIGEST_LENGTH;
     this.length += DIGEST_LENGTH;
+  }
+  /** Append several digests (a multiple of 16 bytes). */
+  pushMany(ds: Uint8Array): void {
+    for (let at = 0; at < ds.length; ) {
+      if (this.used === DIGEST_CHUNK) {
+        this.chunks.push(this.current);
+        this.current = new Uint8Array(DIGEST_CHUNK);
+        this.used = 0;
+      }
+      const take = Math.min(ds.length - at, DIGEST_CHUNK - this.used);
+      this.current.set(ds.subarray(at, at + take), this.used);
+      this.used += take;
+      this.length += take;
+      at += take;
+    }
   }
   parts(): Uint8Array[] {
     return [...this.chunks, this.current.subarray(0, this.used)];
@@ -262,19 +278,24 @@ async function writeBackup(
     const digests = new DigestList();
     const threads =
       options.threads ??
-      (compress.type === 'zstd' && bytesTotal >= THREADS_FROM_BYTES
-        ? Math.max(1, availableParallelism() - 1)
-        : 0);
-    pool = new CompressPool(compress, threads);
+      (compress.type === 'zstd' && bytesTotal >= THREADS_FROM_BYTES ? availableParallelism() : 0);
+    const frameBytes = blocksPerFrame * blockSize;
+    pool = new CompressPool(compress, threads, frameBytes);
+    // A snapshot stores every non-zero used block, so its digests are taken with the frame
+    // compression (on the workers when there are any). An incremental needs each digest before
+    // it can tell whether the block changed, so it digests here.
+    const digestWithFrames = parent === null;
     const frames: FrameEntry[] = [];
     // Frames being compressed, oldest first; written to the sink in this order.
     const inflight: Promise<CompressedFrame & { blockCount: number }>[] = [];
     const maxInflight = Math.max(1, 2 * threads);
-    let frameBuffer = new Uint8Array(blocksPerFrame * blockSize);
+    let frameBuffer = pool.acquire();
     let frameBlocks = 0;
     let storedBlocks = 0;
     const writeOldestFrame = async () => {
       const f = await inflight.shift()!;
+      // The digest table lists the stored blocks only, in stored order (SPEC.md §6.5).
+      if (f.digests !== null) digests.pushMany(f.digests);
       frames.push({
         offset: sink.position,
         storedLength: f.stored.length,
@@ -283,72 +304,124 @@ async function writeBackup(
         method: f.method,
       });
       await sink.write(f.stored);
+      f.release();
     };
     const flushFrame = async () => {
       if (frameBlocks === 0) return;
       const blocks = frameBlocks;
-      const raw =
-        blocks === blocksPerFrame ? frameBuffer : frameBuffer.slice(0, blocks * blockSize);
-      const pending = pool!.compress(raw).then((f) => ({ ...f, blockCount: blocks }));
+      const pending = pool!
+        .compress(frameBuffer, blocks * blockSize, digestWithFrames ? blockSize : 0)
+        .then((f) => Object.assign(f, { blockCount: blocks }));
       pending.catch(() => {}); // awaited in order by writeOldestFrame; avoid an unhandled rejection meanwhile
       inflight.push(pending);
       // The pool owns the old buffer now (a worker may hold it).
-      frameBuffer = new Uint8Array(blocksPerFrame * blockSize);
+      frameBuffer = pool!.acquire();
       frameBlocks = 0;
       while (inflight.length > maxInflight) await writeOldestFrame();
     };
-    const storeBlock = async (block: Uint8Array, digest: Uint8Array) => {
-      // The digest table lists the stored blocks only, in stored order (SPEC.md §6.5).
-      digests.push(digest);
-      frameBuffer.set(block, frameBlocks * blockSize);
-      frameBlocks++;
-      storedBlocks++;
-      if (frameBlocks === blocksPerFrame) await flushFrame();
+    /** Append `count` blocks of `buf` from byte `at` to the frames (one copy per frame touched). */
+    const storeRun = async (buf: Uint8Array, at: number, count: number) => {
+      storedBlocks += count;
+      while (count > 0) {
+        const take = Math.min(count, blocksPerFrame - frameBlocks);
+        const bytes = take * blockSize;
+        frameBuffer.set(buf.subarray(at, at + bytes), frameBlocks * blockSize);
+        frameBlocks += take;
+        at += bytes;
+        count -= take;
+        if (frameBlocks === blocksPerFrame) await flushFrame();
+      }
     };
 
-    const processBlock = async (i: number, block: Uint8Array) => {
-      if (isZeroBlock(block)) {
+    /** Whether block `i` (at byte `at` of `buf`) is stored; records zero and changed bits. */
+    // An incremental with workers has each read batch digested there, all blocks at once (a few
+    // gap or zero blocks hashed for nothing cost less than hashing everything on this thread).
+    const batchDigests = parent !== null && pool.digestsOnWorkers;
+    /**
+     * Whether block `i` (at byte `at` of `buf`) is stored; records zero and changed bits.
+     * `digested` holds the digest of each block of `buf` when the workers made them.
+     */
+    const keepBlock = (
+      i: number,
+      buf: Uint8Array,
+      at: number,
+      digested: Uint8Array | null,
+    ): boolean => {
+      if (isZeroRange(buf, at, blockSize)) {
         zero.set(i);
         if (parent !== null && !(parent.used.get(i) && parent.zero.get(i))) changed!.set(i);
-        return;
+        return false;
       }
-      const d = blockDigest(block);
-      if (parent !== null) {
-        // Calls come in ascending block order, so the state's digest cursor only advances.
-        const before = parent.digestOf(i);
-        if (before !== null && bytesEqual(before, d)) return;
-        changed!.set(i);
-      }
-      await storeBlock(block, d);
+      if (parent === null) return true;
+      const k = (at / blockSize) * DIGEST_LENGTH;
+      const d =
+        digested === null
+          ? blockDigest(buf.subarray(at, at + blockSize))
+          : digested.subarray(k, k + DIGEST_LENGTH);
+      // Calls come in ascending block order, so the state's digest cursor only advances.
+      const before = parent.digestOf(i);
+      if (before !== null && bytesEqual(before, d)) return false;
+      changed!.set(i);
+      digests.push(d);
+      return true;
     };
     const maxBatch = Math.max(1, Math.floor(READ_BATCH_BYTES / blockSize));
     const batchList = readBatches(toRead, maxBatch, Math.floor(MAX_READ_GAP_BYTES / blockSize));
-    // Two buffers: one being hashed, one being filled by the next read.
-    const buffers = [new Uint8Array(maxBatch * blockSize), new Uint8Array(maxBatch * blockSize)];
-    let flip = 0;
-    const startRead = (
-      batch: [number, number] | undefined,
-    ): Promise<[number, number, Uint8Array]> | null => {
-      if (batch === undefined) return null;
-      const [first, count] = batch;
-      const buf = buffers[flip]!.subarray(0, count * blockSize);
-      flip ^= 1;
-      return source.read(first * blockSize, buf).then(() => [first, count, buf]);
+    interface Batch {
+      first: number;
+      count: number;
+      /** The whole read buffer, reused once this batch is scanned. */
+      whole: Uint8Array;
+      digested: Uint8Array | null;
+    }
+    // Batches being read (and digested), oldest first: one being scanned, the next being read;
+    // with worker digests, one more per worker so every worker has a batch.
+    const freeBuffers: Uint8Array[] = [];
+    const ahead = batchDigests ? 1 + threads : 1;
+    const pendingBatches: Promise<Batch>[] = [];
+    const startBatch = (): boolean => {
+      const next = batchList.next();
+      if (next.done) return false;
+      const [first, count] = next.value;
+      const length = count * blockSize;
+      const whole = freeBuffers.pop() ?? new Uint8Array(maxBatch * blockSize);
+      const read = source.read(first * blockSize, whole.subarray(0, length));
+      const batch: Promise<Batch> = batchDigests
+        ? read
+            .then(() => pool!.digestBlocks(whole, length, blockSize))
+            .then(({ buffer, digests: d }) => ({ first, count, whole: buffer, digested: d }))
+        : read.then(() => ({ first, count, whole, digested: null }));
+      batch.catch(() => {}); // awaited in order below; avoid an unhandled rejection meanwhile
+      pendingBatches.push(batch);
+      return true;
     };
-    let reading = startRead(batchList.next().value ?? undefined);
-    while (reading !== null) {
+    for (let k = 0; k <= ahead && startBatch(); k++);
+    while (pendingBatches.length > 0) {
       signal?.throwIfAborted();
-      const [first, count, buf] = await reading;
-      reading = startRead(batchList.next().value ?? undefined);
+      const { first, count, whole, digested } = await pendingBatches.shift()!;
+      startBatch();
+      const buf = whole.subarray(0, count * blockSize);
       bytesFromSource += buf.length;
       let wanted = 0;
-      for (let j = 0; j < count; j++) {
-        const i = first + j;
-        if (toRead.get(i)) {
-          await processBlock(i, buf.subarray(j * blockSize, (j + 1) * blockSize));
-          wanted++;
+      // Consecutive stored blocks are copied into the frame together.
+      let runStart = 0;
+      let runLength = 0;
+      for (const [s, len] of toRead.runs(first, first + count)) {
+        wanted += len;
+        for (let i = s; i < s + len; i++) {
+          const at = (i - first) * blockSize;
+          if (!keepBlock(i, buf, at, digested)) continue;
+          if (runLength > 0 && runStart + runLength * blockSize === at) {
+            runLength++;
+            continue;
+          }
+          if (runLength > 0) await storeRun(buf, runStart, runLength);
+          runStart = at;
+          runLength = 1;
         }
       }
+      if (runLength > 0) await storeRun(buf, runStart, runLength);
+      freeBuffers.push(whole);
       progress(wanted * blockSize);
     }
     if (parent !== null && toRead !== used) {
