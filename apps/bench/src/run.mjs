@@ -238,7 +238,8 @@ const versions = async (/** @type {string} */ cmd) =>
     .replace(' : ', ' ')
     .trim();
 const kernel = (await run('uname', ['-r'])).stdout.trim();
-const workers = Math.max(1, availableParallelism() - 1);
+// @diskube/format runs one compression worker per core (the main thread only reads and writes).
+const workers = availableParallelism();
 const staleBytes = quick ? 32 << 20 : 512 << 20;
 const timed = (/** @type {{ median: number, min: number, max: number }} */ t) =>
   `${secs(t.median)} (${t.min.toFixed(2)}–${t.max.toFixed(2)})`;
@@ -303,7 +304,7 @@ const snapshotTable = markdownTable(
     ['backup peak RSS', mib(dBackupV.maxRssBytes), mib(pBackupV.maxRssBytes), '—'],
     [
       'threads',
-      `main (read, digest) + ${workers} zstd worker${workers === 1 ? '' : 's'}`,
+      `main (read, write) + ${workers} worker${workers === 1 ? '' : 's'} (digest, zstd)`,
       `partclone 1 + zstd -T0 (${availableParallelism()})`,
       `zstd -T0 (${availableParallelism()})`,
     ],
