@@ -1,37 +1,15 @@
-import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { buildImage } from './build.js';
-import {
-  BUILD_TOOLS,
-  extract,
-  missingTools,
-  randomBytes,
-  scratchDir,
-  buildAndVerify as verify,
-} from './testing.js';
+import { scratchBuild, sha256File } from './scratch.test-support.js';
+import { BUILD_TOOLS, extract, missingTools, randomBytes, scratchDir } from './testing.js';
 import { run } from './tools.js';
 
 const missing = await missingTools(BUILD_TOOLS);
 const skip = missing.length > 0 && process.env.CI !== 'true';
 
-let cacheDir: string;
-let work: string;
-beforeAll(async () => {
-  cacheDir = await scratchDir();
-  work = await scratchDir();
-});
-afterAll(async () => {
-  await rm(cacheDir, { recursive: true, force: true });
-  await rm(work, { recursive: true, force: true });
-});
-
-const buildAndVerify = (spec: string) => verify(spec, cacheDir, work);
-
-const sha256File = async (path: string) =>
-  createHash('sha256')
-    .update(await readFile(path))
-    .digest('hex');
+const scratch = scratchBuild();
+const { buildAndVerify } = scratch;
 
 describe('buildImage with tables, chains, fragments, dirty', { timeout: 120_000 }, () => {
   describe.skipIf(skip)('with a partition table', () => {
@@ -139,7 +117,7 @@ disk 96M gpt
       async (type, options) => {
         const base = `disk 16M\n  filesystem ${type} ${options}\n    file /big 1M random seed=61\n    file /log 10K text\n    file /t 9000 random seed=63\n`;
         const next = `${base}    overwrite /big 8K 4K random seed=62\n    append /log 100 text\n    truncate /t 5000\n`;
-        const a = await buildImage(base, { cacheDir });
+        const a = await buildImage(base, { cacheDir: scratch.cacheDir });
         const b = await buildAndVerify(next);
         const [x, y] = [await readFile(a.image), await readFile(b.image)];
         const changed: number[] = [];
@@ -203,16 +181,18 @@ disk 64M gpt
     file /a "x"
     dirty
 `,
-        { cacheDir },
+        { cacheDir: scratch.cacheDir },
       );
       const [ext, ntfs, fat] = manifest.partitions;
       for (const p of manifest.partitions) expect(p.options.dirty).toBe('true');
-      const e = await run('dumpe2fs', ['-h', await extract(image, ext!, work)]);
+      const e = await run('dumpe2fs', ['-h', await extract(image, ext!, scratch.work)]);
       expect(e.stdout).toMatch(/Filesystem state:\s+not clean/);
       expect(e.stdout).toMatch(/Filesystem features:.*needs_recovery/);
-      const n = await run('ntfsinfo', ['-m', await extract(image, ntfs!, work)], { okCodes: [1] });
+      const n = await run('ntfsinfo', ['-m', await extract(image, ntfs!, scratch.work)], {
+        okCodes: [1],
+      });
       expect(n.stderr).toContain('Volume is scheduled for check');
-      const f = await run('fsck.vfat', ['-n', await extract(image, fat!, work)], {
+      const f = await run('fsck.vfat', ['-n', await extract(image, fat!, scratch.work)], {
         okCodes: [0, 1],
       });
       expect(f.stdout).toContain('Dirty bit is set');

@@ -1,39 +1,16 @@
 import { createHash } from 'node:crypto';
-import { readFile, rm, stat } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFile, stat } from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
 import { buildImage } from './build.js';
-import {
-  BUILD_TOOLS,
-  extract,
-  findBytes,
-  fsck,
-  missingTools,
-  randomBytes,
-  scratchDir,
-  buildAndVerify as verify,
-} from './testing.js';
+import { scratchBuild, sha256File } from './scratch.test-support.js';
+import { BUILD_TOOLS, extract, findBytes, fsck, missingTools, randomBytes } from './testing.js';
 import { run } from './tools.js';
 
 const missing = await missingTools(BUILD_TOOLS);
 const skip = missing.length > 0 && process.env.CI !== 'true';
 
-let cacheDir: string;
-let work: string;
-beforeAll(async () => {
-  cacheDir = await scratchDir();
-  work = await scratchDir();
-});
-afterAll(async () => {
-  await rm(cacheDir, { recursive: true, force: true });
-  await rm(work, { recursive: true, force: true });
-});
-
-const buildAndVerify = (spec: string) => verify(spec, cacheDir, work);
-
-const sha256File = async (path: string) =>
-  createHash('sha256')
-    .update(await readFile(path))
-    .digest('hex');
+const scratch = scratchBuild();
+const { buildAndVerify } = scratch;
 
 describe('buildImage without a partition table', { timeout: 120_000 }, () => {
   it.skipIf(skip)('has every system tool it needs', () => {
@@ -172,7 +149,7 @@ disk ${{ '12': '4M', '16': '20M', '32': '40M' }[bits]}
 
     it('builds swap with a stable UUID', async () => {
       const { image, manifest } = await buildImage('disk 1M\n  filesystem swap label=sw', {
-        cacheDir,
+        cacheDir: scratch.cacheDir,
       });
       const p = manifest.partitions[0]!;
       const head = (await readFile(image)).subarray(0, 4096);
@@ -184,7 +161,7 @@ disk ${{ '12': '4M', '16': '20M', '32': '40M' }[bits]}
 
     it('builds a raw disk of deterministic random bytes', async () => {
       const { image } = await buildImage('disk 3M\n  filesystem raw\n    prefill random seed=5', {
-        cacheDir,
+        cacheDir: scratch.cacheDir,
       });
       const want = createHash('sha256')
         .update(randomBytes(5, 3 * 2 ** 20))
@@ -196,7 +173,7 @@ disk ${{ '12': '4M', '16': '20M', '32': '40M' }[bits]}
       const { image, manifest } = await buildImage(
         'disk 1T\n  filesystem ext4\n    file /hello "hi"\n',
         {
-          cacheDir,
+          cacheDir: scratch.cacheDir,
         },
       );
       const st = await stat(image);
@@ -209,13 +186,17 @@ disk ${{ '12': '4M', '16': '20M', '32': '40M' }[bits]}
   describe.skipIf(skip)('cache', () => {
     it('returns the cached image and survives parallel builds of one spec', async () => {
       const spec = 'disk 4M\n  filesystem ext2\n    file /x 100K random seed=51\n';
-      const results = await Promise.all([1, 2, 3].map(() => buildImage(spec, { cacheDir })));
+      const results = await Promise.all(
+        [1, 2, 3].map(() => buildImage(spec, { cacheDir: scratch.cacheDir })),
+      );
       expect(new Set(results.map((r) => r.image)).size).toBe(1);
       const before = await stat(results[0]!.image);
-      const again = await buildImage(`# same meaning, other text\n${spec}`, { cacheDir });
+      const again = await buildImage(`# same meaning, other text\n${spec}`, {
+        cacheDir: scratch.cacheDir,
+      });
       expect(again.image).toBe(results[0]!.image);
       expect((await stat(again.image)).mtimeMs).toBe(before.mtimeMs);
-      const part = await extract(again.image, again.manifest.partitions[0]!, work);
+      const part = await extract(again.image, again.manifest.partitions[0]!, scratch.work);
       await fsck('ext2', part);
     });
   });

@@ -6,8 +6,10 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { randomBytes } from '@diskube/core/test';
 
-const RECIPE_VERSION = 'v2';
+// v3: content now comes from core's randomBytes.
+const RECIPE_VERSION = 'v3';
 const CACHE = join(tmpdir(), `diskube-container-test-images-${RECIPE_VERSION}`);
 
 /** True when qemu-img runs. Under CI=true a missing tool is an error, not a skip. */
@@ -18,20 +20,8 @@ export function haveQemuImg(): boolean {
   return ok;
 }
 
-/** Deterministic bytes (xorshift32). */
-export function random(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+/** Deterministic bytes (core's seeded PRNG). */
+export const random = randomBytes;
 
 export const RAW_SIZE = 64 * 1024 * 1024;
 

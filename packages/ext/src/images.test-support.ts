@@ -12,6 +12,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Bitmap } from '@diskube/bitmap';
+import { randomBytes } from '@diskube/core/test';
 
 const CACHE = join(tmpdir(), 'diskube-ext-test-images');
 
@@ -33,21 +34,6 @@ export interface ExtRecipe {
   /** Random files to write (sizes in bytes); every third one is deleted afterwards. */
   files?: number[];
   seed?: number;
-}
-
-/** Deterministic bytes (xorshift32), so images are reproducible. */
-function random(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return out;
 }
 
 /** Build (or reuse) the image for `recipe`; returns its path. Treat it as read-only. */
@@ -80,7 +66,7 @@ export function buildExt(recipe: ExtRecipe): string {
       const script: string[] = ['mkdir /d'];
       files.forEach((size, i) => {
         const host = join(work, `f${i}`);
-        writeFileSync(host, random(size, (recipe.seed ?? 1) * 1000 + i));
+        writeFileSync(host, randomBytes(size, (recipe.seed ?? 1) * 1000 + i));
         script.push(`write ${host} /d/f${i}`);
       });
       files.forEach((_, i) => {

@@ -18,11 +18,16 @@ export function registerVerify(program: Command): void {
       // Verify the named file first: a damaged header must be reported, not hidden by chain lookup.
       const reports = [{ path: backup, report: await verifyBackup(backup) }];
       if (reports[0]!.report.ok) {
+        // Opening the chain already checked each ancestor's header, footer and sections; verify
+        // their frames through the same readers instead of opening every file a second time.
         const chain = await discoverChain(backup);
-        const ancestors = chain.slice(0, -1).map((reader) => reader.path);
-        for (const reader of chain) await reader.close();
-        for (const path of ancestors.reverse())
-          reports.push({ path, report: await verifyBackup(path) });
+        try {
+          for (const reader of chain.slice(0, -1).reverse()) {
+            reports.push({ path: reader.path, report: await reader.verify() });
+          }
+        } finally {
+          for (const reader of chain) await reader.close();
+        }
       }
       const ok = reports.every((r) => r.report.ok);
       if (options.json) printJson({ ok, backups: reports });
