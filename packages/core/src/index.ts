@@ -1,3 +1,4 @@
+export { type BlobLike, blobSource } from './blob.js';
 export { crc32c, crc32cUpdate } from './crc32c.js';
 export type {
   FilesystemDriver,
