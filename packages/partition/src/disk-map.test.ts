@@ -2,8 +2,10 @@ import { Bitmap } from '@diskube/bitmap';
 import {
   type BlockSource,
   CorruptError,
+  DirtyFilesystemError,
   type DiskubeError,
   type FilesystemDriver,
+  IoError,
   memorySource,
   readBytes,
   UnsupportedError,
@@ -31,6 +33,9 @@ const toyDriver: FilesystemDriver = {
     const head = await readBytes(source, 0, 4096);
     if (head[5] === 1 && !options?.assumeUsedOnDoubt)
       throw new CorruptError('toy corrupt', { structure: 'toy header', offset: 5 });
+    if (head[5] === 3) throw new DirtyFilesystemError('toy dirty', { offset: 5 });
+    if (head[5] === 4) throw new IoError('toy read failed', { offset: 5 });
+    if (head[5] === 5) throw new CorruptError('toy bitmap lies', { offset: 5 });
     if (head[5] === 2)
       throw new UnsupportedError('toy feature', { structure: 'toy header', offset: 5 });
     const blockCount = Math.floor(source.size / 1024);
@@ -163,4 +168,52 @@ describe('mapDisk without a partition table', () => {
     expect(error.code).toBe('CORRUPT');
     expect(error.offset).toBe(5);
   });
+});
+
+describe.runIf(haveSfdisk)('one doubt policy, bare or inside a partition table', () => {
+  const base = sfdiskImage(32 * MiB, 'label: dos\nstart=2048, size=8M, type=83\n');
+  // status: 2 unsupported, 3 dirty, 4 I/O failure, 5 corrupt (the driver does not absorb it).
+  const bare = (status: number) => {
+    const disk = new Uint8Array(MiB);
+    toyFs(disk, 0, [0], status);
+    return disk;
+  };
+  const cases: Array<[string, number, boolean, string | null, string | null]> = [
+    // [what, status, assumeUsedOnDoubt, expected error code, expected warning code]
+    ['unsupported', 2, false, null, 'filesystem-unsupported'],
+    ['unsupported, full copy', 2, true, null, 'filesystem-unsupported'],
+    ['dirty', 3, false, 'DIRTY', null],
+    ['dirty, full copy', 3, true, null, 'assumed-used'],
+    ['corrupt', 5, false, 'CORRUPT', null],
+    ['corrupt, full copy', 5, true, null, 'assumed-used'],
+    ['I/O failure', 4, false, 'IO', null],
+    ['I/O failure, full copy', 4, true, 'IO', null],
+  ];
+  for (const [what, status, doubt, code, warning] of cases) {
+    it(`${what}: bare and partitioned give the same answer`, async () => {
+      const partitioned = base.slice();
+      toyFs(partitioned, 1 * MiB, [0], status);
+      const outcomes = await Promise.all(
+        [bare(status), partitioned].map((disk) =>
+          mapDisk(memorySource(disk), [toyDriver], { assumeUsedOnDoubt: doubt }).then(
+            (result) => ({ result, error: null }),
+            (error: DiskubeError) => ({ result: null, error }),
+          ),
+        ),
+      );
+      for (const { result, error } of outcomes) {
+        if (code !== null) {
+          expect(error?.code).toBe(code);
+          continue;
+        }
+        expect(error).toBeNull();
+        expect(result!.warnings.map((w) => w.code)).toContain(warning);
+      }
+      // Kept whole in both: every block of the bare disk, every block of the partition.
+      if (code === null) {
+        expect(outcomes[0]!.result!.used.count()).toBe(outcomes[0]!.result!.blockCount);
+        expect(outcomes[1]!.result!.used.countRange(256, 8 * 256)).toBe(8 * 256);
+      }
+    });
+  }
 });

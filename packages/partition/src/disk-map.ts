@@ -49,6 +49,72 @@ function chooseBlockSize(table: PartitionTable): number {
   return aligned ? 4096 : 512;
 }
 
+/**
+ * The one place a driver's refusal becomes "keep it whole" (see `assumeUsedOnDoubt` in
+ * `@diskube/core`): UNSUPPORTED is always kept whole (`filesystem-unsupported`: nothing is lost by
+ * copying a filesystem we cannot read); DIRTY and CORRUPT only with `assumeUsedOnDoubt`
+ * (`assumed-used`); anything else (IO, a bug) is rethrown.
+ */
+function doubtWarning(driver: FilesystemDriver, error: unknown, options: DiskMapOptions): Warning {
+  if (!DiskubeError.isInstance(error)) throw error;
+  if (error.code === 'UNSUPPORTED') {
+    return {
+      code: 'filesystem-unsupported',
+      message: `${driver.name}: ${error.message}; kept whole`,
+      ...(error.offset !== undefined ? { offset: error.offset } : {}),
+    };
+  }
+  if ((error.code === 'DIRTY' || error.code === 'CORRUPT') && options.assumeUsedOnDoubt) {
+    return {
+      code: 'assumed-used',
+      message: `${driver.name}: ${error.message}; kept whole`,
+      ...(error.offset !== undefined ? { offset: error.offset } : {}),
+    };
+  }
+  throw error;
+}
+
+/** A map of `source` in `blockSize` blocks with every block and the tail kept. */
+function keptWholeMap(
+  source: BlockSource,
+  blockSize: number,
+  table: PartitionTable | null,
+): DiskMap {
+  const blockCount = Math.floor(source.size / blockSize);
+  return {
+    size: source.size,
+    blockSize,
+    blockCount,
+    used: new Bitmap(blockCount).setAll(),
+    tail: {
+      offset: blockCount * blockSize,
+      length: source.size - blockCount * blockSize,
+      used: true,
+      reason: 'last partial block of the disk, kept',
+    },
+    table,
+    parts: [],
+    warnings: [],
+  };
+}
+
+/** The whole disk kept as one region, with the warning that says why. */
+function wholeDiskKept(source: BlockSource, warning: Warning, content: string | null = null) {
+  const map = keptWholeMap(source, 4096, null);
+  map.warnings.push(warning);
+  map.parts.push({
+    partition: null,
+    offset: 0,
+    size: source.size,
+    kind: 'unknown',
+    content,
+    usedBytes: source.size,
+    result: null,
+    warnings: [warning],
+  });
+  return map;
+}
+
 async function detect(source: BlockSource, drivers: readonly FilesystemDriver[]) {
   for (const driver of drivers) {
     const probe = await driver.probe(source);
@@ -62,8 +128,9 @@ async function detect(source: BlockSource, drivers: readonly FilesystemDriver[])
  * bytes. Everything the drivers cannot vouch for is kept: space outside partitions (boot
  * loaders live in the gaps), the partition tables, unknown partitions (with a warning) and
  * filesystems a driver declines as unsupported (with a warning). Linux swap keeps only its
- * header page unless it holds a hibernation image. A corrupt filesystem fails the call unless
- * `assumeUsedOnDoubt` is set, in which case it is kept whole with a warning.
+ * header page unless it holds a hibernation image. A dirty or corrupt filesystem fails the call
+ * unless `assumeUsedOnDoubt` is set, in which case it is kept whole with a warning; a bare
+ * filesystem and one inside a partition table are treated alike.
  */
 export async function mapDisk(
   source: BlockSource,
@@ -72,7 +139,14 @@ export async function mapDisk(
 ): Promise<DiskMap> {
   const whole = await detect(source, drivers);
   if (whole) {
-    const result = await whole.usedBlocks(source, options);
+    let result: UsedBlocks;
+    try {
+      result = await whole.usedBlocks(source, options);
+    } catch (error) {
+      // The same policy as for a filesystem inside a partition: a bare ext4 with an unknown
+      // feature is kept whole exactly as it would be in a GPT partition.
+      return wholeDiskKept(source, doubtWarning(whole, error, options), whole.name);
+    }
     return {
       size: source.size,
       blockSize: result.blockSize,
@@ -98,42 +172,15 @@ export async function mapDisk(
   }
 
   const table = await readPartitionTable(source);
-  const blockSize = table ? chooseBlockSize(table) : 4096;
-  const blockCount = Math.floor(source.size / blockSize);
-  const used = new Bitmap(blockCount).setAll();
-  const tailLength = source.size - blockCount * blockSize;
-  const map: DiskMap = {
-    size: source.size,
-    blockSize,
-    blockCount,
-    used,
-    tail: {
-      offset: blockCount * blockSize,
-      length: tailLength,
-      used: true,
-      reason: 'last partial block of the disk, kept',
-    },
-    table,
-    parts: [],
-    warnings: [],
-  };
   if (!table) {
-    map.warnings.push({
+    return wholeDiskKept(source, {
       code: 'unrecognised-disk',
       message: 'no filesystem or partition table recognised: the whole image is kept',
     });
-    map.parts.push({
-      partition: null,
-      offset: 0,
-      size: source.size,
-      kind: 'unknown',
-      content: null,
-      usedBytes: source.size,
-      result: null,
-      warnings: [],
-    });
-    return map;
   }
+  const blockSize = chooseBlockSize(table);
+  const map = keptWholeMap(source, blockSize, table);
+  const { used, blockCount } = map;
   map.warnings.push(...table.warnings);
 
   // First clear every partition's interior, then set what each partition uses, so that
@@ -191,19 +238,7 @@ async function mapPartition(
     try {
       result = await driver.usedBlocks(source, options);
     } catch (error) {
-      if (!DiskubeError.isInstance(error)) throw error;
-      // An unsupported variant is kept whole like an unknown filesystem. A corrupt or dirty one
-      // is refused unless the caller asked for a full copy when in doubt.
-      if (error.code === 'UNSUPPORTED' || options.assumeUsedOnDoubt) {
-        return keepWhole(
-          {
-            code: `filesystem-${error.code.toLowerCase()}`,
-            message: `${driver.name}: ${error.message}; kept whole`,
-          },
-          driver.name,
-        );
-      }
-      throw error;
+      return keepWhole(doubtWarning(driver, error, options), driver.name);
     }
     const keep: Array<[number, number]> = [];
     for (const [start, length] of result.used.runs()) {

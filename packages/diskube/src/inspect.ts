@@ -1,0 +1,122 @@
+import type { Bitmap } from '@diskube/bitmap';
+import type { ContainerInfo } from '@diskube/container';
+import type { BlockSource, Tail, Warning } from '@diskube/core';
+import type { DiskMap, DiskPart, Partition } from '@diskube/partition';
+import { type DiskImage, type OpenImageOptions, openImage } from './image.js';
+import { type MapOptions, mapImage, usedBytes } from './map.js';
+
+/** One region of the disk: a partition, or the whole disk when it is a bare filesystem. */
+export interface InspectedPart {
+  /** Partition number as Linux names it, or null for a bare filesystem / unrecognised disk. */
+  number: number | null;
+  offset: number;
+  size: number;
+  /** The partition's type name (`Linux filesystem`, `EFI system`), or its raw type when unknown. */
+  type: string | null;
+  kind: 'filesystem' | 'swap' | 'unknown';
+  /** `ext4`, `ntfs`, `swap` …, or null when nothing was recognised. */
+  content: string | null;
+  label: string | null;
+  /** Bytes of this region a backup keeps. */
+  usedBytes: number;
+  filesystem: {
+    type: string;
+    blockSize: number;
+    blockCount: number;
+    usedBlocks: number;
+    tail: Tail;
+    facts: Record<string, string | number | boolean | string[]>;
+  } | null;
+  /** The partition table entry, when there is one. */
+  partition: Partition | null;
+  warnings: Warning[];
+}
+
+/** Everything `diskube inspect` shows, as data: the layers of an image and what a backup keeps. */
+export interface Inspection {
+  /** Size of the virtual disk in bytes. */
+  size: number;
+  container: ContainerInfo;
+  /** The granularity of `used`. */
+  blockSize: number;
+  blockCount: number;
+  /** One bit per block of the virtual disk that a backup keeps. */
+  used: Bitmap;
+  /** Bytes a backup keeps, before compression and before all-zero blocks are dropped. */
+  usedBytes: number;
+  table: { scheme: 'mbr' | 'gpt'; sectorSize: number; partitions: number } | null;
+  parts: InspectedPart[];
+  /** Every layer's warnings, partition warnings prefixed with the partition. */
+  warnings: Warning[];
+  /** The full map (tail, table entries and driver results), for callers that need more. */
+  map: DiskMap;
+}
+
+export interface InspectOptions extends MapOptions, OpenImageOptions {}
+
+function inspectPart(part: DiskPart): InspectedPart {
+  const { result, partition } = part;
+  const label = result?.facts.label;
+  return {
+    number: partition?.number ?? null,
+    offset: part.offset,
+    size: part.size,
+    type: partition
+      ? partition.typeName === 'unknown'
+        ? partition.type
+        : partition.typeName
+      : null,
+    kind: part.kind,
+    content: part.content,
+    label: typeof label === 'string' && label !== '' ? label : null,
+    usedBytes: part.usedBytes,
+    filesystem: result && {
+      type: result.filesystem,
+      blockSize: result.blockSize,
+      blockCount: result.blockCount,
+      usedBlocks: result.used.count(),
+      tail: result.tail,
+      facts: result.facts,
+    },
+    partition,
+    warnings: part.warnings,
+  };
+}
+
+function isDiskImage(value: BlockSource | DiskImage): value is DiskImage {
+  return 'container' in value && 'disk' in value;
+}
+
+/**
+ * Opens an image (any `BlockSource`: a file, a `Blob` through `blobSource`, memory) or takes one
+ * already opened, and describes it: container → partition table → filesystems, with the used map
+ * and the warnings. Refusals (a dirty or corrupt filesystem without `fullCopyOnDoubt`) reject with
+ * the driver's `DiskubeError`. An image this call opened is closed before it returns.
+ */
+export async function inspectImage(
+  image: BlockSource | DiskImage,
+  options: InspectOptions = {},
+): Promise<Inspection> {
+  const opened = isDiskImage(image) ? image : await openImage(image, options);
+  try {
+    const map = await mapImage(opened, options);
+    return {
+      size: map.size,
+      container: opened.container,
+      blockSize: map.blockSize,
+      blockCount: map.blockCount,
+      used: map.used,
+      usedBytes: usedBytes(map),
+      table: map.table && {
+        scheme: map.table.scheme,
+        sectorSize: map.table.sectorSize,
+        partitions: map.table.partitions.length,
+      },
+      parts: map.parts.map(inspectPart),
+      warnings: map.warnings,
+      map,
+    };
+  } finally {
+    if (opened !== image) await opened.close();
+  }
+}

@@ -1,0 +1,127 @@
+import { basename } from 'node:path';
+import { type FilesystemDriver, InvalidArgumentError, type Warning } from '@diskube/core';
+import {
+  type BackupReader,
+  type ByteRange,
+  type CompressOptions,
+  DEFAULT_ZSTD_LEVEL,
+  type Progress,
+  type WriteResult,
+  writeIncremental,
+  writeSnapshot,
+} from '@diskube/format';
+import type { DiskMap } from '@diskube/partition';
+import { discoverChain } from '@diskube/restore';
+import type { DiskImage } from '../image.js';
+import { mapImage, usedBytes } from '../map.js';
+import { openImageFile } from './open-file.js';
+
+export interface BackupOptions {
+  /** The image: a path (any container, detected by magic) or an image already opened. */
+  image: string | DiskImage;
+  /** The backup file to write (atomically: a temporary name, fsync, rename). */
+  out: string;
+  /** A backup of the same disk to make an incremental against; its ancestors are found beside it. */
+  base?: string;
+  /** Default zstd at level 3. */
+  compress?: CompressOptions;
+  /**
+   * With `base`: the byte ranges that may have changed since it (a hypervisor's dirty list).
+   * Only these ranges and newly used blocks are read; everything else is taken as unchanged.
+   */
+  changedRanges?: readonly ByteRange[];
+  /** Keep a filesystem whole, with a warning, when its metadata cannot be trusted (see `MapOptions`). */
+  fullCopyOnDoubt?: boolean;
+  /** Filesystem drivers; default `defaultDrivers`. */
+  drivers?: readonly FilesystemDriver[];
+  /** Replace an existing file at `out`. Default false. */
+  overwrite?: boolean;
+  /** The name recorded in the backup; default the image file's base name. */
+  sourceName?: string;
+  /** Called once per warning as soon as the used map is known, before any data is read. */
+  onWarning?: (warning: Warning) => void;
+  onProgress?: (progress: Progress) => void;
+  signal?: AbortSignal;
+  /** zstd worker threads; default one per core for large backups (see `@diskube/format`). */
+  threads?: number;
+}
+
+export interface BackupResult extends WriteResult {
+  /** Size of the virtual disk. */
+  imageBytes: number;
+  /** Bytes the used map keeps. */
+  usedBytes: number;
+  /** The backups the incremental depends on, oldest first (empty for a snapshot). */
+  chain: string[];
+  warnings: Warning[];
+  /** The used map the backup was made from. */
+  map: DiskMap;
+}
+
+/**
+ * Backs up an image: a snapshot of its used blocks, or with `base` an incremental holding the
+ * blocks changed since that backup and the blocks newly unused. Blocks the container holds no
+ * data for are not read.
+ */
+export async function backup(options: BackupOptions): Promise<BackupResult> {
+  if (options.changedRanges && !options.base) {
+    throw new InvalidArgumentError('changed ranges need a base backup', { reason: 'usage' });
+  }
+  const image =
+    typeof options.image === 'string' ? await openImageFile(options.image) : options.image;
+  // The parent and its ancestors: an incremental's digest table covers only its own stored
+  // blocks, so the parent state's digests come from the whole chain.
+  let chain: BackupReader[] = [];
+  try {
+    if (options.base) chain = await discoverChain(options.base);
+    const map = await mapImage(image, {
+      ...(options.drivers ? { drivers: options.drivers } : {}),
+      fullCopyOnDoubt: options.fullCopyOnDoubt ?? false,
+      dropUnallocated: true,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    for (const warning of map.warnings) options.onWarning?.(warning);
+    const sourceName =
+      options.sourceName ?? (typeof options.image === 'string' ? basename(options.image) : 'image');
+    const common = {
+      source: image.disk,
+      used: map.used,
+      blockSize: map.blockSize,
+      tailUsed: map.tail.used,
+      out: options.out,
+      overwrite: options.overwrite ?? false,
+      compress: options.compress ?? { type: 'zstd' as const, level: DEFAULT_ZSTD_LEVEL },
+      meta: {
+        sourceName,
+        facts: {
+          container: image.container.format,
+          warnings: map.warnings.map((w) => w.message),
+        },
+        filesystem: map.parts.map((p) => p.content ?? 'unknown').join('+'),
+      },
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.threads !== undefined ? { threads: options.threads } : {}),
+    };
+    const result =
+      chain.length > 0
+        ? await writeIncremental({
+            ...common,
+            chain,
+            parentHint: basename(options.base!),
+            ...(options.changedRanges ? { changedRanges: options.changedRanges } : {}),
+          })
+        : await writeSnapshot(common);
+    return {
+      ...result,
+      imageBytes: map.size,
+      usedBytes: usedBytes(map),
+      chain: chain.map((reader) => reader.path),
+      warnings: map.warnings,
+      map,
+    };
+  } finally {
+    await Promise.all(chain.map((reader) => reader.close()));
+    if (typeof options.image === 'string') await image.close();
+  }
+}
