@@ -6,10 +6,25 @@
  * Tests assert `code` (and `reason` for finer cases), never the message text.
  *
  * `isInstance` works across duplicate copies of this package (two versions installed side by
- * side), because it checks a registered symbol rather than the prototype chain.
+ * side), because it checks a registered symbol rather than the prototype chain. Each class has
+ * its own symbol, so `CorruptError.isInstance(x)` is true only for corrupt errors, while
+ * `DiskubeError.isInstance(x)` is true for all of them.
  */
 
 const MARKER = Symbol.for('diskube.error');
+const CORRUPT = Symbol.for('diskube.error.CORRUPT');
+const UNSUPPORTED = Symbol.for('diskube.error.UNSUPPORTED');
+const DIRTY = Symbol.for('diskube.error.DIRTY');
+const IO = Symbol.for('diskube.error.IO');
+const INVALID_ARGUMENT = Symbol.for('diskube.error.INVALID_ARGUMENT');
+
+function marked(value: unknown, marker: symbol): boolean {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as Record<symbol, unknown>)[marker] === true
+  );
+}
 
 export type ErrorCode =
   /** On-disk data contradicts the format: bad magic, checksum mismatch, pointer out of range. */
@@ -55,17 +70,21 @@ export class DiskubeError extends Error {
     this.reason = context.reason;
   }
 
+  /** True for every diskube error, including those made by another copy of this package. */
   static isInstance(value: unknown): value is DiskubeError {
-    return (
-      typeof value === 'object' &&
-      value !== null &&
-      (value as Record<symbol, unknown>)[MARKER] === true
-    );
+    return marked(value, MARKER);
   }
 }
 
 /** On-disk data contradicts the format. */
 export class CorruptError extends DiskubeError {
+  readonly [CORRUPT] = true;
+
+  /** True only for this class (across package copies); siblings do not match. */
+  static override isInstance(value: unknown): value is CorruptError {
+    return marked(value, CORRUPT);
+  }
+
   constructor(message: string, context: ErrorContext = {}) {
     super('CORRUPT', message, context);
     this.name = 'CorruptError';
@@ -74,6 +93,13 @@ export class CorruptError extends DiskubeError {
 
 /** Valid data that this library does not (yet) handle. */
 export class UnsupportedError extends DiskubeError {
+  readonly [UNSUPPORTED] = true;
+
+  /** True only for this class (across package copies); siblings do not match. */
+  static override isInstance(value: unknown): value is UnsupportedError {
+    return marked(value, UNSUPPORTED);
+  }
+
   constructor(message: string, context: ErrorContext = {}) {
     super('UNSUPPORTED', message, context);
     this.name = 'UnsupportedError';
@@ -82,6 +108,13 @@ export class UnsupportedError extends DiskubeError {
 
 /** The filesystem's allocation maps cannot be trusted in its current state. */
 export class DirtyFilesystemError extends DiskubeError {
+  readonly [DIRTY] = true;
+
+  /** True only for this class (across package copies); siblings do not match. */
+  static override isInstance(value: unknown): value is DirtyFilesystemError {
+    return marked(value, DIRTY);
+  }
+
   constructor(message: string, context: ErrorContext = {}) {
     super('DIRTY', message, context);
     this.name = 'DirtyFilesystemError';
@@ -90,6 +123,13 @@ export class DirtyFilesystemError extends DiskubeError {
 
 /** The source failed to deliver exactly the bytes asked for. */
 export class IoError extends DiskubeError {
+  readonly [IO] = true;
+
+  /** True only for this class (across package copies); siblings do not match. */
+  static override isInstance(value: unknown): value is IoError {
+    return marked(value, IO);
+  }
+
   constructor(message: string, context: ErrorContext = {}) {
     super('IO', message, context);
     this.name = 'IoError';
@@ -98,6 +138,13 @@ export class IoError extends DiskubeError {
 
 /** The caller passed an invalid argument. */
 export class InvalidArgumentError extends DiskubeError {
+  readonly [INVALID_ARGUMENT] = true;
+
+  /** True only for this class (across package copies); siblings do not match. */
+  static override isInstance(value: unknown): value is InvalidArgumentError {
+    return marked(value, INVALID_ARGUMENT);
+  }
+
   constructor(message: string, context: ErrorContext = {}) {
     super('INVALID_ARGUMENT', message, context);
     this.name = 'InvalidArgumentError';

@@ -19,4 +19,11 @@ export {
   IoError,
   UnsupportedError,
 } from './errors.js';
+export { FieldReader } from './fields.js';
+export {
+  CORE_REASONS,
+  type CoreReason,
+  SHARED_CORRUPT_REASONS,
+  type SharedCorruptReason,
+} from './reasons.js';
 export { type BlockSource, checkRange, memorySource, readBytes, sliceSource } from './source.js';

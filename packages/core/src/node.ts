@@ -53,7 +53,7 @@ export async function openFileSource(path: string): Promise<FileSource> {
         } catch (cause) {
           throw new IoError(`read of ${path} failed: ${(cause as Error).message}`, {
             offset: offset + done,
-            reason: 'read',
+            reason: 'read-failed',
             cause,
           });
         }

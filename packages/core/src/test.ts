@@ -48,7 +48,7 @@ export function failingSource(size: number): BlockSource {
   return {
     size,
     async read(offset) {
-      throw new IoError('simulated read failure', { offset, reason: 'read' });
+      throw new IoError('simulated read failure', { offset, reason: 'read-failed' });
     },
   };
 }
@@ -169,7 +169,8 @@ export function describeDriverConformance(
           const source: BlockSource = {
             size: inner.size,
             async read(offset, dst) {
-              if (reads++ >= allowed) throw new IoError('simulated', { offset, reason: 'read' });
+              if (reads++ >= allowed)
+                throw new IoError('simulated', { offset, reason: 'read-failed' });
               await inner.read(offset, dst);
             },
           };
