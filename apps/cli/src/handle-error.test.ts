@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { CorruptError, DirtyFilesystemError, IoError, UnsupportedError } from '@diskube/core';
+import { CorruptError, DirtyFilesystemError, IoError, UnsupportedError } from 'diskube';
 import { describe, expect, it } from 'vitest';
 import { handleError } from './handle-error.js';
 

@@ -1,5 +1,5 @@
-import { DiskubeError, type ErrorCode } from '@diskube/core';
 import { CommanderError } from 'commander';
+import { DiskubeError, type ErrorCode } from 'diskube';
 
 /**
  * Exit codes, stable for scripts:

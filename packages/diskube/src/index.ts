@@ -9,6 +9,7 @@ export {
   DiskubeError,
   type ErrorCode,
   type FilesystemDriver,
+  hasErrorCode,
   InvalidArgumentError,
   IoError,
   memorySource,

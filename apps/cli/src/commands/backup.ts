@@ -1,20 +1,10 @@
 import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
-import { InvalidArgumentError } from '@diskube/core';
-import {
-  type BackupReader,
-  type CompressOptions,
-  DEFAULT_ZSTD_LEVEL,
-  parseChangedRanges,
-  writeIncremental,
-  writeSnapshot,
-} from '@diskube/format';
-import { discoverChain } from '@diskube/restore';
 import type { Command } from 'commander';
-import { mapImage, printWarnings, usedBytes } from '../analyze.js';
+import { InvalidArgumentError } from 'diskube';
+import { backup, type CompressOptions, parseChangedRanges } from 'diskube/node';
 import { formatBytes, formatPercent, printJson } from '../format.js';
-import { openImage } from '../open-image.js';
 import { progressReporter } from '../progress.js';
+import { printWarning } from '../warnings.js';
 
 interface BackupOptions {
   base?: string;
@@ -26,6 +16,9 @@ interface BackupOptions {
   fullCopyOnDoubt?: boolean;
 }
 
+/** The zstd level when none is given (the library's default, shown in --help). */
+const DEFAULT_LEVEL = 3;
+
 function compression(options: BackupOptions): CompressOptions {
   const type = options.compress ?? 'zstd';
   if (type === 'none') return { type: 'none' };
@@ -34,13 +27,11 @@ function compression(options: BackupOptions): CompressOptions {
       reason: 'usage',
     });
   }
-  const level = options.level === undefined ? DEFAULT_ZSTD_LEVEL : Number(options.level);
+  const level = options.level === undefined ? DEFAULT_LEVEL : Number(options.level);
   if (!Number.isInteger(level) || level < 1 || level > 19) {
     throw new InvalidArgumentError(
       `--level must be an integer from 1 to 19, not "${options.level}"`,
-      {
-        reason: 'usage',
-      },
+      { reason: 'usage' },
     );
   }
   return { type: 'zstd', level };
@@ -54,7 +45,7 @@ export function registerBackup(program: Command): void {
     .argument('<out>', 'backup file to write')
     .option('--base <parent>', 'make an incremental relative to this backup')
     .option('--compress <type>', 'zstd or none', 'zstd')
-    .option('--level <n>', `zstd level 1-19 (default ${DEFAULT_ZSTD_LEVEL})`)
+    .option('--level <n>', `zstd level 1-19 (default ${DEFAULT_LEVEL})`)
     .option(
       '--changed-ranges <file>',
       'only read these byte ranges ("offset length" per line) for an incremental',
@@ -70,77 +61,46 @@ export function registerBackup(program: Command): void {
       if (options.changedRanges && !options.base) {
         throw new InvalidArgumentError('--changed-ranges needs --base', { reason: 'usage' });
       }
+      const changedRanges = options.changedRanges
+        ? parseChangedRanges(await readFile(options.changedRanges, 'utf8'))
+        : undefined;
       const started = performance.now();
-      const opened = await openImage(image);
-      const source = opened.disk;
-      // The parent and its ancestors (found beside it by parent id): an incremental's digest
-      // table covers only its own stored blocks, so the parent state's digests come from all.
-      let chain: BackupReader[] | null = null;
       const progress = progressReporter('backup', !options.json);
       try {
-        if (options.base) chain = await discoverChain(options.base);
-        // Ranges the container holds no data for are zeros: skip them outright.
-        const map = await mapImage(opened, {
-          fullCopyOnDoubt: options.fullCopyOnDoubt,
-          dropUnallocated: true,
-        });
-        printWarnings(map.warnings);
-        const common = {
-          source,
-          used: map.used,
-          blockSize: map.blockSize,
-          tailUsed: map.tail.used,
+        const result = await backup({
+          image,
           out,
-          overwrite: options.force ?? false,
+          ...(options.base ? { base: options.base } : {}),
+          ...(changedRanges ? { changedRanges } : {}),
           compress,
-          meta: {
-            sourceName: basename(image),
-            facts: {
-              container: opened.container.format,
-              warnings: map.warnings.map((w) => w.message),
-            },
-            filesystem: map.parts.map((p) => p.content ?? 'unknown').join('+'),
-          },
-          onProgress: (p: { bytesDone: number; bytesTotal: number }) =>
-            progress.update(p.bytesDone, p.bytesTotal),
-        };
-        const result = chain
-          ? await writeIncremental({
-              ...common,
-              chain,
-              parentHint: basename(options.base!),
-              changedRanges: options.changedRanges
-                ? parseChangedRanges(await readFile(options.changedRanges, 'utf8'))
-                : undefined,
-            })
-          : await writeSnapshot(common);
+          fullCopyOnDoubt: options.fullCopyOnDoubt ?? false,
+          overwrite: options.force ?? false,
+          onWarning: printWarning,
+          onProgress: (p) => progress.update(p.bytesDone, p.bytesTotal),
+        });
         progress.finish();
         const seconds = (performance.now() - started) / 1000;
-        const inUse = usedBytes(map);
-        const summary = {
-          kind: result.kind,
-          path: result.path,
-          backupId: result.backupId,
-          imageBytes: map.size,
-          usedBytes: inUse,
-          storedBytes: result.fileLength,
-          ratio: map.size > 0 ? result.fileLength / map.size : 0,
-          changedBlocks: result.changedBlocks,
-          bytesRead: result.bytesRead,
-          seconds,
-        };
         if (options.json) {
-          printJson(summary);
+          printJson({
+            kind: result.kind,
+            path: result.path,
+            backupId: result.backupId,
+            imageBytes: result.imageBytes,
+            usedBytes: result.usedBytes,
+            storedBytes: result.fileLength,
+            ratio: result.imageBytes > 0 ? result.fileLength / result.imageBytes : 0,
+            changedBlocks: result.changedBlocks,
+            bytesRead: result.bytesRead,
+            seconds,
+          });
           return;
         }
         process.stdout.write(
-          `${result.kind} ${out}: ${formatBytes(inUse)} in use of ${formatBytes(map.size)}, stored ${formatBytes(result.fileLength)} (${formatPercent(result.fileLength, map.size)} of the image)` +
+          `${result.kind} ${out}: ${formatBytes(result.usedBytes)} in use of ${formatBytes(result.imageBytes)}, stored ${formatBytes(result.fileLength)} (${formatPercent(result.fileLength, result.imageBytes)} of the image)` +
             `${result.changedBlocks !== null ? `, ${result.changedBlocks} blocks changed` : ''} in ${seconds.toFixed(2)} s\n`,
         );
       } finally {
         progress.finish();
-        await Promise.all((chain ?? []).map((r) => r.close()));
-        await opened.close();
       }
     });
 }

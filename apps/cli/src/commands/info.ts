@@ -1,5 +1,5 @@
-import { openBackup } from '@diskube/format';
 import type { Command } from 'commander';
+import { backupInfo } from 'diskube/node';
 import { formatBytes, formatPercent, printJson } from '../format.js';
 
 interface InfoOptions {
@@ -13,42 +13,37 @@ export function registerInfo(program: Command): void {
     .argument('<backup>', 'snapshot or incremental')
     .option('--json', 'print a JSON object')
     .action(async (backup: string, options: InfoOptions) => {
-      const reader = await openBackup(backup);
-      try {
-        const info = reader.info();
-        if (options.json) {
-          printJson(info);
-          return;
-        }
-        const rows: Array<[string, string]> = [
-          ['backup', info.path],
-          ['kind', info.kind],
-          ['id', info.backupId],
-          ...(info.parentId
-            ? ([['parent', `${info.parentId} (${info.parentHint})`]] as Array<[string, string]>)
-            : []),
-          ['created', info.createdAt],
-          ['source', `${info.sourceName}, ${formatBytes(info.sourceSize)}`],
-          ['filesystem', info.filesystem],
-          ['block size', String(info.blockSize)],
-          [
-            'used',
-            `${info.usedBlocks} of ${info.blockCount} blocks (${formatPercent(info.usedBlocks, info.blockCount)}), ${info.zeroBlocks} all-zero`,
-          ],
-          ...(info.changedBlocks !== null
-            ? ([
-                ['changed', `${info.changedBlocks} blocks, ${info.freedBlocks ?? 0} newly unused`],
-              ] as Array<[string, string]>)
-            : []),
-          ['stored', `${info.storedBlocks} blocks in ${info.frames} frames, ${info.compression}`],
-          [
-            'file',
-            `${formatBytes(info.fileLength)} (${formatPercent(info.fileLength, info.sourceSize)} of the source)`,
-          ],
-        ];
-        process.stdout.write(`${rows.map(([k, v]) => `${k.padEnd(11)} ${v}`).join('\n')}\n`);
-      } finally {
-        await reader.close();
+      const info = await backupInfo(backup);
+      if (options.json) {
+        printJson(info);
+        return;
       }
+      const rows: Array<[string, string]> = [
+        ['backup', info.path],
+        ['kind', info.kind],
+        ['id', info.backupId],
+        ...(info.parentId
+          ? ([['parent', `${info.parentId} (${info.parentHint})`]] as Array<[string, string]>)
+          : []),
+        ['created', info.createdAt],
+        ['source', `${info.sourceName}, ${formatBytes(info.sourceSize)}`],
+        ['filesystem', info.filesystem],
+        ['block size', String(info.blockSize)],
+        [
+          'used',
+          `${info.usedBlocks} of ${info.blockCount} blocks (${formatPercent(info.usedBlocks, info.blockCount)}), ${info.zeroBlocks} all-zero`,
+        ],
+        ...(info.changedBlocks !== null
+          ? ([
+              ['changed', `${info.changedBlocks} blocks, ${info.freedBlocks ?? 0} newly unused`],
+            ] as Array<[string, string]>)
+          : []),
+        ['stored', `${info.storedBlocks} blocks in ${info.frames} frames, ${info.compression}`],
+        [
+          'file',
+          `${formatBytes(info.fileLength)} (${formatPercent(info.fileLength, info.sourceSize)} of the source)`,
+        ],
+      ];
+      process.stdout.write(`${rows.map(([k, v]) => `${k.padEnd(11)} ${v}`).join('\n')}\n`);
     });
 }

@@ -1,7 +1,8 @@
-import type { DiskMap, DiskPart } from '@diskube/partition';
 import type { Command } from 'commander';
-import { analyzeImage, printWarnings, usedBytes } from '../analyze.js';
+import type { Inspection } from 'diskube';
+import { inspectImageFile } from 'diskube/node';
 import { formatBytes, formatPercent, printJson } from '../format.js';
+import { printWarning } from '../warnings.js';
 
 interface InspectOptions {
   json?: boolean;
@@ -16,107 +17,69 @@ export function registerInspect(program: Command): void {
     .option('--json', 'print a JSON object instead of text')
     .option('--full-copy-on-doubt', 'treat every block as used when the metadata cannot be trusted')
     .action(async (image: string, options: InspectOptions) => {
-      const { path, map, container } = await analyzeImage(image, {
-        fullCopyOnDoubt: options.fullCopyOnDoubt,
+      const inspection = await inspectImageFile(image, {
+        fullCopyOnDoubt: options.fullCopyOnDoubt ?? false,
       });
-      printWarnings(map.warnings);
-      if (options.json) {
-        printJson({ ...inspectJson(path, map), container });
-        return;
-      }
-      const lines = inspectText(path, map);
-      if (container.format !== 'raw') {
-        lines.splice(
-          1,
-          0,
-          `container    ${container.format}, virtual disk ${formatBytes(container.virtualSize)}, allocation unit ${formatBytes(container.allocationUnit)}`,
-        );
-      }
-      process.stdout.write(`${lines.join('\n')}\n`);
+      inspection.warnings.forEach(printWarning);
+      if (options.json) printJson(inspectJson(image, inspection));
+      else process.stdout.write(`${inspectText(image, inspection).join('\n')}\n`);
     });
 }
 
-function partJson(part: DiskPart) {
-  const { result } = part;
-  return {
-    partition: part.partition,
-    offset: part.offset,
-    size: part.size,
-    kind: part.kind,
-    content: part.content,
-    usedBytes: part.usedBytes,
-    filesystem: result && {
-      type: result.filesystem,
-      blockSize: result.blockSize,
-      blockCount: result.blockCount,
-      usedBlocks: result.used.count(),
-      tail: result.tail,
-      facts: result.facts,
-    },
-    warnings: part.warnings,
-  };
+/** The JSON form: the inspection without its bitmap and full map. */
+export function inspectJson(path: string, inspection: Inspection) {
+  const { used: _used, map: _map, table, ...rest } = inspection;
+  return { path, ...rest, partitionTable: table };
 }
 
-export function inspectJson(path: string, map: DiskMap) {
-  return {
-    path,
-    size: map.size,
-    blockSize: map.blockSize,
-    usedBytes: usedBytes(map),
-    partitionTable: map.table && {
-      scheme: map.table.scheme,
-      sectorSize: map.table.sectorSize,
-      partitions: map.table.partitions.length,
-    },
-    parts: map.parts.map(partJson),
-    warnings: map.warnings,
-  };
-}
-
-export function inspectText(path: string, map: DiskMap): string[] {
-  const kept = usedBytes(map);
+export function inspectText(path: string, inspection: Inspection): string[] {
+  const { container, size, usedBytes: kept } = inspection;
   const out = [
     `image        ${path}`,
-    `size         ${formatBytes(map.size)} (${map.size} bytes)`,
-    `kept         ${formatBytes(kept)} (${formatPercent(kept, map.size)})`,
+    ...(container.format !== 'raw'
+      ? [
+          `container    ${container.format}, virtual disk ${formatBytes(container.virtualSize)}, allocation unit ${formatBytes(container.allocationUnit)}`,
+        ]
+      : []),
+    `size         ${formatBytes(size)} (${size} bytes)`,
+    `kept         ${formatBytes(kept)} (${formatPercent(kept, size)})`,
   ];
-  const whole = map.parts.length === 1 && map.parts[0]!.partition === null ? map.parts[0]! : null;
-  if (whole?.result) {
-    const result = whole.result;
-    const used = result.used.count();
+  const [first] = inspection.parts;
+  if (inspection.parts.length === 1 && first!.number === null && first!.filesystem) {
+    const fs = first!.filesystem;
     out.push(
-      `filesystem   ${result.filesystem}`,
-      `block size   ${result.blockSize}`,
-      `blocks       ${used} used of ${result.blockCount} (${formatPercent(used, result.blockCount)})`,
+      `filesystem   ${fs.type}`,
+      `block size   ${fs.blockSize}`,
+      `blocks       ${fs.usedBlocks} used of ${fs.blockCount} (${formatPercent(fs.usedBlocks, fs.blockCount)})`,
     );
-    if (result.tail.length > 0) {
+    if (fs.tail.length > 0) {
       out.push(
-        `tail         ${formatBytes(result.tail.length)} after the filesystem, ${result.tail.used ? 'kept' : 'not kept'}: ${result.tail.reason}`,
+        `tail         ${formatBytes(fs.tail.length)} after the filesystem, ${fs.tail.used ? 'kept' : 'not kept'}: ${fs.tail.reason}`,
       );
     }
-    for (const [key, value] of Object.entries(result.facts)) {
+    for (const [key, value] of Object.entries(fs.facts)) {
       out.push(`${key.padEnd(12)} ${Array.isArray(value) ? value.join(',') : String(value)}`);
     }
     return out;
   }
-  if (!map.table) {
-    out.push('contents     nothing recognised: the whole image is kept');
+  if (!inspection.table) {
+    const content = first?.content ? `${first.content}, not readable` : 'nothing recognised';
+    out.push(`contents     ${content}: the whole image is kept`);
     return out;
   }
   out.push(
-    `table        ${map.table.scheme.toUpperCase()}, ${map.table.partitions.length} partitions`,
+    `table        ${inspection.table.scheme.toUpperCase()}, ${inspection.table.partitions} partitions`,
     '',
   );
   const rows = [['#', 'start', 'size', 'type', 'contents', 'kept']];
-  for (const part of map.parts) {
-    const p = part.partition!;
+  for (const part of inspection.parts) {
     rows.push([
-      String(p.number),
-      formatBytes(p.offset),
-      formatBytes(p.size),
-      p.typeName === 'unknown' ? p.type : p.typeName,
+      String(part.number),
+      formatBytes(part.offset),
+      formatBytes(part.size),
+      part.type ?? '',
       part.content ?? (part.kind === 'unknown' ? 'unknown' : ''),
-      `${formatBytes(part.usedBytes)} (${formatPercent(part.usedBytes, p.size)})`,
+      `${formatBytes(part.usedBytes)} (${formatPercent(part.usedBytes, part.size)})`,
     ]);
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));

@@ -1,4 +1,4 @@
-import { hasErrorCode } from '@diskube/core';
+import { hasErrorCode } from 'diskube';
 import { describe, expect, it } from 'vitest';
 import { outputFormat } from './restore.js';
 

@@ -1,13 +1,6 @@
-import { extname } from 'node:path';
-import { InvalidArgumentError } from '@diskube/core';
-import {
-  containerTarget,
-  discoverChain,
-  type RestoreStrategy,
-  type RestoreTarget,
-  restoreImage,
-} from '@diskube/restore';
 import type { Command } from 'commander';
+import { InvalidArgumentError } from 'diskube';
+import { type RestoreFormat, type RestoreStrategy, restore, restoreFormatOf } from 'diskube/node';
 import { formatBytes, printJson } from '../format.js';
 import { progressReporter } from '../progress.js';
 
@@ -43,12 +36,10 @@ export function registerRestore(program: Command): void {
     .option('-f, --force', 'overwrite an existing output file')
     .option('--json', 'print a JSON summary')
     .action(async (backup: string, output: string, options: RestoreCommandOptions) => {
-      const strategy = options.strategy as RestoreStrategy;
-      if (strategy !== 'reverse' && strategy !== 'patch') {
-        throw new InvalidArgumentError(`--strategy must be reverse or patch, not "${strategy}"`, {
-          reason: 'usage',
-        });
-      }
+      const strategy = choice<RestoreStrategy>('--strategy', options.strategy, [
+        'reverse',
+        'patch',
+      ]);
       const format = outputFormat(output, options.format);
       if (options.compressed && format !== 'qcow2') {
         throw new InvalidArgumentError(`--compressed needs qcow2 output, not ${format}`, {
@@ -56,56 +47,43 @@ export function registerRestore(program: Command): void {
         });
       }
       const started = performance.now();
-      const chain = await discoverChain(backup);
       const progress = progressReporter('restore', !options.json);
       try {
-        // A container is built by its own target; raw goes to restoreImage's file/device target.
-        const target: string | RestoreTarget =
-          format === 'raw'
-            ? output
-            : await containerTarget(output, chain.at(-1)!.header.sourceSize, {
-                format,
-                overwrite: options.force ?? false,
-                ...(options.compressed ? { compress: 'deflate' as const } : {}),
-              });
-        const result = await restoreImage({
-          chain,
-          target,
+        const result = await restore({
+          backup,
+          out: output,
+          format,
           strategy,
           zeroUnused: options.zeroUnused ?? false,
+          compressed: options.compressed ?? false,
           overwrite: options.force ?? false,
           onProgress: (p) => progress.update(p.bytesDone, p.bytesTotal),
         });
         progress.finish();
         const seconds = (performance.now() - started) / 1000;
         if (options.json) {
-          printJson({
-            ...result,
-            format,
-            writeCounts: undefined,
-            chain: chain.map((b) => b.path),
-            seconds,
-          });
+          printJson({ ...result, seconds });
           return;
         }
+        const n = result.chain.length;
         process.stdout.write(
-          `restored ${output} (${format}) from ${chain.length} backup${chain.length === 1 ? '' : 's'} (${strategy}): read ${formatBytes(result.bytesRead)}, wrote ${formatBytes(result.bytesWritten)} in ${seconds.toFixed(2)} s\n`,
+          `restored ${output} (${format}) from ${n} backup${n === 1 ? '' : 's'} (${strategy}): read ${formatBytes(result.bytesRead)}, wrote ${formatBytes(result.bytesWritten)} in ${seconds.toFixed(2)} s\n`,
         );
       } finally {
         progress.finish();
-        for (const reader of chain) await reader.close();
       }
     });
 }
 
-/** `--format`, or the output's extension (.qcow2, .vdi), else raw. */
-export function outputFormat(output: string, option?: string): 'raw' | 'qcow2' | 'vdi' {
-  if (option === undefined) {
-    const ext = extname(output).toLowerCase();
-    return ext === '.qcow2' ? 'qcow2' : ext === '.vdi' ? 'vdi' : 'raw';
-  }
-  if (option === 'raw' || option === 'qcow2' || option === 'vdi') return option;
-  throw new InvalidArgumentError(`--format must be raw, qcow2 or vdi, not "${option}"`, {
+function choice<T extends string>(flag: string, value: string | undefined, allowed: T[]): T {
+  if (allowed.includes(value as T)) return value as T;
+  throw new InvalidArgumentError(`${flag} must be ${allowed.join(' or ')}, not "${value}"`, {
     reason: 'usage',
   });
+}
+
+/** `--format`, or the output's extension (.qcow2, .vdi), else raw. */
+export function outputFormat(output: string, option?: string): RestoreFormat {
+  if (option === undefined) return restoreFormatOf(output);
+  return choice<RestoreFormat>('--format', option, ['raw', 'qcow2', 'vdi']);
 }

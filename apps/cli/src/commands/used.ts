@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
-import { analyzeImage, printWarnings, usedByteRanges, usedBytes } from '../analyze.js';
+import { usedByteRanges } from 'diskube';
+import { inspectImageFile } from 'diskube/node';
 import { formatBytes, formatPercent, printJson } from '../format.js';
+import { printWarning } from '../warnings.js';
 
 interface UsedOptions {
   json?: boolean;
@@ -15,28 +17,30 @@ export function registerUsed(program: Command): void {
     .option('--json', 'print {"size", "blockSize", "ranges": [[offset, length], …]} in bytes')
     .option('--full-copy-on-doubt', 'treat every block as used when the metadata cannot be trusted')
     .action(async (image: string, options: UsedOptions) => {
-      const { map } = await analyzeImage(image, { fullCopyOnDoubt: options.fullCopyOnDoubt });
-      const ranges = usedByteRanges(map);
-      const used = usedBytes(map);
-      const filesystems = map.parts.map((p) => p.content ?? 'unknown');
-      // Warnings go to stderr in every mode: stdout stays machine-readable.
-      printWarnings(map.warnings);
+      const inspection = await inspectImageFile(image, {
+        fullCopyOnDoubt: options.fullCopyOnDoubt ?? false,
+      });
+      const { size, blockSize, blockCount, usedBytes, warnings } = inspection;
+      const ranges = usedByteRanges(inspection.map);
+      const filesystems = inspection.parts.map((p) => p.content ?? 'unknown');
+      warnings.forEach(printWarning);
       if (options.json) {
+        const usedBlocks = inspection.used.count();
         printJson({
-          size: map.size,
-          blockSize: map.blockSize,
-          usedBlocks: map.used.count(),
-          blockCount: map.blockCount,
-          usedBytes: used,
+          size,
+          blockSize,
+          usedBlocks,
+          blockCount,
+          usedBytes,
           filesystems,
           ranges,
-          warnings: map.warnings,
+          warnings,
         });
         return;
       }
       const lines = ranges.map(([offset, length]) => `${offset}\t${length}`);
       lines.push(
-        `# ${ranges.length} ranges, ${formatBytes(used)} used of ${formatBytes(map.size)} (${formatPercent(used, map.size)}), ${filesystems.join(', ')}, block size ${map.blockSize}`,
+        `# ${ranges.length} ranges, ${formatBytes(usedBytes)} used of ${formatBytes(size)} (${formatPercent(usedBytes, size)}), ${filesystems.join(', ')}, block size ${blockSize}`,
       );
       process.stdout.write(`${lines.join('\n')}\n`);
     });

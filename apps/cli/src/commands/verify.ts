@@ -1,7 +1,6 @@
-import { CorruptError } from '@diskube/core';
-import { verifyBackup } from '@diskube/format';
-import { discoverChain } from '@diskube/restore';
 import type { Command } from 'commander';
+import { CorruptError } from 'diskube';
+import { verify } from 'diskube/node';
 import { printJson } from '../format.js';
 
 interface VerifyOptions {
@@ -15,24 +14,10 @@ export function registerVerify(program: Command): void {
     .argument('<backup>', 'snapshot or incremental')
     .option('--json', 'print a JSON report')
     .action(async (backup: string, options: VerifyOptions) => {
-      // Verify the named file first: a damaged header must be reported, not hidden by chain lookup.
-      const reports = [{ path: backup, report: await verifyBackup(backup) }];
-      if (reports[0]!.report.ok) {
-        // Opening the chain already checked each ancestor's header, footer and sections; verify
-        // their frames through the same readers instead of opening every file a second time.
-        const chain = await discoverChain(backup);
-        try {
-          for (const reader of chain.slice(0, -1).reverse()) {
-            reports.push({ path: reader.path, report: await reader.verify() });
-          }
-        } finally {
-          for (const reader of chain) await reader.close();
-        }
-      }
-      const ok = reports.every((r) => r.report.ok);
-      if (options.json) printJson({ ok, backups: reports });
+      const { ok, backups } = await verify(backup);
+      if (options.json) printJson({ ok, backups });
       else {
-        for (const { path, report } of reports) {
+        for (const { path, report } of backups) {
           process.stdout.write(
             `${report.ok ? 'ok     ' : 'DAMAGED'} ${path}: ${report.framesChecked} frames, ${report.blocksChecked} blocks checked\n`,
           );
@@ -43,8 +28,9 @@ export function registerVerify(program: Command): void {
           }
         }
       }
-      if (!ok) {
-        const bad = reports.find((r) => !r.report.ok)!;
+      const bad = backups.find((b) => !b.report.ok);
+      if (bad) {
+        // Damage is an exit code for scripts: 3, like any corrupt input.
         const first = bad.report.problems[0];
         throw new CorruptError(`${bad.path} is damaged`, {
           structure: first?.structure,

@@ -1,7 +1,7 @@
 import { Bitmap } from '@diskube/bitmap';
 import type { DiskMap } from '@diskube/partition';
 import { describe, expect, it } from 'vitest';
-import { usedByteRanges, usedBytes } from './analyze.js';
+import { usedByteRanges, usedBytes } from './map.js';
 
 function map(used: Bitmap, blockSize: number, tail: { length: number; used: boolean }): DiskMap {
   const offset = used.length * blockSize;
