@@ -10,6 +10,7 @@
 import { describe, expect, it } from 'vitest';
 import type { FilesystemDriver, UsedBlocks } from './driver.js';
 import { DiskubeError, IoError } from './errors.js';
+import { CORE_REASONS } from './reasons.js';
 import { type BlockSource, memorySource } from './source.js';
 
 export interface ConformanceOptions {
@@ -21,6 +22,13 @@ export interface ConformanceOptions {
   corruptions?: number;
   /** Seed for the deterministic corruptions (default 1). */
   seed?: number;
+  /**
+   * The driver package's reason list (e.g. `EXT_REASONS`): every error `usedBlocks` throws must
+   * carry one of these or one of core's (`CORE_REASONS`, for errors passed through from a source).
+   */
+  reasons?: readonly string[];
+  /** The driver package's warning codes (e.g. `EXT_WARNINGS`): every warning must use one. */
+  warnings?: readonly string[];
 }
 
 /** A small deterministic PRNG (mulberry32): tests must be reproducible. */
@@ -75,23 +83,111 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Pr
   }
 }
 
-/** Runs `usedBlocks` and requires: a covering result, or a typed `DiskubeError`. */
+interface Vocabulary {
+  reasons: readonly string[] | undefined;
+  warnings: readonly string[] | undefined;
+}
+
+/**
+ * Runs `usedBlocks` and requires: a covering result whose warning codes are listed, or a typed
+ * `DiskubeError` whose reason is listed.
+ */
 async function expectResultOrTypedError(
   driver: FilesystemDriver,
   source: BlockSource,
   timeoutMs: number,
   what: string,
+  vocabulary: Vocabulary,
 ): Promise<'ok' | 'error'> {
+  let result: UsedBlocks;
   try {
-    const result = await withTimeout(driver.usedBlocks(source), timeoutMs, what);
-    expectCoversSource(result, source);
-    return 'ok';
+    result = await withTimeout(driver.usedBlocks(source), timeoutMs, what);
   } catch (error) {
     if (!DiskubeError.isInstance(error)) {
       throw new Error(`${what}: expected a DiskubeError, got ${String(error)}`, { cause: error });
     }
+    if (vocabulary.reasons !== undefined) {
+      expect([...vocabulary.reasons, ...CORE_REASONS], `${what}: ${error.message}`).toContain(
+        error.reason,
+      );
+    }
     return 'error';
   }
+  expectCoversSource(result, source);
+  if (vocabulary.warnings !== undefined) {
+    for (const warning of result.warnings) expect(vocabulary.warnings).toContain(warning.code);
+  }
+  return 'ok';
+}
+
+/** Test files, benchmarks and test support, which the vocabulary scan leaves out. */
+const NOT_SHIPPED = /(\.test\.ts|\.bench\.ts|test-support\.ts|^test-.*\.ts|^test\.ts)$/;
+
+/**
+ * The reason and warning-code literals written in a package's shipped sources: `reason: 'x'`,
+ * `.corrupt(…, 'x')` and `code: 'x'` (warnings). Reasons with spaces (a `Tail`'s display text)
+ * are not reasons of errors and are skipped.
+ */
+export function vocabularyInSources(files: Record<string, string>): {
+  reasons: Set<string>;
+  warnings: Set<string>;
+} {
+  const reasons = new Set<string>();
+  const warnings = new Set<string>();
+  for (const [name, text] of Object.entries(files)) {
+    if (NOT_SHIPPED.test(name.split('/').pop() ?? name)) continue;
+    for (const m of text.matchAll(/\breason:\s*'([a-z0-9-]+)'/g)) reasons.add(m[1]!);
+    for (const m of text.matchAll(/\.corrupt\([^;]*?,\s*'([a-z0-9-]+)',?\s*\)/g))
+      reasons.add(m[1]!);
+    for (const m of text.matchAll(/\bcode:\s*'([a-z0-9-]+)'/g)) warnings.add(m[1]!);
+  }
+  return { reasons, warnings };
+}
+
+export interface ErrorVocabularyOptions {
+  /** The package's `src` files by name (read them with `node:fs` in the test). */
+  files: Record<string, string>;
+  /** The package's exported reason list, e.g. `EXT_REASONS`. */
+  reasons: readonly string[];
+  /** The package's exported warning codes, e.g. `EXT_WARNINGS`. */
+  warnings: readonly string[];
+  /** Listed reasons the sources need not spell out (thrown for them by core's `FieldReader`). */
+  inherited?: readonly string[];
+  /** Listed names written in files this scan cannot see (owned elsewhere), kept on purpose. */
+  external?: readonly string[];
+}
+
+/**
+ * The error vocabulary is a contract: the lists are frozen and free of duplicates, every reason and
+ * warning code the sources use is listed, and every listed one is used.
+ */
+export function describeErrorVocabulary(name: string, options: ErrorVocabularyOptions): void {
+  describe(`${name} error vocabulary`, () => {
+    const found = vocabularyInSources(options.files);
+    const unused = new Set([...(options.inherited ?? []), ...(options.external ?? [])]);
+
+    it('lists are frozen and without duplicates', () => {
+      for (const list of [options.reasons, options.warnings]) {
+        expect(Object.isFrozen(list)).toBe(true);
+        expect(new Set(list).size).toBe(list.length);
+      }
+    });
+    it('every reason the sources throw is listed', () => {
+      expect(found.reasons.size).toBeGreaterThan(0);
+      for (const reason of found.reasons) expect(options.reasons).toContain(reason);
+    });
+    it('every listed reason is thrown', () => {
+      for (const reason of options.reasons) {
+        if (!unused.has(reason)) expect([...found.reasons]).toContain(reason);
+      }
+    });
+    it('every warning code the sources emit is listed, and every listed one is emitted', () => {
+      for (const code of found.warnings) expect(options.warnings).toContain(code);
+      for (const code of options.warnings) {
+        if (!unused.has(code)) expect([...found.warnings]).toContain(code);
+      }
+    });
+  });
 }
 
 /** Offsets where truncation is interesting: sector and block boundaries near the start, then spread. */
@@ -109,6 +205,7 @@ export function describeDriverConformance(
   const timeoutMs = options.timeoutMs ?? 10_000;
   const corruptions = options.corruptions ?? 48;
   const seed = options.seed ?? 1;
+  const vocabulary = { reasons: options.reasons, warnings: options.warnings };
 
   describe(`${driver.name} driver conformance`, () => {
     it('probe resolves null (never throws) on random bytes, zeros and 0xff', async () => {
@@ -138,6 +235,9 @@ export function describeDriverConformance(
         const result = await driver.usedBlocks(source);
         expectCoversSource(result, source);
         expect(result.blockSize).toBe(probe!.blockSize);
+        for (const warning of result.warnings) {
+          if (options.warnings !== undefined) expect(options.warnings).toContain(warning.code);
+        }
         // A filesystem always uses some blocks (its own metadata).
         expect(result.used.count()).toBeGreaterThan(0);
       }
@@ -154,6 +254,7 @@ export function describeDriverConformance(
             source,
             timeoutMs,
             `usedBlocks truncated at ${cut}`,
+            vocabulary,
           );
         }
       }
@@ -179,6 +280,7 @@ export function describeDriverConformance(
             source,
             timeoutMs,
             'failing reads',
+            vocabulary,
           );
           if (allowed === 0) expect(outcome).toBe('error');
         }
@@ -205,6 +307,7 @@ export function describeDriverConformance(
             source,
             timeoutMs,
             `corruption ${k} of image ${n}`,
+            vocabulary,
           );
         }
       }
