@@ -1,17 +1,9 @@
-import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CORE_REASONS, SHARED_CORRUPT_REASONS } from './reasons.js';
 import { describeErrorVocabulary, vocabularyInSources } from './test.js';
 
-const dir = new URL('.', import.meta.url);
-const files = Object.fromEntries(
-  readdirSync(dir)
-    .filter((name) => name.endsWith('.ts'))
-    .map((name) => [name, readFileSync(new URL(name, dir), 'utf8')]),
-);
-
 describeErrorVocabulary('core', {
-  files,
+  dir: new URL('.', import.meta.url),
   reasons: CORE_REASONS,
   warnings: Object.freeze([]),
 });

@@ -7,7 +7,7 @@
  * probe never throws, results cover the whole source, and hostile input ends in a typed error
  * within a bounded time.
  */
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { FilesystemDriver, UsedBlocks } from './driver.js';
 import { DiskubeError, IoError } from './errors.js';
 import { CORE_REASONS } from './reasons.js';
@@ -145,8 +145,8 @@ export function vocabularyInSources(files: Record<string, string>): {
 }
 
 export interface ErrorVocabularyOptions {
-  /** The package's `src` files by name (read them with `node:fs` in the test). */
-  files: Record<string, string>;
+  /** The package's `src` directory, e.g. `new URL('.', import.meta.url)` from a test beside it. */
+  dir: URL;
   /** The package's exported reason list, e.g. `EXT_REASONS`. */
   reasons: readonly string[];
   /** The package's exported warning codes, e.g. `EXT_WARNINGS`. */
@@ -163,7 +163,14 @@ export interface ErrorVocabularyOptions {
  */
 export function describeErrorVocabulary(name: string, options: ErrorVocabularyOptions): void {
   describe(`${name} error vocabulary`, () => {
-    const found = vocabularyInSources(options.files);
+    let found = { reasons: new Set<string>(), warnings: new Set<string>() };
+    beforeAll(async () => {
+      // Imported here so that this module stays free of Node imports for browser test runners.
+      const { readdir, readFile } = await import('node:fs/promises');
+      const names = (await readdir(options.dir)).filter((name) => name.endsWith('.ts'));
+      const texts = await Promise.all(names.map((n) => readFile(new URL(n, options.dir), 'utf8')));
+      found = vocabularyInSources(Object.fromEntries(names.map((n, i) => [n, texts[i]!])));
+    });
     const unused = new Set([...(options.inherited ?? []), ...(options.external ?? [])]);
 
     it('lists are frozen and without duplicates', () => {

@@ -47,6 +47,8 @@ test('rejects malformed encodings', () => {
   expect(bad([0xff, 0xff], ENCODING_RAW, 10)).toThrow(
     expect.objectContaining({ reason: 'padding' }),
   );
-  expect(bad([0xff], ENCODING_RAW, 10)).toThrow(expect.objectContaining({ reason: 'bad-length' }));
+  expect(bad([0xff], ENCODING_RAW, 10)).toThrow(
+    expect.objectContaining({ reason: 'length-mismatch' }),
+  );
   expect(bad([], 7, 0)).toThrow(expect.objectContaining({ reason: 'bad-encoding' }));
 });

@@ -1,6 +1,6 @@
 import { Bitmap } from '@diskube/bitmap';
-import { UnsupportedError } from '@diskube/core';
-import { FieldReader } from './bytes.js';
+import { FieldReader, UnsupportedError } from '@diskube/core';
+import type { FormatReason } from './reasons.js';
 import { ENCODING_RAW, ENCODING_RLE } from './section.js';
 
 // Sources: SPEC.md §5.1 "Bitmap encodings".
@@ -51,14 +51,14 @@ export function decodeBitmap(
   structure: string,
   base: number,
 ): Bitmap {
-  const r = new FieldReader(payload, structure, base);
+  const r = new FieldReader<FormatReason>(payload, structure, base);
   if (encoding === ENCODING_RAW) {
     const need = Math.ceil(length / 8);
     if (payload.length !== need)
       throw r.corrupt(
         `${structure} has ${payload.length} bytes, expected ${need}`,
         0,
-        'bad-length',
+        'length-mismatch',
       );
     const spare = need * 8 - length;
     if (spare > 0 && payload[need - 1]! >> (8 - spare) !== 0) {

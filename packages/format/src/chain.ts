@@ -10,23 +10,28 @@ import type { BackupReader } from './reader.js';
 
 /**
  * Check that `chain` (oldest first) is a snapshot followed by incrementals each made from the one
- * before, all of the same geometry. Throws `INVALID_ARGUMENT` with reason `broken-chain`.
+ * before, all of the same geometry. An empty chain (`empty-chain`) or one that does not start with
+ * a snapshot (`incomplete-chain`) is the caller's mistake: `INVALID_ARGUMENT`. A backup whose
+ * parent id or geometry contradicts the backup before it is `CORRUPT` with reason `broken-chain`:
+ * the files themselves disagree.
  */
 export function checkChain(chain: readonly BackupReader[]): void {
   const first = chain[0];
   if (first === undefined)
-    throw new InvalidArgumentError('empty backup chain', { reason: 'broken-chain' });
+    throw new InvalidArgumentError('empty backup chain', { reason: 'empty-chain' });
   if (first.header.kind !== 'snapshot') {
     throw new InvalidArgumentError(
       `${first.path} is an incremental; the chain must start with a snapshot`,
-      { reason: 'broken-chain' },
+      { reason: 'incomplete-chain' },
     );
   }
   for (let k = 1; k < chain.length; k++) {
     const b = chain[k]!;
     const p = chain[k - 1]!;
     if (b.header.kind !== 'incremental' || !bytesEqual(b.header.parentId, p.header.backupId)) {
-      throw new InvalidArgumentError(`${b.path} was not made from ${p.path}`, {
+      throw new CorruptError(`${b.path} was not made from ${p.path}`, {
+        structure: 'backup header',
+        offset: 0x28,
         reason: 'broken-chain',
       });
     }
@@ -35,7 +40,8 @@ export function checkChain(chain: readonly BackupReader[]): void {
       b.header.blockSize !== p.header.blockSize ||
       b.header.sourceSize !== p.header.sourceSize
     ) {
-      throw new InvalidArgumentError(`${b.path} and ${p.path} differ in geometry`, {
+      throw new CorruptError(`${b.path} and ${p.path} differ in geometry`, {
+        structure: 'backup header',
         reason: 'broken-chain',
       });
     }

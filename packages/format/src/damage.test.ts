@@ -1,6 +1,7 @@
 import { memorySource } from '@diskube/core';
 import { describe, expect, test } from 'vitest';
 import { BackupReader } from './reader.js';
+import { FORMAT_REASONS } from './reasons.js';
 import { memoryWritable, prng, randomBitmap, randomBytesFrom } from './test-support.js';
 import { writeIncremental, writeSnapshot } from './writer.js';
 
@@ -51,10 +52,12 @@ async function damageFound(
   } catch (error) {
     expect(error).toMatchObject({ code: 'CORRUPT' });
     expect((error as { structure?: string }).structure).toBeTypeOf('string');
+    expect(FORMAT_REASONS).toContain((error as { reason?: string }).reason);
     return { at: 'open', structure: (error as { structure?: string }).structure };
   }
   const report = await reader.verify();
   expect(report.ok).toBe(false);
+  for (const problem of report.problems) expect(FORMAT_REASONS).toContain(problem.reason);
   return { at: 'verify', structure: report.problems[0]?.structure };
 }
 
@@ -89,11 +92,16 @@ describe('damage', async () => {
     }, 60_000);
 
     test(`${name}: every truncation is detected on open`, async () => {
+      const reasons = new Set<string | undefined>();
       for (let length = 0; length < file.length; length++) {
-        await expect(
-          BackupReader.fromSource(memorySource(file.subarray(0, length))),
-        ).rejects.toMatchObject({ code: 'CORRUPT' });
+        const error = await BackupReader.fromSource(memorySource(file.subarray(0, length))).then(
+          () => null,
+          (e: unknown) => e as { code?: string; reason?: string },
+        );
+        expect(error).toMatchObject({ code: 'CORRUPT' });
+        reasons.add(error?.reason);
       }
+      for (const reason of reasons) expect(FORMAT_REASONS).toContain(reason);
       // Appended bytes too.
       const longer = new Uint8Array(file.length + 1);
       longer.set(file);

@@ -1,5 +1,7 @@
-import { FieldReader, FieldWriter } from './bytes.js';
+import { FieldReader } from '@diskube/core';
+import { FieldWriter } from './bytes.js';
 import { crc32c } from './crc32c.js';
+import type { FormatReason } from './reasons.js';
 import { SECTION_TAGS, type SectionTag } from './section.js';
 
 // Sources: SPEC.md §6 "Footer". Fixed 192 bytes at the very end of the file; a file that does not
@@ -46,7 +48,7 @@ export function encodeFooter(f: Footer): Uint8Array {
 
 /** Parse the footer; `offset` is where it starts in the file (file length − 192). */
 export function parseFooter(bytes: Uint8Array, offset: number): Footer {
-  const r = new FieldReader(bytes, STRUCTURE, offset);
+  const r = new FieldReader<FormatReason>(bytes, STRUCTURE, offset);
   if (bytes.length !== FOOTER_LENGTH)
     throw r.corrupt('footer has the wrong length', 0, 'truncated');
   if (!r.slice(0, 8).every((b, i) => b === FOOTER_MAGIC[i])) {
@@ -56,26 +58,26 @@ export function parseFooter(bytes: Uint8Array, offset: number): Footer {
       'truncated',
     );
   }
-  if (crc32c(bytes.subarray(0, 0xbc)) !== r.u32(0xbc))
+  if (crc32c(bytes.subarray(0, 0xbc)) !== r.u32le(0xbc))
     throw r.corrupt('footer checksum mismatch', 0xbc, 'checksum');
   for (let at = 0xb0; at < 0xbc; at++) {
     if (r.u8(at) !== 0) throw r.corrupt('footer reserved bytes are not zero', at, 'reserved');
   }
   const sections = {} as Record<SectionTag, SectionLocation | null>;
   SECTION_TAGS.forEach((tag, k) => {
-    const o = r.u64(0x30 + 16 * k);
-    const length = r.u64(0x38 + 16 * k);
+    const o = r.u64le(0x30 + 16 * k);
+    const length = r.u64le(0x38 + 16 * k);
     if ((o === 0) !== (length === 0))
       throw r.corrupt(`section ${tag} has offset xor length zero`, 0x30 + 16 * k, 'bad-section');
     sections[tag] = o === 0 ? null : { offset: o, length };
   });
   return {
     backupId: r.slice(0x08, 16).slice(),
-    fileLength: r.u64(0x18),
-    frameCount: r.u64(0x20),
-    storedBlockCount: r.u64(0x28),
-    framesOffset: r.u64(0xa0),
-    framesLength: r.u64(0xa8),
+    fileLength: r.u64le(0x18),
+    frameCount: r.u64le(0x20),
+    storedBlockCount: r.u64le(0x28),
+    framesOffset: r.u64le(0xa0),
+    framesLength: r.u64le(0xa8),
     sections,
   };
 }

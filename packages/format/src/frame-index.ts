@@ -1,5 +1,7 @@
-import { FieldReader, FieldWriter } from './bytes.js';
+import { FieldReader } from '@diskube/core';
+import { FieldWriter } from './bytes.js';
 import { crc32c } from './crc32c.js';
+import type { FormatReason } from './reasons.js';
 
 // Sources: SPEC.md §5.6 "Frame index". One 24-byte entry per frame, in file order.
 
@@ -48,12 +50,12 @@ export interface FrameIndexContext {
  * add up to `storedBlockCount`, and a compressed frame is smaller than its raw size.
  */
 export function parseFrameIndex(payload: Uint8Array, c: FrameIndexContext): FrameEntry[] {
-  const r = new FieldReader(payload, 'frame index', c.base);
+  const r = new FieldReader<FormatReason>(payload, 'frame index', c.base);
   if (payload.length !== c.frameCount * FRAME_ENTRY_LENGTH) {
     throw r.corrupt(
       `frame index holds ${payload.length} bytes for ${c.frameCount} frames`,
       0,
-      'bad-length',
+      'length-mismatch',
     );
   }
   const expectedFrames = Math.ceil(c.storedBlockCount / c.blocksPerFrame);
@@ -69,10 +71,10 @@ export function parseFrameIndex(payload: Uint8Array, c: FrameIndexContext): Fram
   for (let k = 0; k < c.frameCount; k++) {
     const at = k * FRAME_ENTRY_LENGTH;
     const e: FrameEntry = {
-      offset: r.u64(at),
-      storedLength: r.u32(at + 8),
-      blockCount: r.u32(at + 12),
-      crc: r.u32(at + 16),
+      offset: r.u64le(at),
+      storedLength: r.u32le(at + 8),
+      blockCount: r.u32le(at + 12),
+      crc: r.u32le(at + 16),
       method: r.u8(at + 20),
     };
     if (r.u8(at + 21) !== 0 || r.u8(at + 22) !== 0 || r.u8(at + 23) !== 0) {
@@ -91,10 +93,10 @@ export function parseFrameIndex(payload: Uint8Array, c: FrameIndexContext): Fram
     const raw = e.blockCount * c.blockSize;
     if (e.method === METHOD_RAW) {
       if (e.storedLength !== raw)
-        throw r.corrupt(`raw frame ${k} has length ${e.storedLength}`, at + 8, 'bad-length');
+        throw r.corrupt(`raw frame ${k} has length ${e.storedLength}`, at + 8, 'length-mismatch');
     } else if (e.method === METHOD_ZSTD) {
       if (e.storedLength === 0 || e.storedLength >= raw)
-        throw r.corrupt(`zstd frame ${k} has length ${e.storedLength}`, at + 8, 'bad-length');
+        throw r.corrupt(`zstd frame ${k} has length ${e.storedLength}`, at + 8, 'length-mismatch');
     } else {
       throw r.corrupt(`frame ${k} has unknown method ${e.method}`, at + 20, 'bad-method');
     }
@@ -102,7 +104,7 @@ export function parseFrameIndex(payload: Uint8Array, c: FrameIndexContext): Fram
     entries.push(e);
   }
   if (next !== c.framesOffset + c.framesLength) {
-    throw r.corrupt('frames do not fill the frame region', 0, 'bad-length');
+    throw r.corrupt('frames do not fill the frame region', 0, 'length-mismatch');
   }
   return entries;
 }

@@ -1,6 +1,7 @@
-import { CorruptError, UnsupportedError } from '@diskube/core';
-import { FieldReader, FieldWriter } from './bytes.js';
+import { CorruptError, FieldReader, UnsupportedError } from '@diskube/core';
+import { FieldWriter } from './bytes.js';
 import { crc32c } from './crc32c.js';
+import type { FormatReason } from './reasons.js';
 
 // Sources: SPEC.md §3 "Header". All integers little-endian.
 
@@ -155,16 +156,16 @@ export function encodeHeader(
 
 /** How many bytes to read to parse the header, given its first 16 bytes. */
 export function headerLengthFromPrefix(prefix: Uint8Array): number {
-  const r = new FieldReader(prefix, STRUCTURE);
+  const r = new FieldReader<FormatReason>(prefix, STRUCTURE);
   checkMagic(r);
-  const headerLength = r.u32(0x0c);
+  const headerLength = r.u32le(0x0c);
   if (headerLength < HEADER_FIXED_LENGTH + 4 || headerLength > MAX_HEADER_LENGTH) {
-    throw r.corrupt(`header length ${headerLength} is out of range`, 0x0c, 'bad-length');
+    throw r.corrupt(`header length ${headerLength} is out of range`, 0x0c, 'out-of-range');
   }
   return headerLength;
 }
 
-function checkMagic(r: FieldReader): void {
+function checkMagic(r: FieldReader<FormatReason>): void {
   const magic = r.slice(0, 8);
   if (!magic.every((b, i) => b === HEADER_MAGIC[i])) {
     throw r.corrupt('not a diskube backup (bad header magic)', 0, 'bad-magic');
@@ -173,15 +174,15 @@ function checkMagic(r: FieldReader): void {
 
 /** Parse and validate the header. `bytes` must hold at least `headerLength` bytes. */
 export function parseHeader(bytes: Uint8Array): Header {
-  const r = new FieldReader(bytes, STRUCTURE);
+  const r = new FieldReader<FormatReason>(bytes, STRUCTURE);
   const headerLength = headerLengthFromPrefix(bytes.subarray(0, 16));
   const body = r.slice(0, headerLength);
-  const stored = r.u32(headerLength - 4);
+  const stored = r.u32le(headerLength - 4);
   if (crc32c(body.subarray(0, headerLength - 4)) !== stored) {
     throw r.corrupt('header checksum mismatch', headerLength - 4, 'checksum');
   }
-  const versionMajor = r.u16(0x08);
-  const versionMinor = r.u16(0x0a);
+  const versionMajor = r.u16le(0x08);
+  const versionMinor = r.u16le(0x0a);
   if (versionMajor !== FORMAT_MAJOR) {
     throw new UnsupportedError(
       `backup format version ${versionMajor}.${versionMinor} is not supported (this reader reads version ${FORMAT_MAJOR}.x)`,
@@ -192,7 +193,7 @@ export function parseHeader(bytes: Uint8Array): Header {
       },
     );
   }
-  const incompat = r.u32(0x10);
+  const incompat = r.u32le(0x10);
   if (incompat !== 0) {
     throw new UnsupportedError(`unknown incompatible feature flags 0x${incompat.toString(16)}`, {
       structure: STRUCTURE,
@@ -200,10 +201,10 @@ export function parseHeader(bytes: Uint8Array): Header {
       reason: 'incompat-flags',
     });
   }
-  const kindCode = r.u32(0x14);
+  const kindCode = r.u32le(0x14);
   const kind = (Object.keys(KIND_CODES) as BackupKind[]).find((k) => KIND_CODES[k] === kindCode);
   if (kind === undefined) throw r.corrupt(`unknown backup kind ${kindCode}`, 0x14, 'bad-kind');
-  const compressionCode = r.u16(0x58);
+  const compressionCode = r.u16le(0x58);
   const compression = (Object.keys(COMPRESSION_CODES) as CompressionType[]).find(
     (k) => COMPRESSION_CODES[k] === compressionCode,
   );
@@ -214,25 +215,25 @@ export function parseHeader(bytes: Uint8Array): Header {
       reason: 'compression',
     });
   }
-  const digestAlgorithm = r.u16(0x5c);
-  const digestLength = r.u16(0x5e);
+  const digestAlgorithm = r.u16le(0x5c);
+  const digestLength = r.u16le(0x5e);
   if (digestAlgorithm !== DIGEST_SHA256_128 || digestLength !== DIGEST_LENGTH) {
     throw new UnsupportedError(`unknown digest algorithm ${digestAlgorithm}/${digestLength}`, {
       structure: STRUCTURE,
       offset: 0x5c,
-      reason: 'digest',
+      reason: 'digest-algorithm',
     });
   }
-  if (r.u32(0x6c) !== 0) throw r.corrupt('header reserved field is not zero', 0x6c, 'reserved');
-  const flags = r.u32(0x68);
+  if (r.u32le(0x6c) !== 0) throw r.corrupt('header reserved field is not zero', 0x6c, 'reserved');
+  const flags = r.u32le(0x68);
   if ((flags & ~FLAG_TAIL_STORED) !== 0)
     throw r.corrupt(`unknown flags 0x${flags.toString(16)}`, 0x68, 'bad-flags');
   const h = {
-    sourceSize: r.u64(0x38),
-    blockCount: r.u64(0x40),
-    blockSize: r.u32(0x48),
-    blocksPerFrame: r.u32(0x4c),
-    tailLength: r.u64(0x60),
+    sourceSize: r.u64le(0x38),
+    blockCount: r.u64le(0x40),
+    blockSize: r.u32le(0x48),
+    blocksPerFrame: r.u32le(0x4c),
+    tailLength: r.u64le(0x60),
   };
   const problem = geometryProblem(h);
   if (problem !== null) throw r.corrupt(problem, 0x38, 'bad-geometry');
@@ -248,9 +249,9 @@ export function parseHeader(bytes: Uint8Array): Header {
   const strings: string[] = [];
   let at = HEADER_FIXED_LENGTH;
   for (let k = 0; k < 4; k++) {
-    const length = r.u32(0x70 + 4 * k);
+    const length = r.u32le(0x70 + 4 * k);
     if (length > MAX_STRING_LENGTH || at + length > headerLength - 4) {
-      throw r.corrupt(`header string ${k} overruns the header`, 0x70 + 4 * k, 'bad-length');
+      throw r.corrupt(`header string ${k} overruns the header`, 0x70 + 4 * k, 'truncated');
     }
     try {
       strings.push(dec.decode(r.slice(at, length)));
@@ -265,7 +266,7 @@ export function parseHeader(bytes: Uint8Array): Header {
     at += length;
   }
   if (at !== headerLength - 4)
-    throw r.corrupt('header length does not match its strings', 0x0c, 'bad-length');
+    throw r.corrupt('header length does not match its strings', 0x0c, 'length-mismatch');
   let meta: unknown;
   try {
     meta = JSON.parse(strings[3]!);
@@ -288,9 +289,9 @@ export function parseHeader(bytes: Uint8Array): Header {
     backupId: r.slice(0x18, 16).slice(),
     parentId,
     ...h,
-    createdAt: r.u64(0x50),
+    createdAt: r.u64le(0x50),
     compression,
-    compressionLevel: r.i16(0x5a),
+    compressionLevel: r.i16le(0x5a),
     digestAlgorithm,
     digestLength,
     tailStored,

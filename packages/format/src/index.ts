@@ -27,6 +27,7 @@ export {
   type VerifyReport,
   verifyBackup,
 } from './reader.js';
+export { FORMAT_REASONS, type FormatReason } from './reasons.js';
 export {
   type BackupMeta,
   DEFAULT_FRAME_BYTES,

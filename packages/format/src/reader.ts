@@ -251,7 +251,7 @@ export class BackupReader {
           throw new CorruptError('tail section length disagrees with the header', {
             structure: 'tail section',
             offset: loc.offset,
-            reason: 'bad-length',
+            reason: 'length-mismatch',
           });
         }
         continue;
@@ -320,7 +320,7 @@ export class BackupReader {
     if (dg.payload.length !== storedCount * DIGEST_LENGTH) {
       throw new CorruptError(
         `digest table holds ${dg.payload.length} bytes for ${storedCount} stored blocks`,
-        { structure: 'digest table', offset: dg.base, reason: 'bad-length' },
+        { structure: 'digest table', offset: dg.base, reason: 'length-mismatch' },
       );
     }
     const fi = payloads.FIDX!;

@@ -1,5 +1,7 @@
-import { FieldReader, FieldWriter } from './bytes.js';
+import { FieldReader } from '@diskube/core';
+import { FieldWriter } from './bytes.js';
 import { crc32c } from './crc32c.js';
+import type { FormatReason } from './reasons.js';
 
 // Sources: SPEC.md §5 "Sections". A section is a 16-byte header, a payload and a CRC32C.
 
@@ -65,15 +67,15 @@ export interface ParsedSection {
  * payload. Errors name the section and the file offset of the bad field.
  */
 export function parseSection(bytes: Uint8Array, tag: SectionTag, offset: number): ParsedSection {
-  const r = new FieldReader(bytes, SECTION_NAMES[tag], offset);
-  if (r.u32(0) !== tagCode(tag))
+  const r = new FieldReader<FormatReason>(bytes, SECTION_NAMES[tag], offset);
+  if (r.u32le(0) !== tagCode(tag))
     throw r.corrupt(`${SECTION_NAMES[tag]} has a bad tag`, 0, 'bad-magic');
-  const encoding = r.u32(4);
-  const payloadLength = r.u64(8);
+  const encoding = r.u32le(4);
+  const payloadLength = r.u64le(8);
   if (payloadLength + SECTION_OVERHEAD !== bytes.length) {
-    throw r.corrupt(`${SECTION_NAMES[tag]} length disagrees with the footer`, 8, 'bad-length');
+    throw r.corrupt(`${SECTION_NAMES[tag]} length disagrees with the footer`, 8, 'length-mismatch');
   }
-  const stored = r.u32(SECTION_HEADER_LENGTH + payloadLength);
+  const stored = r.u32le(SECTION_HEADER_LENGTH + payloadLength);
   if (crc32c(bytes.subarray(0, SECTION_HEADER_LENGTH + payloadLength)) !== stored) {
     throw r.corrupt(
       `${SECTION_NAMES[tag]} checksum mismatch`,

@@ -8,6 +8,7 @@ import { ChainState } from './chain.js';
 import { formatChangedRanges, parseChangedRanges } from './changed-ranges.js';
 import { blockDigest } from './digest.js';
 import { BackupReader, openBackup } from './reader.js';
+import type { FormatReason } from './reasons.js';
 import { memoryWritable, prng, randomBitmap, randomBytesFrom } from './test-support.js';
 import { type WriteOptions, writeIncremental, writeSnapshot } from './writer.js';
 
@@ -391,10 +392,15 @@ describe('incremental', () => {
       blockSize: bs,
       chain: [snap.reader, inc1.reader],
     });
-    for (const chain of [[inc1.reader], [snap.reader, inc2.reader], []]) {
+    const broken: [BackupReader[], string, FormatReason][] = [
+      [[inc1.reader], 'INVALID_ARGUMENT', 'incomplete-chain'],
+      [[snap.reader, inc2.reader], 'CORRUPT', 'broken-chain'],
+      [[], 'INVALID_ARGUMENT', 'empty-chain'],
+    ];
+    for (const [chain, code, reason] of broken) {
       await expect(
         toMemory({ source: memorySource(image1), used, blockSize: bs, chain }),
-      ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'broken-chain' });
+      ).rejects.toMatchObject({ code, reason });
     }
     // Two children of the snapshot sharing an id: one frees block 3, the other keeps it. An
     // incremental made from the second, put after the first, claims block 3 unchanged though
