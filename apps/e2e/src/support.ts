@@ -1,7 +1,6 @@
 // Helpers for end-to-end tests: run the built `diskube` binary, build images, check them.
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -63,10 +62,4 @@ export function requireTools(...tools: string[]): boolean {
 
 export async function scratch(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'diskube-e2e-'));
-}
-
-export async function sha256File(path: string): Promise<string> {
-  return createHash('sha256')
-    .update(await readFile(path))
-    .digest('hex');
 }
