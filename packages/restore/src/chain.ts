@@ -1,6 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { InvalidArgumentError } from '@diskube/core';
+import { CorruptError, InvalidArgumentError } from '@diskube/core';
 import { type BackupReader, checkChain, openBackup, readBackupHeader } from '@diskube/format';
 
 function hex(bytes: Uint8Array): string {
@@ -13,7 +13,9 @@ export { checkChain };
 /**
  * Open the backup at `path` and its ancestors, found among the files of the same directory by
  * parent id (the file named by the parent hint is tried first). Returns readers oldest first;
- * close them when done. A missing ancestor is `INVALID_ARGUMENT` with reason `missing-parent`.
+ * close them when done. A missing ancestor is `INVALID_ARGUMENT` with reason `missing-parent`
+ * (the caller did not put the file beside it; nothing read contradicts the format); a damaged one
+ * is the `CorruptError` its opening throws; ancestors whose ids loop are CORRUPT `broken-chain`.
  */
 export async function discoverChain(path: string): Promise<BackupReader[]> {
   const chain: BackupReader[] = [];
@@ -54,7 +56,9 @@ export async function discoverChain(path: string): Promise<BackupReader[]> {
         );
       }
       if (seen.has(want))
-        throw new InvalidArgumentError(`backup chain loops at ${found}`, {
+        throw new CorruptError(`backup chain loops at ${found}`, {
+          structure: 'backup header',
+          offset: 0x28,
           reason: 'broken-chain',
         });
       seen.add(want);

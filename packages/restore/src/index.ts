@@ -4,6 +4,7 @@ export {
   type ContainerTargetOptions,
   containerTarget,
 } from './container-target.js';
+export { RESTORE_REASONS, type RestoreReason } from './reasons.js';
 export {
   type RestoreOptions,
   type RestoreResult,

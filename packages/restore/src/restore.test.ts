@@ -206,14 +206,17 @@ describe('restore', async () => {
 
   test('refuses a broken chain and unsuitable targets', async () => {
     const size = states[0]!.image.length;
+    // A backup not made from the one before it: the files disagree.
     await expect(
       restoreImage({ chain: [readers[0]!, readers[2]!], target: memoryTarget(size) }),
-    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'broken-chain' });
+    ).rejects.toMatchObject({ code: 'CORRUPT', reason: 'broken-chain' });
+    // The caller left the snapshot out, or passed nothing.
     await expect(
       restoreImage({ chain: readers.slice(1), target: memoryTarget(size) }),
-    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'broken-chain' });
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'incomplete-chain' });
     await expect(restoreImage({ chain: [], target: memoryTarget(size) })).rejects.toMatchObject({
-      reason: 'broken-chain',
+      code: 'INVALID_ARGUMENT',
+      reason: 'empty-chain',
     });
     await expect(
       restoreImage({ chain: readers, target: memoryTarget(size - 1) }),

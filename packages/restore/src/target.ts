@@ -51,7 +51,7 @@ export async function fileTarget(
     if (existing.size !== 0 && existing.size < size) {
       throw new InvalidArgumentError(
         `${path} holds ${existing.size} bytes, the image needs ${size}`,
-        { reason: 'target-too-small' },
+        { reason: 'target-size' },
       );
     }
     const fh = await open(path, constants.O_WRONLY);

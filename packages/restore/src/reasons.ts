@@ -1,0 +1,21 @@
+/**
+ * The `reason` values `@diskube/restore` throws, a stable contract (meanings in the README).
+ * Errors from reading the backups themselves carry `@diskube/format`'s reasons (`FORMAT_REASONS`).
+ */
+export const RESTORE_REASONS = Object.freeze([
+  // CORRUPT
+  'broken-chain',
+  // INVALID_ARGUMENT
+  'missing-parent',
+  'target-size',
+  'needs-zero-unused',
+  'not-a-file',
+  'exists',
+  'format',
+  'cluster-size',
+  'compress',
+  'state',
+  // IO
+  'open',
+] as const);
+export type RestoreReason = (typeof RESTORE_REASONS)[number];
