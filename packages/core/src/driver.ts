@@ -8,6 +8,11 @@ export interface Warning {
   message: string;
   /** Byte offset in the source the warning is about, when there is one. */
   offset?: number;
+  /**
+   * For a warning that stands for an error the driver absorbed (`assumed-used`): that error's
+   * `reason`, e.g. `needs-recovery`, so programs need not parse the message.
+   */
+  reason?: string;
 }
 
 export interface ProbeResult {

@@ -1,7 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type BlockSource, IoError, memorySource, sliceSource } from '@diskube/core';
+import {
+  type BlockSource,
+  type CoreReason,
+  IoError,
+  memorySource,
+  sliceSource,
+} from '@diskube/core';
 import { describeDriverConformance } from '@diskube/core/test';
 import { buildImage } from '@diskube/mkimage';
 import { describe, expect, it } from 'vitest';
@@ -10,6 +16,7 @@ import { COMPAT, INCOMPAT, RO_COMPAT } from './features.js';
 import { groupDescriptorChecksum } from './group-descriptor.js';
 import { flip, setU16, setU32 } from './hex.test-support.js';
 import { differences, dumpe2fsUsed, haveTool } from './images.test-support.js';
+import { EXT_REASONS, EXT_WARNINGS, type ExtReason } from './reasons.js';
 import { checksumSeed, parseSuperblock, superblockChecksum } from './superblock.js';
 
 const M = 1024 * 1024;
@@ -42,7 +49,7 @@ const load = async (spec: string): Promise<Uint8Array> =>
 
 interface Caught {
   code?: string;
-  reason?: string;
+  reason?: ExtReason | CoreReason;
 }
 async function failure(promise: Promise<unknown>): Promise<Caught> {
   try {
@@ -90,7 +97,7 @@ describe.runIf(tools)('refusals and typed errors on patched real images', () => 
     expect(result.facts).toMatchObject({ groups: 2, state: 'clean', journal: 'internal' });
   });
 
-  const superCases: Array<[string, (sb: Uint8Array) => void, string, string]> = [
+  const superCases: Array<[string, (sb: Uint8Array) => void, string, ExtReason]> = [
     ['bad magic', (sb) => setU16(sb, 0x38, 0x1234), 'CORRUPT', 'bad-magic'],
     ['block size 128 KiB', (sb) => setU32(sb, 0x18, 7), 'CORRUPT', 'bad-block-size'],
     [
@@ -180,12 +187,12 @@ describe.runIf(tools)('refusals and typed errors on patched real images', () => 
     const source = memorySource(img);
     expect(await failure(extDriver.usedBlocks(source))).toMatchObject({
       code: 'CORRUPT',
-      reason: 'checksum',
+      reason: 'checksum' satisfies ExtReason,
     });
     const result = await extDriver.usedBlocks(source, { assumeUsedOnDoubt: true });
     expect(result.used.count()).toBe(result.blockCount);
     expect(result.tail.used).toBe(true);
-    expect(result.warnings.map((w) => w.code)).toEqual(['assumed-used-checksum']);
+    expect(result.warnings.map((w) => [w.code, w.reason])).toEqual([['assumed-used', 'checksum']]);
   });
 
   it('dirty with assumeUsedOnDoubt → every block used, one warning per reason', async () => {
@@ -196,9 +203,9 @@ describe.runIf(tools)('refusals and typed errors on patched real images', () => 
     });
     const result = await extDriver.usedBlocks(memorySource(img), { assumeUsedOnDoubt: true });
     expect(result.used.count()).toBe(result.blockCount);
-    expect(result.warnings.map((w) => w.code)).toEqual([
-      'assumed-used-needs-recovery',
-      'assumed-used-not-clean',
+    expect(result.warnings.map((w) => [w.code, w.reason])).toEqual([
+      ['assumed-used', 'needs-recovery'],
+      ['assumed-used', 'not-clean'],
     ]);
   });
 
@@ -215,7 +222,7 @@ describe.runIf(tools)('refusals and typed errors on patched real images', () => 
       );
       expect(await failure(extDriver.usedBlocks(memorySource(img)))).toMatchObject({
         code: 'CORRUPT',
-        reason: 'checksum',
+        reason: 'checksum' satisfies ExtReason,
       });
       const doubt = await extDriver.usedBlocks(memorySource(img), { assumeUsedOnDoubt: true });
       expect(doubt.used.count()).toBe(doubt.blockCount);
@@ -235,7 +242,7 @@ describe.runIf(tools)('refusals and typed errors on patched real images', () => 
       patchDesc(img, 1, patch);
       expect(await failure(extDriver.usedBlocks(memorySource(img)))).toMatchObject({
         code: 'CORRUPT',
-        reason: 'bad-location',
+        reason: 'bad-location' satisfies ExtReason,
       });
     });
   }
@@ -248,7 +255,7 @@ describe.runIf(tools)('refusals and typed errors on patched real images', () => 
     });
     expect(await failure(extDriver.usedBlocks(memorySource(img)))).toMatchObject({
       code: 'CORRUPT',
-      reason: 'bad-first-meta-bg',
+      reason: 'bad-first-meta-bg' satisfies ExtReason,
     });
   });
 
@@ -300,7 +307,7 @@ describe.runIf(tools)('refusals and typed errors on patched real images', () => 
       expect(await extDriver.probe(source)).toEqual(cut >= 2048 ? expect.anything() : null);
       expect(await failure(extDriver.usedBlocks(source))).toMatchObject({
         code: 'CORRUPT',
-        reason: 'truncated',
+        reason: 'truncated' satisfies ExtReason,
       });
     }
   });
@@ -311,7 +318,7 @@ describe.runIf(tools)('refusals and typed errors on patched real images', () => 
     const source: BlockSource = {
       size: img.length,
       async read(offset, dst) {
-        if (++reads > 2) throw new IoError('simulated', { offset, reason: 'read' });
+        if (++reads > 2) throw new IoError('simulated', { offset, reason: 'read-failed' });
         dst.set(img.subarray(offset, offset + dst.length));
       },
     };
@@ -389,6 +396,8 @@ if (tools) {
   describeDriverConformance(extDriver, {
     validImages: async () => [await load(EXT4), await load(UNINIT_BG)],
     corruptions: 40,
+    reasons: EXT_REASONS,
+    warnings: EXT_WARNINGS,
   });
 }
 
@@ -436,15 +445,15 @@ describe.runIf(tools)('multi-mount protection', () => {
       setU32(img, at + 4, seq);
       expect(await failure(extDriver.usedBlocks(memorySource(img)))).toMatchObject({
         code: 'DIRTY',
-        reason: 'mmp-in-use',
+        reason: 'mmp-in-use' satisfies ExtReason,
       });
     }
     const doubt = await extDriver.usedBlocks(memorySource(img), { assumeUsedOnDoubt: true });
-    expect(doubt.warnings.map((w) => w.code)).toEqual(['assumed-used-mmp-in-use']);
+    expect(doubt.warnings.map((w) => [w.code, w.reason])).toEqual([['assumed-used', 'mmp-in-use']]);
     setU32(img, at, 0x12345678);
     expect(await failure(extDriver.usedBlocks(memorySource(img)))).toMatchObject({
       code: 'CORRUPT',
-      reason: 'bad-magic',
+      reason: 'bad-magic' satisfies ExtReason,
     });
   });
 
@@ -453,7 +462,7 @@ describe.runIf(tools)('multi-mount protection', () => {
     patchSuper(img, (sb) => setU32(sb, 0x168, 1 << 30));
     expect(await failure(extDriver.usedBlocks(memorySource(img)))).toMatchObject({
       code: 'CORRUPT',
-      reason: 'bad-location',
+      reason: 'bad-location' satisfies ExtReason,
     });
   });
 });

@@ -493,8 +493,10 @@ export const extDriver: FilesystemDriver = {
     const allUsed = (reasons: DiskubeError[]): UsedBlocks => {
       for (const e of reasons) {
         warnings.push({
-          code: `assumed-used-${e.reason ?? e.code.toLowerCase()}`,
+          code: 'assumed-used',
           message: e.message,
+          reason: e.reason ?? e.code.toLowerCase(),
+          ...(e.offset !== undefined ? { offset: e.offset } : {}),
         });
       }
       return result(new Bitmap(unitCount).setAll(), true);

@@ -51,7 +51,7 @@ describe('parseGroupDescriptor', () => {
 
   it('rejects a descriptor that does not fit, with a CorruptError', () => {
     expect(() => parseGroupDescriptor(new Uint8Array(40), 16, 32, 2048)).toThrow(
-      expect.objectContaining({ code: 'CORRUPT', reason: 'short', offset: 2048 }),
+      expect.objectContaining({ code: 'CORRUPT', reason: 'truncated', offset: 2048 }),
     );
   });
 });

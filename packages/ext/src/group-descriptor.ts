@@ -1,5 +1,6 @@
-import { CorruptError } from '@diskube/core';
+import { FieldReader } from '@diskube/core';
 import { crc16, crc32cRaw, le32 } from './checksum.js';
+import type { ExtReason } from './reasons.js';
 
 // Sources: kernel Documentation/filesystems/ext4/group_descr.rst (struct ext4_group_desc),
 // fs/ext4/super.c (ext4_group_desc_csum), e2fsprogs lib/ext2fs/csum.c
@@ -30,14 +31,6 @@ export interface GroupDescriptor {
   checksum: number;
 }
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
-
 /**
  * Parse the descriptor at `bytes[at, at + descSize)`. `descSize` is 32, or s_desc_size (≥ 64)
  * under 64bit, in which case the _hi halves are used. `offset` is the source byte offset of
@@ -49,26 +42,27 @@ export function parseGroupDescriptor(
   descSize: number,
   offset = 0,
 ): GroupDescriptor {
-  if (at < 0 || at + descSize > bytes.length || descSize < 32) {
-    throw new CorruptError(`group descriptor of ${descSize} bytes does not fit the buffer`, {
-      structure: STRUCTURE,
-      offset,
-      reason: 'short',
-    });
+  const whole = new FieldReader<ExtReason>(bytes, STRUCTURE, offset - at);
+  if (descSize < 32 || !whole.has(at, descSize)) {
+    throw whole.corrupt(
+      `group descriptor of ${descSize} bytes does not fit the buffer`,
+      at,
+      'truncated',
+    );
   }
+  const f = whole.sub(at, descSize);
   const wide = descSize >= 64;
-  const hi = (o: number): number => (wide ? u32(bytes, at + o) * 2 ** 32 : 0);
-  const hi16 = (o: number): number => (wide ? u16(bytes, at + o) * 2 ** 16 : 0);
+  const hi = (o: number): number => (wide ? f.u32le(o) * 2 ** 32 : 0);
+  const hi16 = (o: number): number => (wide ? f.u16le(o) * 2 ** 16 : 0);
   return {
-    blockBitmap: hi(0x20) + u32(bytes, at + 0x0),
-    inodeBitmap: hi(0x24) + u32(bytes, at + 0x4),
-    inodeTable: hi(0x28) + u32(bytes, at + 0x8),
-    freeBlocksCount: hi16(0x2c) + u16(bytes, at + 0xc),
-    flags: u16(bytes, at + 0x12),
+    blockBitmap: hi(0x20) + f.u32le(0x0),
+    inodeBitmap: hi(0x24) + f.u32le(0x4),
+    inodeTable: hi(0x28) + f.u32le(0x8),
+    freeBlocksCount: hi16(0x2c) + f.u16le(0xc),
+    flags: f.u16le(0x12),
     blockBitmapCsum:
-      (descSize >= BLOCK_BITMAP_CSUM_HI_END ? u16(bytes, at + 0x38) * 2 ** 16 : 0) +
-      u16(bytes, at + 0x18),
-    checksum: u16(bytes, at + BG_CHECKSUM),
+      (descSize >= BLOCK_BITMAP_CSUM_HI_END ? f.u16le(0x38) * 2 ** 16 : 0) + f.u16le(0x18),
+    checksum: f.u16le(BG_CHECKSUM),
   };
 }
 

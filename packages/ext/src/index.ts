@@ -12,6 +12,7 @@ export {
 } from './group-descriptor.js';
 export { descriptorBlock, groupHasSuper, groupOverhead } from './layout.js';
 export { type Mmp, parseMmp } from './mmp.js';
+export { EXT_REASONS, EXT_WARNINGS, type ExtReason, type ExtWarning } from './reasons.js';
 export {
   type Geometry,
   geometry,

@@ -16,7 +16,7 @@ describe('parseMmp', () => {
       expect.objectContaining({ code: 'CORRUPT', reason: 'bad-magic', offset: 4096 }),
     );
     expect(() => parseMmp(new Uint8Array(16))).toThrow(
-      expect.objectContaining({ code: 'CORRUPT', reason: 'short' }),
+      expect.objectContaining({ code: 'CORRUPT', reason: 'truncated' }),
     );
   });
 });

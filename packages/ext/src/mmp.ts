@@ -1,4 +1,5 @@
-import { CorruptError } from '@diskube/core';
+import { FieldReader } from '@diskube/core';
+import type { ExtReason } from './reasons.js';
 
 // Sources: kernel Documentation/filesystems/ext4/mmp.rst (struct mmp_struct), fs/ext4/mmp.c,
 // e2fsprogs lib/ext2fs/mmp.c and ext2_fs.h (EXT4_MMP_MAGIC, EXT4_MMP_SEQ_*).
@@ -18,23 +19,15 @@ export interface Mmp {
 
 /** Parse the start of an MMP block: magic (0x0), sequence (0x4), node name (0x10, 64 bytes). */
 export function parseMmp(bytes: Uint8Array, offset = 0): Mmp {
-  if (bytes.length < 0x50) {
-    throw new CorruptError('MMP block is short', { structure: STRUCTURE, offset, reason: 'short' });
-  }
-  const u32 = (o: number): number =>
-    (bytes[o]! | (bytes[o + 1]! << 8) | (bytes[o + 2]! << 16) | (bytes[o + 3]! << 24)) >>> 0;
-  const mmp_magic = u32(0x0);
+  const f = new FieldReader<ExtReason>(bytes, STRUCTURE, offset).need(0x50);
+  const mmp_magic = f.u32le(0x0);
   if (mmp_magic !== MMP_MAGIC) {
-    throw new CorruptError(`bad MMP magic 0x${mmp_magic.toString(16)}`, {
-      structure: STRUCTURE,
-      offset,
-      reason: 'bad-magic',
-    });
+    throw f.corrupt(`bad MMP magic 0x${mmp_magic.toString(16)}`, 0x0, 'bad-magic');
   }
-  let end = 0x10;
-  while (end < 0x50 && bytes[end] !== 0) end++;
+  const name = f.slice(0x10, 0x40);
+  const end = name.indexOf(0);
   return {
-    seq: u32(0x4),
-    nodeName: new TextDecoder().decode(bytes.subarray(0x10, end)),
+    seq: f.u32le(0x4),
+    nodeName: new TextDecoder().decode(end < 0 ? name : name.subarray(0, end)),
   };
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { INCOMPAT, RO_COMPAT } from './features.js';
 import { EXT4_1K_SUPERBLOCK, flip, fromHexRows, setU16, setU32 } from './hex.test-support.js';
+import type { ExtReason } from './reasons.js';
 import {
   checksumSeed,
   geometry,
@@ -79,7 +80,7 @@ describe('parseSuperblock', () => {
     expect(hasExtMagic(new Uint8Array(10))).toBe(false);
   });
 
-  const cases: Array<[string, (b: Uint8Array) => void, string, string]> = [
+  const cases: Array<[string, (b: Uint8Array) => void, string, ExtReason]> = [
     ['bad magic', (b) => setU16(b, 0x38, 0xef54), 'CORRUPT', 'bad-magic'],
     ['block size above 64 KiB', (b) => setU32(b, 0x18, 7), 'CORRUPT', 'bad-block-size'],
     ['huge log block size', (b) => setU32(b, 0x18, 0xffffffff), 'CORRUPT', 'bad-block-size'],
@@ -138,7 +139,7 @@ describe('parseSuperblock', () => {
   it('rejects a short buffer with a CorruptError, not a RangeError', () => {
     const e = code(() => parseSuperblock(sample().subarray(0, 100)));
     expect(e.code).toBe('CORRUPT');
-    expect(e.reason).toBe('short');
+    expect(e.reason).toBe('truncated');
   });
 
   it('ignores feature fields of a revision 0 superblock', () => {

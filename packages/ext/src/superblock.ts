@@ -1,6 +1,7 @@
-import { CorruptError, UnsupportedError } from '@diskube/core';
+import { CorruptError, FieldReader, UnsupportedError } from '@diskube/core';
 import { crc32cRaw } from './checksum.js';
 import { INCOMPAT, RO_COMPAT } from './features.js';
+import type { ExtReason } from './reasons.js';
 
 // Sources: kernel Documentation/filesystems/ext4/super.rst (struct ext4_super_block), fs/ext4/
 // super.c (ext4_fill_super sanity checks), e2fsprogs lib/ext2fs/ext2_fs.h and openfs.c.
@@ -70,18 +71,13 @@ export interface Superblock {
   mmpBlock: number;
 }
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8);
-}
-
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
-}
-
-function cString(b: Uint8Array, start: number, length: number): string {
-  let end = start;
-  while (end < start + length && b[end] !== 0) end++;
-  return new TextDecoder('utf-8', { fatal: false }).decode(b.subarray(start, end));
+/** A NUL-padded UTF-8 field (s_volume_name, s_last_mounted). */
+function cString(f: FieldReader, at: number, length: number): string {
+  const bytes = f.slice(at, length);
+  const end = bytes.indexOf(0);
+  return new TextDecoder('utf-8', { fatal: false }).decode(
+    end < 0 ? bytes : bytes.subarray(0, end),
+  );
 }
 
 export function hasCompat(sb: Superblock, bit: number): boolean {
@@ -101,7 +97,8 @@ export function hasGroupDescChecksum(sb: Superblock): boolean {
 
 /** Only read the first 4 bytes at 0x38: is this plausibly an ext superblock? */
 export function hasExtMagic(bytes: Uint8Array): boolean {
-  return bytes.length >= 0x3a && u16(bytes, 0x38) === EXT_MAGIC;
+  const f = new FieldReader(bytes, STRUCTURE, SUPERBLOCK_OFFSET);
+  return f.has(0x38, 2) && f.u16le(0x38) === EXT_MAGIC;
 }
 
 /**
@@ -111,16 +108,12 @@ export function hasExtMagic(bytes: Uint8Array): boolean {
  * safe integer byte offsets). Feature and state policy is the driver's job.
  */
 export function parseSuperblock(bytes: Uint8Array, offset = SUPERBLOCK_OFFSET): Superblock {
-  const fail = (reason: string, message: string, at = 0): never => {
-    throw new CorruptError(message, { structure: STRUCTURE, offset: offset + at, reason });
-  };
-  if (bytes.length < SUPERBLOCK_SIZE) {
-    fail('short', `superblock needs ${SUPERBLOCK_SIZE} bytes, got ${bytes.length}`);
-  }
-  const s_magic = u16(bytes, 0x38);
-  if (s_magic !== EXT_MAGIC) fail('bad-magic', `bad magic 0x${s_magic.toString(16)}`, 0x38);
+  const f = new FieldReader<ExtReason>(bytes, STRUCTURE, offset).need(SUPERBLOCK_SIZE);
+  const s_magic = f.u16le(0x38);
+  if (s_magic !== EXT_MAGIC)
+    throw f.corrupt(`bad magic 0x${s_magic.toString(16)}`, 0x38, 'bad-magic');
 
-  const s_rev_level = u32(bytes, 0x4c);
+  const s_rev_level = f.u32le(0x4c);
   if (s_rev_level > 1) {
     throw new UnsupportedError(`superblock revision ${s_rev_level} is newer than 1`, {
       structure: STRUCTURE,
@@ -130,32 +123,44 @@ export function parseSuperblock(bytes: Uint8Array, offset = SUPERBLOCK_OFFSET): 
   }
   const dynamic = s_rev_level >= 1;
   // Revision 0 superblocks have no feature fields: whatever is there must be ignored.
-  const s_feature_compat = dynamic ? u32(bytes, 0x5c) : 0;
-  const s_feature_incompat = dynamic ? u32(bytes, 0x60) : 0;
-  const s_feature_ro_compat = dynamic ? u32(bytes, 0x64) : 0;
+  const s_feature_compat = dynamic ? f.u32le(0x5c) : 0;
+  const s_feature_incompat = dynamic ? f.u32le(0x60) : 0;
+  const s_feature_ro_compat = dynamic ? f.u32le(0x64) : 0;
   const is64 = (s_feature_incompat & INCOMPAT['64bit']) !== 0;
   const bigalloc = (s_feature_ro_compat & RO_COMPAT.bigalloc) !== 0;
 
-  const s_log_block_size = u32(bytes, 0x18);
+  const s_log_block_size = f.u32le(0x18);
   if (s_log_block_size > MAX_LOG_BLOCK_SIZE) {
-    fail('bad-block-size', `block size 2^(10+${s_log_block_size}) is above 64 KiB`, 0x18);
+    throw f.corrupt(
+      `block size 2^(10+${s_log_block_size}) is above 64 KiB`,
+      0x18,
+      'bad-block-size',
+    );
   }
   const blockSize = 1024 << s_log_block_size;
 
   // s_log_cluster_size was s_log_frag_size before bigalloc; it always equalled the block size.
-  const s_log_cluster_size = u32(bytes, 0x1c);
+  const s_log_cluster_size = f.u32le(0x1c);
   if (bigalloc) {
     if (s_log_cluster_size < s_log_block_size || s_log_cluster_size + 10 > MAX_LOG_CLUSTER_BYTES) {
-      fail('bad-cluster-size', `cluster size 2^(10+${s_log_cluster_size}) out of range`, 0x1c);
+      throw f.corrupt(
+        `cluster size 2^(10+${s_log_cluster_size}) out of range`,
+        0x1c,
+        'bad-cluster-size',
+      );
     }
   } else if (s_log_cluster_size !== s_log_block_size) {
-    fail('bad-cluster-size', 'fragment size differs from block size without bigalloc', 0x1c);
+    throw f.corrupt(
+      'fragment size differs from block size without bigalloc',
+      0x1c,
+      'bad-cluster-size',
+    );
   }
   const clusterRatio = bigalloc ? 2 ** (s_log_cluster_size - s_log_block_size) : 1;
   const clusterSize = blockSize * clusterRatio;
 
-  const s_blocks_per_group = u32(bytes, 0x20);
-  const s_clusters_per_group = bigalloc ? u32(bytes, 0x24) : s_blocks_per_group;
+  const s_blocks_per_group = f.u32le(0x20);
+  const s_clusters_per_group = bigalloc ? f.u32le(0x24) : s_blocks_per_group;
   // One block holds a group's bitmap, so a group has at most 8 × blockSize clusters; the
   // multiple-of-8 rule lets each group's bitmap start on a byte boundary.
   if (
@@ -163,34 +168,42 @@ export function parseSuperblock(bytes: Uint8Array, offset = SUPERBLOCK_OFFSET): 
     s_clusters_per_group > 8 * blockSize ||
     s_clusters_per_group % 8 !== 0
   ) {
-    fail('bad-group-size', `${s_clusters_per_group} clusters per group`, bigalloc ? 0x24 : 0x20);
+    throw f.corrupt(
+      `${s_clusters_per_group} clusters per group`,
+      bigalloc ? 0x24 : 0x20,
+      'bad-group-size',
+    );
   }
   if (s_blocks_per_group !== s_clusters_per_group * clusterRatio) {
-    fail('bad-group-size', `${s_blocks_per_group} blocks per group != clusters × ratio`, 0x20);
+    throw f.corrupt(
+      `${s_blocks_per_group} blocks per group != clusters × ratio`,
+      0x20,
+      'bad-group-size',
+    );
   }
 
-  const s_inodes_per_group = u32(bytes, 0x28);
+  const s_inodes_per_group = f.u32le(0x28);
   if (s_inodes_per_group < 1 || s_inodes_per_group > 8 * blockSize) {
-    fail('bad-inodes-per-group', `${s_inodes_per_group} inodes per group`, 0x28);
+    throw f.corrupt(`${s_inodes_per_group} inodes per group`, 0x28, 'bad-inodes-per-group');
   }
-  const inodeSize = dynamic ? u16(bytes, 0x58) : 128;
+  const inodeSize = dynamic ? f.u16le(0x58) : 128;
   if (inodeSize < 128 || inodeSize > blockSize || (inodeSize & (inodeSize - 1)) !== 0) {
-    fail('bad-inode-size', `inode size ${inodeSize}`, 0x58);
+    throw f.corrupt(`inode size ${inodeSize}`, 0x58, 'bad-inode-size');
   }
 
-  const s_first_data_block = u32(bytes, 0x14);
+  const s_first_data_block = f.u32le(0x14);
   // The superblock is at byte 1024: block 1 with 1 KiB blocks (block 0 is the boot block and
   // belongs to no group), block 0 otherwise. bigalloc filesystems always start at block 0.
   const expectedFirst = blockSize === 1024 && clusterRatio === 1 ? 1 : 0;
   if (s_first_data_block !== expectedFirst) {
-    fail('bad-first-data-block', `s_first_data_block ${s_first_data_block}`, 0x14);
+    throw f.corrupt(`s_first_data_block ${s_first_data_block}`, 0x14, 'bad-first-data-block');
   }
 
-  const s_blocks_count_lo = u32(bytes, 0x4);
-  const s_blocks_count_hi = is64 ? u32(bytes, 0x150) : 0;
+  const s_blocks_count_lo = f.u32le(0x4);
+  const s_blocks_count_hi = is64 ? f.u32le(0x150) : 0;
   const blocksCount = s_blocks_count_hi * 2 ** 32 + s_blocks_count_lo;
   if (blocksCount <= s_first_data_block) {
-    fail('bad-block-count', `block count ${blocksCount}`, 0x4);
+    throw f.corrupt(`block count ${blocksCount}`, 0x4, 'bad-block-count');
   }
   if (!Number.isSafeInteger(blocksCount * blockSize)) {
     throw new UnsupportedError(`${blocksCount} blocks of ${blockSize} bytes exceed 2^53 bytes`, {
@@ -202,25 +215,25 @@ export function parseSuperblock(bytes: Uint8Array, offset = SUPERBLOCK_OFFSET): 
 
   let descSize = 32;
   if (is64) {
-    const s_desc_size = u16(bytes, 0xfe);
+    const s_desc_size = f.u16le(0xfe);
     if (
       s_desc_size < 64 ||
       s_desc_size > MAX_DESC_SIZE ||
       (s_desc_size & (s_desc_size - 1)) !== 0
     ) {
-      fail('bad-desc-size', `group descriptor size ${s_desc_size}`, 0xfe);
+      throw f.corrupt(`group descriptor size ${s_desc_size}`, 0xfe, 'bad-desc-size');
     }
     descSize = s_desc_size;
   }
 
   // Used whether or not resize_inode is set, as the kernel and e2fsprogs both do.
-  const s_reserved_gdt_blocks = dynamic ? u16(bytes, 0xce) : 0;
+  const s_reserved_gdt_blocks = dynamic ? f.u16le(0xce) : 0;
   // The resize inode's double-indirect block lists them: at most blockSize / 4 entries.
   if (s_reserved_gdt_blocks > blockSize / 4) {
-    fail('bad-reserved-gdt', `${s_reserved_gdt_blocks} reserved GDT blocks`, 0xce);
+    throw f.corrupt(`${s_reserved_gdt_blocks} reserved GDT blocks`, 0xce, 'bad-reserved-gdt');
   }
 
-  const s_checksum_type = bytes[0x175]!;
+  const s_checksum_type = f.u8(0x175);
   if ((s_feature_ro_compat & RO_COMPAT.metadata_csum) !== 0 && s_checksum_type !== 1) {
     throw new UnsupportedError(`checksum type ${s_checksum_type} (only crc32c = 1 exists)`, {
       structure: STRUCTURE,
@@ -230,7 +243,7 @@ export function parseSuperblock(bytes: Uint8Array, offset = SUPERBLOCK_OFFSET): 
   }
 
   return {
-    inodesCount: u32(bytes, 0x0),
+    inodesCount: f.u32le(0x0),
     blocksCount,
     firstDataBlock: s_first_data_block,
     blockSize,
@@ -239,31 +252,31 @@ export function parseSuperblock(bytes: Uint8Array, offset = SUPERBLOCK_OFFSET): 
     blocksPerGroup: s_blocks_per_group,
     clustersPerGroup: s_clusters_per_group,
     inodesPerGroup: s_inodes_per_group,
-    state: u16(bytes, 0x3a),
-    errors: u16(bytes, 0x3c),
+    state: f.u16le(0x3a),
+    errors: f.u16le(0x3c),
     revLevel: s_rev_level,
     inodeSize,
     featureCompat: s_feature_compat,
     featureIncompat: s_feature_incompat,
     featureRoCompat: s_feature_ro_compat,
-    uuid: bytes.slice(0x68, 0x78),
-    volumeName: cString(bytes, 0x78, 16),
-    lastMounted: cString(bytes, 0x88, 64),
+    uuid: f.slice(0x68, 16).slice(),
+    volumeName: cString(f, 0x78, 16),
+    lastMounted: cString(f, 0x88, 64),
     reservedGdtBlocks: s_reserved_gdt_blocks,
-    journalUuid: bytes.slice(0xd0, 0xe0),
-    journalInum: u32(bytes, 0xe0),
-    journalDev: u32(bytes, 0xe4),
+    journalUuid: f.slice(0xd0, 16).slice(),
+    journalInum: f.u32le(0xe0),
+    journalDev: f.u32le(0xe4),
     descSize,
-    firstMetaBg: u32(bytes, 0x104),
-    logGroupsPerFlex: bytes[0x174]!,
+    firstMetaBg: f.u32le(0x104),
+    logGroupsPerFlex: f.u8(0x174),
     checksumType: s_checksum_type,
-    backupBgs: [u32(bytes, 0x24c), u32(bytes, 0x250)],
-    checksumSeed: u32(bytes, 0x270),
-    checksum: u32(bytes, 0x3fc),
-    mkfsTime: u32(bytes, 0x108),
-    writeTime: u32(bytes, 0x30),
-    mountTime: u32(bytes, 0x2c),
-    mmpBlock: u32(bytes, 0x16c) * 2 ** 32 + u32(bytes, 0x168),
+    backupBgs: [f.u32le(0x24c), f.u32le(0x250)],
+    checksumSeed: f.u32le(0x270),
+    checksum: f.u32le(0x3fc),
+    mkfsTime: f.u32le(0x108),
+    writeTime: f.u32le(0x30),
+    mountTime: f.u32le(0x2c),
+    mmpBlock: f.u32le(0x16c) * 2 ** 32 + f.u32le(0x168),
   };
 }
 
