@@ -1,0 +1,75 @@
+// Refusals and warnings in plain words, for people who have not read the format docs.
+import { DiskubeError, type Warning } from 'diskube';
+
+export interface Refusal {
+  /** `DIRTY`, `CORRUPT`, `UNSUPPORTED`, `IO`, `INVALID_ARGUMENT`, or `INTERNAL` for a bug. */
+  code: string;
+  title: string;
+  advice: string;
+  /** The library's own message, with the structure and byte offset it names. */
+  detail: string;
+}
+
+const HIBERNATED =
+  'Windows is hibernated on this volume (or Fast Startup left it suspended): what is on disk is not what Windows will see when it resumes. Boot Windows and shut it down fully (shutdown /s /t 0), or back it up with --full-copy-on-doubt, which keeps the whole volume.';
+
+const ADVICE: Record<string, string> = {
+  DIRTY:
+    'This filesystem was not cleanly unmounted (or its journal still needs recovery); its allocation maps cannot be trusted, so diskube cannot tell which blocks are free. Check it first (e2fsck, chkdsk), or back it up with --full-copy-on-doubt, which keeps all of it. Tick "keep all of a filesystem in doubt" above to see that backup.',
+  CORRUPT:
+    'The image contradicts its own format (a bad checksum, a pointer out of range), so its maps cannot be trusted. Repair it first (e2fsck, chkdsk, qemu-img check), or back it up with --full-copy-on-doubt, which keeps all of a filesystem in doubt.',
+  UNSUPPORTED:
+    'The image uses something diskube does not read yet. Nothing was guessed: a backup of it is refused rather than made wrong.',
+  IO: 'The browser could not read the file (it may have changed or moved since you picked it). Pick it again.',
+  INVALID_ARGUMENT: 'diskube was called with something it cannot use; this is a bug.',
+};
+
+const TITLES: Record<string, string> = {
+  DIRTY: 'Refused: the filesystem is not clean',
+  CORRUPT: 'Refused: the image is damaged',
+  UNSUPPORTED: 'Refused: not supported',
+  IO: 'The file could not be read',
+  INVALID_ARGUMENT: 'Invalid input',
+};
+
+/** Turns anything `inspectImage` throws into a refusal to show. */
+export function describeRefusal(error: unknown): Refusal {
+  if (!DiskubeError.isInstance(error)) {
+    const detail = error instanceof Error ? error.message : String(error);
+    return { code: 'INTERNAL', title: 'Something went wrong', advice: 'This is a bug.', detail };
+  }
+  const hibernated = error.code === 'DIRTY' && error.reason === 'hibernated';
+  return {
+    code: error.code,
+    title: TITLES[error.code] ?? 'Refused',
+    advice: hibernated ? HIBERNATED : (ADVICE[error.code] ?? ''),
+    detail: error.message,
+  };
+}
+
+/** Plain words for the warning codes the layers report; the library's message follows them. */
+const WARNINGS: Record<string, string> = {
+  'assumed-used':
+    'Its allocation maps cannot be trusted, so all of it is kept (--full-copy-on-doubt).',
+  'filesystem-unsupported': 'diskube cannot read this filesystem, so all of it is kept.',
+  'unknown-partition': 'Nothing recognisable is in this partition, so all of it is kept.',
+  'unrecognised-disk': 'No partition table or filesystem was recognised: the whole disk is kept.',
+  'swap-hibernation':
+    'This swap area holds a hibernation image, so all of it is kept (a resume would need it).',
+  'tail-after-filesystem': 'There are bytes after the end of the filesystem.',
+  'gpt-primary-damaged': 'The primary GPT is damaged; the backup GPT at the end was used.',
+  'gpt-backup-missing': 'The backup GPT at the end of the disk is missing or damaged.',
+  'partition-overlap': 'Two partitions overlap.',
+  'bad-clusters': 'The filesystem lists bad clusters; they are not kept.',
+  'bitmap-checksum': 'A block bitmap failed its checksum; its group is kept whole.',
+  'bitmap-inconsistent': 'A block bitmap disagrees with its counters; its group is kept whole.',
+  'backup-boot-sector-missing': 'The NTFS backup boot sector is missing.',
+  'backup-boot-sector-invalid': 'The NTFS backup boot sector is not valid.',
+};
+
+export function describeWarning(warning: Warning): string {
+  // A driver may name why it was in doubt: `assumed-used-needs-recovery`.
+  const code = warning.code.startsWith('assumed-used') ? 'assumed-used' : warning.code;
+  const plain = WARNINGS[code];
+  return plain ? `${plain} (${warning.message})` : warning.message;
+}
