@@ -7,7 +7,8 @@ const INTERESTING_8 = [0x00, 0x01, 0x7f, 0x80, 0xff];
 const INTERESTING_32 = [0, 1, 0x7fffffff, 0x80000000, 0xffffffff, 0x10000, 0xfffffffe];
 
 /**
- * @typedef {{ bytes: Uint8Array, description: string }} Mutant
+ * @typedef {{ bytes: Uint8Array, description: string, touched: Array<[number, number]> }} Mutant
+ *   `touched`: the byte ranges the mutations changed (a truncation touches everything after it).
  * @typedef {Array<[offset: number, length: number]>} Regions
  */
 
@@ -37,6 +38,8 @@ export function mutant(original, regions, seed, index) {
   };
   let bytes = original.slice();
   const steps = [];
+  /** @type {Array<[number, number]>} */
+  const touched = [];
   const count = 1 + pick(4);
   for (let i = 0; i < count; i++) {
     const at = offsetIn();
@@ -44,27 +47,32 @@ export function mutant(original, regions, seed, index) {
     if (kind < 4) {
       const bit = pick(8);
       bytes[at] = (bytes[at] ?? 0) ^ (1 << bit);
+      touched.push([at, 1]);
       steps.push(`flip bit ${bit} of byte ${at}`);
     } else if (kind < 6) {
       const value = INTERESTING_8[pick(INTERESTING_8.length)] ?? 0;
       bytes[at] = value;
+      touched.push([at, 1]);
       steps.push(`byte ${at} = 0x${value.toString(16)}`);
     } else if (kind < 8) {
       const value = INTERESTING_32[pick(INTERESTING_32.length)] ?? 0;
       const aligned = at - (at % 4);
       const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       if (aligned + 4 <= bytes.length) view.setUint32(aligned, value, pick(2) === 0);
+      touched.push([aligned, 4]);
       steps.push(`u32 at ${aligned} = 0x${value.toString(16)}`);
     } else if (kind < 9) {
       const length = Math.min(1 + pick(64), bytes.length - at);
       for (let k = 0; k < length; k++) bytes[at + k] = pick(256);
+      touched.push([at, length]);
       steps.push(`${length} random bytes at ${at}`);
     } else {
       // Truncate to a sector boundary past the mutation point: a short or torn image.
       const end = Math.max(512, at - (at % 512));
       bytes = bytes.slice(0, end);
+      touched.push([end, Number.POSITIVE_INFINITY]);
       steps.push(`truncate to ${end}`);
     }
   }
-  return { bytes, description: steps.join('; ') };
+  return { bytes, description: steps.join('; '), touched };
 }

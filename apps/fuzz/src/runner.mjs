@@ -36,7 +36,7 @@ export async function runFuzz({ target, cases, seed, timeoutMs = 20_000, onCase 
   try {
     for (let i = 0; i < cases; i++) {
       const base = /** @type {import('./targets.mjs').Seed} */ (seeds[i % seeds.length]);
-      const { bytes, description } = mutant(base.bytes, base.regions, seed, i);
+      const { bytes, description, touched } = mutant(base.bytes, base.regions, seed, i);
       const fail = (/** @type {string} */ kind, /** @type {string} */ message) =>
         report.failures.push({ case: i, seed: base.name, kind, mutation: description, message });
       const result = await new Promise((resolve) => {
@@ -75,4 +75,43 @@ export async function runFuzz({ target, cases, seed, timeoutMs = 20_000, onCase 
   }
   report.seconds = (performance.now() - started) / 1000;
   return report;
+}
+
+/**
+ * When no mutation touched a block bitmap, an accepted map must keep every block the seed's
+ * inodes reference: a mutant that makes the driver drop one would lose data silently.
+ * @param {import('./targets.mjs').ReferencedBlocks} referenced
+ * @param {Array<[number, number]>} touched
+ * @param {import('./targets.mjs').UsedSummary} used
+ * @returns {string | null}
+ */
+export function droppedBlocks(referenced, touched, used) {
+  const hitsBitmap = touched.some(([o, l]) =>
+    referenced.bitmaps.some(([bo, bl]) => o < bo + bl && bo < o + l),
+  );
+  if (hitsBitmap) return null;
+  const scale = referenced.blockSize;
+  // Used runs in bytes, sorted; every referenced byte range must lie inside them.
+  const usedBytes = used.ranges.map(
+    ([f, n]) => /** @type {[number, number]} */ ([f * used.blockSize, (f + n) * used.blockSize]),
+  );
+  let missing = 0;
+  let example = -1;
+  let u = 0;
+  for (const [first, count] of referenced.blocks) {
+    for (let b = first; b < first + count; b++) {
+      const start = b * scale;
+      const end = start + scale;
+      while (u < usedBytes.length && /** @type {[number, number]} */ (usedBytes[u])[1] <= start)
+        u++;
+      const run = usedBytes[u];
+      if (!run || run[0] > start || run[1] < end) {
+        missing++;
+        if (example < 0) example = b;
+      }
+    }
+  }
+  return missing > 0
+    ? `${missing} referenced blocks missing from the used map (block ${example} first)`
+    : null;
 }

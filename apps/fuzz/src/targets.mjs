@@ -18,10 +18,18 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 
 /**
- * @typedef {{ name: string, bytes: Uint8Array, regions: Array<[number, number]> }} Seed
- * @typedef {{ tools: string[], prepare(): Promise<Seed[]>, run(bytes: Uint8Array): Promise<unknown>,
+ * @typedef {{ name: string, bytes: Uint8Array, regions: Array<[number, number]>,
+ *             referenced?: ReferencedBlocks }} Seed
+ * @typedef {{ blockSize: number, blocks: Array<[number, number]>, bitmaps: Array<[number, number]> }} ReferencedBlocks
+ *   The blocks the seed's in-use inodes reference (data, extent-tree and indirect blocks), as
+ *   `[first, count]` runs, and the byte ranges of its block bitmaps.
+ * @typedef {{ blockSize: number, ranges: Array<[number, number]> }} UsedSummary
+ * @typedef {{ tools: string[], prepare(): Promise<Seed[]>,
+ *             run(bytes: Uint8Array): Promise<UsedSummary | null | unknown>,
  *             everyByteChecked?: boolean }} Target
  *   `everyByteChecked`: every byte of the seed is under a checksum, so no mutant may be accepted.
+ *   A `run` that resolves a `UsedSummary` (used blocks as `[first, count]` runs) is checked
+ *   against the seed's `referenced` blocks when the mutants left the bitmaps alone.
  */
 
 /** @param {string} spec */
@@ -30,11 +38,74 @@ async function built(spec) {
   return { image, manifest, bytes: new Uint8Array(await readFile(image)) };
 }
 
-/** A driver's whole job on a mutant: probe, then the used map when it claims the bytes. */
+/**
+ * A driver's whole job on a mutant: probe, then the used map when it claims the bytes.
+ * @returns {Promise<UsedSummary | null>}
+ */
 async function drive(/** @type {typeof extDriver} */ driver, /** @type {Uint8Array} */ bytes) {
   const source = memorySource(bytes);
   if ((await driver.probe(source)) === null) return null;
-  return driver.usedBlocks(source);
+  const result = await driver.usedBlocks(source);
+  return { blockSize: result.blockSize, ranges: result.used.toRanges() };
+}
+
+/**
+ * What e2fsck's pass 1 would find: every block an in-use inode references, read with debugfs
+ * (`stat` lists data, extent-tree and indirect blocks), and where the block bitmaps are.
+ * @param {string} image
+ * @returns {ReferencedBlocks}
+ */
+function extReferenced(image) {
+  const dump = execFileSync('dumpe2fs', [image], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  const number = (/** @type {RegExp} */ re) => Number(re.exec(dump)?.[1]);
+  const blockSize = number(/^Block size:\s+(\d+)/m);
+  const perGroup = number(/^Inodes per group:\s+(\d+)/m);
+  const bitmaps = [...dump.matchAll(/Block bitmap at (\d+)/g)].map(
+    (m) => /** @type {[number, number]} */ ([Number(m[1]) * blockSize, blockSize]),
+  );
+  const inodes = [];
+  for (const [g, m] of [...dump.matchAll(/^\s+Free inodes: (.*)$/gm)].entries()) {
+    const free = new Set();
+    for (const part of (m[1] ?? '')
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean)) {
+      const [a, b] = part.split('-').map(Number);
+      for (let i = a ?? 0; i <= (b ?? a ?? 0); i++) free.add(i);
+    }
+    for (let i = g * perGroup + 1; i <= (g + 1) * perGroup; i++) if (!free.has(i)) inodes.push(i);
+  }
+  const stat = execFileSync('debugfs', ['-f', '-', image], {
+    input: inodes.map((i) => `stat <${i}>`).join('\n'),
+    encoding: 'utf8',
+    stdio: ['pipe', 'pipe', 'ignore'],
+    maxBuffer: 64 << 20,
+  });
+  const blocks = new Set();
+  let listing = false;
+  for (const line of stat.split('\n')) {
+    if (/^(BLOCKS|EXTENTS):/.test(line)) listing = true;
+    else if (line.trim() === '' || line.startsWith('TOTAL') || line.startsWith('debugfs'))
+      listing = false;
+    else if (listing) {
+      for (const m of line.matchAll(/\):(\d+)(?:-(\d+))?/g)) {
+        const first = Number(m[1]);
+        for (let b = first; b <= Number(m[2] ?? first); b++) blocks.add(b);
+      }
+    }
+  }
+  const sorted = [...blocks].sort((a, b) => a - b);
+  /** @type {Array<[number, number]>} */
+  const runs = [];
+  for (const b of sorted) {
+    const last = runs.at(-1);
+    if (last && last[0] + last[1] === b) last[1]++;
+    else runs.push([b, 1]);
+  }
+  return { blockSize, blocks: runs, bitmaps };
 }
 
 const EXT_FILES = `
@@ -55,8 +126,18 @@ export const TARGETS = {
       // The superblock, descriptors, bitmaps and inode tables of these small images all lie in
       // the first MiB (flex_bg packs them at the start).
       return [
-        { name: 'ext4', bytes: ext4.bytes, regions: [[0, 1 * MiB]] },
-        { name: 'ext2 1K', bytes: ext2.bytes, regions: [[0, 512 * KiB]] },
+        {
+          name: 'ext4',
+          bytes: ext4.bytes,
+          regions: [[0, 1 * MiB]],
+          referenced: extReferenced(ext4.image),
+        },
+        {
+          name: 'ext2 1K',
+          bytes: ext2.bytes,
+          regions: [[0, 512 * KiB]],
+          referenced: extReferenced(ext2.image),
+        },
       ];
     },
     run: (bytes) => drive(extDriver, bytes),

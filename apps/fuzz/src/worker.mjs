@@ -11,8 +11,8 @@ port.on('message', async (/** @type {{ id: number, target: string, bytes: Uint8A
   const target = TARGETS[job.target];
   if (!target) throw new Error(`unknown target ${job.target}`);
   try {
-    await target.run(job.bytes);
-    port.postMessage({ id: job.id, outcome: 'accepted' });
+    const result = await target.run(job.bytes);
+    port.postMessage({ id: job.id, outcome: 'accepted', result: summary(result) });
   } catch (error) {
     if (DiskubeError.isInstance(error)) {
       port.postMessage({
@@ -33,3 +33,9 @@ port.on('message', async (/** @type {{ id: number, target: string, bytes: Uint8A
     }
   }
 });
+
+/** Only a used-map summary travels back; other results are not needed by the runner. */
+function summary(/** @type {unknown} */ result) {
+  const r = /** @type {{ blockSize?: unknown, ranges?: unknown }} */ (result);
+  return r && typeof r.blockSize === 'number' && Array.isArray(r.ranges) ? r : null;
+}
