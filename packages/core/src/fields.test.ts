@@ -159,6 +159,27 @@ describe('FieldReader', () => {
     expectCorrupt(() => over.i64be(0), { offset: 0, reason: 'too-large' });
   });
 
+  it('reads variable-width little-endian integers, signed and unsigned', () => {
+    const v = new FieldReader(hex('ff 10 80 ffffffffffffff7f'), 'test structure', 40);
+    expect(v.uintLeBig(0, 0)).toBe(0n);
+    expect(v.intLeBig(0, 0)).toBe(0n);
+    expect(v.uintLeBig(0, 1)).toBe(0xffn);
+    expect(v.intLeBig(0, 1)).toBe(-1n);
+    expect(v.intLeBig(1, 1)).toBe(0x10n);
+    expect(v.uintLeBig(1, 2)).toBe(0x8010n);
+    expect(v.intLeBig(1, 2)).toBe(0x8010n - 0x10000n);
+    expect(v.intLeBig(1, 3)).toBe(0xff8010n - 0x1000000n);
+    expect(v.intLeBig(3, 8)).toBe(0x7fffffffffffffffn);
+    expect(v.uintLeBig(2, 8)).toBe(0xffffffffffffff80n);
+    expect(v.intLeBig(2, 8)).toBe(-128n);
+    expectCorrupt(() => v.intLeBig(4, 8), { offset: 44, reason: 'truncated' });
+    expectCorrupt(() => v.uintLeBig(11, 1), { offset: 51, reason: 'truncated' });
+    // A width outside 0..8 is the parser's bug, not the data's.
+    expect(() => v.uintLeBig(0, 9)).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT', reason: 'bad-range' }),
+    );
+  });
+
   it('slices without copying', () => {
     const part = r.slice(2, 3);
     expect([...part]).toEqual([3, 4, 5]);

@@ -1,4 +1,4 @@
-import { CorruptError } from './errors.js';
+import { CorruptError, InvalidArgumentError } from './errors.js';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
@@ -150,6 +150,27 @@ export class FieldReader<R extends string = string> {
   i64beBig(at: number): bigint {
     this.check(at, 8);
     return this.view.getBigInt64(at, false);
+  }
+
+  /** An unsigned little-endian integer of `size` bytes (0 to 8), e.g. an NTFS run length field. */
+  uintLeBig(at: number, size: number): bigint {
+    if (!Number.isInteger(size) || size < 0 || size > 8) {
+      // The width comes from the parser (already checked), so this is a caller mistake.
+      throw new InvalidArgumentError(`integer width ${size} is not 0 to 8 bytes`, {
+        reason: 'bad-range',
+      });
+    }
+    this.check(at, size);
+    let value = 0n;
+    for (let i = size - 1; i >= 0; i--) value = (value << 8n) | BigInt(this.bytes[at + i]!);
+    return value;
+  }
+  /** A two's-complement little-endian integer of `size` bytes (0 to 8), e.g. an NTFS LCN delta. */
+  intLeBig(at: number, size: number): bigint {
+    const value = this.uintLeBig(at, size);
+    return size > 0 && (this.bytes[at + size - 1]! & 0x80) !== 0
+      ? value - (1n << BigInt(size * 8))
+      : value;
   }
 
   /** `length` bytes at `at`, as a view into the same memory (not a copy). */
