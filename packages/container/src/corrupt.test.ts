@@ -291,7 +291,7 @@ const cases: Case[] = [
     variant: 'vdi',
     patch: (b) => dv(b).setUint32(0x4c, 4, true),
     code: 'UNSUPPORTED',
-    reason: 'differencing',
+    reason: 'backing-file',
   },
   {
     name: 'VDI block size 3',
@@ -454,7 +454,7 @@ const cases: Case[] = [
     variant: 'vpc-dynamic',
     patch: (b) => vhd.patchFooters(b, (at) => dv(b).setUint32(at + 0x3c, 4)),
     code: 'UNSUPPORTED',
-    reason: 'differencing',
+    reason: 'backing-file',
   },
   {
     name: 'VHD unknown disk type',
@@ -597,7 +597,7 @@ const cases: Case[] = [
     variant: 'vhdx',
     patch: (b) => (b[vx.item(b, 0x37) + 4]! |= 2),
     code: 'UNSUPPORTED',
-    reason: 'differencing',
+    reason: 'backing-file',
   },
   {
     name: 'VHDX block size 3 MiB',

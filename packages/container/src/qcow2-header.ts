@@ -25,6 +25,10 @@ export interface Qcow2Header {
   backingFileSize: number;
   /** The dirty bit (refcounts may be stale): harmless for reading, reported for information. */
   dirty: boolean;
+  /** Incompatible bit 2: guest data lives in another file (refused by openQcow2). */
+  externalDataFile: boolean;
+  /** Where the header extensions start: header_length (v3) or 72 (v2). */
+  headerLength: number;
 }
 
 const INCOMPAT_DIRTY = 1n << 0n;
@@ -73,6 +77,8 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
   const l1_table_offset = f.u64be(0x28, 'l1_table_offset');
   let compressionType: 'deflate' | 'zstd' = 'deflate';
   let dirty = false;
+  let externalDataFile = false;
+  let headerLength = 72;
   if (version === 3) {
     const incompatible_features = f.u64beBig(0x48);
     const header_length = f.u32be(0x64);
@@ -94,13 +100,10 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
         'marked-corrupt',
       );
     }
-    if (incompatible_features & INCOMPAT_EXTERNAL_DATA) {
-      throw new UnsupportedError('qcow2 images with an external data file are not supported', {
-        structure: 'qcow2 header',
-        offset: 0x48,
-        reason: 'external-data-file',
-      });
-    }
+    // External data file (bit 2): refused by openQcow2, which first reads the file's name from
+    // the header extensions for the message.
+    externalDataFile = (incompatible_features & INCOMPAT_EXTERNAL_DATA) !== 0n;
+    headerLength = header_length;
     if (incompatible_features & INCOMPAT_EXTENDED_L2) {
       throw new UnsupportedError('qcow2 extended L2 entries (subclusters) are not supported', {
         structure: 'qcow2 header',
@@ -163,5 +166,40 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
     backingFileOffset: backing_file_offset,
     backingFileSize: backing_file_offset === 0 ? 0 : backing_file_size,
     dirty,
+    externalDataFile,
+    headerLength,
   };
+}
+
+/** Header extension type of the external data file's name (ASCII "DATA"). */
+export const QCOW2_EXT_DATA_FILE = 0x44415441;
+
+/**
+ * Walk the header extensions that follow the header (from `start`: header_length in v3, 72 in
+ * v2) up to the end of `bytes` (the first cluster, or less of a short file). Each is {u32 type,
+ * u32 length, data padded to 8 bytes}; type 0 ends the list. Only the external data file name
+ * is kept. Sources: QEMU docs/interop/qcow2.txt "Header extensions".
+ */
+export function parseQcow2Extensions(
+  bytes: Uint8Array,
+  start: number,
+): { dataFile: string | undefined } {
+  const f = new Fields(bytes, 'qcow2 header extension');
+  let dataFile: string | undefined;
+  // Each extension takes at least 8 bytes, so the walk ends within bytes.length / 8 steps.
+  for (let at = start; at + 8 <= bytes.length; ) {
+    const type = f.u32be(at);
+    const length = f.u32be(at + 4);
+    if (type === 0) break;
+    if (at + 8 + length > bytes.length) {
+      throw f.corrupt(
+        `header extension 0x${type.toString(16)} of ${length} bytes runs past the header cluster`,
+        at + 4,
+        'bad-header-extension',
+      );
+    }
+    if (type === QCOW2_EXT_DATA_FILE) dataFile = new TextDecoder().decode(f.slice(at + 8, length));
+    at += 8 + Math.ceil(length / 8) * 8;
+  }
+  return { dataFile };
 }

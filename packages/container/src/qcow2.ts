@@ -3,7 +3,7 @@ import { inflateRaw, unzstd } from './decompress.js';
 import type { Mapper, Run } from './disk.js';
 import { checkInFile, readStructure } from './fields.js';
 import { ByteLru } from './lru.js';
-import { parseQcow2Header, type Qcow2Header } from './qcow2-header.js';
+import { parseQcow2Extensions, parseQcow2Header, type Qcow2Header } from './qcow2-header.js';
 
 // Sources: QEMU docs/interop/qcow2.txt ("Cluster mapping", "Compressed Clusters Descriptor").
 //
@@ -41,6 +41,28 @@ export async function openQcow2(
     throw new UnsupportedError(
       `qcow2 image has a backing file "${backingFile}"; images with backing files are not supported (flatten it with qemu-img convert)`,
       { structure: 'qcow2 header', offset: 0x08, reason: 'backing-file' },
+    );
+  }
+  // The header extensions live in the first cluster (QEMU reads them up to the cluster's end).
+  const headCluster =
+    clusterSize <= headerBytes.length
+      ? headerBytes.subarray(0, clusterSize)
+      : await readStructure(file, 0, Math.min(file.size, clusterSize), 'qcow2 header cluster');
+  const { dataFile } = parseQcow2Extensions(headCluster, header.headerLength);
+  if (header.externalDataFile || dataFile !== undefined) {
+    // Guest clusters live in another file, at their guest offsets; the L2 tables here only say
+    // which are allocated. Reading this file alone would lose every byte of data.
+    const named =
+      dataFile === undefined
+        ? 'an external data file it does not name'
+        : `external data file "${dataFile}"`;
+    throw new UnsupportedError(
+      `qcow2 image keeps its data in ${named}; images with an external data file are not supported (convert it with qemu-img convert first)`,
+      {
+        structure: 'qcow2 header',
+        offset: header.externalDataFile ? 0x48 : header.headerLength,
+        reason: 'external-data-file',
+      },
     );
   }
   const l1Bytes = await readStructure(

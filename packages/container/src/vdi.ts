@@ -3,7 +3,9 @@ import type { Mapper } from './disk.js';
 import { Fields, isPowerOfTwo, readStructure } from './fields.js';
 
 // Sources: VirtualBox src/VBox/Storage/VDICore.h (VDIPREHEADER, VDIHEADER1), QEMU block/vdi.c,
-// forensicswiki "Virtual Disk Image (VDI)". All numbers are little-endian.
+// forensicswiki "Virtual Disk Image (VDI)". All numbers are little-endian. UUIDs (0x188
+// uuidCreate, 0x198 uuidModify, 0x1A8 uuidLinkage, 0x1B8 uuidParentModify) are RTUUIDs, stored
+// in the Microsoft mixed-endian GUID layout.
 //
 // The block map holds one 32-bit entry per block: the index of the block in the data area, or
 // 0xFFFFFFFF (free: never written, reads as zeros) or 0xFFFFFFFE (zero: discarded, reads as
@@ -12,6 +14,8 @@ import { Fields, isPowerOfTwo, readStructure } from './fields.js';
 export const VDI_SIGNATURE = 0xbeda107f;
 const VDI_BLOCK_FREE = 0xffffffff;
 const VDI_BLOCK_ZERO = 0xfffffffe;
+const VDI_TYPE_DIFF = 4;
+const NULL_UUID = '00000000-0000-0000-0000-000000000000';
 
 export interface VdiHeader {
   imageType: 'dynamic' | 'fixed';
@@ -43,17 +47,26 @@ export function parseVdiHeader(bytes: Uint8Array): VdiHeader {
     throw f.corrupt(`header size ${cbHeader} outside 384..512`, 0x48, 'bad-header-length');
   }
   const u32Type = f.u32le(0x4c);
-  if (u32Type !== 1 && u32Type !== 2) {
+  // A differencing image (type 4) names its parent only by UUID: uuidLinkage is the parent's
+  // uuidCreate (uuidParentModify its uuidModify). Any image with a non-null uuidLinkage is
+  // treated as a child: its free blocks would read from the parent, not as zeros.
+  const uuidLinkage = f.guid(0x1a8);
+  if (u32Type === VDI_TYPE_DIFF || uuidLinkage !== NULL_UUID) {
     throw new UnsupportedError(
-      u32Type === 4
-        ? 'differencing VDI images (with a parent) are not supported'
-        : `VDI image type ${u32Type} is not supported`,
+      `differencing VDI: its parent is the image with UUID ${uuidLinkage} (VDI names parents by UUID only); a differencing image read alone returns zeros where the parent holds data (convert the chain with VBoxManage clonemedium or qemu-img convert first)`,
       {
         structure: 'VDI header',
-        offset: 0x4c,
-        reason: u32Type === 4 ? 'differencing' : 'image-type',
+        offset: u32Type === VDI_TYPE_DIFF ? 0x4c : 0x1a8,
+        reason: 'backing-file',
       },
     );
+  }
+  if (u32Type !== 1 && u32Type !== 2) {
+    throw new UnsupportedError(`VDI image type ${u32Type} is not supported`, {
+      structure: 'VDI header',
+      offset: 0x4c,
+      reason: 'image-type',
+    });
   }
   const offBlocks = f.u32le(0x154);
   const offData = f.u32le(0x158);

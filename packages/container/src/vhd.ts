@@ -85,6 +85,31 @@ export function parseVhdDynamicHeader(bytes: Uint8Array, base: number): VhdDynam
   };
 }
 
+/**
+ * The parent a differencing VHD names, for the refusal message: the dynamic header's Parent
+ * Unicode Name (0x40, 512 bytes UTF-16BE, NUL-padded) and Parent Unique Id (0x28). Sources:
+ * Microsoft VHD specification, "Dynamic Disk Header Format". A header we cannot read still
+ * leaves the disk refused (as differencing), only less precisely named.
+ */
+async function vhdParentName(file: BlockSource, dataOffset: bigint): Promise<string> {
+  if (dataOffset > BigInt(file.size - 1024)) return 'not named (the dynamic header is missing)';
+  const at = Number(dataOffset);
+  const f = new Fields(
+    await readStructure(file, at, 1024, 'VHD dynamic header'),
+    'VHD dynamic header',
+    at,
+  );
+  if (f.ascii(0, 8) !== 'cxsparse') return 'not named (the dynamic header is unreadable)';
+  const id = [...f.slice(0x28, 16)].map((b) => b.toString(16).padStart(2, '0')).join('');
+  let name = '';
+  for (let i = 0; i < 256; i++) {
+    const unit = f.u16be(0x40 + i * 2);
+    if (unit === 0) break;
+    name += String.fromCharCode(unit);
+  }
+  return name === '' ? `unnamed (parent unique id ${id})` : `"${name}" (parent unique id ${id})`;
+}
+
 export async function openVhd(
   file: BlockSource,
   cacheBytes: number,
@@ -127,11 +152,11 @@ export async function openVhd(
     return { mapper, details: { subformat: 'fixed' } };
   }
   if (diskType === 4) {
-    throw new UnsupportedError('differencing VHDs (with a parent) are not supported', {
-      structure: 'VHD footer',
-      offset: endAt + 0x3c,
-      reason: 'differencing',
-    });
+    const parent = await vhdParentName(file, footer.dataOffset);
+    throw new UnsupportedError(
+      `differencing VHD: its parent is ${parent}; a differencing disk read alone returns zeros where the parent holds data (convert the chain with qemu-img convert first)`,
+      { structure: 'VHD footer', offset: endAt + 0x3c, reason: 'backing-file' },
+    );
   }
   if (diskType !== 3) {
     throw new CorruptError(`unknown VHD disk type ${diskType}`, {

@@ -129,8 +129,39 @@ export interface VhdxMetadata {
   blockSize: number;
   leaveBlocksAllocated: boolean;
   hasParent: boolean;
+  /**
+   * The Parent Locator item's key/value pairs (`parent_linkage`, `relative_path`,
+   * `volume_path`, `absolute_win32_path` …) when the item is present; `{}` when present but
+   * unreadable.
+   */
+  parentLocator: Record<string, string> | undefined;
   virtualDiskSize: number;
   logicalSectorSize: number;
+}
+
+/**
+ * The key/value pairs of a Parent Locator item ([MS-VHDX] §2.6.2.6): LocatorType GUID (16),
+ * Reserved u16, KeyValueCount u16, then entries {KeyOffset u32, ValueOffset u32, KeyLength u16,
+ * ValueLength u16}; offsets are from the item's start, strings UTF-16LE. Only used to name the
+ * parent in a refusal, so a damaged locator yields what could be read rather than an error.
+ */
+function parseParentLocator(f: Fields, at: number, length: number): Record<string, string> {
+  const pairs: Record<string, string> = {};
+  const text = (offset: number, bytes: number) => {
+    if (offset + bytes > length || bytes % 2 !== 0 || bytes > 2048) return undefined;
+    let value = '';
+    for (let i = 0; i < bytes; i += 2) value += String.fromCharCode(f.u16le(at + offset + i));
+    return value;
+  };
+  if (length < 20) return pairs;
+  const count = Math.min(f.u16le(at + 18), Math.floor((length - 20) / 12));
+  for (let i = 0; i < count; i++) {
+    const e = at + 20 + i * 12;
+    const key = text(f.u32le(e), f.u16le(e + 8));
+    const value = text(f.u32le(e + 4), f.u16le(e + 10));
+    if (key !== undefined && value !== undefined) pairs[key] = value;
+  }
+  return pairs;
 }
 
 /** Parse the metadata region (its table in the first 64 KiB, items after it). */
@@ -188,8 +219,10 @@ export function parseVhdxMetadata(bytes: Uint8Array, base: number): VhdxMetadata
   if (virtualDiskSize % logicalSectorSize !== 0 || virtualDiskSize > 64 * 2 ** 40) {
     throw f.corrupt(`virtual disk size ${virtualDiskSize} is invalid`, 0, 'bad-size');
   }
+  const locator = items.get(PARENT_LOCATOR);
   return {
     blockSize,
+    parentLocator: locator ? parseParentLocator(f, locator.offset, locator.length) : undefined,
     leaveBlocksAllocated: (fpFlags & 1) !== 0,
     hasParent: (fpFlags & 2) !== 0,
     virtualDiskSize,

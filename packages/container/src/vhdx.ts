@@ -67,12 +67,21 @@ export async function openVhdx(
     await readStructure(file, metaRegion.fileOffset, metaRegion.length, 'VHDX metadata'),
     metaRegion.fileOffset,
   );
-  if (meta.hasParent) {
-    throw new UnsupportedError('differencing VHDX (with a parent) is not supported', {
-      structure: 'VHDX metadata',
-      offset: metaRegion.fileOffset,
-      reason: 'differencing',
-    });
+  if (meta.hasParent || meta.parentLocator !== undefined) {
+    // A differencing VHDX: blocks not present here belong to the parent. Name the parent the
+    // way Hyper-V looks for it (relative path first).
+    const l = meta.parentLocator ?? {};
+    const path = l.relative_path ?? l.absolute_win32_path ?? l.volume_path;
+    const parent =
+      path !== undefined
+        ? `"${path}"`
+        : l.parent_linkage !== undefined
+          ? `the image with DataWriteGuid ${l.parent_linkage} (no path in its parent locator)`
+          : 'not named (no readable parent locator)';
+    throw new UnsupportedError(
+      `differencing VHDX: its parent is ${parent}; a differencing disk read alone returns zeros where the parent holds data (convert the chain with qemu-img convert first)`,
+      { structure: 'VHDX metadata', offset: metaRegion.fileOffset, reason: 'backing-file' },
+    );
   }
   const { blockSize, virtualDiskSize } = meta;
   const chunkRatio = (2 ** 23 * meta.logicalSectorSize) / blockSize;

@@ -30,6 +30,9 @@ export interface VmdkSparseHeader {
   numGTEsPerGT: number;
   /** Grain directory offset in sectors, or undefined when it is at the end (stream-optimized). */
   gdOffset: number | undefined;
+  /** Embedded descriptor (monolithicSparse, streamOptimized): start and size in sectors, 0 if none. */
+  descriptorOffset: number;
+  descriptorSize: number;
   zeroGrains: boolean;
   compressed: boolean;
   markers: boolean;
@@ -58,6 +61,8 @@ export function parseVmdkSparseHeader(bytes: Uint8Array, base = 0): VmdkSparseHe
   const capacity = f.u64le(0x0c, 'capacity');
   const grainSize = f.u64le(0x14, 'grainSize');
   const numGTEsPerGT = f.u32le(0x2c);
+  const descriptorOffset = f.u64le(0x1c, 'descriptorOffset');
+  const descriptorSize = f.u64le(0x24, 'descriptorSize');
   const gdOffsetRaw = f.u64leBig(0x38);
   const compressAlgorithm = f.u16le(0x4d);
   // Grains of 512 B to 32 MiB; QEMU and VMware use 64 KiB (128 sectors).
@@ -95,6 +100,8 @@ export function parseVmdkSparseHeader(bytes: Uint8Array, base = 0): VmdkSparseHe
     grainSize,
     numGTEsPerGT,
     gdOffset,
+    descriptorOffset,
+    descriptorSize,
     zeroGrains: (flags & FLAG_ZERO_GTE) !== 0,
     compressed,
     markers: (flags & FLAG_MARKERS) !== 0,

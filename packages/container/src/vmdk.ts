@@ -12,7 +12,7 @@ export { VMDK_SPARSE_MAGIC };
 //
 // A sparse extent maps grains through two levels: the grain directory (GD, u32 sector offsets
 // of grain tables) and grain tables (GT, numGTEsPerGT u32 sector offsets of grains). A GTE of 0
-// is unallocated (zeros: we refuse images with a parent), 1 is a zero grain when the header's
+// is unallocated (zeros: images that name a parent are refused, see refuseVmdkParent), 1 is a zero grain when the header's
 // zeroed-grain flag is set. Compressed grains start with a marker {u64 lba, u32 size} followed by
 // `size` bytes of zlib data. Stream-optimized files have gdOffset = GD_AT_END in the header; the
 // real one is in the footer, a copy of the header 1024 bytes before the end of the file.
@@ -30,6 +30,7 @@ async function sparseExtentMapper(
   let header = parseVmdkSparseHeader(
     await readStructure(file, 0, SECTOR, 'VMDK sparse extent header'),
   );
+  await checkEmbeddedDescriptor(file, header, name);
   if (header.gdOffset === undefined) {
     // GD_AT_END: the footer (a header copy) sits before the end-of-stream marker.
     if (file.size < 3 * SECTOR) {
@@ -195,15 +196,20 @@ export interface VmdkExtent {
   offset: number;
 }
 
-/** Sources: VMware "Virtual Disk Format 5.0" §"The Descriptor File" (extent descriptions). */
-export function parseVmdkDescriptor(text: string): {
+export interface VmdkDescriptor {
   createType: string;
   extents: VmdkExtent[];
+  /** `ffffffff` when the disk has no parent. */
   parentCID: string;
-} {
+  parentFileNameHint: string | undefined;
+}
+
+/** Sources: VMware "Virtual Disk Format 5.0" §"The Descriptor File" (extent descriptions). */
+export function parseVmdkDescriptor(text: string): VmdkDescriptor {
   const extents: VmdkExtent[] = [];
   let createType = '';
   let parentCID = 'ffffffff';
+  let parentFileNameHint: string | undefined;
   const lines = text.split(/\r?\n/);
   if (lines.length > 10000) {
     throw new CorruptError('VMDK descriptor has too many lines', {
@@ -218,6 +224,7 @@ export function parseVmdkDescriptor(text: string): {
     if (kv) {
       if (kv[1] === 'createType') createType = kv[2]!;
       if (kv[1] === 'parentCID') parentCID = kv[2]!.toLowerCase();
+      if (kv[1] === 'parentFileNameHint') parentFileNameHint = kv[2]!;
       continue;
     }
     const ext =
@@ -247,7 +254,65 @@ export function parseVmdkDescriptor(text: string): {
       }
     }
   }
-  return { createType, extents, parentCID };
+  return { createType, extents, parentCID, parentFileNameHint };
+}
+
+/**
+ * createTypes of delta (snapshot/redo-log) disks: their unallocated grains belong to a parent.
+ * Sources: VMware "Virtual Disk Format 5.0" §"Disk Database" createType list (vmfsSparse is the
+ * ESX redo log); vSphere's seSparse and vsanSparse snapshots; any type naming a delta.
+ */
+const DELTA_CREATE_TYPE = /delta|^vmfsSparse$|^seSparse$|^vsanSparse$/i;
+
+/**
+ * Refuse a descriptor that links to a parent. Reading a delta without its parent would return
+ * zeros for every grain the parent holds: silent data loss. QEMU takes a `parentFileNameHint`
+ * as the backing file whatever `parentCID` says (block/vmdk.c, vmdk_parent_open), so either one
+ * is a parent link. `where` names the file the descriptor belongs to.
+ */
+function refuseVmdkParent(descriptor: VmdkDescriptor, where: string, offset?: number): void {
+  const { parentCID, parentFileNameHint, createType } = descriptor;
+  const delta = DELTA_CREATE_TYPE.test(createType);
+  if (parentCID === 'ffffffff' && parentFileNameHint === undefined && !delta) return;
+  const parent =
+    parentFileNameHint === undefined
+      ? 'a parent whose file it does not name'
+      : `parent "${parentFileNameHint}"`;
+  const why = delta ? `createType "${createType}" is a delta disk of` : 'names';
+  throw new UnsupportedError(
+    `${where} ${why} ${parent} (parentCID=${parentCID}); a delta read alone returns zeros where the parent holds data: convert the chain with qemu-img convert first`,
+    {
+      structure: 'VMDK descriptor',
+      ...(offset === undefined ? {} : { offset }),
+      reason: 'backing-file',
+    },
+  );
+}
+
+/** Largest embedded descriptor we read (QEMU writes 20 sectors; VMware 1..20). */
+const MAX_EMBEDDED_DESCRIPTOR_SECTORS = 2048;
+
+/** Read a sparse extent's embedded descriptor (if any) and refuse it when it names a parent. */
+async function checkEmbeddedDescriptor(
+  file: BlockSource,
+  header: VmdkSparseHeader,
+  name: string,
+): Promise<void> {
+  const { descriptorOffset, descriptorSize } = header;
+  if (descriptorOffset === 0 || descriptorSize === 0) return;
+  if (descriptorSize > MAX_EMBEDDED_DESCRIPTOR_SECTORS) {
+    throw new CorruptError(`${name}: embedded descriptor of ${descriptorSize} sectors`, {
+      structure: 'VMDK sparse extent header',
+      offset: 0x24,
+      reason: 'too-large',
+    });
+  }
+  const at = descriptorOffset * SECTOR;
+  const bytes = await readStructure(file, at, descriptorSize * SECTOR, 'VMDK embedded descriptor');
+  // The text ends at the first NUL; the rest of the area is padding (all zeros when unused).
+  const end = bytes.indexOf(0);
+  const text = new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end));
+  refuseVmdkParent(parseVmdkDescriptor(text), name, at);
 }
 
 /**
@@ -261,13 +326,9 @@ export async function openVmdkDescriptor(
   cacheBytes: number,
 ): Promise<{ mapper: Mapper; details: Details }> {
   const bytes = await readStructure(file, 0, file.size, 'VMDK descriptor', 64 * 1024);
-  const { createType, extents, parentCID } = parseVmdkDescriptor(new TextDecoder().decode(bytes));
-  if (parentCID !== 'ffffffff') {
-    throw new UnsupportedError('VMDK with a parent (delta link) is not supported', {
-      structure: 'VMDK descriptor',
-      reason: 'differencing',
-    });
-  }
+  const descriptor = parseVmdkDescriptor(new TextDecoder().decode(bytes));
+  refuseVmdkParent(descriptor, 'VMDK descriptor');
+  const { createType, extents } = descriptor;
   if (extents.length === 0) {
     throw new CorruptError('VMDK descriptor lists no extents', {
       structure: 'VMDK descriptor',
