@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 //
 //   node scripts/check-browser-bundle.mjs              the packages below
 //   node scripts/check-browser-bundle.mjs FILE|PKG…    those instead
-import { builtinModules } from 'node:module';
+import { builtinModules, createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -22,7 +22,9 @@ export const BROWSER_ENTRIES = [
   'diskube',
 ];
 
-const WEB = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+// Package names resolve from `diskube`'s own folder: it depends on every other entry above.
+const require = createRequire(import.meta.url);
+const RESOLVE_DIR = dirname(require.resolve('diskube/package.json'));
 const BUILTINS = new Set(builtinModules.filter((name) => !name.startsWith('_')));
 
 export function isNodeBuiltin(specifier) {
@@ -30,14 +32,14 @@ export function isNodeBuiltin(specifier) {
 }
 
 /**
- * Bundles `entry` (a package name resolved from apps/web, or an absolute file path) for the browser.
+ * Bundles `entry` (a package name, or an absolute file path) for the browser.
  * Returns the Node builtins its graph imports, as `importer → specifier`; empty means clean.
  */
 export async function nodeImportsOf(entry) {
   const found = [];
   const contents = `export * from ${JSON.stringify(entry)};`;
   await build({
-    stdin: { contents, resolveDir: WEB, sourcefile: `<${entry}>` },
+    stdin: { contents, resolveDir: RESOLVE_DIR, sourcefile: `<${entry}>` },
     bundle: true,
     platform: 'browser',
     format: 'esm',

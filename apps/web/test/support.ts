@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { dirname, extname, join, normalize, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,7 +76,9 @@ export function launchChromium(): Promise<Browser> {
   });
 }
 
-const CLI = join(WEB, '../cli/dist/cli.js');
+const require = createRequire(import.meta.url);
+/** The built `diskube` binary, exactly as users run it. */
+const CLI = join(dirname(require.resolve('@diskube/cli/package.json')), 'dist/cli.js');
 
 /** `diskube ARGS --json` from the built CLI: the oracle the page is checked against. */
 export async function diskubeJson<T>(...args: string[]): Promise<T> {
