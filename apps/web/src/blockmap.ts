@@ -116,13 +116,32 @@ function mix(from: Rgb, to: Rgb, t: number): Rgb {
   return [0, 1, 2].map((i) => Math.round(from[i]! + (to[i]! - from[i]!) * t)) as unknown as Rgb;
 }
 
+/** Shades of used per colour: enough that a cell a thirty-second used still shows. */
+const SHADES = 32;
+
 /** RGBA pixels of the grid, one per cell, row by row. */
 export function paintBlockMap(layout: BlockMapLayout): Uint8ClampedArray<ArrayBuffer> {
+  // Every colour a cell can take, computed once: row 0 is outside partitions, row 1 + i part i.
+  const palette: Rgb[] = [];
+  for (let owner = -1; owner < PART_COLOURS.length; owner++) {
+    for (let shade = 0; shade <= SHADES; shade++) palette.push(cellColour(owner, shade / SHADES));
+  }
   const pixels = new Uint8ClampedArray(layout.rows * layout.columns * 4);
   for (let cell = 0; cell < layout.rows * layout.columns; cell++) {
-    const [r, g, b] =
-      cell < layout.cellCount ? cellColour(layout.owner[cell]!, layout.used[cell]!) : PAST_END;
-    pixels.set([r, g, b, 255], cell * 4);
+    let rgb = PAST_END;
+    if (cell < layout.cellCount) {
+      const owner = layout.owner[cell]!;
+      const row = owner < 0 ? 0 : 1 + (owner % PART_COLOURS.length);
+      // Any use at all shows as at least one shade: a single kept block is never invisible.
+      const used = layout.used[cell]!;
+      const shade = used > 0 ? Math.max(1, Math.round(used * SHADES)) : 0;
+      rgb = palette[row * (SHADES + 1) + shade]!;
+    }
+    const at = cell * 4;
+    pixels[at] = rgb[0];
+    pixels[at + 1] = rgb[1];
+    pixels[at + 2] = rgb[2];
+    pixels[at + 3] = 255;
   }
   return pixels;
 }

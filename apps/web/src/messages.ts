@@ -68,8 +68,6 @@ const WARNINGS: Record<string, string> = {
 };
 
 export function describeWarning(warning: Warning): string {
-  // A driver may name why it was in doubt: `assumed-used-needs-recovery`.
-  const code = warning.code.startsWith('assumed-used') ? 'assumed-used' : warning.code;
-  const plain = WARNINGS[code];
+  const plain = WARNINGS[warning.code];
   return plain ? `${plain} (${warning.message})` : warning.message;
 }
