@@ -24,11 +24,24 @@ describe('reason lists', () => {
           'bad-count',
         );
         warnings.push({ code: 'tail-after-filesystem', message });
+        throw new CorruptError(m, { reason: m === 'BAAD' ? 'fixup' : 'bad-signature' });
+        const KINDS = { sparse: 'sparse-file', compressed: 'compressed-file' } as const satisfies Record<
+          string,
+          NtfsReason
+        >;
         const tail = { offset, length, used: true, reason: 'backup boot sector' };`,
       'a.test.ts': `reason: 'only-in-tests'`,
       'test-support.ts': `reason: 'only-in-support'`,
     });
-    expect([...found.reasons].sort()).toEqual(['bad-count', 'bad-magic', 'checksum']);
+    expect([...found.reasons].sort()).toEqual([
+      'bad-count',
+      'bad-magic',
+      'bad-signature',
+      'checksum',
+      'compressed-file',
+      'fixup',
+      'sparse-file',
+    ]);
     expect([...found.warnings]).toEqual(['tail-after-filesystem']);
   });
 });

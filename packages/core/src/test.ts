@@ -124,9 +124,11 @@ async function expectResultOrTypedError(
 const NOT_SHIPPED = /(\.test\.ts|\.bench\.ts|test-support\.ts|^test-.*\.ts|^test\.ts)$/;
 
 /**
- * The reason and warning-code literals written in a package's shipped sources: `reason: 'x'`,
- * `.corrupt(…, 'x')` and `code: 'x'` (warnings). Reasons with spaces (a `Tail`'s display text)
- * are not reasons of errors and are skipped.
+ * The reason and warning-code literals written in a package's shipped sources: `reason: 'x'`
+ * (or `reason: c ? 'x' : 'y'`), `.corrupt(…, 'x')`, the values of a reason table declared
+ * `as const satisfies Record<…, XReason>`, and `code: 'x'` (warnings). Reasons with spaces (a
+ * `Tail`'s display text) are not reasons of errors and are skipped. A reason computed any other
+ * way is invisible to the scan, so write reasons as literals.
  */
 export function vocabularyInSources(files: Record<string, string>): {
   reasons: Set<string>;
@@ -137,6 +139,16 @@ export function vocabularyInSources(files: Record<string, string>): {
   for (const [name, text] of Object.entries(files)) {
     if (NOT_SHIPPED.test(name.split('/').pop() ?? name)) continue;
     for (const m of text.matchAll(/\breason:\s*'([a-z0-9-]+)'/g)) reasons.add(m[1]!);
+    // `reason: cond ? 'a' : 'b'` on one line.
+    for (const m of text.matchAll(/\breason:[^,\n]*\?\s*'([a-z0-9-]+)'\s*:\s*'([a-z0-9-]+)'/g)) {
+      reasons.add(m[1]!).add(m[2]!);
+    }
+    // A lookup table of reasons: `= { … } as const satisfies Record<…, SomeReason>`.
+    for (const m of text.matchAll(
+      /=\s*\{([^{}]*)\}\s*as const satisfies Record<[^>]*Reason\s*>/g,
+    )) {
+      for (const v of m[1]!.matchAll(/:\s*'([a-z0-9-]+)'/g)) reasons.add(v[1]!);
+    }
     for (const m of text.matchAll(/\.corrupt\([^;]*?,\s*'([a-z0-9-]+)',?\s*\)/g))
       reasons.add(m[1]!);
     for (const m of text.matchAll(/\bcode:\s*'([a-z0-9-]+)'/g)) warnings.add(m[1]!);

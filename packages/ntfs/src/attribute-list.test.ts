@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseAttributeList } from './attribute-list.js';
-import { hex } from './test-hex.js';
+import { hex, type Outcome } from './test-hex.js';
 
 // Two entries of $MFT's attribute list: $DATA VCN 0 in record 0, $DATA VCN 0x1234 in record
 // 0x2a (sequence 3); then a named $DATA "$Bad" (length 0x28).
@@ -32,17 +32,19 @@ describe('parseAttributeList', () => {
   });
 
   it('rejects truncated entries, bad lengths and names outside an entry', () => {
-    expect(reason(() => parseAttributeList(hex(LIST).subarray(0, 0x30), 0, 0))).toBe(
-      'CORRUPT/bad-length',
+    expect(reason(() => parseAttributeList(hex(LIST).subarray(0, 0x30), 0, 0))).toBe<Outcome>(
+      'CORRUPT/truncated',
     );
     const zeroLength = hex(LIST);
     zeroLength[4] = 0;
-    expect(reason(() => parseAttributeList(zeroLength, 0, 0))).toBe('CORRUPT/bad-length');
+    expect(reason(() => parseAttributeList(zeroLength, 0, 0))).toBe<Outcome>(
+      'CORRUPT/length-mismatch',
+    );
     const longName = hex(LIST);
     longName[0x40 + 6] = 0x20;
-    expect(reason(() => parseAttributeList(longName, 0, 0))).toBe('CORRUPT/bad-offset');
+    expect(reason(() => parseAttributeList(longName, 0, 0))).toBe<Outcome>('CORRUPT/bad-offset');
     const negativeVcn = hex(LIST);
     negativeVcn.fill(0xff, 0x28, 0x30);
-    expect(reason(() => parseAttributeList(negativeVcn, 0, 0))).toBe('CORRUPT/bad-vcn');
+    expect(reason(() => parseAttributeList(negativeVcn, 0, 0))).toBe<Outcome>('CORRUPT/bad-vcn');
   });
 });

@@ -1,5 +1,6 @@
-import { CorruptError } from '@diskube/core';
-import { fileReference, i64, u8, u16, u32, utf16 } from './bytes.js';
+import { CorruptError, FieldReader } from '@diskube/core';
+import { fileReference } from './file-reference.js';
+import type { NtfsReason } from './reasons.js';
 
 export interface AttributeListEntry {
   type: number;
@@ -40,28 +41,29 @@ export function parseAttributeList(
   baseRecord: number,
 ): AttributeListEntry[] {
   const s = `attribute list of MFT record ${baseRecord}`;
+  const f = new FieldReader<NtfsReason>(value, s, at);
   const out: AttributeListEntry[] = [];
   let pos = 0;
   // Each entry advances pos by at least 0x1a bytes, so the loop is bounded by value.length / 26.
   while (pos < value.length) {
     // Some writers pad the end of the list with zeros; a zero type ends it.
-    if (pos + 4 <= value.length && u32(value, pos, s, at) === 0) break;
+    if (pos + 4 <= value.length && f.u32le(pos) === 0) break;
     if (pos + 0x1a > value.length) {
       throw new CorruptError('attribute list entry is truncated', {
         structure: s,
         offset: at + pos,
-        reason: 'bad-length',
+        reason: 'truncated',
       });
     }
-    const type = u32(value, pos, s, at);
-    const length = u16(value, pos + 4, s, at);
-    const name_length = u8(value, pos + 6, s, at);
-    const name_offset = u8(value, pos + 7, s, at);
+    const type = f.u32le(pos);
+    const length = f.u16le(pos + 4);
+    const name_length = f.u8(pos + 6);
+    const name_offset = f.u8(pos + 7);
     if (length < 0x1a || pos + length > value.length) {
       throw new CorruptError(`attribute list entry length ${length} is invalid`, {
         structure: s,
         offset: at + pos,
-        reason: 'bad-length',
+        reason: 'length-mismatch',
       });
     }
     if (name_length > 0 && name_offset + name_length * 2 > length) {
@@ -71,7 +73,7 @@ export function parseAttributeList(
         reason: 'bad-offset',
       });
     }
-    const lowest_vcn = i64(value, pos + 8, s, at);
+    const lowest_vcn = f.i64le(pos + 8);
     if (lowest_vcn < 0) {
       throw new CorruptError('negative lowest_vcn', {
         structure: s,
@@ -79,8 +81,8 @@ export function parseAttributeList(
         reason: 'bad-vcn',
       });
     }
-    const ref = fileReference(value, pos + 0x10, s, at);
-    const name = name_length > 0 ? utf16(value, pos + name_offset, name_length, s, at) : '';
+    const ref = fileReference(f, pos + 0x10);
+    const name = name_length > 0 ? f.utf16le(pos + name_offset, name_length) : '';
     out.push({ type, name, lowestVcn: lowest_vcn, record: ref.record, sequence: ref.sequence });
     pos += length;
   }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AT_DATA, AT_STANDARD_INFORMATION, parseAttributes } from './attribute.js';
 import { parseMftRecord } from './mft-record.js';
-import { hex, protect } from './test-hex.js';
+import { hex, type Outcome, protect } from './test-hex.js';
 
 const HEADER = `
   46494c45 3000 0300 0000000000000000
@@ -77,28 +77,48 @@ describe('parseAttributes', () => {
   });
 
   it('rejects attribute lengths that are zero, unaligned or past bytes_in_use', () => {
-    expect(reason(build([RESIDENT], (r) => (r[0x3c] = 0)))).toBe('CORRUPT/bad-length');
-    expect(reason(build([RESIDENT], (r) => (r[0x3c] = 0x21)))).toBe('CORRUPT/bad-length');
-    expect(reason(build([RESIDENT], (r) => (r[0x3c] = 0xf8)))).toBe('CORRUPT/bad-length');
+    expect(reason(build([RESIDENT], (r) => (r[0x3c] = 0)))).toBe<Outcome>(
+      'CORRUPT/length-mismatch',
+    );
+    expect(reason(build([RESIDENT], (r) => (r[0x3c] = 0x21)))).toBe<Outcome>(
+      'CORRUPT/length-mismatch',
+    );
+    expect(reason(build([RESIDENT], (r) => (r[0x3c] = 0xf8)))).toBe<Outcome>(
+      'CORRUPT/length-mismatch',
+    );
   });
 
   it('rejects a missing end marker, values and names outside the attribute', () => {
     // bytes_in_use ends right after the first attribute: no end marker within it.
-    expect(reason(build([RESIDENT], (r) => (r[0x18] = 0x58)))).toBe('CORRUPT/bad-length');
-    expect(reason(build([RESIDENT], (r) => (r[0x38 + 0x10] = 0x10)))).toBe('CORRUPT/bad-length');
-    expect(reason(build([NAMED], (r) => (r[0x38 + 0x09] = 0x10)))).toBe('CORRUPT/bad-offset');
-    expect(reason(build([RESIDENT], (r) => (r[0x38 + 0x08] = 2)))).toBe('CORRUPT/bad-flag');
+    expect(reason(build([RESIDENT], (r) => (r[0x18] = 0x58)))).toBe<Outcome>('CORRUPT/truncated');
+    expect(reason(build([RESIDENT], (r) => (r[0x38 + 0x10] = 0x10)))).toBe<Outcome>(
+      'CORRUPT/truncated',
+    );
+    expect(reason(build([NAMED], (r) => (r[0x38 + 0x09] = 0x10)))).toBe<Outcome>(
+      'CORRUPT/bad-offset',
+    );
+    expect(reason(build([RESIDENT], (r) => (r[0x38 + 0x08] = 2)))).toBe<Outcome>(
+      'CORRUPT/bad-flag',
+    );
   });
 
   it('rejects inconsistent non-resident headers', () => {
     const d = 0x38; // NON_RESIDENT is first here
     // highest_vcn < lowest_vcn − 1
-    expect(reason(build([NON_RESIDENT], (r) => (r[d + 0x10] = 0x20)))).toBe('CORRUPT/bad-vcn');
+    expect(reason(build([NON_RESIDENT], (r) => (r[d + 0x10] = 0x20)))).toBe<Outcome>(
+      'CORRUPT/bad-vcn',
+    );
     // mapping pairs offset inside the header
-    expect(reason(build([NON_RESIDENT], (r) => (r[d + 0x20] = 0x30)))).toBe('CORRUPT/bad-offset');
+    expect(reason(build([NON_RESIDENT], (r) => (r[d + 0x20] = 0x30)))).toBe<Outcome>(
+      'CORRUPT/bad-offset',
+    );
     // data_size > allocated_size
-    expect(reason(build([NON_RESIDENT], (r) => (r[d + 0x32] = 0x09)))).toBe('CORRUPT/bad-size');
+    expect(reason(build([NON_RESIDENT], (r) => (r[d + 0x32] = 0x09)))).toBe<Outcome>(
+      'CORRUPT/bad-size',
+    );
     // 64-bit value beyond 2^53
-    expect(reason(build([NON_RESIDENT], (r) => (r[d + 0x2f] = 0x40)))).toBe('CORRUPT/out-of-range');
+    expect(reason(build([NON_RESIDENT], (r) => (r[d + 0x2f] = 0x40)))).toBe<Outcome>(
+      'CORRUPT/too-large',
+    );
   });
 });

@@ -1,6 +1,6 @@
-import { CorruptError } from '@diskube/core';
-import { i64, need, u8, u16, u32, utf16 } from './bytes.js';
+import { CorruptError, FieldReader } from '@diskube/core';
 import type { MftRecordHeader } from './mft-record.js';
+import type { NtfsReason } from './reasons.js';
 
 /** Attribute type codes we use (ntfs-3g layout.h ATTR_TYPES). */
 export const AT_STANDARD_INFORMATION = 0x10;
@@ -84,32 +84,34 @@ export function parseAttributes(
   const out: Attribute[] = [];
   const end = header.bytesInUse;
   let pos = header.attrsOffset;
+  const s = `attribute in MFT record ${header.recordNumber}`;
+  const rf = new FieldReader<NtfsReason>(record, s, at);
   // Each attribute record is at least 24 bytes, so this loop runs at most end / 24 times.
   for (;;) {
-    const s = `attribute in MFT record ${header.recordNumber}`;
     if (pos + 4 > end) {
       throw new CorruptError('attributes run past bytes_in_use without an end marker', {
         structure: s,
         offset: at + pos,
-        reason: 'bad-length',
+        reason: 'truncated',
       });
     }
-    const type = u32(record, pos, s, at);
+    const type = rf.u32le(pos);
     if (type === AT_END) break;
-    const length = pos + 8 <= end ? u32(record, pos + 4, s, at) : 0;
+    const length = pos + 8 <= end ? rf.u32le(pos + 4) : 0;
     if (length < 0x18 || (length & 7) !== 0 || pos + length > end) {
       throw new CorruptError(`attribute 0x${type.toString(16)} has invalid length ${length}`, {
         structure: s,
         offset: at + pos,
-        reason: 'bad-length',
+        reason: 'length-mismatch',
       });
     }
     const a = record.subarray(pos, pos + length);
     const aAt = at + pos;
-    const non_resident = u8(a, 0x08, s, aAt);
-    const name_length = u8(a, 0x09, s, aAt);
-    const name_offset = u16(a, 0x0a, s, aAt);
-    const flags = u16(a, 0x0c, s, aAt);
+    const af = new FieldReader<NtfsReason>(a, s, aAt);
+    const non_resident = af.u8(0x08);
+    const name_length = af.u8(0x09);
+    const name_offset = af.u16le(0x0a);
+    const flags = af.u16le(0x0c);
     if (name_length > 0 && name_offset + name_length * 2 > length) {
       throw new CorruptError('attribute name lies outside the attribute', {
         structure: s,
@@ -117,16 +119,16 @@ export function parseAttributes(
         reason: 'bad-offset',
       });
     }
-    const name = name_length > 0 ? utf16(a, name_offset, name_length, s, aAt) : '';
+    const name = name_length > 0 ? af.utf16le(name_offset, name_length) : '';
     const common = { type, name, flags, offset: aAt, recordNumber: header.recordNumber };
     if (non_resident === 0) {
-      const value_length = u32(a, 0x10, s, aAt);
-      const value_offset = u16(a, 0x14, s, aAt);
+      const value_length = af.u32le(0x10);
+      const value_offset = af.u16le(0x14);
       if (value_offset + value_length > length) {
         throw new CorruptError('resident value lies outside the attribute', {
           structure: s,
           offset: aAt + 0x10,
-          reason: 'bad-length',
+          reason: 'truncated',
         });
       }
       out.push({
@@ -135,14 +137,14 @@ export function parseAttributes(
         value: a.subarray(value_offset, value_offset + value_length),
       });
     } else if (non_resident === 1) {
-      need(a, 0x40, s, aAt);
-      const lowest_vcn = i64(a, 0x10, s, aAt);
-      const highest_vcn = i64(a, 0x18, s, aAt);
-      const mapping_pairs_offset = u16(a, 0x20, s, aAt);
-      const compression_unit = u8(a, 0x22, s, aAt);
-      const allocated_size = i64(a, 0x28, s, aAt);
-      const data_size = i64(a, 0x30, s, aAt);
-      const initialized_size = i64(a, 0x38, s, aAt);
+      af.need(0x40);
+      const lowest_vcn = af.i64le(0x10);
+      const highest_vcn = af.i64le(0x18);
+      const mapping_pairs_offset = af.u16le(0x20);
+      const compression_unit = af.u8(0x22);
+      const allocated_size = af.i64le(0x28);
+      const data_size = af.i64le(0x30);
+      const initialized_size = af.i64le(0x38);
       if (lowest_vcn < 0 || highest_vcn < lowest_vcn - 1) {
         throw new CorruptError(`VCN range ${lowest_vcn}..${highest_vcn} is invalid`, {
           structure: s,

@@ -103,7 +103,7 @@ describe('parseBootSector', () => {
       'CORRUPT',
       'out-of-range',
     ]);
-    expect(code(() => parseBootSector(sector({ 47: 0x80 })))).toEqual(['CORRUPT', 'out-of-range']); // > 2^53
+    expect(code(() => parseBootSector(sector({ 47: 0x80 })))).toEqual(['CORRUPT', 'too-large']); // > 2^53
     expect(code(() => parseBootSector(sector().subarray(0, 511)))).toEqual([
       'CORRUPT',
       'truncated',

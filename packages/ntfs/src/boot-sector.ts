@@ -1,5 +1,5 @@
-import { CorruptError, UnsupportedError } from '@diskube/core';
-import { i8, magic, need, u8, u16, u64 } from './bytes.js';
+import { CorruptError, FieldReader, UnsupportedError } from '@diskube/core';
+import type { NtfsReason } from './reasons.js';
 
 const STRUCTURE = 'NTFS boot sector';
 
@@ -55,9 +55,9 @@ export function decodeRecordSize(
  * libyal libfsntfs "New Technologies File System (NTFS)" §3 "Volume header".
  */
 export function parseBootSector(bytes: Uint8Array, at = 0): BootSector {
-  need(bytes, BOOT_SECTOR_SIZE, STRUCTURE, at);
+  const f = new FieldReader<NtfsReason>(bytes, STRUCTURE, at).need(BOOT_SECTOR_SIZE);
   const s = STRUCTURE;
-  const oem_id = magic(bytes, 3) + magic(bytes, 7);
+  const oem_id = f.ascii(3, 4) + f.ascii(7, 4);
   if (oem_id !== 'NTFS    ') {
     throw new CorruptError(`bad OEM id ${JSON.stringify(oem_id)}`, {
       structure: s,
@@ -65,14 +65,14 @@ export function parseBootSector(bytes: Uint8Array, at = 0): BootSector {
       reason: 'bad-magic',
     });
   }
-  const bytes_per_sector = u16(bytes, 0x0b, s, at);
-  const sectors_per_cluster = u8(bytes, 0x0d, s, at);
-  const number_of_sectors = u64(bytes, 0x28, s, at);
-  const mft_lcn = u64(bytes, 0x30, s, at);
-  const mftmirr_lcn = u64(bytes, 0x38, s, at);
-  const clusters_per_mft_record = i8(bytes, 0x40, s, at);
-  const clusters_per_index_record = i8(bytes, 0x44, s, at);
-  const end_of_sector_marker = u16(bytes, 0x1fe, s, at);
+  const bytes_per_sector = f.u16le(0x0b);
+  const sectors_per_cluster = f.u8(0x0d);
+  const number_of_sectors = f.u64le(0x28);
+  const mft_lcn = f.u64le(0x30);
+  const mftmirr_lcn = f.u64le(0x38);
+  const clusters_per_mft_record = f.i8(0x40);
+  const clusters_per_index_record = f.i8(0x44);
+  const end_of_sector_marker = f.u16le(0x1fe);
 
   if (end_of_sector_marker !== 0xaa55) {
     throw new CorruptError('missing 0x55AA end-of-sector marker', {

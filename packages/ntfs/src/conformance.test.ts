@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describeDriverConformance } from '@diskube/core/test';
 import { describe, expect, it } from 'vitest';
 import { ntfsDriver } from './driver.js';
+import { NTFS_REASONS, NTFS_WARNINGS } from './reasons.js';
 import { buildNtfsImage, ntfsToolsAvailable } from './test-images.js';
 
 if (ntfsToolsAvailable()) {
@@ -20,6 +21,8 @@ if (ntfsToolsAvailable()) {
           steps: [{ op: 'file', name: 'x', size: 100_000 }],
         }),
       ].map((path) => new Uint8Array(readFileSync(path))),
+    reasons: NTFS_REASONS,
+    warnings: NTFS_WARNINGS,
   });
 } else {
   describe('ntfs driver conformance', () => {

@@ -26,11 +26,11 @@ describe('parseIndexRoot', () => {
   it('rejects an index length past the value and entries without an end entry', () => {
     const value = hex('30000000 01000000 00100000 01000000 10000000 ff000000', 0x30);
     expect(() => parseIndexRoot(value, 0)).toThrow(
-      expect.objectContaining({ reason: 'bad-length' }),
+      expect.objectContaining({ reason: 'length-mismatch' }),
     );
     const noEnd = hex('30000000 01000000 00100000 01000000 10000000 10000000', 0x30);
     expect(() => parseIndexRoot(noEnd, 0)).toThrow(
-      expect.objectContaining({ reason: 'bad-length' }),
+      expect.objectContaining({ reason: 'truncated' }),
     );
     const badBlock = hex('30000000 01000000 00300000', 0x30);
     expect(() => parseIndexRoot(badBlock, 0)).toThrow(

@@ -1,6 +1,7 @@
-import { CorruptError } from '@diskube/core';
-import { fileReference, magic, need, u8, u16, u32, utf16 } from './bytes.js';
+import { CorruptError, FieldReader } from '@diskube/core';
+import { fileReference } from './file-reference.js';
 import { applyFixups } from './mft-record.js';
+import type { NtfsReason } from './reasons.js';
 
 /** One entry of a directory ($I30) index: a file reference and the FILE_NAME key. */
 export interface DirectoryEntry {
@@ -35,9 +36,9 @@ export function parseIndexEntries(
   structure: string,
   at: number,
 ): DirectoryEntry[] {
-  need(bytes, headerOffset + 0x10, structure, at);
-  const entries_offset = u32(bytes, headerOffset, structure, at);
-  const index_length = u32(bytes, headerOffset + 4, structure, at);
+  const f = new FieldReader<NtfsReason>(bytes, structure, at).need(headerOffset + 0x10);
+  const entries_offset = f.u32le(headerOffset);
+  const index_length = f.u32le(headerOffset + 4);
   const end = headerOffset + index_length;
   let pos = headerOffset + entries_offset;
   if (entries_offset < 0x10 || end > bytes.length || pos > end) {
@@ -46,7 +47,7 @@ export function parseIndexEntries(
       {
         structure,
         offset: at + headerOffset,
-        reason: 'bad-length',
+        reason: 'length-mismatch',
       },
     );
   }
@@ -57,17 +58,17 @@ export function parseIndexEntries(
       throw new CorruptError('index entries run past the index without an end entry', {
         structure,
         offset: at + pos,
-        reason: 'bad-length',
+        reason: 'truncated',
       });
     }
-    const length = u16(bytes, pos + 8, structure, at);
-    const key_length = u16(bytes, pos + 0x0a, structure, at);
-    const flags = u16(bytes, pos + 0x0c, structure, at);
+    const length = f.u16le(pos + 8);
+    const key_length = f.u16le(pos + 0x0a);
+    const flags = f.u16le(pos + 0x0c);
     if (length < 0x10 || (length & 7) !== 0 || pos + length > end) {
       throw new CorruptError(`index entry length ${length} is invalid`, {
         structure,
         offset: at + pos,
-        reason: 'bad-length',
+        reason: 'length-mismatch',
       });
     }
     if (flags & INDEX_ENTRY_END) break;
@@ -75,25 +76,25 @@ export function parseIndexEntries(
       throw new CorruptError(`index entry key length ${key_length} is invalid`, {
         structure,
         offset: at + pos,
-        reason: 'bad-length',
+        reason: 'length-mismatch',
       });
     }
-    const ref = fileReference(bytes, pos, structure, at);
+    const ref = fileReference(f, pos);
     const key = pos + 0x10;
-    const parent = fileReference(bytes, key, structure, at);
-    const file_name_length = u8(bytes, key + 0x40, structure, at);
+    const parent = fileReference(f, key);
+    const file_name_length = f.u8(key + 0x40);
     if (0x42 + file_name_length * 2 > key_length) {
       throw new CorruptError('file name runs past the index key', {
         structure,
         offset: at + key,
-        reason: 'bad-length',
+        reason: 'truncated',
       });
     }
     out.push({
       record: ref.record,
       sequence: ref.sequence,
       parentRecord: parent.record,
-      name: utf16(bytes, key + 0x42, file_name_length, structure, at),
+      name: f.utf16le(key + 0x42, file_name_length),
     });
     pos += length;
   }
@@ -112,8 +113,8 @@ export function parseIndexEntries(
  */
 export function parseIndexRoot(value: Uint8Array, at: number): IndexRoot {
   const s = 'directory $INDEX_ROOT';
-  need(value, 0x20, s, at);
-  const index_block_size = u32(value, 0x08, s, at);
+  const f = new FieldReader<NtfsReason>(value, s, at).need(0x20);
+  const index_block_size = f.u32le(0x08);
   if (
     index_block_size < 512 ||
     index_block_size > 65536 ||
@@ -134,8 +135,8 @@ export function parseIndexRoot(value: Uint8Array, at: number): IndexRoot {
  */
 export function parseIndexBlock(block: Uint8Array, at: number): DirectoryEntry[] {
   const s = 'directory index block';
-  need(block, 0x28, s, at);
-  const m = magic(block, 0);
+  const f = new FieldReader<NtfsReason>(block, s, at).need(0x28);
+  const m = f.ascii(0, 4);
   if (m !== 'INDX') {
     throw new CorruptError(`bad index block signature ${JSON.stringify(m)}`, {
       structure: s,

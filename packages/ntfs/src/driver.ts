@@ -4,6 +4,7 @@ import {
   CorruptError,
   DirtyFilesystemError,
   DiskubeError,
+  FieldReader,
   type FilesystemDriver,
   type ProbeResult,
   type Tail,
@@ -23,7 +24,6 @@ import {
   ATTR_IS_SPARSE,
 } from './attribute.js';
 import { BOOT_SECTOR_SIZE, type BootSector, parseBootSector } from './boot-sector.js';
-import { utf16 } from './bytes.js';
 import { type DirectoryEntry, parseIndexBlock, parseIndexRoot } from './directory-index.js';
 import { LOGFILE_HEAD_SIZE, type LogFileState, logFileState } from './logfile.js';
 import { SPARSE } from './runlist.js';
@@ -60,7 +60,10 @@ async function readLabel(vol: NtfsVolume): Promise<string> {
   const volume = await vol.openFile(FILE_VOLUME);
   const name = vol.stream(volume, AT_VOLUME_NAME);
   if (!name?.resident) return '';
-  return utf16(name.value, 0, name.value.length >> 1, '$VOLUME_NAME', name.offset);
+  return new FieldReader(name.value, '$VOLUME_NAME', name.offset).utf16le(
+    0,
+    name.value.length >> 1,
+  );
 }
 
 type HiberfileState = 'absent' | 'not-hibernated' | 'hibernated';
@@ -345,7 +348,7 @@ async function usedBlocks(
         `$LogFile is ${log === 'chkdsk' ? 'marked by chkdsk' : 'not clean'}`,
         {
           structure: '$LogFile',
-          reason: 'logfile',
+          reason: 'logfile-unclean',
         },
       );
     }
@@ -383,6 +386,7 @@ async function usedBlocks(
     warnings.push({
       code: 'assumed-used',
       message: `every cluster is marked used because the allocation map cannot be trusted: ${(error as Error).message}`,
+      reason: error.reason ?? error.code.toLowerCase(),
       ...(error.offset !== undefined ? { offset: error.offset } : {}),
     });
     facts.doubt = error.reason ?? error.code;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { logFileState } from './logfile.js';
-import { restartPage } from './test-hex.js';
+import { type Outcome, restartPage } from './test-hex.js';
 
 function head(...pages: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(8192 + 4096).fill(0xff);
@@ -56,11 +56,11 @@ describe('logFileState', () => {
     expect(logFileState(head(torn, restartPage({ lsn: 5, inUse: 0, flags: 0 })), 0)).toBe(
       'unclean',
     );
-    expect(reason(() => logFileState(head(torn, torn), 0))).toBe('CORRUPT/logfile');
-    expect(reason(() => logFileState(new Uint8Array(8192), 0))).toBe('CORRUPT/logfile');
+    expect(reason(() => logFileState(head(torn, torn), 0))).toBe<Outcome>('CORRUPT/logfile');
+    expect(reason(() => logFileState(new Uint8Array(8192), 0))).toBe<Outcome>('CORRUPT/logfile');
     const badSize = restartPage({ lsn: 1, inUse: 0xffff, flags: 0 });
     badSize[0x11] = 0x30; // system_page_size 0x3000: not a power of two
-    expect(reason(() => logFileState(head(badSize), 0))).toBe('CORRUPT/logfile');
-    expect(reason(() => logFileState(new Uint8Array(100), 0))).toBe('CORRUPT/truncated');
+    expect(reason(() => logFileState(head(badSize), 0))).toBe<Outcome>('CORRUPT/logfile');
+    expect(reason(() => logFileState(new Uint8Array(100), 0))).toBe<Outcome>('CORRUPT/truncated');
   });
 });

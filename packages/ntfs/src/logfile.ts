@@ -1,6 +1,6 @@
-import { CorruptError } from '@diskube/core';
-import { magic, need, u16, u32, u64 } from './bytes.js';
+import { CorruptError, FieldReader } from '@diskube/core';
 import { applyFixups } from './mft-record.js';
+import type { NtfsReason } from './reasons.js';
 
 /**
  * What the $LogFile restart area says about the last shutdown:
@@ -24,9 +24,10 @@ interface RestartPage {
 
 function parseRestartPage(page: Uint8Array, at: number): RestartPage {
   const s = '$LogFile restart page';
-  const m = magic(page, 0);
+  const f = new FieldReader<NtfsReason>(page, s, at);
+  const m = f.ascii(0, 4);
   applyFixups(page, s, at);
-  const restart_area_offset = u16(page, 0x18, s, at);
+  const restart_area_offset = f.u16le(0x18);
   if (
     restart_area_offset < 0x1e ||
     (restart_area_offset & 7) !== 0 ||
@@ -39,9 +40,9 @@ function parseRestartPage(page: Uint8Array, at: number): RestartPage {
     });
   }
   const ra = restart_area_offset;
-  const current_lsn = u64(page, ra, s, at);
-  const client_in_use_list = u16(page, ra + 0x0c, s, at);
-  const flags = u16(page, ra + 0x0e, s, at);
+  const current_lsn = f.u64le(ra);
+  const client_in_use_list = f.u16le(ra + 0x0c);
+  const flags = f.u16le(ra + 0x0e);
   let state: LogFileState;
   if (m === 'CHKD') state = 'chkdsk';
   else if (client_in_use_list === LOGFILE_NO_CLIENT || (flags & RESTART_VOLUME_IS_CLEAN) !== 0)
@@ -65,14 +66,14 @@ function parseRestartPage(page: Uint8Array, at: number): RestartPage {
  */
 export function logFileState(head: Uint8Array, at: number): LogFileState {
   const s = '$LogFile';
-  need(head, 512, s, at);
+  const f = new FieldReader<NtfsReason>(head, s, at).need(512);
   if (head.every((b) => b === 0xff)) return 'empty';
   const candidates: RestartPage[] = [];
   let firstError: unknown;
-  const m0 = magic(head, 0);
+  const m0 = f.ascii(0, 4);
   let pageSize = 0;
   if (m0 === 'RSTR' || m0 === 'CHKD') {
-    pageSize = u32(head, 0x10, s, at);
+    pageSize = f.u32le(0x10);
   }
   if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) {
     throw new CorruptError('$LogFile does not start with a valid restart page', {
@@ -84,7 +85,7 @@ export function logFileState(head: Uint8Array, at: number): LogFileState {
   for (const off of [0, pageSize]) {
     if (off + pageSize > head.length) continue;
     const page = head.slice(off, off + pageSize);
-    const m = magic(page, 0);
+    const m = new FieldReader<NtfsReason>(page, s, at + off).ascii(0, 4);
     if (m !== 'RSTR' && m !== 'CHKD') continue;
     try {
       candidates.push(parseRestartPage(page, at + off));

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { applyFixups, parseMftRecord } from './mft-record.js';
-import { hex, protect } from './test-hex.js';
+import { hex, type Outcome, protect } from './test-hex.js';
 
 // A 1 KiB FILE record header: usa_ofs 0x30, usa_count 3, USN 0x0007, sequence 1, attrs at 0x38,
 // flags IN_USE, bytes_in_use 0x40, bytes_allocated 0x400, base record 0; then the end marker.
@@ -40,27 +40,29 @@ describe('applyFixups', () => {
   it('rejects a torn write (stride end ≠ USN) with reason fixup', () => {
     const r = record();
     r[1022] = 8;
-    expect(reason(() => applyFixups(r, 'test', 0))).toBe('CORRUPT/fixup');
+    expect(reason(() => applyFixups(r, 'test', 0))).toBe<Outcome>('CORRUPT/fixup');
     const r2 = record();
     r2[511] = 1;
-    expect(reason(() => applyFixups(r2, 'test', 0))).toBe('CORRUPT/fixup');
+    expect(reason(() => applyFixups(r2, 'test', 0))).toBe<Outcome>('CORRUPT/fixup');
   });
 
   it('rejects an update sequence array that does not match the record size', () => {
     for (const count of [0, 1, 2, 4, 0xffff]) {
       const r = record();
       new DataView(r.buffer).setUint16(6, count, true);
-      expect(reason(() => applyFixups(r, 'test', 0))).toBe('CORRUPT/fixup');
+      expect(reason(() => applyFixups(r, 'test', 0))).toBe<Outcome>('CORRUPT/fixup');
     }
     // usa_ofs odd, or so large the array leaves the first stride.
     const odd = record();
     odd[4] = 0x31;
-    expect(reason(() => applyFixups(odd, 'test', 0))).toBe('CORRUPT/fixup');
+    expect(reason(() => applyFixups(odd, 'test', 0))).toBe<Outcome>('CORRUPT/fixup');
     const far = record();
     far[4] = 0xfe;
     far[5] = 0x01;
-    expect(reason(() => applyFixups(far, 'test', 0))).toBe('CORRUPT/fixup');
-    expect(reason(() => applyFixups(new Uint8Array(1000), 'test', 0))).toBe('CORRUPT/fixup');
+    expect(reason(() => applyFixups(far, 'test', 0))).toBe<Outcome>('CORRUPT/fixup');
+    expect(reason(() => applyFixups(new Uint8Array(1000), 'test', 0))).toBe<Outcome>(
+      'CORRUPT/fixup',
+    );
   });
 });
 
@@ -92,7 +94,7 @@ describe('parseMftRecord', () => {
           0,
         ),
       ),
-    ).toBe('CORRUPT/bad-magic');
+    ).toBe<Outcome>('CORRUPT/bad-magic');
     expect(
       reason(() =>
         parseMftRecord(
@@ -101,7 +103,7 @@ describe('parseMftRecord', () => {
           0,
         ),
       ),
-    ).toBe('CORRUPT/fixup');
+    ).toBe<Outcome>('CORRUPT/fixup');
     expect(
       reason(() =>
         parseMftRecord(
@@ -110,7 +112,7 @@ describe('parseMftRecord', () => {
           0,
         ),
       ),
-    ).toBe('CORRUPT/bad-record-size');
+    ).toBe<Outcome>('CORRUPT/bad-record-size');
     expect(
       reason(() =>
         parseMftRecord(
@@ -119,7 +121,7 @@ describe('parseMftRecord', () => {
           0,
         ),
       ),
-    ).toBe('CORRUPT/bad-length');
+    ).toBe<Outcome>('CORRUPT/length-mismatch');
     expect(
       reason(() =>
         parseMftRecord(
@@ -128,8 +130,8 @@ describe('parseMftRecord', () => {
           0,
         ),
       ),
-    ).toBe('CORRUPT/bad-offset');
-    expect(reason(() => parseMftRecord(record().subarray(0, 0x20), 0, 0))).toBe(
+    ).toBe<Outcome>('CORRUPT/bad-offset');
+    expect(reason(() => parseMftRecord(record().subarray(0, 0x20), 0, 0))).toBe<Outcome>(
       'CORRUPT/truncated',
     );
   });

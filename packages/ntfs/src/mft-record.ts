@@ -1,5 +1,6 @@
-import { CorruptError } from '@diskube/core';
-import { fileReference, magic, need, u16, u32 } from './bytes.js';
+import { CorruptError, FieldReader } from '@diskube/core';
+import { fileReference } from './file-reference.js';
+import type { NtfsReason } from './reasons.js';
 
 /** Update sequence stride: always 512 bytes, whatever the sector size (ntfs-3g NTFS_BLOCK_SIZE). */
 export const FIXUP_STRIDE = 512;
@@ -17,9 +18,9 @@ export const FIXUP_STRIDE = 512;
  * (ntfs_mst_post_read_fixup); libyal libfsntfs "Fix-up values".
  */
 export function applyFixups(record: Uint8Array, structure: string, at: number): void {
-  need(record, 8, structure, at);
-  const usa_ofs = u16(record, 4, structure, at);
-  const usa_count = u16(record, 6, structure, at);
+  const f = new FieldReader<NtfsReason>(record, structure, at).need(8);
+  const usa_ofs = f.u16le(4);
+  const usa_count = f.u16le(6);
   const strides = record.length / FIXUP_STRIDE;
   if (
     !Number.isInteger(strides) ||
@@ -33,7 +34,7 @@ export function applyFixups(record: Uint8Array, structure: string, at: number): 
       { structure, offset: at + 4, reason: 'fixup' },
     );
   }
-  const usn = u16(record, usa_ofs, structure, at);
+  const usn = f.u16le(usa_ofs);
   for (let i = 1; i < usa_count; i++) {
     const end = i * FIXUP_STRIDE - 2;
     if (record[end] !== (usn & 0xff) || record[end + 1] !== usn >> 8) {
@@ -88,8 +89,8 @@ export function parseMftRecord(
   at: number,
 ): MftRecordHeader {
   const s = `MFT record ${recordNumber}`;
-  need(record, 0x30, s, at);
-  const m = magic(record, 0);
+  const f = new FieldReader<NtfsReason>(record, s, at).need(0x30);
+  const m = f.ascii(0, 4);
   if (m !== 'FILE') {
     // "BAAD" is what NTFS writes over a record whose fixups failed on a previous read.
     throw new CorruptError(`bad MFT record signature ${JSON.stringify(m)}`, {
@@ -99,12 +100,12 @@ export function parseMftRecord(
     });
   }
   applyFixups(record, s, at);
-  const sequence_number = u16(record, 0x10, s, at);
-  const attrs_offset = u16(record, 0x14, s, at);
-  const flags = u16(record, 0x16, s, at);
-  const bytes_in_use = u32(record, 0x18, s, at);
-  const bytes_allocated = u32(record, 0x1c, s, at);
-  const base_mft_record = fileReference(record, 0x20, s, at);
+  const sequence_number = f.u16le(0x10);
+  const attrs_offset = f.u16le(0x14);
+  const flags = f.u16le(0x16);
+  const bytes_in_use = f.u32le(0x18);
+  const bytes_allocated = f.u32le(0x1c);
+  const base_mft_record = fileReference(f, 0x20);
   if (bytes_allocated !== record.length) {
     throw new CorruptError(
       `bytes_allocated ${bytes_allocated} differs from the record size ${record.length}`,
@@ -119,7 +120,7 @@ export function parseMftRecord(
     throw new CorruptError(`bytes_in_use ${bytes_in_use} is out of range`, {
       structure: s,
       offset: at + 0x18,
-      reason: 'bad-length',
+      reason: 'length-mismatch',
     });
   }
   if (attrs_offset < 0x18 || (attrs_offset & 7) !== 0) {

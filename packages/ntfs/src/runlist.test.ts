@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeRunlist, findRun, SPARSE } from './runlist.js';
-import { hex } from './test-hex.js';
+import { hex, type Outcome } from './test-hex.js';
 
 function reason(fn: () => unknown): string | undefined {
   try {
@@ -41,23 +41,29 @@ describe('decodeRunlist', () => {
   });
 
   it('rejects malformed runlists with stable reasons', () => {
-    expect(reason(() => decode('21 18 3456', 0x17))).toBe('CORRUPT/bad-runlist'); // no terminator
-    expect(reason(() => decode('', 0x17))).toBe('CORRUPT/bad-runlist');
-    expect(reason(() => decode('09 01 00', 0))).toBe('CORRUPT/bad-runlist'); // 9-byte length
-    expect(reason(() => decode('91 01 00', 0))).toBe('CORRUPT/bad-runlist'); // 9-byte offset
-    expect(reason(() => decode('10 00', 0))).toBe('CORRUPT/bad-runlist'); // 0-byte length
-    expect(reason(() => decode('11 00 05 00', 0))).toBe('CORRUPT/bad-runlist'); // length 0
-    expect(reason(() => decode('11 ff 05 00', 0))).toBe('CORRUPT/bad-runlist'); // length −1
-    expect(reason(() => decode('21 18 34', 0x17))).toBe('CORRUPT/bad-runlist'); // field past the end
-    expect(reason(() => decode('11 10 20 00', 0x17))).toBe('CORRUPT/bad-runlist'); // covers too little
-    expect(reason(() => decode('11 30 20 00', 0x17))).toBe('CORRUPT/bad-runlist'); // covers too much
-    expect(reason(() => decode('81 01 ffffffffffffff7f 00', 0))).toBe('CORRUPT/run-outside-volume');
+    expect(reason(() => decode('21 18 3456', 0x17))).toBe<Outcome>('CORRUPT/bad-runlist'); // no terminator
+    expect(reason(() => decode('', 0x17))).toBe<Outcome>('CORRUPT/bad-runlist');
+    expect(reason(() => decode('09 01 00', 0))).toBe<Outcome>('CORRUPT/bad-runlist'); // 9-byte length
+    expect(reason(() => decode('91 01 00', 0))).toBe<Outcome>('CORRUPT/bad-runlist'); // 9-byte offset
+    expect(reason(() => decode('10 00', 0))).toBe<Outcome>('CORRUPT/bad-runlist'); // 0-byte length
+    expect(reason(() => decode('11 00 05 00', 0))).toBe<Outcome>('CORRUPT/bad-runlist'); // length 0
+    expect(reason(() => decode('11 ff 05 00', 0))).toBe<Outcome>('CORRUPT/bad-runlist'); // length −1
+    expect(reason(() => decode('21 18 34', 0x17))).toBe<Outcome>('CORRUPT/bad-runlist'); // field past the end
+    expect(reason(() => decode('11 10 20 00', 0x17))).toBe<Outcome>('CORRUPT/bad-runlist'); // covers too little
+    expect(reason(() => decode('11 30 20 00', 0x17))).toBe<Outcome>('CORRUPT/bad-runlist'); // covers too much
+    expect(reason(() => decode('81 01 ffffffffffffff7f 00', 0))).toBe<Outcome>(
+      'CORRUPT/run-outside-volume',
+    );
   });
 
   it('rejects runs outside the volume', () => {
-    expect(reason(() => decode('11 10 f0 00', 0x0f))).toBe('CORRUPT/run-outside-volume'); // LCN −16
-    expect(reason(() => decode('11 10 20 11 10 c0 00', 0x1f))).toBe('CORRUPT/run-outside-volume'); // 0x20 − 0x40
-    expect(reason(() => decode('21 10 f80f 00', 0x0f, 0x1000))).toBe('CORRUPT/run-outside-volume'); // ends at 0x1008
+    expect(reason(() => decode('11 10 f0 00', 0x0f))).toBe<Outcome>('CORRUPT/run-outside-volume'); // LCN −16
+    expect(reason(() => decode('11 10 20 11 10 c0 00', 0x1f))).toBe<Outcome>(
+      'CORRUPT/run-outside-volume',
+    ); // 0x20 − 0x40
+    expect(reason(() => decode('21 10 f80f 00', 0x0f, 0x1000))).toBe<Outcome>(
+      'CORRUPT/run-outside-volume',
+    ); // ends at 0x1008
     expect(decode('21 10 f00f 00', 0x0f, 0x1000)).toEqual([{ vcn: 0, lcn: 0xff0, length: 0x10 }]);
   });
 });

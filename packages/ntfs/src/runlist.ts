@@ -1,4 +1,5 @@
-import { CorruptError } from '@diskube/core';
+import { FieldReader } from '@diskube/core';
+import type { NtfsReason } from './reasons.js';
 
 /** One run of a non-resident attribute: `length` clusters from `vcn` on, at `lcn` (−1 = sparse). */
 export interface Run {
@@ -9,13 +10,6 @@ export interface Run {
 
 /** `lcn` of a sparse run: no clusters are allocated, the data reads as zeros. */
 export const SPARSE = -1;
-
-function readLe(bytes: Uint8Array, pos: number, size: number, signed: boolean): bigint {
-  let v = 0n;
-  for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[pos + i]!);
-  if (signed && size > 0 && (bytes[pos + size - 1]! & 0x80) !== 0) v -= 1n << BigInt(size * 8);
-  return v;
-}
 
 /**
  * Decode a runlist ("mapping pairs") covering `[lowestVcn, highestVcn]`.
@@ -43,34 +37,38 @@ export function decodeRunlist(
   let pos = 0;
   let vcn = lowestVcn;
   let lcn = 0n;
-  const fail = (message: string, reason: string, where = pos): never => {
-    throw new CorruptError(message, { structure, offset: at + where, reason });
-  };
+  const f = new FieldReader<NtfsReason>(bytes, structure, at);
   for (;;) {
-    if (pos >= bytes.length) fail('runlist has no terminating zero byte', 'bad-runlist');
-    const header = bytes[pos]!;
+    if (pos >= bytes.length)
+      throw f.corrupt('runlist has no terminating zero byte', pos, 'bad-runlist');
+    const header = f.u8(pos);
     if (header === 0) break;
     const lengthSize = header & 0x0f;
     const offsetSize = header >> 4;
     if (lengthSize === 0 || lengthSize > 8 || offsetSize > 8) {
-      fail(`runlist header byte 0x${header.toString(16)} is invalid`, 'bad-runlist');
+      throw f.corrupt(
+        `runlist header byte 0x${header.toString(16)} is invalid`,
+        pos,
+        'bad-runlist',
+      );
     }
     if (pos + 1 + lengthSize + offsetSize > bytes.length)
-      fail('run runs past the attribute', 'bad-runlist');
-    const length = readLe(bytes, pos + 1, lengthSize, true);
+      throw f.corrupt('run runs past the attribute', pos, 'bad-runlist');
+    const length = f.intLeBig(pos + 1, lengthSize);
     if (length <= 0n || length > BigInt(Number.MAX_SAFE_INTEGER)) {
-      fail(`run length ${length} is invalid`, 'bad-runlist');
+      throw f.corrupt(`run length ${length} is invalid`, pos, 'bad-runlist');
     }
     const n = Number(length);
     if (vcn + n > Math.max(highestVcn + 1, lowestVcn + 1))
-      fail('runs extend past highest_vcn', 'bad-runlist');
+      throw f.corrupt('runs extend past highest_vcn', pos, 'bad-runlist');
     if (offsetSize === 0) {
       runs.push({ vcn, lcn: SPARSE, length: n });
     } else {
-      lcn += readLe(bytes, pos + 1 + lengthSize, offsetSize, true);
+      lcn += f.intLeBig(pos + 1 + lengthSize, offsetSize);
       if (lcn < 0n || lcn + length > BigInt(clusterCount)) {
-        fail(
+        throw f.corrupt(
           `run at LCN ${lcn} (+${length}) lies outside the volume of ${clusterCount} clusters`,
+          pos,
           'run-outside-volume',
         );
       }
@@ -81,10 +79,10 @@ export function decodeRunlist(
   }
   // An attribute without clusters may record highest_vcn as 0 instead of −1 (ntfs-3g accepts it).
   if (vcn !== highestVcn + 1 && !(runs.length === 0 && highestVcn === lowestVcn)) {
-    fail(
+    throw f.corrupt(
       `runs cover VCNs ${lowestVcn}..${vcn - 1}, expected up to ${highestVcn}`,
-      'bad-runlist',
       0,
+      'bad-runlist',
     );
   }
   return runs;

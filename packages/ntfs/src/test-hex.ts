@@ -1,6 +1,14 @@
 /** Test-only helpers for building structures from inline hex. Not exported from the package. */
+import type { ErrorCode } from '@diskube/core';
 import { applyFixups } from './mft-record.js';
+import type { NtfsReason } from './reasons.js';
 import type { Run } from './runlist.js';
+
+/**
+ * `CODE/reason` as the corruption tests compare it; typing the expected value with it
+ * (`toBe<Outcome>(…)`) makes every expected reason one of `NTFS_REASONS`.
+ */
+export type Outcome = `${ErrorCode}/${NtfsReason}`;
 
 /** Bytes from whitespace-separated hex ("eb52 904e …"); `size` pads with zeros. */
 export function hex(text: string, size?: number): Uint8Array {

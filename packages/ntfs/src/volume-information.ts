@@ -1,5 +1,5 @@
-import { CorruptError } from '@diskube/core';
-import { need, u8, u16 } from './bytes.js';
+import { CorruptError, FieldReader } from '@diskube/core';
+import type { NtfsReason } from './reasons.js';
 
 /** VOLUME_FLAGS (ntfs-3g layout.h). */
 export const VOLUME_IS_DIRTY = 0x0001;
@@ -25,10 +25,10 @@ export interface VolumeInformation {
  */
 export function parseVolumeInformation(value: Uint8Array, at: number): VolumeInformation {
   const s = '$VOLUME_INFORMATION';
-  need(value, 0x0c, s, at);
-  const major_ver = u8(value, 0x08, s, at);
-  const minor_ver = u8(value, 0x09, s, at);
-  const flags = u16(value, 0x0a, s, at);
+  const f = new FieldReader<NtfsReason>(value, s, at).need(0x0c);
+  const major_ver = f.u8(0x08);
+  const minor_ver = f.u8(0x09);
+  const flags = f.u16le(0x0a);
   if (major_ver < 1 || major_ver > 3) {
     throw new CorruptError(`NTFS version ${major_ver}.${minor_ver} is unknown`, {
       structure: s,

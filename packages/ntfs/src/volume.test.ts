@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { type BlockSource, IoError, memorySource, type UsedBlocks } from '@diskube/core';
 import { describe, expect, it } from 'vitest';
 import { ntfsDriver } from './driver.js';
-import { hex, patchProtected, restartPage } from './test-hex.js';
+import { hex, type Outcome, patchProtected, restartPage } from './test-hex.js';
 import {
   buildNtfsImage,
   type NtfsImageSpec,
@@ -117,17 +117,18 @@ describe.skipIf(!tools)('refusals: dirty, unclean $LogFile, hibernation', () => 
       const value = a + v.getUint16(a + 0x14, true);
       v.setUint16(value + 0x0a, 0x0001, true);
     });
-    expect(await outcome(bytes)).toBe('DIRTY/dirty');
+    expect(await outcome(bytes)).toBe<Outcome>('DIRTY/dirty');
     const all = (await outcome(bytes, true)) as UsedBlocks;
     expect(all.used.count()).toBe(all.blockCount);
     expect(all.warnings.map((w) => w.code)).toContain('assumed-used');
+    expect(all.warnings.find((w) => w.code === 'assumed-used')?.reason).toBe('dirty');
     expect(all.facts.doubt).toBe('dirty');
   });
 
   it('reads the $LogFile restart area: unclean and chkdsk pages refuse, clean ones pass', async () => {
     for (const [page, expected] of [
-      [restartPage({ lsn: 100, inUse: 0, flags: 0 }), 'DIRTY/logfile'],
-      [restartPage({ magic: 'CHKD', lsn: 100, inUse: 0xffff, flags: 0 }), 'DIRTY/logfile'],
+      [restartPage({ lsn: 100, inUse: 0, flags: 0 }), 'DIRTY/logfile-unclean'],
+      [restartPage({ magic: 'CHKD', lsn: 100, inUse: 0xffff, flags: 0 }), 'DIRTY/logfile-unclean'],
       [restartPage({ lsn: 100, inUse: 0, flags: 2 }), 'clean'],
       [restartPage({ lsn: 100, inUse: 0xffff, flags: 0 }), 'clean'],
     ] as const) {
@@ -145,7 +146,7 @@ describe.skipIf(!tools)('refusals: dirty, unclean $LogFile, hibernation', () => 
     const bytes = image();
     const at = await layout(bytes);
     bytes.set(hex('52535452 1e00'), at.logFileLcn * at.clusterSize); // "RSTR" with a broken header
-    expect(await outcome(bytes)).toBe('CORRUPT/logfile');
+    expect(await outcome(bytes)).toBe<Outcome>('CORRUPT/logfile');
     expect(((await outcome(bytes, true)) as UsedBlocks).facts.doubt).toBe('logfile');
   });
 
@@ -177,7 +178,7 @@ describe.skipIf(!tools)('refusals: dirty, unclean $LogFile, hibernation', () => 
         { op: 'file', name: 'hiberfil.sys', size: 8192, head: 'HIBR' },
       ],
     };
-    expect(await outcome(image(spec))).toBe('DIRTY/hibernated');
+    expect(await outcome(image(spec))).toBe<Outcome>('DIRTY/hibernated');
     const all = (await outcome(image(spec), true)) as UsedBlocks;
     expect(all.used.count()).toBe(all.blockCount);
     expect(all.facts.doubt).toBe('hibernated');
@@ -208,7 +209,7 @@ describe.skipIf(!tools)('corruption of real images ends in precise codes', () =>
     const bytes = image();
     const at = await layout(bytes);
     bytes[at.record(0)] = 0x47;
-    expect(await outcome(bytes)).toBe('CORRUPT/bad-magic');
+    expect(await outcome(bytes)).toBe<Outcome>('CORRUPT/bad-magic');
   });
 
   it("torn write in $Bitmap's record and in $Volume's record (fixup)", async () => {
@@ -216,7 +217,7 @@ describe.skipIf(!tools)('corruption of real images ends in precise codes', () =>
       const bytes = image();
       const at = await layout(bytes);
       bytes[at.record(n) + 1022] = bytes[at.record(n) + 1022]! ^ 0x55;
-      expect(await outcome(bytes)).toBe('CORRUPT/fixup');
+      expect(await outcome(bytes)).toBe<Outcome>('CORRUPT/fixup');
     }
   });
 
@@ -227,7 +228,7 @@ describe.skipIf(!tools)('corruption of real images ends in precise codes', () =>
       patchProtected(bytes, at.record(6), at.recordSize, (r, v) =>
         v.setUint32(findAttribute(r, 0x80) + 4, length, true),
       );
-      expect(await outcome(bytes)).toBe('CORRUPT/bad-length');
+      expect(await outcome(bytes)).toBe<Outcome>('CORRUPT/length-mismatch');
     }
   });
 
@@ -241,7 +242,7 @@ describe.skipIf(!tools)('corruption of real images ends in precise codes', () =>
       // Make the top byte of the first LCN field 0x7f: a huge positive cluster number.
       r[mp + (header & 0x0f) + (header >> 4)] = 0x7f;
     });
-    expect(await outcome(bytes)).toBe('CORRUPT/run-outside-volume');
+    expect(await outcome(bytes)).toBe<Outcome>('CORRUPT/run-outside-volume');
   });
 
   it('$MFT runlist shorter than its data size', async () => {
@@ -254,7 +255,7 @@ describe.skipIf(!tools)('corruption of real images ends in precise codes', () =>
       v.setBigUint64(a + 0x30, 1n << 40n, true);
       v.setBigUint64(a + 0x38, 1n << 40n, true);
     });
-    expect(await outcome(bytes)).toBe('CORRUPT/bad-runlist');
+    expect(await outcome(bytes)).toBe<Outcome>('CORRUPT/bad-runlist');
   });
 
   it('attribute list naming a record of another file, and a loop between two records', async () => {
@@ -263,7 +264,7 @@ describe.skipIf(!tools)('corruption of real images ends in precise codes', () =>
     patchProtected(bytes, at.record(6), at.recordSize, (r) =>
       insertAttribute(r, residentAttributeList(listEntry(0x80, 0, 9))),
     );
-    expect(await outcome(bytes)).toBe('CORRUPT/attribute-list');
+    expect(await outcome(bytes)).toBe<Outcome>('CORRUPT/attribute-list');
 
     const loop = image();
     patchProtected(loop, at.record(6), at.recordSize, (r) =>
@@ -274,7 +275,7 @@ describe.skipIf(!tools)('corruption of real images ends in precise codes', () =>
       v.setBigUint64(0x20, 6n, true);
       insertAttribute(r, residentAttributeList(listEntry(0x80, 0, 6)));
     });
-    expect(await outcome(loop)).toBe('CORRUPT/attribute-list-loop');
+    expect(await outcome(loop)).toBe<Outcome>('CORRUPT/attribute-list-loop');
   });
 
   it('$MFT extension record that lies beyond the mapped part of $MFT (chicken-and-egg)', async () => {
@@ -285,18 +286,18 @@ describe.skipIf(!tools)('corruption of real images ends in precise codes', () =>
     patchProtected(bytes, at.record(0), at.recordSize, (r) =>
       insertAttribute(r, residentAttributeList(listEntry(0x80, end, 1_000_000))),
     );
-    expect(await outcome(bytes)).toBe('CORRUPT/mft-extension-unreachable');
+    expect(await outcome(bytes)).toBe<Outcome>('CORRUPT/mft-extension-unreachable');
     const gap = image();
     patchProtected(gap, at.record(0), at.recordSize, (r) =>
       insertAttribute(r, residentAttributeList(listEntry(0x80, end + 5, 20))),
     );
-    expect(await outcome(gap)).toBe('CORRUPT/bad-vcn');
+    expect(await outcome(gap)).toBe<Outcome>('CORRUPT/bad-vcn');
   });
 
   it('truncated sources: the boot sector promises more clusters than the source holds', async () => {
     const bytes = image();
     for (const cut of [0, 100, 512, 4096, 1 << 20, bytes.length - 4097, bytes.length - 4096 - 1]) {
-      expect(await outcome(bytes.subarray(0, cut))).toBe('CORRUPT/truncated');
+      expect(await outcome(bytes.subarray(0, cut))).toBe<Outcome>('CORRUPT/truncated');
     }
     // Ending right after the last cluster loses only the backup boot sector: a warning.
     const noBackup = (await outcome(bytes.subarray(0, bytes.length - 4096))) as UsedBlocks;
@@ -329,7 +330,8 @@ describe.skipIf(!tools)('corruption of real images ends in precise codes', () =>
     const flaky: BlockSource = {
       size: inner.size,
       async read(offset, dst) {
-        if (++reads > 6) throw new IoError('simulated bad sector', { offset, reason: 'read' });
+        if (++reads > 6)
+          throw new IoError('simulated bad sector', { offset, reason: 'read-failed' });
         await inner.read(offset, dst);
       },
     };

@@ -18,6 +18,7 @@ import {
 import { MAX_ATTRIBUTE_LIST_SIZE, parseAttributeList } from './attribute-list.js';
 import { BOOT_SECTOR_SIZE, type BootSector, parseBootSector } from './boot-sector.js';
 import { type MftRecordHeader, parseMftRecord } from './mft-record.js';
+import type { NtfsReason } from './reasons.js';
 import { decodeRunlist, findRun, type Run, SPARSE } from './runlist.js';
 
 /** System file record numbers (ntfs-3g layout.h NTFS_SYSTEM_FILES). */
@@ -76,11 +77,24 @@ export type AttributeStream =
       offset: number;
     };
 
-function isUnsupportedEncoding(flags: number): string | undefined {
+function isUnsupportedEncoding(flags: number): 'compressed' | 'encrypted' | undefined {
   if (flags & ATTR_COMPRESSION_MASK) return 'compressed';
   if (flags & ATTR_IS_ENCRYPTED) return 'encrypted';
   return undefined;
 }
+
+/** The reason for refusing a stream we cannot read, by its encoding. */
+const STREAM_REASONS = {
+  compressed: 'compressed',
+  encrypted: 'encrypted',
+} as const satisfies Record<string, NtfsReason>;
+
+/** The reason for refusing $MFT stored in a layout this library does not read. */
+const SYSTEM_FILE_REASONS = {
+  compressed: 'compressed-system-file',
+  encrypted: 'encrypted-system-file',
+  sparse: 'sparse-system-file',
+} as const satisfies Record<string, NtfsReason>;
 
 /**
  * Join the extents of one non-resident attribute (sorted by lowest VCN, each continuing the
@@ -155,7 +169,7 @@ export class NtfsVolume {
         {
           structure: 'NTFS boot sector',
           offset: 0x28,
-          reason: 'volume-too-large',
+          reason: 'too-large',
         },
       );
     }
@@ -227,7 +241,7 @@ export class NtfsVolume {
       throw new UnsupportedError(`$MFT is ${encoding}; its layout is not read by this library`, {
         structure: s,
         offset: first.offset,
-        reason: `${encoding}-system-file`,
+        reason: SYSTEM_FILE_REASONS[encoding],
       });
     }
     const extents = dataExtents as NonResidentAttribute[];
@@ -317,7 +331,7 @@ export class NtfsVolume {
       throw new UnsupportedError('$MFT has sparse runs', {
         structure: s,
         offset: first.offset,
-        reason: 'sparse-system-file',
+        reason: SYSTEM_FILE_REASONS.sparse,
       });
     }
     if (this.mftRecordCount < 16) {
@@ -386,7 +400,7 @@ export class NtfsVolume {
       if (run.lcn === SPARSE) {
         throw new UnsupportedError(`record ${record} lies in a sparse run of $MFT`, {
           structure: s,
-          reason: 'sparse-system-file',
+          reason: SYSTEM_FILE_REASONS.sparse,
         });
       }
       const within = pos - run.vcn * clusterSize;
@@ -539,7 +553,7 @@ export class NtfsVolume {
       throw new UnsupportedError(`${structure} is ${encoding}`, {
         structure,
         offset: stream.offset,
-        reason: encoding,
+        reason: STREAM_REASONS[encoding],
       });
     }
     const { clusterSize } = this.boot;
