@@ -1,8 +1,9 @@
 // Sources: UEFI Specification 2.10, §5.3 "GUID Partition Table (GPT) Disk Layout"
 // (tables 5-5 GPT header, 5-6 GPT partition entry). Integers little-endian; GUIDs in the
 // mixed-endian EFI_GUID layout (first three fields little-endian).
-import { CorruptError } from '@diskube/core';
+import { FieldReader } from '@diskube/core';
 import { crc32 } from './crc32.js';
+import type { PartitionReason } from './reasons.js';
 
 export const GPT_SIGNATURE = 'EFI PART';
 /** Entry arrays larger than this are refused: denied to prevent allocating too large buffers. */
@@ -34,14 +35,7 @@ export interface GptEntry {
 
 /** EFI_GUID → canonical upper-case text. */
 export function formatGuid(bytes: Uint8Array): string {
-  const hex = (from: number, to: number, reverse: boolean) => {
-    const part = Array.from(bytes.subarray(from, to));
-    if (reverse) part.reverse();
-    return part.map((b) => b.toString(16).padStart(2, '0')).join('');
-  };
-  return [hex(0, 4, true), hex(4, 6, true), hex(6, 8, true), hex(8, 10, false), hex(10, 16, false)]
-    .join('-')
-    .toUpperCase();
+  return new FieldReader(bytes, 'GUID').guid(0).toUpperCase();
 }
 
 /**
@@ -49,114 +43,85 @@ export function formatGuid(bytes: Uint8Array): string {
  * here); throws `CorruptError` when a signed header is inconsistent or fails its CRC.
  */
 export function parseGptHeader(sector: Uint8Array, offset: number): GptHeader | null {
-  const structure = 'GPT header';
-  if (sector.length < 92) {
-    throw new CorruptError(`GPT header needs 92 bytes, have ${sector.length}`, {
-      structure,
-      offset,
-      reason: 'truncated',
-    });
-  }
-  if (new TextDecoder('latin1').decode(sector.subarray(0, 8)) !== GPT_SIGNATURE) return null;
-  const view = new DataView(sector.buffer, sector.byteOffset, sector.length);
-  const revision = view.getUint32(0x08, true);
-  const headerSize = view.getUint32(0x0c, true);
-  const headerCrc32 = view.getUint32(0x10, true);
+  const f = new FieldReader<PartitionReason>(sector, 'GPT header', offset).need(92);
+  if (f.ascii(0, 8) !== GPT_SIGNATURE) return null;
+  const revision = f.u32le(0x08);
+  const headerSize = f.u32le(0x0c);
+  const headerCrc32 = f.u32le(0x10);
   if (headerSize < 92 || headerSize > sector.length) {
-    throw new CorruptError(`GPT header size ${headerSize} is outside 92..${sector.length}`, {
-      structure,
-      offset: offset + 0x0c,
-      reason: 'header-size',
-    });
+    throw f.corrupt(
+      `GPT header size ${headerSize} is outside 92..${sector.length}`,
+      0x0c,
+      'header-size',
+    );
   }
   // The CRC covers HeaderSize bytes with the CRC field itself taken as zero.
   const copy = sector.slice(0, headerSize);
   copy.fill(0, 0x10, 0x14);
   if (crc32(copy) !== headerCrc32) {
-    throw new CorruptError('GPT header CRC32 mismatch', {
-      structure,
-      offset: offset + 0x10,
-      reason: 'checksum',
-    });
+    throw f.corrupt('GPT header CRC32 mismatch', 0x10, 'checksum');
   }
-  const entryCount = view.getUint32(0x50, true);
-  const entrySize = view.getUint32(0x54, true);
+  const entryCount = f.u32le(0x50);
+  const entrySize = f.u32le(0x54);
   // The spec requires 128 × 2^n bytes per entry.
   if (entrySize < 128 || (entrySize & (entrySize - 1)) !== 0 || entrySize > 4096) {
-    throw new CorruptError(`GPT entry size ${entrySize} is not 128 × 2^n`, {
-      structure,
-      offset: offset + 0x54,
-      reason: 'entry-size',
-    });
+    throw f.corrupt(`GPT entry size ${entrySize} is not 128 × 2^n`, 0x54, 'entry-size');
   }
   if (entryCount * entrySize > MAX_ENTRY_ARRAY_BYTES) {
-    throw new CorruptError(`GPT entry array of ${entryCount} × ${entrySize} bytes is too large`, {
-      structure,
-      offset: offset + 0x50,
-      reason: 'entry-count',
-    });
+    throw f.corrupt(
+      `GPT entry array of ${entryCount} × ${entrySize} bytes is too large`,
+      0x50,
+      'too-large',
+    );
   }
   return {
     revision,
     headerSize,
-    myLba: view.getBigUint64(0x18, true),
-    alternateLba: view.getBigUint64(0x20, true),
-    firstUsableLba: view.getBigUint64(0x28, true),
-    lastUsableLba: view.getBigUint64(0x30, true),
-    diskGuid: formatGuid(sector.subarray(0x38, 0x48)),
-    entriesLba: view.getBigUint64(0x48, true),
+    myLba: f.u64leBig(0x18),
+    alternateLba: f.u64leBig(0x20),
+    firstUsableLba: f.u64leBig(0x28),
+    lastUsableLba: f.u64leBig(0x30),
+    diskGuid: f.guid(0x38).toUpperCase(),
+    entriesLba: f.u64leBig(0x48),
     entryCount,
     entrySize,
-    entriesCrc32: view.getUint32(0x58, true),
+    entriesCrc32: f.u32le(0x58),
   };
 }
 
 /** Parses the entry array (already read whole) and checks its CRC; unused entries are dropped. */
 export function parseGptEntries(header: GptHeader, bytes: Uint8Array, offset: number): GptEntry[] {
-  const structure = 'GPT partition entry array';
+  const f = new FieldReader<PartitionReason>(bytes, 'GPT partition entry array', offset);
   if (bytes.length !== header.entryCount * header.entrySize) {
-    throw new CorruptError('GPT entry array has the wrong length', {
-      structure,
-      offset,
-      reason: 'truncated',
-    });
+    throw f.corrupt('GPT entry array has the wrong length', 0, 'truncated');
   }
   if (crc32(bytes) !== header.entriesCrc32) {
-    throw new CorruptError('GPT partition entry array CRC32 mismatch', {
-      structure,
-      offset,
-      reason: 'checksum',
-    });
+    throw f.corrupt('GPT partition entry array CRC32 mismatch', 0, 'checksum');
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   const entries: GptEntry[] = [];
   for (let i = 0; i < header.entryCount; i++) {
     const at = i * header.entrySize;
-    const type = bytes.subarray(at, at + 16);
+    const type = f.slice(at, 16);
     if (type.every((b) => b === 0)) continue; // unused entry
-    const firstLba = view.getBigUint64(at + 0x20, true);
-    const lastLba = view.getBigUint64(at + 0x28, true);
+    const firstLba = f.u64leBig(at + 0x20);
+    const lastLba = f.u64leBig(at + 0x28);
     if (lastLba < firstLba) {
-      throw new CorruptError(
+      throw f.corrupt(
         `GPT entry ${i + 1} ends (LBA ${lastLba}) before it starts (LBA ${firstLba})`,
-        {
-          structure,
-          offset: offset + at + 0x20,
-          reason: 'entry-range',
-        },
+        at + 0x20,
+        'entry-range',
       );
     }
-    const nameBytes = bytes.subarray(at + 0x38, at + 0x38 + 72);
-    let name = new TextDecoder('utf-16le').decode(nameBytes);
+    let name = f.utf16le(at + 0x38, 36);
     const nul = name.indexOf('\0');
     if (nul >= 0) name = name.slice(0, nul);
     entries.push({
       index: i + 1,
-      typeGuid: formatGuid(type),
-      uniqueGuid: formatGuid(bytes.subarray(at + 0x10, at + 0x20)),
+      typeGuid: f.guid(at).toUpperCase(),
+      uniqueGuid: f.guid(at + 0x10).toUpperCase(),
       firstLba,
       lastLba,
-      attributes: view.getBigUint64(at + 0x30, true),
+      attributes: f.u64leBig(at + 0x30),
       name,
     });
   }

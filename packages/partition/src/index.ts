@@ -10,5 +10,11 @@ export {
 } from './gpt.js';
 export { type MbrEntry, mbrTypeName, parseMbrSector } from './mbr.js';
 export type { Partition, PartitionTable } from './partition.js';
+export {
+  PARTITION_REASONS,
+  PARTITION_WARNINGS,
+  type PartitionReason,
+  type PartitionWarning,
+} from './reasons.js';
 export { probeSwap, type SwapArea } from './swap.js';
 export { MAX_LOGICAL_PARTITIONS, readPartitionTable } from './table.js';

@@ -1,7 +1,8 @@
 // Sources: "Master boot record" and "Extended boot record" layouts as documented by
 // util-linux libfdisk (dos.c) and the IBM PC partition-table convention; type codes from
 // util-linux's list. Offsets are within a 512-byte sector; integers little-endian.
-import { CorruptError } from '@diskube/core';
+import { FieldReader } from '@diskube/core';
+import type { PartitionReason } from './reasons.js';
 
 /** One of the four 16-byte entries at 0x1BE of an MBR or EBR. */
 export interface MbrEntry {
@@ -24,23 +25,15 @@ export const GPT_PROTECTIVE_TYPE = 0xee;
  * a FAT or NTFS boot sector, which also ends in 0x55AA, is told apart).
  */
 export function parseMbrSector(sector: Uint8Array, sectorOffset: number): MbrEntry[] | null {
-  if (sector.length < 512) {
-    throw new CorruptError(`MBR sector is ${sector.length} bytes, need 512`, {
-      structure: 'MBR',
-      offset: sectorOffset,
-      reason: 'truncated',
-    });
-  }
-  if (sector[MBR_SIGNATURE_OFFSET] !== 0x55 || sector[MBR_SIGNATURE_OFFSET + 1] !== 0xaa)
-    return null;
-  const view = new DataView(sector.buffer, sector.byteOffset, 512);
+  const f = new FieldReader<PartitionReason>(sector, 'MBR', sectorOffset).need(512);
+  if (f.u16le(MBR_SIGNATURE_OFFSET) !== 0xaa55) return null;
   const entries: MbrEntry[] = [];
   for (let i = 0; i < 4; i++) {
     const at = MBR_ENTRY_OFFSET + 16 * i;
-    const status = view.getUint8(at + 0x0);
-    const type = view.getUint8(at + 0x4);
-    const lbaStart = view.getUint32(at + 0x8, true);
-    const sectorCount = view.getUint32(at + 0xc, true);
+    const status = f.u8(at + 0x0);
+    const type = f.u8(at + 0x4);
+    const lbaStart = f.u32le(at + 0x8);
+    const sectorCount = f.u32le(at + 0xc);
     if (status !== 0x00 && status !== 0x80) return null;
     entries.push({ status, type, lbaStart, sectorCount });
   }

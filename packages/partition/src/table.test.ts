@@ -1,6 +1,7 @@
-import { type DiskubeError, memorySource } from '@diskube/core';
+import { CORE_REASONS, type DiskubeError, memorySource } from '@diskube/core';
 import { describe, expect, it } from 'vitest';
 import { crc32 } from './crc32.js';
+import { PARTITION_REASONS, type PartitionReason } from './reasons.js';
 import { readPartitionTable } from './table.js';
 import { requireTool, sfdiskImage } from './test-support.js';
 
@@ -113,7 +114,7 @@ describe.runIf(haveSfdisk)('GPT from sfdisk', () => {
     copy[copy.length - 512 + 0x30]! ^= 0x01;
     const error = await errorOf(readPartitionTable(memorySource(copy)));
     expect(error.code).toBe('CORRUPT');
-    expect(error.reason).toBe('checksum');
+    expect(error.reason).toBe<PartitionReason>('checksum');
     expect(error.structure).toBe('GPT header');
   });
 
@@ -127,7 +128,7 @@ describe.runIf(haveSfdisk)('GPT from sfdisk', () => {
       view.setUint32(header + 0x10, crc32(copy.subarray(header, header + 92)), true);
     }
     const error = await errorOf(readPartitionTable(memorySource(copy)));
-    expect(error.reason).toBe('entry-count');
+    expect(error.reason).toBe<PartitionReason>('too-large');
   });
 
   it('survives truncation at many offsets with null or a typed error', async () => {
@@ -136,6 +137,7 @@ describe.runIf(haveSfdisk)('GPT from sfdisk', () => {
         await readPartitionTable(memorySource(disk.subarray(0, cut)));
       } catch (error) {
         expect((error as DiskubeError).code).toMatch(/CORRUPT|IO/);
+        expect([...PARTITION_REASONS, ...CORE_REASONS]).toContain((error as DiskubeError).reason);
       }
     }
   });
