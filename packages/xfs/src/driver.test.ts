@@ -1,0 +1,101 @@
+import { execFileSync } from 'node:child_process';
+import { openFileSource } from '@diskube/core/node';
+import { describe, expect, it } from 'vitest';
+import { xfsDriver } from './driver.js';
+import {
+  buildXfs,
+  differences,
+  haveTool,
+  partcloneUsed,
+  type XfsRecipe,
+  xfsDbView,
+} from './images.test-support.js';
+
+const M = 1024 * 1024;
+/** Files of /d (f1 and f4 deleted) and 3000-byte files of /m (odd ones deleted). */
+const FILES = [300_000, 5_000, 1_200_000, 70_000, 2_500_000, 0, 900_000, 33_333, 4_000_000, 12_000];
+const content = (size: number, mkfs: string[], extra: Partial<XfsRecipe> = {}): XfsRecipe => ({
+  size,
+  mkfs,
+  files: FILES,
+  small: 200,
+  prefill: size <= 128 * M,
+  ...extra,
+});
+
+/** The feature matrix of issue 12. */
+export const MATRIX: Record<string, XfsRecipe> = {
+  'v5 defaults (4 KiB blocks, finobt, reflink, sparse inodes, bigtime)': content(64 * M, []),
+  '1 KiB blocks, fragmented free space (two-level bnobt)': content(64 * M, ['-b', 'size=1024'], {
+    small: 1500,
+  }),
+  '2 KiB blocks': content(64 * M, ['-b', 'size=2048']),
+  '8 KiB blocks': content(64 * M, ['-b', 'size=8192']),
+  '16 KiB blocks': content(128 * M, ['-b', 'size=16384']),
+  '32 KiB blocks': content(256 * M, ['-b', 'size=32768']),
+  '64 KiB blocks': content(512 * M, ['-b', 'size=65536']),
+  '4 KiB sectors': content(64 * M, ['-s', 'size=4096']),
+  'rmapbt and reflink': content(64 * M, ['-m', 'rmapbt=1,reflink=1']),
+  'no finobt, reflink, sparse inodes or bigtime': content(64 * M, [
+    '-m',
+    'finobt=0,reflink=0,bigtime=0',
+    '-i',
+    'sparse=0',
+  ]),
+  'v4 (crc=0)': content(64 * M, ['-m', 'crc=0']),
+  'v4, 512-byte blocks': content(64 * M, ['-m', 'crc=0', '-b', 'size=512'], { small: 800 }),
+  '32 AGs': content(512 * M, ['-d', 'agcount=32']),
+  'short last AG (5 × 32 MiB + 20 MiB, in a larger file)': content(256 * M, [
+    '-d',
+    'agsize=32m,size=180m',
+  ]),
+};
+
+const tools =
+  haveTool('mkfs.xfs') && haveTool('xfs_db', ['-V']) && haveTool('partclone.xfs', ['-v']);
+
+describe.runIf(tools)('xfs used blocks against xfsprogs and partclone', () => {
+  for (const [name, recipe] of Object.entries(MATRIX)) {
+    it(name, async () => {
+      const path = buildXfs(recipe);
+      const source = await openFileSource(path);
+      const result = await xfsDriver.usedBlocks(source).finally(() => source.close());
+      const db = xfsDbView(path);
+      expect(result.blockCount).toBe(db.used.length);
+      // xfs_db's freesp counts the AG free list as free space; diskube keeps those blocks (they
+      // are in neither free-space btree). Every other block agrees exactly, both ways.
+      const expected = db.used.clone().or(db.agfl);
+      expect(differences(result.used, expected)).toEqual({ missing: [], extra: [] });
+      expect(db.agfl.clone().andNot(db.used).count()).toBe(db.agfl.count());
+      // partclone.xfs copies what xfs_db calls used (no AGFL blocks): nothing of it may be
+      // missing, and the only extras are the AGFL blocks.
+      const pc = partcloneUsed(path, result.blockSize, result.blockCount);
+      expect(differences(result.used, pc.clone().or(db.agfl))).toEqual({ missing: [], extra: [] });
+      expect(pc.clone().and(db.agfl).count()).toBe(0);
+      console.log(
+        `${name}: used ${result.used.count() * result.blockSize} bytes; xfs_db ${db.used.count() * result.blockSize}, partclone ${pc.count() * result.blockSize}; extra = ${db.agfl.count()} AGFL blocks`,
+      );
+    });
+  }
+
+  it('walks a two-level bnobt in the fragmented 1 KiB image', () => {
+    const path = buildXfs(MATRIX['1 KiB blocks, fragmented free space (two-level bnobt)']!);
+    const levels = [0, 1, 2, 3].map((ag) => {
+      const text = execFileSync('xfs_db', ['-r', '-c', `agf ${ag}`, '-c', 'p bnolevel', path], {
+        encoding: 'utf8',
+      });
+      return Number(/bnolevel = (\d+)/.exec(text)![1]);
+    });
+    expect(Math.max(...levels)).toBeGreaterThanOrEqual(2);
+  });
+
+  it('reports the tail after a filesystem smaller than its file', async () => {
+    const path = buildXfs(MATRIX['short last AG (5 × 32 MiB + 20 MiB, in a larger file)']!);
+    const source = await openFileSource(path);
+    const result = await xfsDriver.usedBlocks(source).finally(() => source.close());
+    expect(result.blockCount).toBe((180 * M) / 4096);
+    expect(result.tail).toMatchObject({ offset: 180 * M, length: 76 * M, used: false });
+    expect(result.warnings.map((w) => w.code)).toEqual(['tail-after-filesystem']);
+    expect(result.facts.agCount).toBe(6);
+  });
+});

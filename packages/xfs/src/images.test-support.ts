@@ -1,0 +1,317 @@
+// Test support (not exported by the package): real XFS images built by xfsprogs without mounting,
+// and the xfsprogs / partclone views of their used blocks to compare against.
+//
+// Images are built with `mkfs.xfs -p protofile` (files copied in at mkfs time). Deletes without a
+// mount: `xfs_db -x` zeroes the mode of the inodes to delete and `xfs_repair` then clears them and
+// returns their blocks to the free-space btrees, leaving their old data on disk and the free space
+// fragmented (which makes the bnobt grow levels). Images are sparse files cached under the OS temp
+// directory, keyed by a hash of the recipe. Treat them as read-only.
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Bitmap } from '@diskube/bitmap';
+import { randomBytes } from '@diskube/core/test';
+
+const CACHE = join(tmpdir(), 'diskube-xfs-test-images');
+
+/** mkfs.xfs refuses filesystems under 300 MB unless it believes it runs under fstests. */
+const MKFS_ENV = { ...process.env, TEST_DIR: tmpdir(), TEST_DEV: '/dev/null', QA_CHECK_FS: '1' };
+
+/** True when the tool runs. Under CI=true a missing tool is an error, not a skip. */
+export function haveTool(name: string, args: string[] = ['-V']): boolean {
+  const ok = spawnSync(name, args, { stdio: 'ignore' }).error === undefined;
+  if (!ok && process.env.CI === 'true') throw new Error(`${name} is required under CI=true`);
+  if (!ok) console.warn(`\n!!! ${name} is not installed: skipping the tests that need it !!!\n`);
+  return ok;
+}
+
+export interface XfsRecipe {
+  /** Image file size in bytes. */
+  size: number;
+  /** mkfs.xfs options (e.g. ['-b', 'size=1024']). */
+  mkfs: string[];
+  /** Files of /d, sizes in bytes; /d/f1 and /d/f4 are deleted afterwards. */
+  files?: number[];
+  /** Small files (3000 bytes) in /m; the odd-numbered ones are deleted afterwards. */
+  small?: number;
+  /** Fill the file with random bytes before mkfs (so free space is not zeroes). */
+  prefill?: boolean;
+  seed?: number;
+}
+
+/** A file the image holds after the deletes: its path and content. */
+export interface ManifestEntry {
+  path: string;
+  sha256: string;
+  size: number;
+}
+
+export const SMALL_FILE = 3000;
+
+function fileContent(recipe: XfsRecipe, dir: 'd' | 'm', i: number): Uint8Array {
+  const size = dir === 'd' ? recipe.files![i]! : SMALL_FILE;
+  return randomBytes(size, (recipe.seed ?? 1) * 100_000 + (dir === 'd' ? 0 : 50_000) + i);
+}
+
+/** Files expected in the image, with their content hashes. */
+export function manifest(recipe: XfsRecipe): ManifestEntry[] {
+  const out: ManifestEntry[] = [];
+  const add = (path: string, bytes: Uint8Array) =>
+    out.push({
+      path,
+      size: bytes.length,
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+    });
+  (recipe.files ?? []).forEach((_, i) => {
+    if (i !== 1 && i !== 4) add(`/d/f${i}`, fileContent(recipe, 'd', i));
+  });
+  for (let i = 0; i < (recipe.small ?? 0); i += 2) add(`/m/s${i}`, fileContent(recipe, 'm', i));
+  return out;
+}
+
+function xfsDb(path: string, commands: string[], expert = false): string {
+  return execFileSync(
+    'xfs_db',
+    [...(expert ? ['-x'] : ['-r']), ...commands.flatMap((c) => ['-c', c]), path],
+    {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      maxBuffer: 1 << 28,
+    },
+  );
+}
+
+/** Inode numbers of the entries of directory `dir`, by name. */
+function listDir(path: string, dir: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of xfsDb(path, [`ls ${dir}`]).split('\n')) {
+    const m = /^\d+\s+(\d+)\s+\S+\s+\S+\s+\d+\s+(\S+)/.exec(line.trim());
+    if (m && m[2] !== '.' && m[2] !== '..') out.set(m[2]!, Number(m[1]));
+  }
+  return out;
+}
+
+/** Build (or reuse) the image for `recipe`; returns its path. */
+export function buildXfs(recipe: XfsRecipe): string {
+  const key = createHash('sha256').update(JSON.stringify(recipe)).digest('hex').slice(0, 16);
+  const path = join(CACHE, `${key}.img`);
+  if (existsSync(path)) return path;
+  mkdirSync(CACHE, { recursive: true });
+  const work = join(CACHE, `${key}.${process.pid}.tmp`);
+  mkdirSync(work, { recursive: true });
+  try {
+    const img = join(work, 'image');
+    execFileSync('truncate', ['-s', String(recipe.size), img]);
+    if (recipe.prefill) {
+      const fd = openSync(img, 'r+');
+      const chunk = randomBytes(1 << 20, recipe.seed ?? 1);
+      for (let at = 0; at < recipe.size; at += chunk.length) {
+        writeSync(fd, chunk, 0, Math.min(chunk.length, recipe.size - at), at);
+      }
+      closeSync(fd);
+    }
+    const proto = ['/dev/null', '0 0', 'd--755 0 0'];
+    const files = recipe.files ?? [];
+    if (files.length > 0) {
+      proto.push('d d--755 0 0');
+      files.forEach((_, i) => {
+        const host = join(work, `d${i}`);
+        writeFileSync(host, fileContent(recipe, 'd', i));
+        proto.push(`f${i} ---644 0 0 ${host}`);
+      });
+      proto.push('$');
+    }
+    if ((recipe.small ?? 0) > 0) {
+      proto.push('m d--755 0 0');
+      for (let i = 0; i < recipe.small!; i++) {
+        const host = join(work, `m${i}`);
+        writeFileSync(host, fileContent(recipe, 'm', i));
+        proto.push(`s${i} ---644 0 0 ${host}`);
+      }
+      proto.push('$');
+    }
+    proto.push('$');
+    writeFileSync(join(work, 'proto'), `${proto.join('\n')}\n`);
+    // -K: no discard, which on a regular file would punch out the prefill.
+    execFileSync('mkfs.xfs', ['-q', '-f', '-K', ...recipe.mkfs, '-p', join(work, 'proto'), img], {
+      env: MKFS_ENV,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const doomed: number[] = [];
+    if (files.length > 4) {
+      const d = listDir(img, '/d');
+      doomed.push(d.get('f1')!, d.get('f4')!);
+    }
+    if ((recipe.small ?? 0) > 1) {
+      for (const [name, ino] of listDir(img, '/m'))
+        if (Number(name.slice(1)) % 2 === 1) doomed.push(ino);
+    }
+    if (doomed.length > 0) {
+      xfsDb(
+        img,
+        doomed.flatMap((ino) => [`inode ${ino}`, 'write core.mode 0']),
+        true,
+      );
+      execFileSync('xfs_repair', [img], { stdio: 'ignore' });
+    }
+    renameSync(img, path);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  return path;
+}
+
+/** Superblock geometry as xfs_db prints it. */
+export function geometry(path: string): {
+  blockSize: number;
+  dblocks: number;
+  agblocks: number;
+  agcount: number;
+} {
+  const text = xfsDb(path, ['sb 0', 'p blocksize dblocks agblocks agcount']);
+  const get = (name: string) => Number(new RegExp(`^${name} = (\\d+)`, 'm').exec(text)![1]);
+  return {
+    blockSize: get('blocksize'),
+    dblocks: get('dblocks'),
+    agblocks: get('agblocks'),
+    agcount: get('agcount'),
+  };
+}
+
+/**
+ * xfsprogs' view: `xfs_db freesp -d` lists every free extent per AG — the bnobt's and, as
+ * single blocks, the AG free list's. Returns the used blocks (the complement, linear numbering)
+ * and the AGFL blocks separately (from `agf N` / `agfl N`), which diskube keeps on purpose.
+ */
+export function xfsDbView(path: string): { used: Bitmap; agfl: Bitmap; freeblks: number } {
+  const geo = geometry(path);
+  const used = new Bitmap(geo.dblocks).setAll();
+  for (const m of xfsDb(path, ['freesp -d']).matchAll(/^\s*(\d+)\s+(\d+)\s+(\d+)\s*$/gm)) {
+    used.clearRange(Number(m[1]) * geo.agblocks + Number(m[2]), Number(m[3]));
+  }
+  const agfl = new Bitmap(geo.dblocks);
+  let freeblks = 0;
+  for (let ag = 0; ag < geo.agcount; ag++) {
+    const text = xfsDb(path, [
+      `agf ${ag}`,
+      'p flfirst fllast flcount freeblks',
+      `agfl ${ag}`,
+      'p bno',
+    ]);
+    const get = (name: string) => Number(new RegExp(`^${name} = (\\d+)`, 'm').exec(text)![1]);
+    freeblks += get('freeblks');
+    const slots = new Map<number, number>();
+    for (const m of text.matchAll(/(\d+):(\d+)/g)) slots.set(Number(m[1]), Number(m[2]));
+    const size = Math.max(...slots.keys(), 0) + 1;
+    for (let k = 0, i = get('flfirst'); k < get('flcount'); k++, i = (i + 1) % size) {
+      agfl.set(ag * geo.agblocks + slots.get(i)!);
+    }
+  }
+  return { used, agfl, freeblks };
+}
+
+/**
+ * partclone's view: `partclone.xfs -D` writes a ddrescue domain log whose `+` lines are the byte
+ * ranges it would copy. Returned in units of `unitSize`, clipped to `units`.
+ */
+export function partcloneUsed(path: string, unitSize: number, units: number): Bitmap {
+  const log = join(
+    CACHE,
+    `${createHash('sha256').update(path).digest('hex').slice(0, 12)}.${process.pid}.log`,
+  );
+  mkdirSync(CACHE, { recursive: true });
+  try {
+    execFileSync('partclone.xfs', ['-D', '-q', '-s', path, '-O', log], { stdio: 'ignore' });
+    const text = readFileSync(log, 'utf8');
+    const used = new Bitmap(units);
+    for (const m of text.matchAll(/^0x([0-9A-Fa-f]+)\s+0x([0-9A-Fa-f]+)\s+\+/gm)) {
+      const pos = Number.parseInt(m[1]!, 16);
+      const size = Number.parseInt(m[2]!, 16);
+      const first = Math.floor(pos / unitSize);
+      const end = Math.min(units, Math.ceil((pos + size) / unitSize));
+      if (end > first) used.setRange(first, end - first);
+    }
+    return used;
+  } finally {
+    rmSync(log, { force: true });
+  }
+}
+
+/**
+ * A file's bytes read from the image without mounting: its inode from `ls`, its size and extent
+ * map from `xfs_db` (`bmap`; startblock is a packed fsblock, shown also as agno/agbno).
+ */
+export function extractFile(image: string, filePath: string): Uint8Array {
+  const slash = filePath.lastIndexOf('/');
+  const ino = listDir(image, filePath.slice(0, slash) || '/').get(filePath.slice(slash + 1));
+  if (ino === undefined) throw new Error(`${filePath} not found in ${image}`);
+  const geo = geometry(image);
+  const text = xfsDb(image, [`inode ${ino}`, 'p core.size', 'bmap']);
+  const size = Number(/core\.size = (\d+)/.exec(text)![1]);
+  const out = new Uint8Array(size);
+  const fd = openSync(image, 'r');
+  try {
+    for (const m of text.matchAll(/offset (\d+) startblock \d+ \((\d+)\/(\d+)\) count (\d+)/g)) {
+      const fileBlock = Number(m[1]);
+      const linear = Number(m[2]) * geo.agblocks + Number(m[3]);
+      const count = Number(m[4]);
+      const start = fileBlock * geo.blockSize;
+      const length = Math.min(count * geo.blockSize, size - start);
+      if (length > 0) readSync(fd, out, start, length, linear * geo.blockSize);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return out;
+}
+
+/** `xfs_repair -n` exit status and output: 0 when clean. */
+export function repairCheck(path: string): { status: number; output: string } {
+  const r = spawnSync('xfs_repair', ['-n', path], { encoding: 'utf8' });
+  return { status: r.status ?? -1, output: `${r.stdout}${r.stderr}` };
+}
+
+/**
+ * Where two used maps differ, as the first few runs each way: `missing` are set in `expected`
+ * only (blocks we would lose), `extra` in `actual` only. Empty arrays when they are equal.
+ */
+export function differences(
+  actual: Bitmap,
+  expected: Bitmap,
+  max = 5,
+): { missing: Array<[number, number]>; extra: Array<[number, number]> } {
+  if (actual.length !== expected.length) {
+    return { missing: [[-1, expected.length]], extra: [[-1, actual.length]] };
+  }
+  const first = (b: Bitmap): Array<[number, number]> => {
+    const out: Array<[number, number]> = [];
+    for (const run of b.runs()) {
+      out.push([run[0], run[1]]);
+      if (out.length >= max) break;
+    }
+    return out;
+  };
+  return {
+    missing: first(expected.clone().andNot(actual)),
+    extra: first(actual.clone().andNot(expected)),
+  };
+}
+
+/** A copy of the image file in memory, for patching. */
+export function readImage(path: string): Uint8Array {
+  return new Uint8Array(readFileSync(path));
+}
