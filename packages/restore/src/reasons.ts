@@ -1,6 +1,8 @@
 /**
  * The `reason` values `@diskube/restore` throws, a stable contract (meanings in the README).
- * Errors from reading the backups themselves carry `@diskube/format`'s reasons (`FORMAT_REASONS`).
+ * Errors from reading the backups themselves carry `@diskube/format`'s reasons (`FORMAT_REASONS`);
+ * `containerTarget`'s writer errors (`format`, `cluster-size`, `compress`, `state`, `size`) carry
+ * `@diskube/container`'s.
  */
 export const RESTORE_REASONS = Object.freeze([
   // CORRUPT
@@ -11,10 +13,6 @@ export const RESTORE_REASONS = Object.freeze([
   'needs-zero-unused',
   'not-a-file',
   'exists',
-  'format',
-  'cluster-size',
-  'compress',
-  'state',
   // IO
   'open',
 ] as const);
