@@ -5,8 +5,8 @@ export interface Pos {
 }
 
 export type TableKind = 'none' | 'mbr' | 'gpt';
-export type FsType = 'ext2' | 'ext3' | 'ext4' | 'ntfs' | 'fat' | 'swap' | 'raw';
-export const FS_TYPES: readonly FsType[] = ['ext2', 'ext3', 'ext4', 'ntfs', 'fat', 'swap', 'raw'];
+/** A filesystem type name the registry knows (`fs/registry.ts`): ext4, ntfs, fat, swap, raw … */
+export type FsType = string;
 
 /** Where file bytes come from. Every generator is a pure function of its parameters. */
 export type Generator =

@@ -4,18 +4,14 @@ import { mkdir, mkdtemp, open, readFile, rename, rm, writeFile } from 'node:fs/p
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { DiskSpec, FsType } from './ast.js';
+import type { DiskSpec } from './ast.js';
 import { sha256, writeSegments } from './content.js';
-import type { FilesystemBuilder } from './fs/builder.js';
 import { stableUuid } from './fs/builder.js';
-import { extBuilder } from './fs/ext.js';
-import { fatBuilder } from './fs/fat.js';
-import { ntfsBuilder } from './fs/ntfs.js';
-import { rawBuilder, swapBuilder } from './fs/swap.js';
+import { builderOf } from './fs/registry.js';
 import { planContent } from './model.js';
 import { parseSpec } from './parse.js';
+import { run } from './run.js';
 import { layout, sfdiskScript } from './table.js';
-import { run } from './tools.js';
 
 export interface ManifestFile {
   path: string;
@@ -53,16 +49,6 @@ export interface BuildOptions {
 /** Bumped whenever the bytes produced for a given spec change. */
 const BUILDER_VERSION = 1;
 
-const BUILDERS: Record<FsType, FilesystemBuilder> = {
-  ext2: extBuilder,
-  ext3: extBuilder,
-  ext4: extBuilder,
-  ntfs: ntfsBuilder,
-  fat: fatBuilder,
-  swap: swapBuilder,
-  raw: rawBuilder,
-};
-
 /** Hash of the spec's meaning: positions and comments do not change it. */
 export function specHash(spec: DiskSpec): string {
   const json = JSON.stringify(spec, (k, v) => (k === 'pos' ? undefined : v));
@@ -95,7 +81,9 @@ async function buildTo(
 ): Promise<Manifest> {
   const id = specHash(spec);
   const lay = layout(spec);
-  const plans = lay.partitions.map((p) => planContent(p.fs, p.fs.type === 'fat'));
+  const plans = lay.partitions.map((p) =>
+    planContent(p.fs, builderOf(p.fs.type)!.caseInsensitive === true),
+  );
   const disk = await open(out, 'w');
   try {
     await disk.truncate(spec.size);
@@ -106,7 +94,7 @@ async function buildTo(
   const manifest: Manifest = { size: spec.size, table: spec.table, partitions: [] };
   for (const [i, p] of lay.partitions.entries()) {
     const plan = plans[i]!;
-    const builder = BUILDERS[p.fs.type];
+    const builder = builderOf(p.fs.type)!;
     const scratch = builder.inPlace ? null : join(work, `part-${p.index}.img`);
     const target = scratch ?? out;
     const offset = scratch ? 0 : p.offset;

@@ -8,9 +8,10 @@ import type {
   PartitionSpec,
   Pos,
 } from './ast.js';
-import { FS_TYPES } from './ast.js';
 import { SpecError } from './errors.js';
+import { builderOf, FS_TYPES } from './fs/registry.js';
 import { type SpecLine, type Token, tokenize } from './lexer.js';
+import { intIn as intCheck, type OptionCheck, textMax as textCheck } from './options.js';
 import { parseSize } from './size.js';
 
 interface Node {
@@ -144,86 +145,17 @@ function checkPath(l: SpecLine, t: Token): string {
   return p;
 }
 
-const intIn =
-  (min: number, max: number, what: string) =>
+/** Binds a builder-style check to a spec line: its message becomes a SpecError at the value. */
+const bind =
+  (check: OptionCheck) =>
   (l: SpecLine) =>
   (v: string, t: Token): void => {
-    const n = /^\d+$/.test(v) ? Number(v) : Number.NaN;
-    if (!(n >= min && n <= max)) fail(l, t, `${what} must be an integer from ${min} to ${max}`);
+    const message = check(v);
+    if (message !== undefined) fail(l, t, message);
   };
 
-const sizeIn =
-  (choices: number[], what: string) =>
-  (l: SpecLine) =>
-  (v: string, t: Token): void => {
-    const n = parseSize(v);
-    if (n === null || !choices.includes(n)) {
-      fail(l, t, `${what} must be one of ${choices.map(fmt).join(', ')}`);
-    }
-  };
-
-const fmt = (n: number): string =>
-  n >= 2 ** 20 ? `${n / 2 ** 20}M` : n >= 1024 ? `${n / 1024}K` : String(n);
-
-const textMax =
-  (max: number, what: string) =>
-  (l: SpecLine) =>
-  (v: string, t: Token): void => {
-    if (v.length === 0 || Buffer.byteLength(v) > max)
-      fail(l, t, `${what} must be 1 to ${max} bytes`);
-  };
-
-const nonEmpty = (l: SpecLine) => (v: string, t: Token) => {
-  if (v === '') fail(l, t, 'value must not be empty');
-};
-
-const uuidCheck = (l: SpecLine) => (v: string, t: Token) => {
-  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(v)) {
-    fail(l, t, 'uuid must look like 01234567-89ab-cdef-0123-456789abcdef');
-  }
-};
-
-const pow2 = (from: number, to: number): number[] => {
-  const out: number[] = [];
-  for (let n = from; n <= to; n *= 2) out.push(n);
-  return out;
-};
-
-/** Option validators per filesystem type. */
-const FS_OPTIONS: Record<FsType, Record<string, (l: SpecLine) => (v: string, t: Token) => void>> = {
-  ext2: {},
-  ext3: {},
-  ext4: {},
-  ntfs: {
-    cluster: sizeIn(pow2(512, 2 * 2 ** 20), 'ntfs cluster'),
-    label: textMax(128, 'label'),
-  },
-  fat: {
-    fat: (l) => (v, t) => {
-      if (!['12', '16', '32'].includes(v)) fail(l, t, 'fat must be 12, 16 or 32');
-    },
-    cluster: sizeIn(pow2(512, 64 * 1024), 'fat cluster'),
-    label: textMax(11, 'label'),
-  },
-  swap: { label: textMax(16, 'label'), uuid: uuidCheck },
-  raw: {},
-};
-const EXT_OPTIONS = {
-  block: sizeIn([1024, 2048, 4096, 65536], 'block'),
-  features: nonEmpty,
-  label: textMax(16, 'label'),
-  inodes: intIn(16, 2 ** 32 - 1, 'inodes'),
-  inode_size: sizeIn([128, 256, 512, 1024], 'inode_size'),
-  cluster: sizeIn(pow2(2048, 2 ** 28), 'cluster'),
-  extended: nonEmpty,
-  uuid: uuidCheck,
-  revision: intIn(0, 1, 'revision'),
-  group: intIn(256, 2 ** 19, 'group (blocks per group)'),
-  reserved: intIn(0, 50, 'reserved (percent)'),
-};
-FS_OPTIONS.ext2 = EXT_OPTIONS;
-FS_OPTIONS.ext3 = EXT_OPTIONS;
-FS_OPTIONS.ext4 = EXT_OPTIONS;
+const intIn = (min: number, max: number, what: string) => bind(intCheck(min, max, what));
+const textMax = (max: number, what: string) => bind(textCheck(max, what));
 
 function fsType(l: SpecLine, t: Token): FsType {
   if (!(FS_TYPES as readonly string[]).includes(t.text)) {
@@ -234,7 +166,7 @@ function fsType(l: SpecLine, t: Token): FsType {
 
 function bindOptions(l: SpecLine, type: FsType) {
   const out: Record<string, ((v: string, t: Token) => void) | null> = {};
-  for (const [k, v] of Object.entries(FS_OPTIONS[type])) out[k] = v(l);
+  for (const [k, v] of Object.entries(builderOf(type)!.options)) out[k] = v && bind(v)(l);
   return out;
 }
 
@@ -285,9 +217,10 @@ function contentOp(n: Node, type: FsType, seen: ContentOp[]): ContentOp {
   const head = a.head;
   if (n.children.length > 0) fail(n.children[0]!.l, undefined, `'${head.text}' takes no children`);
   const p = pos(l, head);
-  if (type === 'swap') fail(l, head, 'swap takes no content');
-  if (type === 'raw' && head.text !== 'prefill') {
-    fail(l, head, 'raw takes only prefill (random seed=N or zeros)');
+  const accepts = builderOf(type)!.content;
+  if (accepts === 'none') fail(l, head, `${type} takes no content`);
+  if (accepts === 'prefill' && head.text !== 'prefill') {
+    fail(l, head, `${type} takes only prefill (random seed=N or zeros)`);
   }
   switch (head.text) {
     case 'prefill': {

@@ -1,5 +1,6 @@
-import type { DiskSpec, ExtendedSpec, FilesystemSpec, FsType, PartitionSpec, Pos } from './ast.js';
+import type { DiskSpec, ExtendedSpec, FilesystemSpec, PartitionSpec, Pos } from './ast.js';
 import { SpecError } from './errors.js';
+import { builderOf } from './fs/registry.js';
 import { GPT_TYPE_ALIASES } from './parse.js';
 import { formatSize } from './size.js';
 
@@ -24,25 +25,14 @@ export interface Layout {
   extended?: { index: number; offset: number; size: number };
 }
 
-const MBR_DEFAULT: Record<FsType, string> = {
-  ext2: '83',
-  ext3: '83',
-  ext4: '83',
-  ntfs: '7',
-  fat: 'c',
-  swap: '82',
-  raw: 'da',
-};
-
 function mbrType(fs: FilesystemSpec): string {
-  if (fs.type === 'fat') return fs.options.fat === '12' ? '1' : fs.options.fat === '16' ? 'e' : 'c';
-  return MBR_DEFAULT[fs.type];
+  const { mbr } = builderOf(fs.type)!.partitionType;
+  return typeof mbr === 'string' ? mbr : mbr(fs.options);
 }
 
 function gptType(fs: FilesystemSpec): string {
-  const alias =
-    fs.type === 'swap' ? 'swap' : fs.type === 'ntfs' || fs.type === 'fat' ? 'msdata' : 'linux';
-  return GPT_TYPE_ALIASES[alias]!;
+  const { gpt } = builderOf(fs.type)!.partitionType;
+  return GPT_TYPE_ALIASES[gpt] ?? gpt.toUpperCase();
 }
 
 const alignUp = (n: number): number => Math.ceil(n / ALIGN) * ALIGN;

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { open, utimes } from 'node:fs/promises';
-import { join } from 'node:path';
+import { open, readdir, readFile, utimes } from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import type { FilesystemSpec } from '../ast.js';
 import { type Segment, writeSegments } from '../content.js';
 import type { Plan } from '../model.js';
-import { FIXED_TIME } from '../tools.js';
+import type { OptionSpec } from '../options.js';
+import { FIXED_TIME } from '../run.js';
 
 export interface BuildContext {
   /** File the filesystem is written into (the disk image, or a scratch file of `size`). */
@@ -24,7 +25,32 @@ export interface BuildContext {
   id: string;
 }
 
+/**
+ * Everything mkimage knows about one filesystem: its DSL names and options, how to build and
+ * populate it, its partition type, and how tests check it and read its files back. Adding a
+ * filesystem is one file under `fs/` exporting one of these, plus its line in `fs/registry.ts`.
+ */
 export interface FilesystemBuilder {
+  /** DSL type names (`filesystem ext4`, `partition 1G ext4`); the first is the main one. */
+  names: readonly string[];
+  /** `key=value` options the type accepts, each with its validator (null = bare flag). */
+  options: Record<string, OptionSpec>;
+  /**
+   * Content lines it accepts: every line (`files`), only `prefill`, or nothing at all (`none`,
+   * for formats that hold no files, like swap).
+   */
+  content: 'files' | 'prefill' | 'none';
+  /** Names differ only in case are the same file (FAT): `/A` and `/a` collide. */
+  caseInsensitive?: boolean;
+  /** Default partition type when the spec gives no `type=`. */
+  partitionType: {
+    /** MBR type byte in hex (`83`), or chosen from the options (FAT12/16/32 differ). */
+    mbr: string | ((options: Record<string, string>) => string);
+    /** GPT type GUID, or an alias (`linux swap msdata efi bios lvm`). */
+    gpt: string;
+  };
+  /** Every system tool `build`, `check` and `readFiles` run, with the Debian package that ships it. */
+  tools: Record<string, string>;
   /**
    * True when the tools can work at an offset inside the disk image (mke2fs -E offset, debugfs
    * `?offset=`, mkfs.vfat --offset, mtools `@@offset`). Otherwise the filesystem is built in a
@@ -33,6 +59,16 @@ export interface FilesystemBuilder {
   inPlace: boolean;
   /** Builds the filesystem and its content; returns the options to record in the manifest. */
   build(ctx: BuildContext): Promise<Record<string, string>>;
+  /**
+   * Runs the filesystem's own checker read-only on a filesystem image (one partition);
+   * resolves to its output, rejects when it finds errors.
+   */
+  check?(part: string): Promise<string>;
+  /**
+   * SHA-256 of every regular file, read back with the filesystem's own tools. `paths` (the
+   * manifest's) is for tools that cannot copy a whole tree out; `dir` is scratch space.
+   */
+  readFiles?(part: string, paths: string[], dir: string): Promise<Map<string, string>>;
 }
 
 /** A UUID derived from the context id, so the same spec always gets the same UUIDs. */
@@ -61,4 +97,20 @@ export async function hostFile(
   }
   await utimes(p, FIXED_TIME, FIXED_TIME);
   return p;
+}
+
+/** SHA-256 of every regular file below `tree`, keyed by its path from `tree` (`/a/b`). */
+export async function hashTree(tree: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const entry of await readdir(tree, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const host = join(entry.parentPath, entry.name);
+    out.set(
+      `/${relative(tree, host)}`,
+      createHash('sha256')
+        .update(await readFile(host))
+        .digest('hex'),
+    );
+  }
+  return out;
 }

@@ -1,10 +1,18 @@
-import { open } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { resize, type Segment, segmentsLength, slice, toBuffer } from '../content.js';
 import { BuildError } from '../errors.js';
 import type { Action } from '../model.js';
+import { intIn, nonEmpty, pow2, sizeIn, textMax, uuidCheck } from '../options.js';
+import { FIXED_TIME, run } from '../run.js';
 import { parseSize } from '../size.js';
-import { FIXED_TIME, run } from '../tools.js';
-import { type BuildContext, type FilesystemBuilder, hostFile, stableUuid } from './builder.js';
+import {
+  type BuildContext,
+  type FilesystemBuilder,
+  hashTree,
+  hostFile,
+  stableUuid,
+} from './builder.js';
 
 const ENV = { E2FSPROGS_FAKE_TIME: String(FIXED_TIME) };
 
@@ -27,7 +35,43 @@ const q = (s: string): string => `"${s}"`;
  * is what incremental-backup tests need. With inline_data the file is rewritten instead.
  */
 export const extBuilder: FilesystemBuilder = {
+  names: ['ext2', 'ext3', 'ext4'],
+  options: {
+    block: sizeIn([1024, 2048, 4096, 65536], 'block'),
+    features: nonEmpty,
+    label: textMax(16, 'label'),
+    inodes: intIn(16, 2 ** 32 - 1, 'inodes'),
+    inode_size: sizeIn([128, 256, 512, 1024], 'inode_size'),
+    cluster: sizeIn(pow2(2048, 2 ** 28), 'cluster'),
+    extended: nonEmpty,
+    uuid: uuidCheck,
+    revision: intIn(0, 1, 'revision'),
+    group: intIn(256, 2 ** 19, 'group (blocks per group)'),
+    reserved: intIn(0, 50, 'reserved (percent)'),
+  },
+  content: 'files',
+  partitionType: { mbr: '83', gpt: 'linux' },
+  tools: { mke2fs: 'e2fsprogs', debugfs: 'e2fsprogs', dumpe2fs: 'e2fsprogs', e2fsck: 'e2fsprogs' },
   inPlace: true,
+
+  async check(part) {
+    return (await run('e2fsck', ['-fn', part])).stdout;
+  },
+
+  /** The whole tree at once through `debugfs rdump`. */
+  async readFiles(part, _paths, dir) {
+    const tree = await mkdtemp(join(dir, 'tree-'));
+    try {
+      const r = await run('debugfs', ['-R', `rdump / ${tree}`, part]);
+      const errors = r.stderr.split('\n').filter((l) => l.trim() && !/^debugfs \d/.test(l));
+      if (errors.length > 0) throw new Error(`debugfs rdump: ${errors.join(' / ')}`);
+      await rm(join(tree, 'lost+found'), { recursive: true, force: true });
+      return await hashTree(tree);
+    } finally {
+      await rm(tree, { recursive: true, force: true });
+    }
+  },
+
   async build(ctx: BuildContext) {
     const o = ctx.fs.options;
     const uuid = o.uuid ?? stableUuid(ctx.id, 'ext-uuid');

@@ -1,8 +1,15 @@
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { oneOf, pow2, sizeIn, textMax } from '../options.js';
+import { run } from '../run.js';
 import { parseSize } from '../size.js';
-import { run } from '../tools.js';
-import { type BuildContext, type FilesystemBuilder, hostFile, stableUuid } from './builder.js';
+import {
+  type BuildContext,
+  type FilesystemBuilder,
+  hashTree,
+  hostFile,
+  stableUuid,
+} from './builder.js';
 
 const parentOf = (p: string): string => p.slice(0, p.lastIndexOf('/')) || '/';
 const baseOf = (p: string): string => p.slice(p.lastIndexOf('/') + 1);
@@ -18,7 +25,44 @@ const ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLSRC: '/dev/null' };
  * replace the whole file (`mcopy -o`).
  */
 export const fatBuilder: FilesystemBuilder = {
+  names: ['fat'],
+  options: {
+    fat: oneOf(['12', '16', '32'], 'fat must be 12, 16 or 32'),
+    cluster: sizeIn(pow2(512, 64 * 1024), 'fat cluster'),
+    label: textMax(11, 'label'),
+  },
+  content: 'files',
+  caseInsensitive: true,
+  partitionType: {
+    mbr: (o) => (o.fat === '12' ? '1' : o.fat === '16' ? 'e' : 'c'),
+    gpt: 'msdata',
+  },
+  tools: {
+    'mkfs.vfat': 'dosfstools',
+    'fsck.vfat': 'dosfstools',
+    mcopy: 'mtools',
+    mmd: 'mtools',
+    mdel: 'mtools',
+    mrd: 'mtools',
+    mdir: 'mtools',
+  },
   inPlace: true,
+
+  async check(part) {
+    return (await run('fsck.vfat', ['-n', part])).stdout;
+  },
+
+  /** The whole tree at once through `mcopy -s`. */
+  async readFiles(part, _paths, dir) {
+    const tree = await mkdtemp(join(dir, 'tree-'));
+    try {
+      await run('mcopy', ['-s', '-n', '-m', '-i', part, '::/', `${tree}/`], { env: ENV });
+      return await hashTree(tree);
+    } finally {
+      await rm(tree, { recursive: true, force: true });
+    }
+  },
+
   async build(ctx: BuildContext) {
     const o = ctx.fs.options;
     const volid = stableUuid(ctx.id, 'fat-volid').slice(0, 8);

@@ -1,9 +1,11 @@
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { access, mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ToolMissingError } from '../errors.js';
+import { pow2, sizeIn, textMax } from '../options.js';
+import { run } from '../run.js';
 import { parseSize } from '../size.js';
-import { run } from '../tools.js';
 import { type BuildContext, type FilesystemBuilder, hostFile } from './builder.js';
 import { NTFS_HELPER_C } from './ntfs-helper.js';
 
@@ -69,7 +71,41 @@ async function findLibntfs(): Promise<string> {
  * mkimage builds has the same serial number. The helper freezes the clock for file times.
  */
 export const ntfsBuilder: FilesystemBuilder = {
+  names: ['ntfs'],
+  options: {
+    cluster: sizeIn(pow2(512, 2 * 2 ** 20), 'ntfs cluster'),
+    label: textMax(128, 'label'),
+  },
+  content: 'files',
+  partitionType: { mbr: '7', gpt: 'msdata' },
+  tools: {
+    mkntfs: 'ntfs-3g',
+    ntfscat: 'ntfs-3g',
+    ntfsfix: 'ntfs-3g',
+    ntfsinfo: 'ntfs-3g',
+    ntfsls: 'ntfs-3g',
+    gcc: 'gcc',
+  },
   inPlace: false,
+
+  async check(part) {
+    // ntfsfix -n exits 0 and prints "processed successfully" on a sound volume, 1 otherwise.
+    const r = await run('ntfsfix', ['-n', part]);
+    if (!/processed successfully/.test(r.stdout)) throw new Error(`ntfsfix: ${r.stdout}`);
+    // ntfsfix only checks mountability, $MFT/$MFTMirr and the boot sectors: also walk every
+    // directory index through libntfs-3g.
+    const ls = await run('ntfsls', ['-R', '-a', '-p', '/', part]);
+    if (ls.stderr.trim() !== '') throw new Error(`ntfsls: ${ls.stderr}`);
+    return r.stdout + ls.stdout;
+  },
+
+  /** `ntfscat` per path: libntfs-3g has no recursive copy-out. */
+  async readFiles(part, paths) {
+    const out = new Map<string, string>();
+    for (const p of paths) out.set(p, await ntfsSha(part, p));
+    return out;
+  },
+
   async build(ctx: BuildContext) {
     const o = ctx.fs.options;
     const args = ['-F', '-q', '-Q', '-T', '-s', '512', '-p', String(ctx.startSector)];
@@ -128,4 +164,21 @@ async function clusterSize(ctx: BuildContext): Promise<number> {
   } finally {
     await fh.close();
   }
+}
+
+/** ntfscat writes binary to stdout; collect it as bytes rather than text. */
+async function ntfsSha(part: string, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    const c = spawn('ntfscat', [part, path], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    c.stdout.on('data', (d: Buffer) => h.update(d));
+    c.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    c.on('error', reject);
+    c.on('close', (code) =>
+      code === 0 ? resolve(h.digest('hex')) : reject(new Error(`ntfscat ${path}: ${err}`)),
+    );
+  });
 }
