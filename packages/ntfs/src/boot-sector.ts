@@ -148,8 +148,7 @@ export function parseBootSector(bytes: Uint8Array, at = 0): BootSector {
     'clusters per index record',
     at + 0x44,
   );
-  let serial = '';
-  for (let i = 0x4f; i >= 0x48; i--) serial += bytes[i]!.toString(16).padStart(2, '0');
+  const serial = f.u64leBig(0x48).toString(16).padStart(16, '0');
   return {
     bytesPerSector: bytes_per_sector,
     sectorsPerCluster,
