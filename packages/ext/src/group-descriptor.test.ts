@@ -14,6 +14,7 @@ import {
   TEST_UUID,
   UNINIT_BG_GROUPS,
 } from './hex.test-support.js';
+import type { ExtReason } from './reasons.js';
 import { checksumSeed, parseSuperblock } from './superblock.js';
 
 describe('parseGroupDescriptor', () => {
@@ -51,7 +52,11 @@ describe('parseGroupDescriptor', () => {
 
   it('rejects a descriptor that does not fit, with a CorruptError', () => {
     expect(() => parseGroupDescriptor(new Uint8Array(40), 16, 32, 2048)).toThrow(
-      expect.objectContaining({ code: 'CORRUPT', reason: 'truncated', offset: 2048 }),
+      expect.objectContaining({
+        code: 'CORRUPT',
+        reason: 'truncated' satisfies ExtReason,
+        offset: 2048,
+      }),
     );
   });
 });

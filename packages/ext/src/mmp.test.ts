@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { fromHexRows } from './hex.test-support.js';
 import { MMP_SEQ_CLEAN, parseMmp } from './mmp.js';
+import type { ExtReason } from './reasons.js';
 
 describe('parseMmp', () => {
   it('reads magic, sequence and node name', () => {
@@ -13,10 +14,14 @@ describe('parseMmp', () => {
 
   it('rejects a bad magic and a short buffer with CorruptError', () => {
     expect(() => parseMmp(new Uint8Array(1024), 4096)).toThrow(
-      expect.objectContaining({ code: 'CORRUPT', reason: 'bad-magic', offset: 4096 }),
+      expect.objectContaining({
+        code: 'CORRUPT',
+        reason: 'bad-magic' satisfies ExtReason,
+        offset: 4096,
+      }),
     );
     expect(() => parseMmp(new Uint8Array(16))).toThrow(
-      expect.objectContaining({ code: 'CORRUPT', reason: 'truncated' }),
+      expect.objectContaining({ code: 'CORRUPT', reason: 'truncated' satisfies ExtReason }),
     );
   });
 });

@@ -1,6 +1,7 @@
 import { Bitmap } from '@diskube/bitmap';
 import { expect, test } from 'vitest';
 import { decodeBitmap, encodeBitmap } from './bitmap-codec.js';
+import type { FormatReason } from './reasons.js';
 import { ENCODING_RAW, ENCODING_RLE } from './section.js';
 import { prng, randomBitmap } from './test-support.js';
 
@@ -36,19 +37,27 @@ test('rejects malformed encodings', () => {
   const bad = (payload: number[], encoding: number, length: number) => () =>
     decodeBitmap(Uint8Array.from(payload), encoding, length, 'test', 0);
   expect(bad([2, 3], ENCODING_RLE, 10)).toThrow(
-    expect.objectContaining({ code: 'CORRUPT', reason: 'bad-run' }),
+    expect.objectContaining({ code: 'CORRUPT', reason: 'bad-run' satisfies FormatReason }),
   );
-  expect(bad([2, 9], ENCODING_RLE, 10)).toThrow(expect.objectContaining({ reason: 'bad-run' }));
-  expect(bad([2, 0, 8], ENCODING_RLE, 10)).toThrow(expect.objectContaining({ reason: 'bad-run' }));
+  expect(bad([2, 9], ENCODING_RLE, 10)).toThrow(
+    expect.objectContaining({ reason: 'bad-run' satisfies FormatReason }),
+  );
+  expect(bad([2, 0, 8], ENCODING_RLE, 10)).toThrow(
+    expect.objectContaining({ reason: 'bad-run' satisfies FormatReason }),
+  );
   expect(bad([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 1], ENCODING_RLE, 10)).toThrow(
-    expect.objectContaining({ reason: 'bad-varint' }),
+    expect.objectContaining({ reason: 'bad-varint' satisfies FormatReason }),
   );
-  expect(bad([0x80], ENCODING_RLE, 10)).toThrow(expect.objectContaining({ reason: 'truncated' }));
+  expect(bad([0x80], ENCODING_RLE, 10)).toThrow(
+    expect.objectContaining({ reason: 'truncated' satisfies FormatReason }),
+  );
   expect(bad([0xff, 0xff], ENCODING_RAW, 10)).toThrow(
-    expect.objectContaining({ reason: 'padding' }),
+    expect.objectContaining({ reason: 'padding' satisfies FormatReason }),
   );
   expect(bad([0xff], ENCODING_RAW, 10)).toThrow(
-    expect.objectContaining({ reason: 'length-mismatch' }),
+    expect.objectContaining({ reason: 'length-mismatch' satisfies FormatReason }),
   );
-  expect(bad([], 7, 0)).toThrow(expect.objectContaining({ reason: 'bad-encoding' }));
+  expect(bad([], 7, 0)).toThrow(
+    expect.objectContaining({ reason: 'bad-encoding' satisfies FormatReason }),
+  );
 });

@@ -1,5 +1,6 @@
 import { expect, test } from 'vitest';
 import { formatChangedRanges, parseChangedRanges, rangesToBlocks } from './changed-ranges.js';
+import type { FormatReason } from './reasons.js';
 
 test('parses the documented text format', () => {
   const text = '# dirty blocks of disk0\n0 4096\n\n  0x2000\t512  \r\n1048576 1\n';
@@ -15,7 +16,10 @@ test('parses the documented text format', () => {
 test('rejects malformed lines', () => {
   for (const text of ['1', '1 2 3', '-1 5', '1.5 2', 'a b', '99999999999999999999 1']) {
     expect(() => parseChangedRanges(text)).toThrow(
-      expect.objectContaining({ code: 'INVALID_ARGUMENT', reason: 'bad-changed-ranges' }),
+      expect.objectContaining({
+        code: 'INVALID_ARGUMENT',
+        reason: 'bad-changed-ranges' satisfies FormatReason,
+      }),
     );
   }
 });

@@ -1,6 +1,7 @@
 import { memorySource } from '@diskube/core';
 import { describe, expect, test } from 'vitest';
 import { BackupReader } from './reader.js';
+import type { FormatReason } from './reasons.js';
 import { FORMAT_REASONS } from './reasons.js';
 import { memoryWritable, prng, randomBitmap, randomBytesFrom } from './test-support.js';
 import { writeIncremental, writeSnapshot } from './writer.js';
@@ -121,7 +122,7 @@ describe('damage', async () => {
       code: 'CORRUPT',
       structure: 'frame 2',
       offset: frame.offset,
-      reason: 'checksum',
+      reason: 'checksum' satisfies FormatReason,
     });
     await expect(reader.forEachStoredRun(() => {})).rejects.toMatchObject({
       code: 'CORRUPT',

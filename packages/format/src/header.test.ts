@@ -1,6 +1,7 @@
 import { expect, test } from 'vitest';
 import { crc32c } from './crc32c.js';
 import { encodeHeader, type Header, parseHeader } from './header.js';
+import type { FormatReason } from './reasons.js';
 
 const base: Omit<Header, 'headerLength' | 'versionMajor' | 'versionMinor'> = {
   kind: 'incremental',
@@ -34,15 +35,19 @@ test('rejects damage and unknown features with typed errors', () => {
   const flipped = bytes.slice();
   flipped[0x40]! ^= 1;
   expect(() => parseHeader(flipped)).toThrow(
-    expect.objectContaining({ code: 'CORRUPT', reason: 'checksum', offset: bytes.length - 4 }),
+    expect.objectContaining({
+      code: 'CORRUPT',
+      reason: 'checksum' satisfies FormatReason,
+      offset: bytes.length - 4,
+    }),
   );
   const magic = bytes.slice();
   magic[0] = 0;
   expect(() => parseHeader(magic)).toThrow(
-    expect.objectContaining({ code: 'CORRUPT', reason: 'bad-magic' }),
+    expect.objectContaining({ code: 'CORRUPT', reason: 'bad-magic' satisfies FormatReason }),
   );
   expect(() => parseHeader(bytes.subarray(0, 40))).toThrow(
-    expect.objectContaining({ code: 'CORRUPT', reason: 'truncated' }),
+    expect.objectContaining({ code: 'CORRUPT', reason: 'truncated' satisfies FormatReason }),
   );
 });
 
@@ -53,23 +58,29 @@ test('refuses other major versions (1.x: incrementals with whole-state digest ta
     other[0x08] = major;
     new DataView(other.buffer).setUint32(other.length - 4, crc32c(other.subarray(0, -4)), true);
     expect(() => parseHeader(other)).toThrow(
-      expect.objectContaining({ code: 'UNSUPPORTED', reason: 'version', offset: 0x08 }),
+      expect.objectContaining({
+        code: 'UNSUPPORTED',
+        reason: 'version' satisfies FormatReason,
+        offset: 0x08,
+      }),
     );
   }
 });
 
 test('rejects inconsistent geometry even with a valid checksum', () => {
   expect(() => parseHeader(encodeHeader({ ...base, blockSize: 3000 }))).toThrow(
-    expect.objectContaining({ code: 'CORRUPT', reason: 'bad-geometry' }),
+    expect.objectContaining({ code: 'CORRUPT', reason: 'bad-geometry' satisfies FormatReason }),
   );
   expect(() => parseHeader(encodeHeader({ ...base, tailLength: 1 }))).toThrow(
-    expect.objectContaining({ code: 'CORRUPT', reason: 'bad-geometry' }),
+    expect.objectContaining({ code: 'CORRUPT', reason: 'bad-geometry' satisfies FormatReason }),
   );
   // 2^40 blocks of 4 KiB fit the 2^53 size limit but not a bitmap: refused before allocating.
   expect(() =>
     parseHeader(encodeHeader({ ...base, blockCount: 2 ** 40, sourceSize: 2 ** 52 + 512 })),
-  ).toThrow(expect.objectContaining({ code: 'CORRUPT', reason: 'bad-geometry' }));
+  ).toThrow(
+    expect.objectContaining({ code: 'CORRUPT', reason: 'bad-geometry' satisfies FormatReason }),
+  );
   expect(() => parseHeader(encodeHeader({ ...base, kind: 'snapshot' }))).toThrow(
-    expect.objectContaining({ code: 'CORRUPT', reason: 'bad-parent-id' }),
+    expect.objectContaining({ code: 'CORRUPT', reason: 'bad-parent-id' satisfies FormatReason }),
   );
 });

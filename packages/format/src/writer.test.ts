@@ -71,7 +71,7 @@ describe('snapshot round trip', () => {
         else
           await expect(reader.readBlock(i)).rejects.toMatchObject({
             code: 'INVALID_ARGUMENT',
-            reason: 'not-in-backup',
+            reason: 'not-in-backup' satisfies FormatReason,
           });
       }
       expect(await reader.readTail()).toEqual(c.tail > 0 ? image.subarray(c.n * c.bs) : null);
@@ -250,7 +250,7 @@ describe('incremental', () => {
     expect(reader.header.parentId).toEqual(parent.reader.header.backupId);
     expect(await reader.readBlock(firstFree)).toEqual(block(next, firstFree, bs));
     await expect(reader.readBlock(used.nextSet(rewritten + 1))).rejects.toMatchObject({
-      reason: 'not-in-backup',
+      reason: 'not-in-backup' satisfies FormatReason,
     });
     // The digest table covers the stored blocks only.
     expect(reader.digests.length).toBe(16 * result.storedBlocks);
@@ -427,7 +427,7 @@ describe('incremental', () => {
       chain: [snap.reader, keeping.reader],
     });
     expect(() => ChainState.fromChain([snap.reader, freeing.reader, child.reader])).toThrow(
-      expect.objectContaining({ code: 'CORRUPT', reason: 'inconsistent' }),
+      expect.objectContaining({ code: 'CORRUPT', reason: 'inconsistent' satisfies FormatReason }),
     );
   });
 
@@ -445,7 +445,10 @@ describe('incremental', () => {
         blockSize: 1024,
         chain: [parent.reader],
       }),
-    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'geometry-mismatch' });
+    ).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      reason: 'geometry-mismatch' satisfies FormatReason,
+    });
   });
 });
 
@@ -476,7 +479,7 @@ describe('files', () => {
     await reader.close();
     await expect(
       writeSnapshot({ source: memorySource(image), used, blockSize: 4096, out: path }),
-    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'exists' });
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'exists' satisfies FormatReason });
     const failing = {
       size: image.length,
       read: async (offset: number) => {
@@ -504,7 +507,7 @@ describe('files', () => {
     await writeFile(join(dir, 'cut.dkb'), bytes.subarray(0, bytes.length - 1));
     await expect(openBackup(join(dir, 'cut.dkb'))).rejects.toMatchObject({
       code: 'CORRUPT',
-      reason: 'truncated',
+      reason: 'truncated' satisfies FormatReason,
     });
   });
 });

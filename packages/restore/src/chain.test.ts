@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { discoverChain } from './chain.js';
+import type { RestoreReason } from './reasons.js';
 import { restoreFromPath, restoreImage } from './restore.js';
 import { makeChain } from './test-support.js';
 
@@ -47,7 +48,7 @@ describe('files on disk', async () => {
       expect(st.blocks * 512).toBeLessThan(st.size);
       await expect(restoreImage({ chain, target: out })).rejects.toMatchObject({
         code: 'INVALID_ARGUMENT',
-        reason: 'exists',
+        reason: 'exists' satisfies RestoreReason,
       });
       await restoreImage({ chain, target: out, overwrite: true, strategy: 'patch' });
       expect(Buffer.compare(await readFile(out), states[2]!.expected)).toBe(0);
@@ -86,7 +87,7 @@ describe('files on disk', async () => {
     );
     await expect(discoverChain(join(dir, 'w-inc3.dkb'))).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
-      reason: 'missing-parent',
+      reason: 'missing-parent' satisfies RestoreReason,
     });
     await put('y-inc1.dkb', files[1]!);
     const chain = await discoverChain(join(dir, 'w-inc3.dkb'));

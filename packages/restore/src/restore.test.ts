@@ -1,6 +1,7 @@
 import { memorySource } from '@diskube/core';
-import { BackupReader } from '@diskube/format';
+import { BackupReader, type FormatReason } from '@diskube/format';
 import { describe, expect, test } from 'vitest';
+import type { RestoreReason } from './reasons.js';
 import { restoreImage } from './restore.js';
 import { memoryTarget } from './target.js';
 import { makeChain, prng } from './test-support.js';
@@ -127,7 +128,7 @@ describe('restore', async () => {
           if (needed || strategy === 'patch')
             await expect(attempt).rejects.toMatchObject({
               code: 'CORRUPT',
-              reason: 'digest',
+              reason: 'digest' satisfies RestoreReason | FormatReason,
               structure: `block ${block}`,
             });
           else await attempt;
@@ -209,20 +210,26 @@ describe('restore', async () => {
     // A backup not made from the one before it: the files disagree.
     await expect(
       restoreImage({ chain: [readers[0]!, readers[2]!], target: memoryTarget(size) }),
-    ).rejects.toMatchObject({ code: 'CORRUPT', reason: 'broken-chain' });
+    ).rejects.toMatchObject({
+      code: 'CORRUPT',
+      reason: 'broken-chain' satisfies RestoreReason | FormatReason,
+    });
     // The caller left the snapshot out, or passed nothing.
     await expect(
       restoreImage({ chain: readers.slice(1), target: memoryTarget(size) }),
-    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'incomplete-chain' });
+    ).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      reason: 'incomplete-chain' satisfies RestoreReason | FormatReason,
+    });
     await expect(restoreImage({ chain: [], target: memoryTarget(size) })).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
-      reason: 'empty-chain',
+      reason: 'empty-chain' satisfies RestoreReason | FormatReason,
     });
     await expect(
       restoreImage({ chain: readers, target: memoryTarget(size - 1) }),
-    ).rejects.toMatchObject({ reason: 'target-size' });
+    ).rejects.toMatchObject({ reason: 'target-size' satisfies RestoreReason | FormatReason });
     await expect(
       restoreImage({ chain: readers, target: { ...memoryTarget(size), zeroed: false } }),
-    ).rejects.toMatchObject({ reason: 'needs-zero-unused' });
+    ).rejects.toMatchObject({ reason: 'needs-zero-unused' satisfies RestoreReason | FormatReason });
   });
 });
