@@ -66,7 +66,8 @@ async function inspect(file: File): Promise<void> {
       renderLayers(file.name, inspection),
       reads,
     );
-    setState('done', `${file.name}: ${inspection.parts.length} region(s) inspected.`);
+    const regions = inspection.parts.length;
+    setState('done', `${file.name}: ${regions} region${regions === 1 ? '' : 's'} inspected.`);
   } catch (error) {
     if (controller.signal.aborted) return;
     result.replaceChildren(renderRefusal(describeRefusal(error)));

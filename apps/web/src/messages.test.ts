@@ -37,12 +37,16 @@ describe('describeRefusal', () => {
 });
 
 describe('describeWarning', () => {
-  it('puts plain words before the library message', () => {
+  it('gives plain words beside the library message, where it has them', () => {
     expect(
       describeWarning({ code: 'assumed-used', reason: 'needs-recovery', message: 'ext4: …' }),
-    ).toBe(
-      'Its allocation maps cannot be trusted, so all of it is kept (--full-copy-on-doubt). (ext4: …)',
-    );
-    expect(describeWarning({ code: 'something-new', message: 'as is' })).toBe('as is');
+    ).toEqual({
+      plain: 'Its allocation maps cannot be trusted, so all of it is kept (full copy on doubt).',
+      detail: 'ext4: …',
+    });
+    expect(describeWarning({ code: 'something-new', message: 'as is' })).toEqual({
+      plain: null,
+      detail: 'as is',
+    });
   });
 });

@@ -50,7 +50,7 @@ export function describeRefusal(error: unknown): Refusal {
 /** Plain words for the warning codes the layers report; the library's message follows them. */
 const WARNINGS: Record<string, string> = {
   'assumed-used':
-    'Its allocation maps cannot be trusted, so all of it is kept (--full-copy-on-doubt).',
+    'Its allocation maps cannot be trusted, so all of it is kept (full copy on doubt).',
   'filesystem-unsupported': 'diskube cannot read this filesystem, so all of it is kept.',
   'unknown-partition': 'Nothing recognisable is in this partition, so all of it is kept.',
   'unrecognised-disk': 'No partition table or filesystem was recognised: the whole disk is kept.',
@@ -67,7 +67,7 @@ const WARNINGS: Record<string, string> = {
   'backup-boot-sector-invalid': 'The NTFS backup boot sector is not valid.',
 };
 
-export function describeWarning(warning: Warning): string {
-  const plain = WARNINGS[warning.code];
-  return plain ? `${plain} (${warning.message})` : warning.message;
+/** Plain words for a warning (null for a code without them) and the library's own message. */
+export function describeWarning(warning: Warning): { plain: string | null; detail: string } {
+  return { plain: WARNINGS[warning.code] ?? null, detail: warning.message };
 }

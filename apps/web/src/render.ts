@@ -83,6 +83,8 @@ function partRow(part: InspectedPart, index: number): HTMLElement {
       'data-offset': part.offset,
       'data-size': part.size,
       'data-content': part.content ?? '',
+      'data-label': part.label ?? '',
+      'data-used-bytes': used ?? '',
       'data-kept-bytes': part.usedBytes,
     },
     el('td', {}, el('span', { class: 'swatch', style: `background: rgb(${r} ${g} ${b})` })),
@@ -106,9 +108,12 @@ export function renderWarnings(inspection: Inspection): HTMLElement | null {
   return el(
     'ul',
     { class: 'warnings', 'data-testid': 'warnings' },
-    ...inspection.warnings.map((w) =>
-      el('li', { 'data-code': w.code, 'data-testid': 'warning' }, describeWarning(w)),
-    ),
+    ...inspection.warnings.map((warning) => {
+      const { plain, detail } = describeWarning(warning);
+      const attrs = { 'data-code': warning.code, 'data-testid': 'warning' };
+      if (!plain) return el('li', attrs, detail);
+      return el('li', attrs, `${plain} `, el('span', { class: 'detail' }, detail));
+    }),
   );
 }
 
