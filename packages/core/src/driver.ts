@@ -26,13 +26,46 @@ export interface ProbeResult {
 
 export interface UsedBlocksOptions {
   /**
-   * When the metadata cannot be trusted (dirty filesystem, pending journal, hibernation, a
-   * checksum mismatch the driver could otherwise only refuse), mark every block used and add a
-   * warning instead of rejecting. The CLI's full-copy fallback sets this.
+   * The doubt policy, one for every driver and every layer above them:
+   *
+   * - **DIRTY and CORRUPT are absorbed only with this option.** When the allocation map cannot be
+   *   trusted (not cleanly unmounted, a pending journal or log, hibernation, a checksum mismatch,
+   *   a map shown to be wrong by a cross-check), a driver either rejects with that error or, with
+   *   `assumeUsedOnDoubt`, marks every block used and adds one warning with code `assumed-used`
+   *   and the absorbed error's `reason`. A driver may also just reject: the layer above
+   *   (`mapDisk`) then keeps the filesystem whole with the same `assumed-used` warning.
+   * - **UNSUPPORTED is never absorbed by a driver.** The layer above keeps an unsupported
+   *   filesystem whole, bare or inside a partition table alike, with warning
+   *   `filesystem-unsupported`, whatever this option says: copying it loses nothing.
+   * - **IO and INVALID_ARGUMENT are never absorbed**: a failing disk or a caller's mistake is
+   *   not a question of trust.
+   * - Once any evidence shows a map to be wrong, nothing in that map is trusted: the result is
+   *   CORRUPT (or all used under this option), never "fix the blocks we noticed and trust the
+   *   rest".
    */
   assumeUsedOnDoubt?: boolean;
+  /**
+   * Also walk the filesystem's own references (inodes' extent trees and indirect blocks, MFT
+   * records' runlists, …), as fsck's first pass does, and prove every referenced block is in the
+   * map. A referenced block the map calls free is added to `used` and reported in the result's
+   * `crossCheck` and with a `referenced-free` warning naming the owner (inode, record). Drivers
+   * without a walk ignore it (`crossCheck` stays absent). Costs a read of all file metadata.
+   */
+  crossCheck?: boolean;
   /** Cancels long scans. */
   signal?: AbortSignal;
+}
+
+/** What a `crossCheck` walk found. */
+export interface CrossCheckReport {
+  /** Block references followed (each extent or indirect entry counts its blocks). */
+  referencedBlocks: number;
+  /** Objects walked (inodes, MFT records). */
+  objects: number;
+  /** Referenced blocks the allocation map called free: now kept. */
+  missingBlocks: number;
+  /** The first few owners of missing blocks (bounded), e.g. `inode 12 /etc/passwd`. */
+  missing: Array<{ owner: string; block: number; count: number }>;
 }
 
 /** How the bytes of the source after `blockCount × blockSize` are to be treated. */
@@ -64,6 +97,8 @@ export interface UsedBlocks {
   warnings: Warning[];
   /** Facts for display (`label`, `uuid`, `features`, …). Values are plain JSON. */
   facts: Record<string, string | number | boolean | string[]>;
+  /** Present when `crossCheck` was asked for and the driver has a walk. */
+  crossCheck?: CrossCheckReport;
 }
 
 /**

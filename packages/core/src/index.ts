@@ -1,6 +1,7 @@
 export { type BlobLike, blobSource } from './blob.js';
 export { crc32c, crc32cUpdate } from './crc32c.js';
 export type {
+  CrossCheckReport,
   FilesystemDriver,
   ProbeResult,
   Tail,

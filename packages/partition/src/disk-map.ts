@@ -69,6 +69,7 @@ function doubtWarning(driver: FilesystemDriver, error: unknown, options: DiskMap
       code: 'assumed-used',
       message: `${driver.name}: ${error.message}; kept whole`,
       ...(error.offset !== undefined ? { offset: error.offset } : {}),
+      ...(error.reason !== undefined ? { reason: error.reason } : {}),
     };
   }
   throw error;
