@@ -1,8 +1,8 @@
 import { type BlockSource, UnsupportedError } from '@diskube/core';
 import { type ContainerDisk, type ContainerFormat, mappedDisk, rawDisk } from './disk.js';
-import { readStructure } from './fields.js';
 import { openQcow2 } from './qcow2.js';
 import { QCOW2_MAGIC } from './qcow2-header.js';
+import { readStructure } from './read.js';
 import { openVdi, VDI_SIGNATURE } from './vdi.js';
 import { openVhd } from './vhd.js';
 import { openVhdx } from './vhdx.js';
@@ -108,7 +108,7 @@ export async function openContainer(
         throw new UnsupportedError('VMDK COWD (ESX sparse) extents are not supported', {
           structure: 'VMDK header',
           offset: 0,
-          reason: 'cowd',
+          reason: 'subformat',
         });
       }
       const opened = isVmdkDescriptor(head)

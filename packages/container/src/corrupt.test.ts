@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { crc32c, DiskubeError, type ErrorCode, memorySource } from '@diskube/core';
 import { describe, expect, it } from 'vitest';
 import { containerImage, haveQemuImg, random, type Variant } from './images.test-support.js';
-import { openContainer } from './index.js';
+import { CONTAINER_REASONS, type ContainerReason, openContainer } from './index.js';
 
 // Corruption tests: patch bytes of real qemu-img images in memory and assert the error code
 // (and reason) that opening and reading the whole disk ends with.
@@ -112,7 +112,7 @@ interface Case {
   variant: Variant;
   patch: (b: Uint8Array) => void;
   code: ErrorCode | 'raw';
-  reason?: string;
+  reason?: ContainerReason;
   /** Use the stream-optimized image rewritten with its grain directory in a footer. */
   atEnd?: boolean;
 }
@@ -137,7 +137,7 @@ const cases: Case[] = [
     variant: 'qcow2',
     patch: (b) => dv(b).setUint32(20, 40),
     code: 'CORRUPT',
-    reason: 'bad-cluster-size',
+    reason: 'bad-geometry',
   },
   {
     name: 'size 2^60',
@@ -165,7 +165,7 @@ const cases: Case[] = [
     variant: 'qcow2',
     patch: (b) => dv(b).setBigUint64(40, 1n << 40n),
     code: 'CORRUPT',
-    reason: 'out-of-file',
+    reason: 'out-of-range',
   },
   {
     name: 'unknown incompatible bit',
@@ -210,21 +210,37 @@ const cases: Case[] = [
     variant: 'qcow2',
     patch: (b) => dv(b).setBigUint64(q.l1(b), 1n << 40n),
     code: 'CORRUPT',
-    reason: 'out-of-file',
+    reason: 'out-of-range',
   },
   {
     name: 'two L1 entries sharing an L2 table',
     variant: 'qcow2-v2',
     patch: (b) => dv(b).setBigUint64(q.l1(b) + 8, dv(b).getBigUint64(q.l1(b))),
     code: 'CORRUPT',
-    reason: 'shared-table',
+    reason: 'overlap',
   },
   {
     name: 'L2 entry outside the file',
     variant: 'qcow2',
     patch: (b) => dv(b).setBigUint64(q.l2(b), 0x8000000000000000n | (1n << 44n)),
     code: 'CORRUPT',
-    reason: 'out-of-file',
+    reason: 'out-of-range',
+  },
+  {
+    // Before: the host offset reached the file source as an unsafe integer, and the read failed
+    // as INVALID_ARGUMENT (exit 2, "usage"). A cause in the input's bytes is CORRUPT.
+    name: 'L2 entry pointing beyond 2^53 bytes',
+    variant: 'qcow2',
+    patch: (b) => dv(b).setBigUint64(q.l2(b), 0x8000000000000000n | (1n << 55n) | (1n << 54n)),
+    code: 'CORRUPT',
+    reason: 'out-of-range',
+  },
+  {
+    name: 'compressed L2 entry pointing beyond 2^53 bytes',
+    variant: 'qcow2-deflate',
+    patch: (b) => dv(b).setBigUint64(q.text(b), (1n << 62n) | ((1n << 54n) - 512n)),
+    code: 'CORRUPT',
+    reason: 'out-of-range',
   },
   {
     name: 'L2 entry unaligned',
@@ -238,14 +254,14 @@ const cases: Case[] = [
     variant: 'qcow2',
     patch: (b) => dv(b).setBigUint64(q.l2(b), dv(b).getBigUint64(q.l2(b)) | 0x2n),
     code: 'CORRUPT',
-    reason: 'reserved-bits',
+    reason: 'reserved',
   },
   {
     name: 'zero flag in a v2 image',
     variant: 'qcow2-v2',
     patch: (b) => dv(b).setBigUint64(q.l2(b), dv(b).getBigUint64(q.l2(b)) | 0x1n),
     code: 'CORRUPT',
-    reason: 'reserved-bits',
+    reason: 'reserved',
   },
   ...(['qcow2-deflate', 'qcow2-zstd'] as const).flatMap((variant): Case[] => [
     {
@@ -264,7 +280,7 @@ const cases: Case[] = [
       variant,
       patch: (b) => dv(b).setBigUint64(q.text(b), 0x4000000000000000n | (1n << 45n)),
       code: 'CORRUPT',
-      reason: 'out-of-file',
+      reason: 'out-of-range',
     },
   ]),
   {
@@ -298,14 +314,14 @@ const cases: Case[] = [
     variant: 'vdi',
     patch: (b) => dv(b).setUint32(0x178, 3, true),
     code: 'CORRUPT',
-    reason: 'bad-block-size',
+    reason: 'bad-geometry',
   },
   {
     name: 'VDI block count',
     variant: 'vdi',
     patch: (b) => dv(b).setUint32(0x180, 0xffffffff, true),
     code: 'CORRUPT',
-    reason: 'bad-block-count',
+    reason: 'bad-geometry',
   },
   {
     name: 'VDI block map outside the file',
@@ -318,7 +334,7 @@ const cases: Case[] = [
     variant: 'vdi',
     patch: (b) => dv(b).setUint32(dv(b).getUint32(0x154, true), 100000, true),
     code: 'CORRUPT',
-    reason: 'out-of-file',
+    reason: 'out-of-range',
   },
   {
     name: 'VDI two blocks sharing data',
@@ -328,7 +344,7 @@ const cases: Case[] = [
       dv(b).setUint32(map + 5 * 4, dv(b).getUint32(map, true), true);
     },
     code: 'CORRUPT',
-    reason: 'shared-block',
+    reason: 'overlap',
   },
   // VMDK
   {
@@ -336,7 +352,7 @@ const cases: Case[] = [
     variant: 'vmdk-sparse',
     patch: (b) => dv(b).setUint32(0, 0x44574f43, true),
     code: 'UNSUPPORTED',
-    reason: 'cowd',
+    reason: 'subformat',
   },
   {
     name: 'VMDK version 7',
@@ -357,7 +373,7 @@ const cases: Case[] = [
     variant: 'vmdk-sparse',
     patch: (b) => dv(b).setBigUint64(0x14, 3n, true),
     code: 'CORRUPT',
-    reason: 'bad-grain-size',
+    reason: 'bad-geometry',
   },
   {
     name: 'VMDK capacity 2^62',
@@ -371,35 +387,35 @@ const cases: Case[] = [
     variant: 'vmdk-sparse',
     patch: (b) => dv(b).setUint32(0x2c, 0, true),
     code: 'CORRUPT',
-    reason: 'bad-table-size',
+    reason: 'bad-geometry',
   },
   {
     name: 'VMDK GD outside the file',
     variant: 'vmdk-sparse',
     patch: (b) => dv(b).setBigUint64(0x38, 1n << 40n, true),
     code: 'CORRUPT',
-    reason: 'out-of-file',
+    reason: 'out-of-range',
   },
   {
     name: 'VMDK GT outside the file',
     variant: 'vmdk-sparse',
     patch: (b) => dv(b).setUint32(vm.gd(b), 0x7fffffff, true),
     code: 'CORRUPT',
-    reason: 'out-of-file',
+    reason: 'out-of-range',
   },
   {
     name: 'VMDK two GD entries sharing a GT',
     variant: 'vmdk-sparse',
     patch: (b) => dv(b).setUint32(vm.gd(b) + 4, dv(b).getUint32(vm.gd(b), true), true),
     code: 'CORRUPT',
-    reason: 'shared-table',
+    reason: 'overlap',
   },
   {
     name: 'VMDK grain outside the file',
     variant: 'vmdk-sparse',
     patch: (b) => dv(b).setUint32(vm.gt(b), 0x7fffff00, true),
     code: 'CORRUPT',
-    reason: 'out-of-file',
+    reason: 'out-of-range',
   },
   {
     name: 'VMDK stream: footer GD outside the file',
@@ -407,7 +423,7 @@ const cases: Case[] = [
     patch: (b) => dv(b).setBigUint64(b.length - 1024 + 0x38, 1n << 40n, true),
     atEnd: true,
     code: 'CORRUPT',
-    reason: 'out-of-file',
+    reason: 'out-of-range',
   },
   {
     name: 'VMDK stream: footer magic',
@@ -429,7 +445,7 @@ const cases: Case[] = [
     variant: 'vmdk-stream',
     patch: (b) => dv(b).setUint32(vm.grain(b) + 8, 0xfffffff0, true),
     code: 'CORRUPT',
-    reason: 'bad-compressed-size',
+    reason: 'bad-compressed-data',
   },
   {
     name: 'VMDK stream: garbage grain data',
@@ -468,7 +484,7 @@ const cases: Case[] = [
     variant: 'vpc-dynamic',
     patch: (b) => vhd.patchFooters(b, (at) => dv(b).setBigUint64(at + 0x10, 1n << 50n)),
     code: 'CORRUPT',
-    reason: 'out-of-file',
+    reason: 'out-of-range',
   },
   {
     name: 'VHD dynamic header cookie',
@@ -485,7 +501,7 @@ const cases: Case[] = [
       vhdFixChecksum(b, 512, 1024, 0x24);
     },
     code: 'CORRUPT',
-    reason: 'bat-too-small',
+    reason: 'table-too-small',
   },
   {
     name: 'VHD block size 3',
@@ -495,14 +511,14 @@ const cases: Case[] = [
       vhdFixChecksum(b, 512, 1024, 0x24);
     },
     code: 'CORRUPT',
-    reason: 'bad-block-size',
+    reason: 'bad-geometry',
   },
   {
     name: 'VHD BAT entry outside the file',
     variant: 'vpc-dynamic',
     patch: (b) => dv(b).setUint32(vhd.bat(b), 0x7ffffff0),
     code: 'CORRUPT',
-    reason: 'out-of-file',
+    reason: 'out-of-range',
   },
   {
     name: 'VHD two BAT entries sharing a block',
@@ -516,7 +532,7 @@ const cases: Case[] = [
     variant: 'vpc-fixed',
     patch: (b) => vhd.patchFooters(b, (at) => at > 0 && dv(b).setBigUint64(at + 0x30, 1n << 40n)),
     code: 'CORRUPT',
-    reason: 'out-of-file',
+    reason: 'out-of-range',
   },
   // VHDX
   {
@@ -576,7 +592,7 @@ const cases: Case[] = [
     variant: 'vhdx',
     patch: (b) => dv(b).setBigUint64(vx.bat(b), (1n << 40n) | 6n, true),
     code: 'CORRUPT',
-    reason: 'out-of-file',
+    reason: 'out-of-range',
   },
   {
     name: 'VHDX BAT entry state 5',
@@ -604,7 +620,7 @@ const cases: Case[] = [
     variant: 'vhdx',
     patch: (b) => dv(b).setUint32(vx.item(b, 0x37), 3 << 20, true),
     code: 'CORRUPT',
-    reason: 'bad-block-size',
+    reason: 'bad-geometry',
   },
   {
     name: 'VHDX metadata signature',
@@ -627,6 +643,7 @@ describe.runIf(hasQemu)('corrupted real images', () => {
     if (c.code === 'raw') {
       expect(outcome).toEqual({ ok: true, format: 'raw' });
     } else {
+      if (c.reason) expect(CONTAINER_REASONS).toContain(c.reason);
       expect(outcome).toMatchObject({
         ok: false,
         code: c.code,

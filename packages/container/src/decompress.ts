@@ -34,7 +34,7 @@ export function inflateRaw(
     throw new CorruptError(`${structure} inflates to ${produced.length} bytes, not ${size}`, {
       structure,
       offset,
-      reason: 'bad-compressed-size',
+      reason: 'bad-compressed-data',
     });
   }
   return out;
@@ -146,7 +146,7 @@ export function unzstd(
       throw new CorruptError(`${structure} decompresses to more than ${size} bytes`, {
         structure,
         offset,
-        reason: 'bad-compressed-size',
+        reason: 'bad-compressed-data',
       });
     }
     out.set(part, produced);
@@ -157,7 +157,7 @@ export function unzstd(
     throw new CorruptError(`${structure} decompresses to ${produced} bytes, not ${size}`, {
       structure,
       offset,
-      reason: 'bad-compressed-size',
+      reason: 'bad-compressed-data',
     });
   }
   return out;

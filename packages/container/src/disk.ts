@@ -1,11 +1,6 @@
-import {
-  type BlockSource,
-  CorruptError,
-  checkRange,
-  hasErrorCode,
-  type IoError,
-} from '@diskube/core';
+import { type BlockSource, checkRange } from '@diskube/core';
 import { ByteLru } from './lru.js';
+import { asCorrupt, checkInFile } from './read.js';
 
 export type ContainerFormat = 'raw' | 'qcow2' | 'vdi' | 'vmdk' | 'vhd' | 'vhdx';
 
@@ -65,18 +60,14 @@ export function mappedDisk(file: BlockSource, mapper: Mapper): ContainerDisk {
   const decoded = new ByteLru(4 * 1024 * 1024);
   const size = mapper.size;
   async function readHost(source: BlockSource, host: number, dst: Uint8Array): Promise<void> {
+    // Host offsets come from the container's tables: one outside the file (even beyond 2^53,
+    // which the source would call an invalid argument) is the container's corruption.
+    const structure = `${mapper.format} data`;
+    checkInFile(source.size, host, dst.length, structure);
     try {
       await source.read(host, dst);
     } catch (cause) {
-      if (hasErrorCode(cause, 'IO') && (cause as IoError).reason === 'out-of-range') {
-        throw new CorruptError(`${mapper.format} data at ${host} lies outside the file`, {
-          structure: `${mapper.format} data`,
-          offset: host,
-          reason: 'out-of-file',
-          cause,
-        });
-      }
-      throw cause;
+      throw asCorrupt(cause, structure, host);
     }
   }
   return {

@@ -14,3 +14,9 @@ export {
   type DiskWriterOptions,
   type StagingSink,
 } from './disk-writer.js';
+export {
+  CONTAINER_REASONS,
+  CONTAINER_WARNINGS,
+  type ContainerReason,
+  type ContainerWarning,
+} from './reasons.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { type BlockSource, DiskubeError, memorySource } from '@diskube/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { containerImage, execFileSync, haveQemuImg } from './images.test-support.js';
-import { openContainer } from './index.js';
+import { CONTAINER_REASONS, type ContainerReason, openContainer } from './index.js';
 
 // Containers that name a parent or an external data file must be refused (UNSUPPORTED, with a
 // stable reason and the file named in the message): reading them alone returns zeros where the
@@ -46,7 +46,8 @@ async function refusal(
   }
 }
 
-function expectRefused(got: Refusal | 'opened', reason: string, names: string): void {
+function expectRefused(got: Refusal | 'opened', reason: ContainerReason, names: string): void {
+  expect(CONTAINER_REASONS).toContain(reason);
   expect(got).toMatchObject({ code: 'UNSUPPORTED', reason });
   expect((got as Refusal).message).toContain(names);
 }

@@ -49,7 +49,7 @@ describe('parseQcow2Header', () => {
 
   it('refuses what it cannot read', () => {
     expect(fails(() => parseQcow2Header(qcow2Header(3, (v) => v.setUint32(0x24, 1))))).toBe(
-      'CORRUPT/l1-too-small',
+      'CORRUPT/table-too-small',
     );
     expect(
       fails(() => parseQcow2Header(qcow2Header(3, (v) => v.setBigUint64(0x28, 0x30001n)))),

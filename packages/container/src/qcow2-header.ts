@@ -1,5 +1,5 @@
-import { UnsupportedError } from '@diskube/core';
-import { Fields } from './fields.js';
+import { FieldReader, UnsupportedError } from '@diskube/core';
+import type { ContainerReason } from './reasons.js';
 
 // Sources: QEMU docs/interop/qcow2.txt ("Header", "Feature name table", "Cluster mapping");
 // QEMU block/qcow2.h (QCOW_MAX_L1_SIZE). All numbers in qcow2 are big-endian.
@@ -43,7 +43,7 @@ const INCOMPAT_KNOWN = (1n << 5n) - 1n;
  * least 112 bytes when available. Features we cannot read correctly are refused here.
  */
 export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
-  const f = new Fields(bytes, 'qcow2 header');
+  const f = new FieldReader<ContainerReason>(bytes, 'qcow2 header');
   const magic = f.u32be(0x00);
   if (magic !== QCOW2_MAGIC) throw f.corrupt('bad qcow2 magic', 0, 'bad-magic');
   const version = f.u32be(0x04);
@@ -59,7 +59,7 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
   const cluster_bits = f.u32be(0x14);
   // The spec allows 9..21 (512 B to 2 MiB clusters).
   if (cluster_bits < 9 || cluster_bits > 21) {
-    throw f.corrupt(`cluster_bits ${cluster_bits} outside 9..21`, 0x14, 'bad-cluster-size');
+    throw f.corrupt(`cluster_bits ${cluster_bits} outside 9..21`, 0x14, 'bad-geometry');
   }
   const size = f.u64be(0x18, 'size');
   const crypt_method = f.u32be(0x20);
@@ -138,7 +138,7 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
     throw f.corrupt(
       `l1_size ${l1_size} cannot map ${size} bytes (needs ${needL1})`,
       0x24,
-      'l1-too-small',
+      'table-too-small',
     );
   }
   if (l1_size * 8 > QCOW2_MAX_L1_BYTES) {
@@ -184,7 +184,7 @@ export function parseQcow2Extensions(
   bytes: Uint8Array,
   start: number,
 ): { dataFile: string | undefined } {
-  const f = new Fields(bytes, 'qcow2 header extension');
+  const f = new FieldReader<ContainerReason>(bytes, 'qcow2 header extension');
   let dataFile: string | undefined;
   // Each extension takes at least 8 bytes, so the walk ends within bytes.length / 8 steps.
   for (let at = start; at + 8 <= bytes.length; ) {

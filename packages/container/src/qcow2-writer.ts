@@ -215,7 +215,7 @@ export function encodeQcow2RefcountBlock(
       dataRefcounts !== undefined && d >= 0 && d < dataRefcounts.length ? dataRefcounts[d]! : 1;
     if (!Number.isInteger(rc) || rc < 1 || rc > 0xffff) {
       throw new InvalidArgumentError(`refcount ${rc} of cluster ${first + i} outside 1..65535`, {
-        reason: 'refcount',
+        reason: 'internal',
       });
     }
     view.setUint16(i * 2, rc);
@@ -256,7 +256,7 @@ export function encodeQcow2CompressedEntry(
     throw new InvalidArgumentError(
       `compressed cluster of ${length} bytes at ${offset} cannot be mapped`,
       {
-        reason: 'compressed-entry',
+        reason: 'internal',
       },
     );
   }

@@ -1,9 +1,9 @@
 import { type BlockSource, CorruptError, UnsupportedError } from '@diskube/core';
 import { inflateRaw, unzstd } from './decompress.js';
 import type { Mapper, Run } from './disk.js';
-import { checkInFile, readStructure } from './fields.js';
 import { ByteLru } from './lru.js';
 import { parseQcow2Extensions, parseQcow2Header, type Qcow2Header } from './qcow2-header.js';
+import { checkInFile, readStructure } from './read.js';
 
 // Sources: QEMU docs/interop/qcow2.txt ("Cluster mapping", "Compressed Clusters Descriptor").
 //
@@ -87,7 +87,7 @@ export async function openQcow2(
       throw new CorruptError(`L1 entry ${i} has reserved bits set`, {
         structure: 'qcow2 L1 table',
         offset: at,
-        reason: 'reserved-bits',
+        reason: 'reserved',
       });
     }
     const off = (hi & 0x00ffffff) * TWO32 + (lo & 0xfffffe00);
@@ -112,7 +112,7 @@ export async function openQcow2(
       throw new CorruptError(`L2 table at ${off} is referenced twice`, {
         structure: 'qcow2 L1 table',
         offset: at,
-        reason: 'shared-table',
+        reason: 'overlap',
       });
     }
     seen.add(off);
@@ -156,7 +156,7 @@ export async function openQcow2(
           {
             structure: 'qcow2 L2 table',
             offset: at,
-            reason: 'out-of-file',
+            reason: 'out-of-range',
           },
         );
       }
@@ -177,7 +177,7 @@ export async function openQcow2(
       throw new CorruptError(`L2 entry for cluster ${cluster} has reserved bits set`, {
         structure: 'qcow2 L2 table',
         offset: at,
-        reason: 'reserved-bits',
+        reason: 'reserved',
       });
     }
     const host = (hi & 0x00ffffff) * TWO32 + (lo & 0xfffffe00);
@@ -186,7 +186,7 @@ export async function openQcow2(
         throw new CorruptError(`zero flag in a version 2 image (cluster ${cluster})`, {
           structure: 'qcow2 L2 table',
           offset: at,
-          reason: 'reserved-bits',
+          reason: 'reserved',
         });
       }
       return { kind: 'zero', length };

@@ -62,7 +62,7 @@ export function encodeVdiHeader(
   options: { blocksAllocated: number; uuidImage: Uint8Array; uuidLastSnap: Uint8Array },
 ): Uint8Array {
   if (options.uuidImage.length !== 16 || options.uuidLastSnap.length !== 16) {
-    throw new InvalidArgumentError('VDI UUIDs are 16 bytes', { reason: 'uuid' });
+    throw new InvalidArgumentError('VDI UUIDs are 16 bytes', { reason: 'internal' });
   }
   const out = new Uint8Array(512);
   const view = new DataView(out.buffer);

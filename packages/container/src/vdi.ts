@@ -1,6 +1,7 @@
-import { type BlockSource, CorruptError, UnsupportedError } from '@diskube/core';
+import { type BlockSource, CorruptError, FieldReader, UnsupportedError } from '@diskube/core';
 import type { Mapper } from './disk.js';
-import { Fields, isPowerOfTwo, readStructure } from './fields.js';
+import { isPowerOfTwo, readStructure } from './read.js';
+import type { ContainerReason } from './reasons.js';
 
 // Sources: VirtualBox src/VBox/Storage/VDICore.h (VDIPREHEADER, VDIHEADER1), QEMU block/vdi.c,
 // forensicswiki "Virtual Disk Image (VDI)". All numbers are little-endian. UUIDs (0x188
@@ -29,7 +30,7 @@ export interface VdiHeader {
 
 /** Parse the 512-byte VDI pre-header and v1.1 header. */
 export function parseVdiHeader(bytes: Uint8Array): VdiHeader {
-  const f = new Fields(bytes, 'VDI header');
+  const f = new FieldReader<ContainerReason>(bytes, 'VDI header');
   if (f.u32le(0x40) !== VDI_SIGNATURE) throw f.corrupt('bad VDI signature', 0x40, 'bad-magic');
   const major = f.u16le(0x46);
   if (major !== 1) {
@@ -65,7 +66,7 @@ export function parseVdiHeader(bytes: Uint8Array): VdiHeader {
     throw new UnsupportedError(`VDI image type ${u32Type} is not supported`, {
       structure: 'VDI header',
       offset: 0x4c,
-      reason: 'image-type',
+      reason: 'subformat',
     });
   }
   const offBlocks = f.u32le(0x154);
@@ -75,13 +76,13 @@ export function parseVdiHeader(bytes: Uint8Array): VdiHeader {
   const cbBlockExtra = f.u32le(0x17c);
   const cBlocks = f.u32le(0x180);
   if (!isPowerOfTwo(cbBlock) || cbBlock < 512) {
-    throw f.corrupt(`block size ${cbBlock} is not a power of two >= 512`, 0x178, 'bad-block-size');
+    throw f.corrupt(`block size ${cbBlock} is not a power of two >= 512`, 0x178, 'bad-geometry');
   }
   if (cbBlockExtra % 512 !== 0 || cbBlockExtra > 2 ** 20) {
-    throw f.corrupt(`block extra size ${cbBlockExtra} is invalid`, 0x17c, 'bad-block-size');
+    throw f.corrupt(`block extra size ${cbBlockExtra} is invalid`, 0x17c, 'bad-geometry');
   }
   if (cBlocks !== Math.ceil(cbDisk / cbBlock)) {
-    throw f.corrupt(`${cBlocks} blocks do not cover ${cbDisk} bytes`, 0x180, 'bad-block-count');
+    throw f.corrupt(`${cBlocks} blocks do not cover ${cbDisk} bytes`, 0x180, 'bad-geometry');
   }
   if (offBlocks < 512 || offData < offBlocks + cBlocks * 4) {
     throw f.corrupt('block map and data area overlap the header or each other', 0x154, 'overlap');
@@ -117,14 +118,14 @@ export async function openVdi(
       throw new CorruptError(`block ${i} maps to data block ${e}, outside the file`, {
         structure: 'VDI block map',
         offset: at,
-        reason: 'out-of-file',
+        reason: 'out-of-range',
       });
     }
     if (used[e]) {
       throw new CorruptError(`data block ${e} is mapped twice`, {
         structure: 'VDI block map',
         offset: at,
-        reason: 'shared-block',
+        reason: 'overlap',
       });
     }
     used[e] = 1;

@@ -1,7 +1,8 @@
-import { type BlockSource, CorruptError, UnsupportedError } from '@diskube/core';
+import { type BlockSource, CorruptError, FieldReader, UnsupportedError } from '@diskube/core';
 import type { Mapper } from './disk.js';
-import { Fields, isPowerOfTwo, readStructure } from './fields.js';
 import { ByteLru } from './lru.js';
+import { isPowerOfTwo, readStructure } from './read.js';
+import type { ContainerReason } from './reasons.js';
 
 // Sources: Microsoft "Virtual Hard Disk Image Format Specification" v1.0 (2006), libyal libvhdi
 // "VHD format" notes, QEMU block/vpc.c. All numbers are big-endian.
@@ -33,7 +34,7 @@ function vhdChecksum(bytes: Uint8Array, checksumAt: number): number {
 }
 
 export function parseVhdFooter(bytes: Uint8Array, base: number): VhdFooter {
-  const f = new Fields(bytes, 'VHD footer', base);
+  const f = new FieldReader<ContainerReason>(bytes, 'VHD footer', base);
   if (f.ascii(0, 8) !== 'conectix') throw f.corrupt('bad VHD footer cookie', 0, 'bad-magic');
   if (f.u32be(0x40) !== vhdChecksum(bytes.subarray(0, 512), 0x40)) {
     throw f.corrupt('VHD footer checksum mismatch', 0x40, 'checksum');
@@ -60,7 +61,7 @@ export interface VhdDynamicHeader {
 }
 
 export function parseVhdDynamicHeader(bytes: Uint8Array, base: number): VhdDynamicHeader {
-  const f = new Fields(bytes, 'VHD dynamic header', base);
+  const f = new FieldReader<ContainerReason>(bytes, 'VHD dynamic header', base);
   if (f.ascii(0, 8) !== 'cxsparse')
     throw f.corrupt('bad VHD dynamic header cookie', 0, 'bad-magic');
   if (f.u32be(0x24) !== vhdChecksum(bytes.subarray(0, 1024), 0x24)) {
@@ -76,7 +77,7 @@ export function parseVhdDynamicHeader(bytes: Uint8Array, base: number): VhdDynam
   }
   const blockSize = f.u32be(0x20);
   if (!isPowerOfTwo(blockSize) || blockSize < 512) {
-    throw f.corrupt(`block size ${blockSize} is not a power of two >= 512`, 0x20, 'bad-block-size');
+    throw f.corrupt(`block size ${blockSize} is not a power of two >= 512`, 0x20, 'bad-geometry');
   }
   return {
     tableOffset: f.u64be(0x10, 'table offset'),
@@ -94,7 +95,7 @@ export function parseVhdDynamicHeader(bytes: Uint8Array, base: number): VhdDynam
 async function vhdParentName(file: BlockSource, dataOffset: bigint): Promise<string> {
   if (dataOffset > BigInt(file.size - 1024)) return 'not named (the dynamic header is missing)';
   const at = Number(dataOffset);
-  const f = new Fields(
+  const f = new FieldReader<ContainerReason>(
     await readStructure(file, at, 1024, 'VHD dynamic header'),
     'VHD dynamic header',
     at,
@@ -137,7 +138,7 @@ export async function openVhd(
       throw new CorruptError(`fixed VHD claims ${currentSize} bytes but holds ${file.size - 512}`, {
         structure: 'VHD footer',
         offset: endAt + 0x30,
-        reason: 'out-of-file',
+        reason: 'out-of-range',
       });
     }
     const mapper: Mapper = {
@@ -169,7 +170,7 @@ export async function openVhd(
     throw new CorruptError('VHD data offset lies outside the file', {
       structure: 'VHD footer',
       offset: endAt + 0x10,
-      reason: 'out-of-file',
+      reason: 'out-of-range',
     });
   }
   const dynAt = Number(footer.dataOffset);
@@ -185,7 +186,7 @@ export async function openVhd(
       {
         structure: 'VHD dynamic header',
         offset: dynAt + 0x1c,
-        reason: 'bat-too-small',
+        reason: 'table-too-small',
       },
     );
   }
@@ -205,7 +206,7 @@ export async function openVhd(
       throw new CorruptError(`block ${i} at ${host} lies outside the file`, {
         structure: 'VHD BAT',
         offset: dyn.tableOffset + i * 4,
-        reason: 'out-of-file',
+        reason: 'out-of-range',
       });
     }
     starts.push(host);

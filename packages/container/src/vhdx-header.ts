@@ -1,5 +1,6 @@
-import { crc32c, DirtyFilesystemError, UnsupportedError } from '@diskube/core';
-import { Fields, isPowerOfTwo } from './fields.js';
+import { crc32c, DirtyFilesystemError, FieldReader, UnsupportedError } from '@diskube/core';
+import { isPowerOfTwo } from './read.js';
+import type { ContainerReason } from './reasons.js';
 
 // Sources: Microsoft [MS-VHDX] "Virtual Hard Disk v2 (VHDX) File Format" §2.2 (header section:
 // file type identifier, headers, region table), §2.6 (metadata region and known items), §2.5
@@ -29,7 +30,7 @@ const ZERO_GUID = '00000000-0000-0000-0000-000000000000';
 /** Parse one 4 KiB header (at 64 KiB or 128 KiB); null when its signature or checksum is bad. */
 export function parseVhdxHeader(bytes: Uint8Array, base: number): VhdxHeader | null {
   if (bytes.length < 4 * KiB) return null;
-  const f = new Fields(bytes.subarray(0, 4 * KiB), 'VHDX header', base);
+  const f = new FieldReader<ContainerReason>(bytes.subarray(0, 4 * KiB), 'VHDX header', base);
   if (f.ascii(0, 4) !== 'head' || !checksumOk(f.bytes, 4)) return null;
   const version = f.u16le(0x42);
   if (version !== 1) {
@@ -78,7 +79,11 @@ export interface VhdxRegion {
 /** Parse a 64 KiB region table; null when its signature or checksum is bad. */
 export function parseVhdxRegionTable(bytes: Uint8Array, base: number): VhdxRegion[] | null {
   if (bytes.length < 64 * KiB) return null;
-  const f = new Fields(bytes.subarray(0, 64 * KiB), 'VHDX region table', base);
+  const f = new FieldReader<ContainerReason>(
+    bytes.subarray(0, 64 * KiB),
+    'VHDX region table',
+    base,
+  );
   if (f.ascii(0, 4) !== 'regi' || !checksumOk(f.bytes, 4)) return null;
   const entryCount = f.u32le(0x08);
   // 2047 entries fill the 64 KiB table exactly.
@@ -145,7 +150,11 @@ export interface VhdxMetadata {
  * ValueLength u16}; offsets are from the item's start, strings UTF-16LE. Only used to name the
  * parent in a refusal, so a damaged locator yields what could be read rather than an error.
  */
-function parseParentLocator(f: Fields, at: number, length: number): Record<string, string> {
+function parseParentLocator(
+  f: FieldReader<ContainerReason>,
+  at: number,
+  length: number,
+): Record<string, string> {
   const pairs: Record<string, string> = {};
   const text = (offset: number, bytes: number) => {
     if (offset + bytes > length || bytes % 2 !== 0 || bytes > 2048) return undefined;
@@ -166,7 +175,7 @@ function parseParentLocator(f: Fields, at: number, length: number): Record<strin
 
 /** Parse the metadata region (its table in the first 64 KiB, items after it). */
 export function parseVhdxMetadata(bytes: Uint8Array, base: number): VhdxMetadata {
-  const f = new Fields(bytes, 'VHDX metadata', base);
+  const f = new FieldReader<ContainerReason>(bytes, 'VHDX metadata', base);
   if (f.ascii(0, 8) !== 'metadata') throw f.corrupt('bad metadata table signature', 0, 'bad-magic');
   const entryCount = f.u16le(0x0a);
   if (entryCount > 2047)
@@ -182,7 +191,7 @@ export function parseVhdxMetadata(bytes: Uint8Array, base: number): VhdxMetadata
       throw f.corrupt(
         `metadata item ${id} lies outside the metadata region`,
         at + 16,
-        'out-of-region',
+        'out-of-range',
       );
     }
     if (!KNOWN_METADATA.has(id) && flags & 4) {
@@ -196,8 +205,7 @@ export function parseVhdxMetadata(bytes: Uint8Array, base: number): VhdxMetadata
   }
   const item = (id: string, min: number, name: string) => {
     const it = items.get(id);
-    if (!it || it.length < min)
-      throw f.corrupt(`metadata item ${name} is missing`, 0, 'missing-metadata');
+    if (!it || it.length < min) throw f.corrupt(`metadata item ${name} is missing`, 0, 'missing');
     return it.offset;
   };
   const fp = item(FILE_PARAMETERS, 8, 'File Parameters');
@@ -210,14 +218,14 @@ export function parseVhdxMetadata(bytes: Uint8Array, base: number): VhdxMetadata
   const lss = item(LOGICAL_SECTOR_SIZE, 4, 'Logical Sector Size');
   const logicalSectorSize = f.u32le(lss);
   if (!isPowerOfTwo(blockSize) || blockSize < MiB || blockSize > 256 * MiB) {
-    throw f.corrupt(`block size ${blockSize} outside 1..256 MiB`, fp, 'bad-block-size');
+    throw f.corrupt(`block size ${blockSize} outside 1..256 MiB`, fp, 'bad-geometry');
   }
   if (logicalSectorSize !== 512 && logicalSectorSize !== 4096) {
-    throw f.corrupt(`logical sector size ${logicalSectorSize}`, lss, 'bad-sector-size');
+    throw f.corrupt(`logical sector size ${logicalSectorSize}`, lss, 'bad-geometry');
   }
   // The spec caps virtual disks at 64 TiB.
   if (virtualDiskSize % logicalSectorSize !== 0 || virtualDiskSize > 64 * 2 ** 40) {
-    throw f.corrupt(`virtual disk size ${virtualDiskSize} is invalid`, 0, 'bad-size');
+    throw f.corrupt(`virtual disk size ${virtualDiskSize} is invalid`, 0, 'bad-geometry');
   }
   const locator = items.get(PARENT_LOCATOR);
   return {

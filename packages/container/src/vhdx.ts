@@ -1,6 +1,6 @@
 import { type BlockSource, CorruptError, UnsupportedError } from '@diskube/core';
 import type { Mapper } from './disk.js';
-import { readStructure } from './fields.js';
+import { readStructure } from './read.js';
 import {
   BAT_GUID,
   currentVhdxHeader,
@@ -60,7 +60,7 @@ export async function openVhdx(
     throw new CorruptError('VHDX region table lacks the BAT or metadata region', {
       structure: 'VHDX region table',
       offset: 192 * KiB,
-      reason: 'missing-region',
+      reason: 'missing',
     });
   }
   const meta = parseVhdxMetadata(
@@ -94,7 +94,7 @@ export async function openVhdx(
       {
         structure: 'VHDX BAT',
         offset: batRegion.fileOffset,
-        reason: 'bat-too-small',
+        reason: 'table-too-small',
       },
     );
   }
@@ -119,7 +119,7 @@ export async function openVhdx(
         throw new CorruptError(`payload block ${i} at ${host} lies outside the file`, {
           structure: 'VHDX BAT',
           offset: at,
-          reason: 'out-of-file',
+          reason: 'out-of-range',
         });
       }
       offsets[i] = host;

@@ -1,5 +1,6 @@
-import { UnsupportedError } from '@diskube/core';
-import { Fields, isPowerOfTwo } from './fields.js';
+import { FieldReader, UnsupportedError } from '@diskube/core';
+import { isPowerOfTwo } from './read.js';
+import type { ContainerReason } from './reasons.js';
 
 // Sources: VMware "Virtual Disk Format 5.0" (hosted sparse extent header, stream-optimized
 // compressed sparse extents), libyal libvmdk "VMware Virtual Disk (VMDK) format", QEMU
@@ -40,7 +41,7 @@ export interface VmdkSparseHeader {
 }
 
 export function parseVmdkSparseHeader(bytes: Uint8Array, base = 0): VmdkSparseHeader {
-  const f = new Fields(bytes, 'VMDK sparse extent header', base);
+  const f = new FieldReader<ContainerReason>(bytes, 'VMDK sparse extent header', base);
   if (f.u32le(0x00) !== VMDK_SPARSE_MAGIC) throw f.corrupt('bad VMDK magic', 0, 'bad-magic');
   const version = f.u32le(0x04);
   if (version < 1 || version > 3) {
@@ -67,14 +68,10 @@ export function parseVmdkSparseHeader(bytes: Uint8Array, base = 0): VmdkSparseHe
   const compressAlgorithm = f.u16le(0x4d);
   // Grains of 512 B to 32 MiB; QEMU and VMware use 64 KiB (128 sectors).
   if (!isPowerOfTwo(grainSize) || grainSize > 65536) {
-    throw f.corrupt(
-      `grainSize ${grainSize} is not a power of two <= 65536`,
-      0x14,
-      'bad-grain-size',
-    );
+    throw f.corrupt(`grainSize ${grainSize} is not a power of two <= 65536`, 0x14, 'bad-geometry');
   }
   if (numGTEsPerGT < 1 || numGTEsPerGT > 65536) {
-    throw f.corrupt(`numGTEsPerGT ${numGTEsPerGT} outside 1..65536`, 0x2c, 'bad-table-size');
+    throw f.corrupt(`numGTEsPerGT ${numGTEsPerGT} outside 1..65536`, 0x2c, 'bad-geometry');
   }
   if (capacity * 512 > Number.MAX_SAFE_INTEGER) {
     throw f.corrupt(`capacity ${capacity} sectors is too large`, 0x0c, 'too-large');

@@ -1,8 +1,8 @@
 import { type BlockSource, CorruptError, UnsupportedError } from '@diskube/core';
 import { inflateZlib } from './decompress.js';
 import type { Mapper, Run } from './disk.js';
-import { checkInFile, readStructure } from './fields.js';
 import { ByteLru } from './lru.js';
+import { checkInFile, readStructure } from './read.js';
 import { parseVmdkSparseHeader, VMDK_SPARSE_MAGIC, type VmdkSparseHeader } from './vmdk-header.js';
 
 export { VMDK_SPARSE_MAGIC };
@@ -45,7 +45,7 @@ async function sparseExtentMapper(
       throw new CorruptError(`${name}: footer has no grain directory offset`, {
         structure: 'VMDK footer',
         offset: at + 0x38,
-        reason: 'no-grain-directory',
+        reason: 'missing',
       });
     }
   }
@@ -67,7 +67,7 @@ async function sparseExtentMapper(
       throw new CorruptError(`grain table at ${gt} is referenced twice`, {
         structure: 'VMDK grain directory',
         offset: gdAt + i * 4,
-        reason: 'shared-table',
+        reason: 'overlap',
       });
     }
     seen.add(gt);
@@ -91,7 +91,7 @@ async function sparseExtentMapper(
       throw new CorruptError(`${name}: grain ${grain} at ${host} lies outside the file`, {
         structure: 'VMDK grain table',
         offset: at,
-        reason: 'out-of-file',
+        reason: 'out-of-range',
       });
     }
     if (!header.compressed) return { kind: 'data', length, host: host + within, source: file };
@@ -120,7 +120,7 @@ async function sparseExtentMapper(
           throw new CorruptError(`${name}: compressed grain of ${stored} bytes`, {
             structure: 'VMDK grain marker',
             offset: host + 8,
-            reason: 'bad-compressed-size',
+            reason: 'bad-compressed-data',
           });
         }
         const data = await readStructure(file, host + 12, stored, 'VMDK compressed grain');
@@ -236,7 +236,7 @@ export function parseVmdkDescriptor(text: string): VmdkDescriptor {
       if (type !== 'FLAT' && type !== 'SPARSE' && type !== 'ZERO' && type !== 'VMFS') {
         throw new UnsupportedError(`VMDK extent type ${type} is not supported`, {
           structure: 'VMDK descriptor',
-          reason: 'extent-type',
+          reason: 'subformat',
         });
       }
       extents.push({
@@ -332,7 +332,7 @@ export async function openVmdkDescriptor(
   if (extents.length === 0) {
     throw new CorruptError('VMDK descriptor lists no extents', {
       structure: 'VMDK descriptor',
-      reason: 'no-extents',
+      reason: 'missing',
     });
   }
   const parts: { start: number; size: number; mapper: Mapper }[] = [];
@@ -352,7 +352,7 @@ export async function openVmdkDescriptor(
       if (extent.file === undefined) {
         throw new CorruptError(`${extent.type} extent without a file name`, {
           structure: 'VMDK descriptor',
-          reason: 'no-extent-file',
+          reason: 'missing',
         });
       }
       if (resolve === undefined) {
