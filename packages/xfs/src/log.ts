@@ -115,8 +115,7 @@ export async function findLogState(
   logOffset: number,
   signal?: AbortSignal,
 ): Promise<LogState> {
-  const bad = (message: string, bb: number, reason: XfsReason = 'bad-log') =>
-    new CorruptError(message, { structure: 'XFS log', offset: logOffset + bb * BB, reason });
+  const where = (bb: number) => ({ structure: 'XFS log', offset: logOffset + bb * BB });
   const cycle = async (bb: number) => cycleOf(await read(bb, 1));
   const recBBs = v2 ? MAX_RECORD_BBS.v2 : MAX_RECORD_BBS.v1;
   const window = Math.min(n, MAX_ICLOGS * recBBs);
@@ -167,7 +166,10 @@ export async function findLogState(
   const checkUuid = (h: LogRecordHeader, bb: number) => {
     // A null uuid is what old mkfs wrote; anything else must be this filesystem's.
     if (!h.uuid.every((b) => b === 0) && !sameUuid(h.uuid, uuid)) {
-      throw bad('log record of another filesystem', bb, 'bad-uuid');
+      throw new CorruptError('log record of another filesystem', {
+        ...where(bb),
+        reason: 'bad-uuid',
+      });
     }
   };
 
@@ -177,13 +179,21 @@ export async function findLogState(
   let head: number;
   if (lastCycle === 0) {
     // Partly zeroed (a fresh log): the head is the first zero-cycle block (xlog_find_zeroed).
-    if (first !== 1) throw bad(`first cycle ${first} with a zeroed end`, 0);
+    if (first !== 1)
+      throw new CorruptError(`first cycle ${first} with a zeroed end`, {
+        ...where(0),
+        reason: 'bad-log',
+      });
     head = await cycleStart(0, n - 1, 0);
     const span = Math.min(window, head);
     const hole = await findCycle(head - span, span, 0);
     if (hole !== -1) head = hole;
     const backed = await verifyRecord(Math.max(0, head - window), head, 0);
-    if (backed === null) throw bad('no record header before the head', head);
+    if (backed === null)
+      throw new CorruptError('no record header before the head', {
+        ...where(head),
+        reason: 'bad-log',
+      });
     head = backed;
   } else {
     let stop: number;
@@ -209,14 +219,22 @@ export async function findLogState(
     const recWindow = Math.min(n, recBBs);
     if (head >= recWindow) {
       const backed = await verifyRecord(head - recWindow, head, 0);
-      if (backed === null) throw bad('no record header before the head', head);
+      if (backed === null)
+        throw new CorruptError('no record header before the head', {
+          ...where(head),
+          reason: 'bad-log',
+        });
       head = backed;
     } else {
       const backed = await verifyRecord(0, head, 0);
       if (backed !== null) head = backed;
       else {
         const wrapped = await verifyRecord(n - (recWindow - head), n, head);
-        if (wrapped === null) throw bad('no record header before the head', head);
+        if (wrapped === null)
+          throw new CorruptError('no record header before the head', {
+            ...where(head),
+            reason: 'bad-log',
+          });
         if (wrapped !== n) head = wrapped;
       }
     }
@@ -245,7 +263,7 @@ export async function findLogState(
   }
   if (at === -1) {
     if (head === 0 && first === 0) return { clean: true, head: 0, tail: 0, zeroed: true };
-    throw bad('no log record header found', head);
+    throw new CorruptError('no log record header found', { ...where(head), reason: 'bad-log' });
   }
   const h = parseLogRecordHeader(await read(at, 1), logOffset + at * BB);
   checkUuid(h, at);
