@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { registerBackup } from './commands/backup.js';
+import { registerCheck } from './commands/check.js';
 import { registerInfo } from './commands/info.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerRestore } from './commands/restore.js';
@@ -18,6 +19,7 @@ export function createProgram(): Command {
   registerBackup(program);
   registerRestore(program);
   registerVerify(program);
+  registerCheck(program);
   registerInfo(program);
   return program;
 }

@@ -5,6 +5,7 @@ export {
   type BlockSource,
   blobSource,
   CorruptError,
+  type CrossCheckReport,
   DirtyFilesystemError,
   DiskubeError,
   type ErrorCode,

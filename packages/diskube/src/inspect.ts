@@ -1,6 +1,6 @@
 import type { Bitmap } from '@diskube/bitmap';
 import type { ContainerInfo } from '@diskube/container';
-import type { BlockSource, Tail, Warning } from '@diskube/core';
+import type { BlockSource, CrossCheckReport, Tail, Warning } from '@diskube/core';
 import type { DiskMap, DiskPart, Partition } from '@diskube/partition';
 import { type DiskImage, type OpenImageOptions, openImage } from './image.js';
 import { type MapOptions, mapImage, usedBytes } from './map.js';
@@ -26,6 +26,8 @@ export interface InspectedPart {
     usedBlocks: number;
     tail: Tail;
     facts: Record<string, string | number | boolean | string[]>;
+    /** What the `crossCheck` walk found, when one was asked for and the driver has one. */
+    crossCheck: CrossCheckReport | null;
   } | null;
   /** The partition table entry, when there is one. */
   partition: Partition | null;
@@ -77,6 +79,7 @@ function inspectPart(part: DiskPart): InspectedPart {
       usedBlocks: result.used.count(),
       tail: result.tail,
       facts: result.facts,
+      crossCheck: result.crossCheck ?? null,
     },
     partition,
     warnings: part.warnings,

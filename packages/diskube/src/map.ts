@@ -18,6 +18,12 @@ export interface MapOptions {
    * the same for a raw image and any container of it.
    */
   dropUnallocated?: boolean;
+  /**
+   * Also walk each filesystem's own references (inodes, MFT records) and keep any referenced
+   * block its allocation map calls free, reporting it (see `crossCheck` in `@diskube/core`).
+   * Costs a read of all file metadata; drivers without a walk ignore it.
+   */
+  crossCheck?: boolean;
   signal?: AbortSignal;
 }
 
@@ -29,6 +35,7 @@ export interface MapOptions {
 export async function mapImage(image: DiskImage, options: MapOptions = {}): Promise<DiskMap> {
   const map = await mapDisk(image.disk, options.drivers ?? defaultDrivers, {
     assumeUsedOnDoubt: options.fullCopyOnDoubt ?? false,
+    ...(options.crossCheck ? { crossCheck: true } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
   });
   if (options.dropUnallocated && image.container.format !== 'raw') {

@@ -14,6 +14,7 @@ interface BackupOptions {
   json?: boolean;
   force?: boolean;
   fullCopyOnDoubt?: boolean;
+  crossCheck?: boolean;
 }
 
 /** The zstd level when none is given (the library's default, shown in --help). */
@@ -54,6 +55,10 @@ export function registerBackup(program: Command): void {
       '--full-copy-on-doubt',
       'copy every block when the filesystem metadata cannot be trusted',
     )
+    .option(
+      '--cross-check',
+      "walk the filesystem's own references and keep blocks its map wrongly calls free",
+    )
     .option('-f, --force', 'overwrite an existing output file')
     .option('--json', 'print a JSON summary')
     .action(async (image: string, out: string, options: BackupOptions) => {
@@ -74,6 +79,7 @@ export function registerBackup(program: Command): void {
           ...(changedRanges ? { changedRanges } : {}),
           compress,
           fullCopyOnDoubt: options.fullCopyOnDoubt ?? false,
+          crossCheck: options.crossCheck ?? false,
           overwrite: options.force ?? false,
           onWarning: printWarning,
           onProgress: (p) => progress.update(p.bytesDone, p.bytesTotal),

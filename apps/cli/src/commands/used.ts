@@ -7,6 +7,7 @@ import { printWarning } from '../warnings.js';
 interface UsedOptions {
   json?: boolean;
   fullCopyOnDoubt?: boolean;
+  crossCheck?: boolean;
 }
 
 export function registerUsed(program: Command): void {
@@ -16,9 +17,14 @@ export function registerUsed(program: Command): void {
     .argument('<image>', 'filesystem image or whole disk')
     .option('--json', 'print {"size", "blockSize", "ranges": [[offset, length], …]} in bytes')
     .option('--full-copy-on-doubt', 'treat every block as used when the metadata cannot be trusted')
+    .option(
+      '--cross-check',
+      "also keep blocks the filesystem's own references use but its map calls free",
+    )
     .action(async (image: string, options: UsedOptions) => {
       const inspection = await inspectImageFile(image, {
         fullCopyOnDoubt: options.fullCopyOnDoubt ?? false,
+        crossCheck: options.crossCheck ?? false,
       });
       const { size, blockSize, blockCount, usedBytes, warnings } = inspection;
       const ranges = usedByteRanges(inspection.map);

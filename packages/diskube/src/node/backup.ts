@@ -32,6 +32,8 @@ export interface BackupOptions {
   changedRanges?: readonly ByteRange[];
   /** Keep a filesystem whole, with a warning, when its metadata cannot be trusted (see `MapOptions`). */
   fullCopyOnDoubt?: boolean;
+  /** Walk every filesystem's own references and keep referenced blocks its map calls free. */
+  crossCheck?: boolean;
   /** Filesystem drivers; default `defaultDrivers`. */
   drivers?: readonly FilesystemDriver[];
   /** Replace an existing file at `out`. Default false. */
@@ -77,6 +79,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     const map = await mapImage(image, {
       ...(options.drivers ? { drivers: options.drivers } : {}),
       fullCopyOnDoubt: options.fullCopyOnDoubt ?? false,
+      crossCheck: options.crossCheck ?? false,
       dropUnallocated: true,
       ...(options.signal ? { signal: options.signal } : {}),
     });
