@@ -227,6 +227,39 @@ const cases: Case[] = [
     reason: 'out-of-range',
   },
   {
+    // Issue 11: accepted before as a 0-byte disk (nothing backed up); qemu-img refuses it.
+    name: 'size, L1 and refcount table header fields zeroed',
+    variant: 'qcow2',
+    patch: (b) => {
+      for (const [at, n] of [
+        [0x18, 8],
+        [0x24, 4],
+        [0x28, 8],
+        [0x30, 8],
+        [0x38, 4],
+      ] as const)
+        b.fill(0, at, at + n);
+    },
+    code: 'CORRUPT',
+    reason: 'missing',
+  },
+  {
+    name: 'refcount table outside the file',
+    variant: 'qcow2',
+    patch: (b) => dv(b).setBigUint64(0x30, 1n << 40n),
+    code: 'CORRUPT',
+    reason: 'out-of-range',
+  },
+  {
+    // 4 KiB clusters: one L2 table maps 2 MiB, so an 8 MiB size needs 4 of the 32 L1 entries;
+    // the others still map data (at 9, 20, 40 and 63.5 MiB) that reading would drop.
+    name: 'size shrunk below what the L1 table maps',
+    variant: 'qcow2-v2',
+    patch: (b) => dv(b).setBigUint64(0x18, 8n << 20n),
+    code: 'CORRUPT',
+    reason: 'out-of-range',
+  },
+  {
     // Before: the host offset reached the file source as an unsafe integer, and the read failed
     // as INVALID_ARGUMENT (exit 2, "usage"). A cause in the input's bytes is CORRUPT.
     name: 'L2 entry pointing beyond 2^53 bytes',

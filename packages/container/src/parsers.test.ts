@@ -16,6 +16,8 @@ function qcow2Header(version: number, patch?: (v: DataView) => void): Uint8Array
   v.setBigUint64(0x18, 1n << 30n); // 1 GiB
   v.setUint32(0x24, 2); // L1 entries: one maps 512 MiB
   v.setBigUint64(0x28, 0x30000n);
+  v.setBigUint64(0x30, 0x10000n); // refcount table: one cluster after the header
+  v.setUint32(0x38, 1);
   if (version === 3) v.setUint32(0x64, 112);
   patch?.(v);
   return b;
@@ -59,6 +61,15 @@ describe('parseQcow2Header', () => {
     );
     expect(fails(() => parseQcow2Header(qcow2Header(3).subarray(0, 80)))).toBe('CORRUPT/truncated');
     expect(fails(() => parseQcow2Header(qcow2Header(1)))).toBe('UNSUPPORTED/version');
+    expect(fails(() => parseQcow2Header(qcow2Header(3, (v) => v.setUint32(0x38, 0))))).toBe(
+      'CORRUPT/missing',
+    );
+    expect(fails(() => parseQcow2Header(qcow2Header(3, (v) => v.setBigUint64(0x30, 0n))))).toBe(
+      'CORRUPT/overlap',
+    );
+    expect(
+      fails(() => parseQcow2Header(qcow2Header(3, (v) => v.setBigUint64(0x30, 0x10200n)))),
+    ).toBe('CORRUPT/unaligned');
   });
 });
 

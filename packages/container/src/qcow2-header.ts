@@ -23,6 +23,8 @@ export interface Qcow2Header {
   backingFile: string | undefined;
   backingFileOffset: number;
   backingFileSize: number;
+  refcountTableOffset: number;
+  refcountTableClusters: number;
   /** The dirty bit (refcounts may be stale): harmless for reading, reported for information. */
   dirty: boolean;
   /** Incompatible bit 2: guest data lives in another file (refused by openQcow2). */
@@ -144,6 +146,24 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
   if (l1_size * 8 > QCOW2_MAX_L1_BYTES) {
     throw f.corrupt(`l1_size ${l1_size} exceeds the 32 MiB limit`, 0x24, 'too-large');
   }
+  // Every qcow2 has a refcount table (QEMU refuses to open one without: "Image does not contain
+  // a reference count table"). A zeroed one is a damaged header whose other fields (size, L1)
+  // cannot be trusted either; we do not read the table, only check it is where it can be.
+  const refcount_table_offset = f.u64be(0x30, 'refcount_table_offset');
+  const refcount_table_clusters = f.u32be(0x38);
+  if (refcount_table_clusters === 0) {
+    throw f.corrupt('the header names no refcount table', 0x38, 'missing');
+  }
+  if (refcount_table_offset % clusterSize !== 0) {
+    throw f.corrupt(
+      `refcount_table_offset ${refcount_table_offset} is not cluster-aligned`,
+      0x30,
+      'unaligned',
+    );
+  }
+  if (refcount_table_offset < clusterSize) {
+    throw f.corrupt('the refcount table overlaps the header', 0x30, 'overlap');
+  }
   if (l1_size > 0 && l1_table_offset % clusterSize !== 0) {
     throw f.corrupt(`l1_table_offset ${l1_table_offset} is not cluster-aligned`, 0x28, 'unaligned');
   }
@@ -165,6 +185,8 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
     backingFile: undefined,
     backingFileOffset: backing_file_offset,
     backingFileSize: backing_file_offset === 0 ? 0 : backing_file_size,
+    refcountTableOffset: refcount_table_offset,
+    refcountTableClusters: refcount_table_clusters,
     dirty,
     externalDataFile,
     headerLength,

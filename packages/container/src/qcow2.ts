@@ -118,6 +118,24 @@ export async function openQcow2(
     seen.add(off);
   }
   seen.clear();
+  // Entries past the ones the virtual size needs must be empty (QEMU clears them when it
+  // shrinks an image): one that maps data says the size field lies, and the data past it would
+  // be silently dropped.
+  for (let i = l1Need; i < header.l1Size; i++) {
+    if (l1.getUint32(i * 8) !== 0 || l1.getUint32(i * 8 + 4) !== 0) {
+      throw new CorruptError(`L1 entry ${i} maps clusters beyond the ${size}-byte virtual size`, {
+        structure: 'qcow2 L1 table',
+        offset: header.l1TableOffset + i * 8,
+        reason: 'out-of-range',
+      });
+    }
+  }
+  checkInFile(
+    file.size,
+    header.refcountTableOffset,
+    header.refcountTableClusters * clusterSize,
+    'qcow2 refcount table',
+  );
 
   const tables = new ByteLru(cacheBytes);
   const loadL2 = (off: number) =>
