@@ -1,7 +1,6 @@
-import { hasErrorCode } from '@diskube/core';
 import { describe, expect, it } from 'vitest';
 import { agflSize, parseAgf } from './agf.js';
-import { put32, sealCrc, superblockSector, UUID } from './structures.test-support.js';
+import { put32, reasonOf, sealCrc, superblockSector, UUID } from './structures.test-support.js';
 import { parseSuperblock } from './superblock.js';
 
 const sb5 = parseSuperblock(superblockSector());
@@ -28,16 +27,6 @@ export function agfSector(agno: number, v5 = true, patch?: (b: Uint8Array) => vo
   return v5 ? sealCrc(b, 0xd8) : b;
 }
 
-function reason(f: () => unknown): string | undefined {
-  try {
-    f();
-  } catch (e) {
-    if (hasErrorCode(e, 'CORRUPT')) return e.reason;
-    throw e;
-  }
-  return undefined;
-}
-
 describe('AGF', () => {
   it('parses v5 and v4 AGFs', () => {
     expect(parseAgf(agfSector(2), 512, sb5, 2, 4096, 5)).toMatchObject({
@@ -54,7 +43,7 @@ describe('AGF', () => {
   });
   it('checks magic, CRC, uuid, seqno, length, roots, levels and counts', () => {
     const p = (bytes: Uint8Array, agno = 0) =>
-      reason(() => parseAgf(bytes, 512, sb5, agno, 4096, 5));
+      reasonOf(() => parseAgf(bytes, 512, sb5, agno, 4096, 5));
     const raw = agfSector(0);
     raw[0x60] = 1;
     expect(p(raw)).toBe('checksum');

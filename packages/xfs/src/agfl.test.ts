@@ -12,7 +12,7 @@ function agflSector(v5: boolean, first: number, blocks: number[], agno = 0): Uin
   const b = new Uint8Array(512).fill(0xff);
   const base = v5 ? 0x24 : 0;
   const size = (512 - base) / 4;
-  blocks.forEach((bno, k) => put32(b, base + ((first + k) % size) * 4, bno));
+  for (const [k, bno] of blocks.entries()) put32(b, base + ((first + k) % size) * 4, bno);
   if (v5) {
     put32(b, 0, 0x5841464c);
     put32(b, 4, agno);

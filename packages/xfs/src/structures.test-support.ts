@@ -1,5 +1,6 @@
 // Test support: minimal on-disk structures built field by field (big-endian, as on disk), for the
 // per-structure tests. Offsets are those of FORMAT.md.
+import { hasErrorCode } from '@diskube/core';
 import { xfsChecksum } from './checksum.js';
 
 export const UUID = Uint8Array.from({ length: 16 }, (_, i) => 0x10 + i);
@@ -65,4 +66,15 @@ export function superblockSector(f: SbFields = {}): Uint8Array {
     sealCrc(b, 0xe0);
   }
   return b;
+}
+
+/** The `reason` of the CORRUPT or UNSUPPORTED error `f` throws, or undefined if it returns. */
+export function reasonOf(f: () => unknown): string | undefined {
+  try {
+    f();
+  } catch (e) {
+    if (hasErrorCode(e, 'CORRUPT') || hasErrorCode(e, 'UNSUPPORTED')) return e.reason;
+    throw e;
+  }
+  return undefined;
 }
