@@ -14,10 +14,6 @@ import { checkInFile, readStructure } from './read.js';
 //   L2 compressed: bit 62 = 1; with x = 62 - (cluster_bits - 8), bits 0..x-1 are the host byte
 //   offset and bits x..61 the number of additional 512-byte sectors.
 
-export interface Qcow2Info {
-  header: Qcow2Header;
-}
-
 const TWO32 = 2 ** 32;
 
 export async function openQcow2(
