@@ -252,31 +252,44 @@ export function partcloneUsed(path: string, unitSize: number, units: number): Bi
 }
 
 /**
- * A file's bytes read from the image without mounting: its inode from `ls`, its size and extent
- * map from `xfs_db` (`bmap`; startblock is a packed fsblock, shown also as agno/agbno).
+ * Files' bytes read from the image without mounting: inodes from `ls` of each directory, then one
+ * `xfs_db` run printing each inode's size and extent map (`bmap`; a startblock is a packed
+ * fsblock, also shown as agno/agbno). Returns the contents in the order of `paths`.
  */
-export function extractFile(image: string, filePath: string): Uint8Array {
-  const slash = filePath.lastIndexOf('/');
-  const ino = listDir(image, filePath.slice(0, slash) || '/').get(filePath.slice(slash + 1));
-  if (ino === undefined) throw new Error(`${filePath} not found in ${image}`);
+export function extractFiles(image: string, paths: string[]): Uint8Array[] {
   const geo = geometry(image);
-  const text = xfsDb(image, [`inode ${ino}`, 'p core.size', 'bmap']);
-  const size = Number(/core\.size = (\d+)/.exec(text)![1]);
-  const out = new Uint8Array(size);
+  const dirs = new Map<string, Map<string, number>>();
+  const inodes = paths.map((filePath) => {
+    const slash = filePath.lastIndexOf('/');
+    const dir = filePath.slice(0, slash) || '/';
+    if (!dirs.has(dir)) dirs.set(dir, listDir(image, dir));
+    const ino = dirs.get(dir)!.get(filePath.slice(slash + 1));
+    if (ino === undefined) throw new Error(`${filePath} not found in ${image}`);
+    return ino;
+  });
+  const text = xfsDb(
+    image,
+    inodes.flatMap((ino) => [`inode ${ino}`, 'p core.size', 'bmap']),
+  );
+  const parts = text.split(/^(?=core\.size = )/m).filter((part) => part.startsWith('core.size'));
+  if (parts.length !== paths.length)
+    throw new Error(`xfs_db printed ${parts.length} inodes of ${paths.length}`);
   const fd = openSync(image, 'r');
   try {
-    for (const m of text.matchAll(/offset (\d+) startblock \d+ \((\d+)\/(\d+)\) count (\d+)/g)) {
-      const fileBlock = Number(m[1]);
-      const linear = Number(m[2]) * geo.agblocks + Number(m[3]);
-      const count = Number(m[4]);
-      const start = fileBlock * geo.blockSize;
-      const length = Math.min(count * geo.blockSize, size - start);
-      if (length > 0) readSync(fd, out, start, length, linear * geo.blockSize);
-    }
+    return parts.map((part) => {
+      const size = Number(/core\.size = (\d+)/.exec(part)![1]);
+      const out = new Uint8Array(size);
+      for (const m of part.matchAll(/offset (\d+) startblock \d+ \((\d+)\/(\d+)\) count (\d+)/g)) {
+        const start = Number(m[1]) * geo.blockSize;
+        const linear = Number(m[2]) * geo.agblocks + Number(m[3]);
+        const length = Math.min(Number(m[4]) * geo.blockSize, size - start);
+        if (length > 0) readSync(fd, out, start, length, linear * geo.blockSize);
+      }
+      return out;
+    });
   } finally {
     closeSync(fd);
   }
-  return out;
 }
 
 /** `xfs_repair -n` exit status and output: 0 when clean. */
