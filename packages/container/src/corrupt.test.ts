@@ -567,6 +567,108 @@ const cases: Case[] = [
     code: 'CORRUPT',
     reason: 'out-of-range',
   },
+  // Issue 11 header cross-checks: a size field that lies (zeroed: a 0-byte disk that backs
+  // up nothing; shrunk: data past it dropped; grown: tables too small for it).
+  {
+    name: 'VDI size and block count zeroed',
+    variant: 'vdi',
+    patch: (b) => {
+      dv(b).setBigUint64(0x170, 0n, true);
+      dv(b).setUint32(0x180, 0, true);
+    },
+    code: 'CORRUPT',
+    reason: 'bad-geometry',
+  },
+  {
+    name: 'VDI static: size and block count halved (data area holds more blocks)',
+    variant: 'vdi-static',
+    patch: (b) => {
+      dv(b).setBigUint64(0x170, dv(b).getBigUint64(0x170, true) / 2n, true);
+      dv(b).setUint32(0x180, dv(b).getUint32(0x180, true) / 2, true);
+    },
+    code: 'CORRUPT',
+    reason: 'bad-geometry',
+  },
+  {
+    name: 'VDI size doubled, block map as it was',
+    variant: 'vdi',
+    patch: (b) => dv(b).setBigUint64(0x170, dv(b).getBigUint64(0x170, true) * 2n, true),
+    code: 'CORRUPT',
+    reason: 'table-too-small',
+  },
+  {
+    name: 'VMDK capacity zeroed',
+    variant: 'vmdk-sparse',
+    patch: (b) => dv(b).setBigUint64(0x0c, 0n, true),
+    code: 'CORRUPT',
+    reason: 'bad-geometry',
+  },
+  {
+    name: 'VMDK stream: capacity zeroed in the header',
+    variant: 'vmdk-stream',
+    patch: (b) => dv(b).setBigUint64(0x0c, 0n, true),
+    code: 'CORRUPT',
+    reason: 'bad-geometry',
+  },
+  {
+    name: 'VMDK stream: capacity zeroed in the footer',
+    variant: 'vmdk-stream',
+    patch: (b) => dv(b).setBigUint64(b.length - 1024 + 0x0c, 0n, true),
+    atEnd: true,
+    code: 'CORRUPT',
+    reason: 'bad-geometry',
+  },
+  {
+    // Without the descriptor's extent line to compare with, a capacity 1024 times too large
+    // makes the grain directory (1024 entries) run over the grain tables after it.
+    name: 'VMDK capacity ×1024 and no embedded descriptor',
+    variant: 'vmdk-sparse',
+    patch: (b) => {
+      dv(b).setBigUint64(0x0c, dv(b).getBigUint64(0x0c, true) * 1024n, true);
+      dv(b).setBigUint64(0x1c, 0n, true);
+    },
+    code: 'CORRUPT',
+    reason: 'overlap',
+  },
+  {
+    name: 'VHD dynamic: current size zeroed in both footers (BAT still maps blocks)',
+    variant: 'vpc-dynamic',
+    patch: (b) => vhd.patchFooters(b, (at) => dv(b).setBigUint64(at + 0x30, 0n)),
+    code: 'CORRUPT',
+    reason: 'out-of-range',
+  },
+  {
+    name: 'VHD dynamic: current size halved',
+    variant: 'vpc-dynamic',
+    patch: (b) =>
+      vhd.patchFooters(b, (at) =>
+        dv(b).setBigUint64(at + 0x30, dv(b).getBigUint64(at + 0x30) / 2n),
+      ),
+    code: 'CORRUPT',
+    reason: 'out-of-range',
+  },
+  {
+    name: 'VHD fixed: current size zeroed',
+    variant: 'vpc-fixed',
+    patch: (b) => vhd.patchFooters(b, (at) => at > 0 && dv(b).setBigUint64(at + 0x30, 0n)),
+    code: 'CORRUPT',
+    reason: 'bad-geometry',
+  },
+  {
+    name: 'VHDX virtual disk size zeroed',
+    variant: 'vhdx',
+    patch: (b) => dv(b).setBigUint64(vx.item(b, 0x24), 0n, true),
+    code: 'CORRUPT',
+    reason: 'out-of-range',
+  },
+  {
+    name: 'VHDX virtual disk size halved',
+    variant: 'vhdx',
+    patch: (b) =>
+      dv(b).setBigUint64(vx.item(b, 0x24), dv(b).getBigUint64(vx.item(b, 0x24), true) / 2n, true),
+    code: 'CORRUPT',
+    reason: 'out-of-range',
+  },
   // VHDX
   {
     name: 'VHDX both headers broken',

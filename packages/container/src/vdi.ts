@@ -81,8 +81,12 @@ export function parseVdiHeader(bytes: Uint8Array): VdiHeader {
   if (cbBlockExtra % 512 !== 0 || cbBlockExtra > 2 ** 20) {
     throw f.corrupt(`block extra size ${cbBlockExtra} is invalid`, 0x17c, 'bad-geometry');
   }
-  if (cBlocks !== Math.ceil(cbDisk / cbBlock)) {
-    throw f.corrupt(`${cBlocks} blocks do not cover ${cbDisk} bytes`, 0x180, 'bad-geometry');
+  const need = Math.ceil(cbDisk / cbBlock);
+  if (cBlocks < need) {
+    throw f.corrupt(`${cBlocks} blocks cannot map ${cbDisk} bytes`, 0x180, 'table-too-small');
+  }
+  if (cBlocks !== need) {
+    throw f.corrupt(`${cBlocks} blocks do not match ${cbDisk} bytes`, 0x180, 'bad-geometry');
   }
   if (offBlocks < 512 || offData < offBlocks + cBlocks * 4) {
     throw f.corrupt('block map and data area overlap the header or each other', 0x154, 'overlap');
@@ -104,10 +108,20 @@ export async function openVdi(
   const header = parseVdiHeader(await readStructure(file, 0, 512, 'VDI header'));
   const { blockSize, blockExtra, offsetData, blocks } = header;
   const map = await readStructure(file, header.offsetBlocks, blocks * 4, 'VDI block map');
+  // The data area holds the allocated blocks back to back. More whole blocks in it than the
+  // map has entries means the size fields lie (zeroed, say, which would open as a 0-byte disk
+  // and back up nothing): data the map cannot reach would be dropped.
+  const stride = blockSize + blockExtra;
+  const stored = file.size > offsetData ? Math.floor((file.size - offsetData) / stride) : 0;
+  if (stored > blocks) {
+    throw new CorruptError(
+      `the data area holds ${stored} blocks but the block map has ${blocks} entries (disk size ${header.diskSize})`,
+      { structure: 'VDI header', offset: 0x170, reason: 'bad-geometry' },
+    );
+  }
   const view = new DataView(map.buffer, map.byteOffset, map.byteLength);
   // Every data block must lie in the file, and no two map entries may share one: that would
   // alias two guest ranges. The check is one pass over the map, which we hold anyway.
-  const stride = blockSize + blockExtra;
   const maxIndex = Math.floor((file.size - offsetData) / stride);
   const used = new Uint8Array(Math.max(0, Math.min(blocks, maxIndex)));
   for (let i = 0; i < blocks; i++) {

@@ -1,7 +1,7 @@
 import { type BlockSource, CorruptError, FieldReader, UnsupportedError } from '@diskube/core';
 import type { Mapper } from './disk.js';
 import { ByteLru } from './lru.js';
-import { isPowerOfTwo, readStructure } from './read.js';
+import { isPowerOfTwo, MAX_TABLE_BYTES, readStructure } from './read.js';
 import type { ContainerReason } from './reasons.js';
 
 // Sources: Microsoft "Virtual Hard Disk Image Format Specification" v1.0 (2006), libyal libvhdi
@@ -141,6 +141,14 @@ export async function openVhd(
         reason: 'out-of-range',
       });
     }
+    // A fixed VHD is the disk then the footer. Whole sectors between them mean the size field
+    // lies (a zeroed one would open as a 0-byte disk): the data past it would be dropped.
+    if (file.size - 512 - currentSize >= 512) {
+      throw new CorruptError(
+        `fixed VHD claims ${currentSize} bytes but its file holds ${file.size - 512} before the footer`,
+        { structure: 'VHD footer', offset: endAt + 0x30, reason: 'bad-geometry' },
+      );
+    }
     const mapper: Mapper = {
       format: 'vhd',
       size: currentSize,
@@ -190,8 +198,21 @@ export async function openVhd(
       },
     );
   }
-  const bat = await readStructure(file, dyn.tableOffset, blocks * 4, 'VHD BAT');
+  // Read the BAT as far as its header says (bounded by the file): entries past the ones the
+  // size needs must be unallocated, as in the qcow2 L1 check. One that maps a block says the
+  // size field lies (a zeroed size would open as a 0-byte disk) and its data would be dropped.
+  const fits = Math.floor(Math.max(0, file.size - dyn.tableOffset) / 4);
+  const entries = Math.max(blocks, Math.min(dyn.maxTableEntries, fits, MAX_TABLE_BYTES / 4));
+  const bat = await readStructure(file, dyn.tableOffset, entries * 4, 'VHD BAT');
   const view = new DataView(bat.buffer, bat.byteOffset, bat.byteLength);
+  for (let i = blocks; i < entries; i++) {
+    if (view.getUint32(i * 4) !== 0xffffffff) {
+      throw new CorruptError(
+        `BAT entry ${i} maps a block beyond the ${currentSize}-byte virtual size`,
+        { structure: 'VHD BAT', offset: dyn.tableOffset + i * 4, reason: 'out-of-range' },
+      );
+    }
+  }
   const sectorsPerBlock = blockSize / 512;
   const bitmapBytes = Math.ceil(sectorsPerBlock / 8 / 512) * 512;
   const span = bitmapBytes + blockSize;

@@ -1,6 +1,6 @@
 import { type BlockSource, CorruptError, UnsupportedError } from '@diskube/core';
 import type { Mapper } from './disk.js';
-import { readStructure } from './read.js';
+import { checkInFile, MAX_TABLE_BYTES, readStructure } from './read.js';
 import {
   BAT_GUID,
   currentVhdxHeader,
@@ -19,6 +19,7 @@ import {
 // is no parent), 6 FULLY_PRESENT, 7 PARTIALLY_PRESENT (differencing only).
 
 const PAYLOAD_FULLY_PRESENT = 6;
+const PAYLOAD_PARTIALLY_PRESENT = 7;
 
 export async function openVhdx(
   file: BlockSource,
@@ -98,8 +99,27 @@ export async function openVhdx(
       },
     );
   }
-  const bat = await readStructure(file, batRegion.fileOffset, totalEntries * 8, 'VHDX BAT');
+  checkInFile(file.size, batRegion.fileOffset, batRegion.length, 'VHDX BAT region');
+  // Read the BAT region as far as the size needs, and beyond it up to the table limit: a
+  // payload entry past the ones the size needs that maps a block says the size field lies (a
+  // zeroed one would open as a 0-byte disk) and its data would be dropped.
+  const readEntries = Math.max(
+    totalEntries,
+    Math.min(Math.floor(batRegion.length / 8), MAX_TABLE_BYTES / 8),
+  );
+  const bat = await readStructure(file, batRegion.fileOffset, readEntries * 8, 'VHDX BAT');
   const view = new DataView(bat.buffer, bat.byteOffset, bat.byteLength);
+  for (let e = totalEntries; e < readEntries; e++) {
+    // Sector bitmap entries (every chunkRatio + 1-th) may be present in a differencing disk.
+    if ((e + 1) % (chunkRatio + 1) === 0) continue;
+    const state = view.getUint32(e * 8, true) & 7;
+    if (state === PAYLOAD_FULLY_PRESENT || state === PAYLOAD_PARTIALLY_PRESENT) {
+      throw new CorruptError(
+        `BAT entry ${e} maps a block beyond the ${virtualDiskSize}-byte virtual size`,
+        { structure: 'VHDX BAT', offset: batRegion.fileOffset + e * 8, reason: 'out-of-range' },
+      );
+    }
+  }
   // Decode the payload entries once: state and byte offset per block (Float64 holds offsets
   // exactly below 2^53). Validate offsets and overlaps while at it.
   const states = new Uint8Array(dataBlocks);

@@ -30,7 +30,18 @@ async function sparseExtentMapper(
   let header = parseVmdkSparseHeader(
     await readStructure(file, 0, SECTOR, 'VMDK sparse extent header'),
   );
-  await checkEmbeddedDescriptor(file, header, name);
+  const embedded = await checkEmbeddedDescriptor(file, header, name);
+  // The embedded descriptor repeats the capacity in its extent line ("RW 131072 SPARSE");
+  // a header whose capacity disagrees (zeroed, say: a 0-byte disk that backs up nothing) lies.
+  if (embedded && embedded.extents.length > 0) {
+    const sectors = embedded.extents.reduce((sum, e) => sum + e.sectors, 0);
+    if (sectors !== header.capacity) {
+      throw new CorruptError(
+        `${name}: capacity ${header.capacity} sectors, but the embedded descriptor's extents hold ${sectors}`,
+        { structure: 'VMDK sparse extent header', offset: 0x0c, reason: 'bad-geometry' },
+      );
+    }
+  }
   if (header.gdOffset === undefined) {
     // GD_AT_END: the footer (a header copy) sits before the end-of-stream marker.
     if (file.size < 3 * SECTOR) {
@@ -40,7 +51,18 @@ async function sparseExtentMapper(
       });
     }
     const at = file.size - 2 * SECTOR;
+    const first = header;
     header = parseVmdkSparseHeader(await readStructure(file, at, SECTOR, 'VMDK footer'), at);
+    if (header.capacity !== first.capacity || header.grainSize !== first.grainSize) {
+      throw new CorruptError(
+        `${name}: the footer's capacity or grain size differs from the header's`,
+        {
+          structure: 'VMDK footer',
+          offset: at + 0x0c,
+          reason: 'bad-geometry',
+        },
+      );
+    }
     if (header.gdOffset === undefined) {
       throw new CorruptError(`${name}: footer has no grain directory offset`, {
         structure: 'VMDK footer',
@@ -63,6 +85,14 @@ async function sparseExtentMapper(
     const gt = gdView.getUint32(i * 4, true) * SECTOR;
     if (gt === 0) continue;
     checkInFile(file.size, gt, gtBytes, 'VMDK grain table');
+    // A grain directory longer than the capacity implies runs into the tables it points to
+    // (writers place the tables right after it): the capacity field is wrong.
+    if (gt < gdAt + gdEntries * 4 && gt + gtBytes > gdAt) {
+      throw new CorruptError(
+        `${name}: grain table at ${gt} overlaps the ${gdEntries}-entry grain directory`,
+        { structure: 'VMDK grain directory', offset: gdAt + i * 4, reason: 'overlap' },
+      );
+    }
     if (seen.has(gt)) {
       throw new CorruptError(`grain table at ${gt} is referenced twice`, {
         structure: 'VMDK grain directory',
@@ -297,9 +327,9 @@ async function checkEmbeddedDescriptor(
   file: BlockSource,
   header: VmdkSparseHeader,
   name: string,
-): Promise<void> {
+): Promise<VmdkDescriptor | undefined> {
   const { descriptorOffset, descriptorSize } = header;
-  if (descriptorOffset === 0 || descriptorSize === 0) return;
+  if (descriptorOffset === 0 || descriptorSize === 0) return undefined;
   if (descriptorSize > MAX_EMBEDDED_DESCRIPTOR_SECTORS) {
     throw new CorruptError(`${name}: embedded descriptor of ${descriptorSize} sectors`, {
       structure: 'VMDK sparse extent header',
@@ -312,7 +342,9 @@ async function checkEmbeddedDescriptor(
   // The text ends at the first NUL; the rest of the area is padding (all zeros when unused).
   const end = bytes.indexOf(0);
   const text = new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end));
-  refuseVmdkParent(parseVmdkDescriptor(text), name, at);
+  const descriptor = parseVmdkDescriptor(text);
+  refuseVmdkParent(descriptor, name, at);
+  return descriptor;
 }
 
 /**
