@@ -47,7 +47,7 @@ export function run(tool: string, args: string[], opts: RunOptions = {}): Promis
       if (e.code !== 'ENOENT') return reject(e);
       // Imported here, not at the top: the registry's builders import this module.
       import('./tools.js').then(
-        ({ TOOL_PACKAGES }) => reject(new ToolMissingError(tool, TOOL_PACKAGES[tool] ?? tool)),
+        ({ debianPackage }) => reject(new ToolMissingError(tool, debianPackage(tool))),
         reject,
       );
     });

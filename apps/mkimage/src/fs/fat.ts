@@ -1,5 +1,6 @@
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { BuildError } from '../errors.js';
 import { oneOf, pow2, sizeIn, textMax } from '../options.js';
 import { run } from '../run.js';
 import { parseSize } from '../size.js';
@@ -30,6 +31,8 @@ export const fatBuilder: FilesystemBuilder = {
     fat: oneOf(['12', '16', '32'], 'fat must be 12, 16 or 32'),
     cluster: sizeIn(pow2(512, 64 * 1024), 'fat cluster'),
     label: textMax(11, 'label'),
+    // Logical sector size (mkfs.fat -S); cluster= must be at least this.
+    sector: sizeIn(pow2(512, 4096), 'fat sector'),
   },
   content: 'files',
   caseInsensitive: true,
@@ -66,11 +69,23 @@ export const fatBuilder: FilesystemBuilder = {
   async build(ctx: BuildContext) {
     const o = ctx.fs.options;
     const volid = stableUuid(ctx.id, 'fat-volid').slice(0, 8);
-    const args = ['--invariant', '-i', volid, '-h', String(ctx.startSector)];
+    // mkfs.fat counts -h, -s and --offset in logical sectors.
+    const sector = o.sector ? parseSize(o.sector)! : 512;
+    const cluster = o.cluster ? parseSize(o.cluster)! : 0;
+    if (o.cluster && cluster < sector) {
+      throw new BuildError(
+        `fat cluster=${o.cluster} is smaller than sector=${o.sector}`,
+        'mkfs.vfat',
+        '',
+      );
+    }
+    const hidden = (ctx.startSector * 512) / sector;
+    const args = ['--invariant', '-i', volid, '-h', String(Math.floor(hidden))];
+    if (o.sector) args.push('-S', String(sector));
     if (o.fat) args.push('-F', o.fat);
-    if (o.cluster) args.push('-s', String(parseSize(o.cluster)! / 512));
+    if (o.cluster) args.push('-s', String(cluster / sector));
     if (o.label) args.push('-n', o.label);
-    if (ctx.offset > 0) args.push(`--offset=${ctx.offset / 512}`);
+    if (ctx.offset > 0) args.push(`--offset=${ctx.offset / sector}`);
     args.push(ctx.target, String(Math.floor(ctx.size / 1024)));
     const mk = await run('mkfs.vfat', args);
     const image = `${ctx.target}@@${ctx.offset}`;
