@@ -1,10 +1,17 @@
 import type { FilesystemDriver } from '@diskube/core';
 import { extDriver } from '@diskube/ext';
+import { fatDriver } from '@diskube/fat';
 import { ntfsDriver } from '@diskube/ntfs';
+import { xfsDriver } from '@diskube/xfs';
 
 /**
  * Every filesystem driver diskube ships, in probe order. Pass your own list to any call that
  * takes `drivers` to add one (`[...defaultDrivers, myXfsDriver]`) or to leave one out; a driver
  * is any object implementing `FilesystemDriver` from `@diskube/core`.
  */
-export const defaultDrivers: readonly FilesystemDriver[] = Object.freeze([extDriver, ntfsDriver]);
+export const defaultDrivers: readonly FilesystemDriver[] = Object.freeze([
+  extDriver,
+  ntfsDriver,
+  xfsDriver,
+  fatDriver,
+]);
