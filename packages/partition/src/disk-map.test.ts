@@ -1,73 +1,17 @@
 import { Bitmap } from '@diskube/bitmap';
-import {
-  type BlockSource,
-  CorruptError,
-  DirtyFilesystemError,
-  type DiskubeError,
-  type FilesystemDriver,
-  IoError,
-  memorySource,
-  readBytes,
-  UnsupportedError,
-} from '@diskube/core';
+import { type DiskubeError, memorySource } from '@diskube/core';
 import { describe, expect, it } from 'vitest';
 import { mapDisk } from './disk-map.js';
-import { requireTool, sfdiskImage } from './test-support.js';
+import {
+  mkfsImage,
+  requireTool,
+  sfdiskImage,
+  swapHeader,
+  toyDriver,
+  toyFs,
+} from './test-support.js';
 
 const MiB = 1 << 20;
-
-/**
- * A toy filesystem for testing the composition: "TOYFS" at byte 0, a status byte at 5
- * (0 ok, 1 corrupt, 2 unsupported), 1 KiB blocks, and block i used when byte 16+i is non-zero.
- */
-const toyDriver: FilesystemDriver = {
-  name: 'toy',
-  async probe(source: BlockSource) {
-    if (source.size < 4096) return null;
-    const head = await readBytes(source, 0, 5);
-    return new TextDecoder().decode(head) === 'TOYFS'
-      ? { filesystem: 'toy', blockSize: 1024 }
-      : null;
-  },
-  async usedBlocks(source, options) {
-    const head = await readBytes(source, 0, 4096);
-    if (head[5] === 1 && !options?.assumeUsedOnDoubt)
-      throw new CorruptError('toy corrupt', { structure: 'toy header', offset: 5 });
-    if (head[5] === 3) throw new DirtyFilesystemError('toy dirty', { offset: 5 });
-    if (head[5] === 4) throw new IoError('toy read failed', { offset: 5 });
-    if (head[5] === 5) throw new CorruptError('toy bitmap lies', { offset: 5 });
-    if (head[5] === 2)
-      throw new UnsupportedError('toy feature', { structure: 'toy header', offset: 5 });
-    const blockCount = Math.floor(source.size / 1024);
-    const used = new Bitmap(blockCount);
-    for (let i = 0; i < Math.min(blockCount, 4096 - 16); i++) if (head[16 + i]) used.set(i);
-    used.set(0);
-    return {
-      filesystem: 'toy',
-      blockSize: 1024,
-      blockCount,
-      used,
-      tail: {
-        offset: blockCount * 1024,
-        length: source.size - blockCount * 1024,
-        used: false,
-        reason: 'none',
-      },
-      warnings: [],
-      facts: {},
-    };
-  },
-};
-
-function toyFs(disk: Uint8Array, offset: number, usedBlocks: number[], status = 0) {
-  disk.set(new TextEncoder().encode('TOYFS'), offset);
-  disk[offset + 5] = status;
-  for (const b of usedBlocks) disk[offset + 16 + b] = 1;
-}
-
-function swapHeader(disk: Uint8Array, offset: number, signature = 'SWAPSPACE2') {
-  disk.set(new TextEncoder().encode(signature), offset + 4096 - 10);
-}
 
 const haveSfdisk = requireTool('sfdisk', 'fdisk');
 
@@ -217,3 +161,50 @@ describe.runIf(haveSfdisk)('one doubt policy, bare or inside a partition table',
     });
   }
 });
+
+describe('mapDisk on a bare FAT or NTFS volume no driver claims', () => {
+  const volumes: Array<[string, boolean, () => Uint8Array]> = [
+    [
+      'FAT16',
+      requireTool('mkfs.fat', 'dosfstools'),
+      () => mkfsImage(16 * MiB, 'mkfs.fat', ['-F', '16']),
+    ],
+    [
+      'NTFS',
+      requireTool('mkntfs', 'ntfs-3g'),
+      () => mkfsImage(16 * MiB, 'mkntfs', ['-F', '-q', '-Q']),
+    ],
+  ];
+  for (const [name, have, make] of volumes) {
+    it.runIf(have)(`${name}: unrecognised and kept whole, not "MBR, 0 partitions"`, async () => {
+      const result = await mapDisk(memorySource(make()), [toyDriver]);
+      expect(result.table).toBeNull();
+      expect(result.warnings.map((w) => w.code)).toEqual(['unrecognised-disk']);
+      expect(result.used.count()).toBe(result.blockCount);
+    });
+  }
+});
+
+describe.runIf(haveSfdisk)(
+  'a partition table that fails, with and without full copy on doubt',
+  () => {
+    const disk = sfdiskImage(8 * MiB, 'label: gpt\nstart=2048, size=4M\n');
+    disk[512 + 0x30]! ^= 1; // both header copies fail their CRC
+    disk[disk.length - 512 + 0x30]! ^= 1;
+
+    it('is refused as corrupt', async () => {
+      await expect(mapDisk(memorySource(disk), [toyDriver])).rejects.toMatchObject({
+        code: 'CORRUPT',
+        reason: 'checksum',
+      });
+    });
+
+    it('keeps the whole image with assumed-used and the reason', async () => {
+      const result = await mapDisk(memorySource(disk), [toyDriver], { assumeUsedOnDoubt: true });
+      expect(result.used.count()).toBe(result.blockCount);
+      expect(result.warnings.map((w) => [w.code, w.reason])).toEqual([
+        ['assumed-used', 'checksum'],
+      ]);
+    });
+  },
+);

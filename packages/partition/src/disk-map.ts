@@ -11,7 +11,7 @@ import {
 } from '@diskube/core';
 import type { Partition, PartitionTable } from './partition.js';
 import { probeSwap } from './swap.js';
-import { readPartitionTable } from './table.js';
+import { findOverlaps, type Overlap, readPartitionTable } from './table.js';
 
 /** What was found in one region of the disk, for display and for the audit trail. */
 export interface DiskPart {
@@ -172,7 +172,15 @@ export async function mapDisk(
     };
   }
 
-  const table = await readPartitionTable(source);
+  let table: PartitionTable | null;
+  try {
+    table = await readPartitionTable(source);
+  } catch (error) {
+    // A table that contradicts itself or the image (a truncated image among them) follows the
+    // same doubt policy as a filesystem: refused, or with `assumeUsedOnDoubt` the whole image
+    // is kept with `assumed-used` and the table's reason.
+    return wholeDiskKept(source, tableDoubtWarning(error, options));
+  }
   if (!table) {
     return wholeDiskKept(source, {
       code: 'unrecognised-disk',
@@ -182,24 +190,35 @@ export async function mapDisk(
   const blockSize = chooseBlockSize(table);
   const map = keptWholeMap(source, blockSize, table);
   const { used, blockCount } = map;
-  map.warnings.push(...table.warnings);
+  // Overlaps are reported per partition below, with what is done about them.
+  map.warnings.push(...table.warnings.filter((w) => w.code !== 'partition-overlap'));
 
-  // First clear every partition's interior, then set what each partition uses, so that
-  // overlapping partitions can only add to the map.
-  for (const p of table.partitions) {
-    const first = Math.ceil(p.offset / blockSize);
-    const end = Math.min(blockCount, Math.floor((p.offset + p.size) / blockSize));
-    if (end > first) used.clearRange(first, end - first);
-  }
+  // A partition that overlaps another one or the table is kept whole, and only the interiors of
+  // the others are cleared before what their filesystems use is set again. When two entries
+  // claim the same bytes at least one of them is wrong (forged, or a partitioner's bug), and
+  // nothing tells which: a forged entry over the whole disk with a swap signature would
+  // otherwise clear every gap between the real partitions, and an entry over a real partition
+  // whose bytes parse as another filesystem would clear what that filesystem's map calls free
+  // in the other's terms. So no overlapping entry's "free" clears anything.
+  const overlaps = new Map(findOverlaps(table).map((o) => [o.partition, o]));
   const keep = (offset: number, length: number) => {
     if (length <= 0) return;
     const first = Math.floor(offset / blockSize);
     const end = Math.min(blockCount, Math.ceil((offset + length) / blockSize));
     if (end > first) used.setRange(first, end - first);
   };
+  for (const p of table.partitions) {
+    if (overlaps.has(p)) continue;
+    const first = Math.ceil(p.offset / blockSize);
+    const end = Math.min(blockCount, Math.floor((p.offset + p.size) / blockSize));
+    if (end > first) used.clearRange(first, end - first);
+  }
 
   for (const partition of table.partitions) {
-    const part = await mapPartition(source, partition, drivers, options);
+    const overlap = overlaps.get(partition);
+    const part = overlap
+      ? await overlappingPartition(source, partition, overlap, drivers)
+      : await mapPartition(source, partition, drivers, options);
     for (const [offset, length] of part.keep) keep(partition.offset + offset, length);
     map.parts.push(part.info);
     map.warnings.push(
@@ -210,7 +229,58 @@ export async function mapDisk(
       })),
     );
   }
+  // The table's own sectors are never inside a cleared range (a partition over them overlaps),
+  // but they are what makes the rest readable: set them again regardless.
+  for (const [offset, length] of table.metadata) keep(offset, length);
   return map;
+}
+
+/** `doubtWarning` for an error of the partition table reader. */
+function tableDoubtWarning(error: unknown, options: DiskMapOptions): Warning {
+  if (!DiskubeError.isInstance(error)) throw error;
+  if (error.code === 'CORRUPT' && options.assumeUsedOnDoubt) {
+    return {
+      code: 'assumed-used',
+      message: `partition table: ${error.message}; the whole image is kept`,
+      ...(error.offset !== undefined ? { offset: error.offset } : {}),
+      ...(error.reason !== undefined ? { reason: error.reason } : {}),
+    };
+  }
+  throw error;
+}
+
+/**
+ * A partition that overlaps another or the table: kept whole, whatever is in it. Its content is
+ * only probed, for display; its driver's map is not asked for, as it would not be used.
+ */
+async function overlappingPartition(
+  disk: BlockSource,
+  partition: Partition,
+  overlap: Overlap,
+  drivers: readonly FilesystemDriver[],
+): Promise<{ info: DiskPart; keep: Array<[number, number]> }> {
+  const source = sliceSource(disk, partition.offset, partition.size);
+  const driver = await detect(source, drivers);
+  const content = driver ? driver.name : (await probeSwap(source)) ? 'swap' : null;
+  const other = overlap.other ? `partition ${overlap.other.number}` : 'the partition table';
+  const warning: Warning = {
+    code: 'partition-overlap',
+    message: `overlaps ${other}: kept whole, as which entry is wrong cannot be told`,
+    offset: overlap.offset - partition.offset,
+  };
+  return {
+    info: {
+      partition,
+      offset: partition.offset,
+      size: partition.size,
+      kind: 'unknown',
+      content,
+      usedBytes: partition.size,
+      result: null,
+      warnings: [warning],
+    },
+    keep: [[0, partition.size]],
+  };
 }
 
 async function mapPartition(

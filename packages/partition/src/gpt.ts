@@ -8,6 +8,8 @@ import type { PartitionReason } from './reasons.js';
 export const GPT_SIGNATURE = 'EFI PART';
 /** Entry arrays larger than this are refused: denied to prevent allocating too large buffers. */
 export const MAX_ENTRY_ARRAY_BYTES = 4 << 20;
+/** UEFI 2.10 §5.3.2: at least this much space is reserved for the entry array. */
+export const MIN_ENTRY_ARRAY_BYTES = 16384;
 
 export interface GptHeader {
   revision: number;

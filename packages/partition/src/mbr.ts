@@ -40,6 +40,26 @@ export function parseMbrSector(sector: Uint8Array, sectorOffset: number): MbrEnt
   return entries;
 }
 
+/**
+ * True when a sector that ends in 0x55AA looks like the boot sector of a FAT, NTFS or exFAT
+ * volume rather than an MBR: an x86 jump (`EB xx 90` or `E9 xx xx`), an 8-byte OEM name of
+ * printable ASCII at 0x03, and a BPB bytes-per-sector (0x0B) of 512–4096 (exFAT, whose BPB area
+ * is zero, by its OEM name `EXFAT   `). MBR boot code does not start this way: Windows' starts
+ * `33 C0`, syslinux's `33 C0 FA`; GRUB's `EB 63 90` is followed by a zeroed BPB placeholder.
+ */
+export function looksLikeBootSector(sector: Uint8Array): boolean {
+  const f = new FieldReader<PartitionReason>(sector, 'boot sector').need(512);
+  const jump = f.u8(0x00);
+  if (!((jump === 0xeb && f.u8(0x02) === 0x90) || jump === 0xe9)) return false;
+  const oem = f.slice(0x03, 8);
+  if (!oem.every((b) => b >= 0x20 && b <= 0x7e)) return false;
+  if (f.ascii(0x03, 8) === 'EXFAT   ') return true;
+  const bytesPerSector = f.u16le(0x0b);
+  return (
+    bytesPerSector >= 512 && bytesPerSector <= 4096 && (bytesPerSector & (bytesPerSector - 1)) === 0
+  );
+}
+
 const MBR_TYPE_NAMES: Record<number, string> = {
   1: 'FAT12',
   4: 'FAT16 <32M',

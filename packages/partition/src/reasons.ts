@@ -11,6 +11,8 @@ export const PARTITION_REASONS = Object.freeze([
   'ebr-chain-too-long',
   'ebr-out-of-range',
   'logical-out-of-range',
+  // CORRUPT: MBR, EBR or GPT.
+  'partition-truncated',
   // CORRUPT: GPT.
   'missing',
   'header-size',
@@ -28,6 +30,7 @@ export const PARTITION_WARNINGS = Object.freeze([
   'gpt-primary-damaged',
   'gpt-backup-missing',
   'partition-overlap',
+  'ebr-entry-ignored',
   // The disk map.
   'unrecognised-disk',
   'unknown-partition',

@@ -3,19 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { crc32 } from './crc32.js';
 import { PARTITION_REASONS, type PartitionReason } from './reasons.js';
 import { readPartitionTable } from './table.js';
-import { requireTool, sfdiskImage } from './test-support.js';
+import { errorOf, mkfsImage, putMbrEntry, requireTool, sfdiskImage } from './test-support.js';
 
 const MiB = 1 << 20;
 const haveSfdisk = requireTool('sfdisk', 'fdisk');
-
-async function errorOf(promise: Promise<unknown>): Promise<DiskubeError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as DiskubeError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('crc32', () => {
   it('matches the IEEE check value', () => {
@@ -69,9 +60,17 @@ describe.runIf(haveSfdisk)('MBR from sfdisk', () => {
     expect(error.offset).toBe(51200 * 512);
   });
 
-  it('treats entries that leave the disk as "no partition table", never a crash', async () => {
-    const table = await readPartitionTable(memorySource(disk.subarray(0, 20 * MiB)));
-    expect(table).toBeNull();
+  it('reports entries that leave the disk as a truncated image, never a crash', async () => {
+    const error = await errorOf(readPartitionTable(memorySource(disk.subarray(0, 20 * MiB))));
+    expect(error.code).toBe('CORRUPT');
+    expect(error.reason).toBe<PartitionReason>('partition-truncated');
+    expect(error.message).toContain('partition 2 ');
+  });
+
+  it('treats an entry covering the MBR itself as "no partition table"', async () => {
+    const copy = disk.slice();
+    copy.fill(0, 0x1be + 8, 0x1be + 12); // partition 1 now starts at LBA 0
+    expect(await readPartitionTable(memorySource(copy))).toBeNull();
   });
 });
 
@@ -151,5 +150,45 @@ describe('no partition table', () => {
     boot[511] = 0xaa;
     boot[0x1be] = 0x12; // not 0x00 / 0x80
     expect(await readPartitionTable(memorySource(boot))).toBeNull();
+  });
+});
+
+describe('a bare filesystem whose boot sector ends in 0x55AA', () => {
+  const haveMkfsFat = requireTool('mkfs.fat', 'dosfstools');
+  const haveMkntfs = requireTool('mkntfs', 'ntfs-3g');
+  const volumes: Array<[string, boolean, () => Uint8Array]> = [
+    ['FAT12', haveMkfsFat, () => mkfsImage(4 * MiB, 'mkfs.fat', ['-F', '12'])],
+    ['FAT16', haveMkfsFat, () => mkfsImage(16 * MiB, 'mkfs.fat', ['-F', '16'])],
+    ['FAT32', haveMkfsFat, () => mkfsImage(40 * MiB, 'mkfs.fat', ['-F', '32'])],
+    ['NTFS', haveMkntfs, () => mkfsImage(16 * MiB, 'mkntfs', ['-F', '-q', '-Q'])],
+  ];
+  for (const [name, have, make] of volumes) {
+    it.runIf(have)(`${name}: no partition table, not "MBR with 0 partitions"`, async () => {
+      const volume = make();
+      // The premise: a signed sector whose four "entries" are all zero.
+      expect([volume[510], volume[511]]).toEqual([0x55, 0xaa]);
+      expect(volume.subarray(0x1be, 0x1fe).every((b) => b === 0)).toBe(true);
+      expect(await readPartitionTable(memorySource(volume))).toBeNull();
+    });
+  }
+
+  it.runIf(haveMkfsFat)(
+    'a FAT boot sector with a partition entry is still read as an MBR',
+    async () => {
+      const volume = mkfsImage(16 * MiB, 'mkfs.fat', ['-F', '16']);
+      putMbrEntry(volume, 0, 0, 0x83, 2048, 4096);
+      const table = await readPartitionTable(memorySource(volume));
+      expect(table?.partitions.map((p) => p.offset)).toEqual([2048 * 512]);
+    },
+  );
+
+  it('an MBR with no partitions and boot code that is not a BPB stays an MBR', async () => {
+    // GRUB's boot.img starts EB 63 90 and keeps the BPB area zero on a partitioned disk.
+    const disk = new Uint8Array(MiB);
+    disk.set([0xeb, 0x63, 0x90]);
+    disk[510] = 0x55;
+    disk[511] = 0xaa;
+    const table = await readPartitionTable(memorySource(disk));
+    expect(table).toMatchObject({ scheme: 'mbr', partitions: [] });
   });
 });
