@@ -2,6 +2,7 @@ import { Bitmap } from '@diskube/bitmap';
 import {
   type BlockSource,
   CorruptError,
+  type CrossCheckReport,
   DirtyFilesystemError,
   DiskubeError,
   type FilesystemDriver,
@@ -28,6 +29,7 @@ import {
 } from './group-descriptor.js';
 import { descriptorBlock, groupFirstBlock, groupOverhead } from './layout.js';
 import { MMP_SEQ_CLEAN, MMP_SEQ_FSCK, parseMmp } from './mmp.js';
+import { checkOverlaps, type GroupPointers, outsideOwnGroup } from './placement.js';
 import {
   checksumSeed,
   type Geometry,
@@ -45,6 +47,7 @@ import {
   type Superblock,
   superblockChecksum,
 } from './superblock.js';
+import { crossCheckWalk } from './walk.js';
 
 /** Largest single read: batches of contiguous descriptor or bitmap blocks stay below this. */
 const MAX_READ_BYTES = 1 << 20;
@@ -208,13 +211,18 @@ function facts(sb: Superblock, geo: Geometry): UsedBlocks['facts'] {
 }
 
 /** Group descriptors reduced to what the scan needs, one array slot per group. */
-interface Groups {
-  blockBitmap: Float64Array;
-  inodeBitmap: Float64Array;
-  inodeTable: Float64Array;
+export interface Groups extends GroupPointers {
   /** 1 when BLOCK_UNINIT is set and honoured (the descriptor has a valid checksum). */
   uninit: Uint8Array;
   bitmapCsum: Float64Array;
+  /** bg_free_blocks_count: free clusters according to the descriptor. */
+  freeClusters: Float64Array;
+  /** bg_flags as stored. */
+  flags: Uint16Array;
+  /** bg_itable_unused as stored. */
+  itableUnused: Float64Array;
+  /** 1 when the group's bitmap could not be trusted and the whole group is kept. */
+  keptWhole: Uint8Array;
 }
 
 /** [first block, count] runs of the primary descriptor table, merged where contiguous. */
@@ -241,8 +249,13 @@ async function readGroups(
     blockBitmap: new Float64Array(n),
     inodeBitmap: new Float64Array(n),
     inodeTable: new Float64Array(n),
+    descOffset: new Float64Array(n),
     uninit: new Uint8Array(n),
     bitmapCsum: new Float64Array(n),
+    freeClusters: new Float64Array(n),
+    flags: new Uint16Array(n),
+    itableUnused: new Float64Array(n),
+    keptWhole: new Uint8Array(n),
   };
   const csum = hasGroupDescChecksum(sb);
   const method = hasRoCompat(sb, RO_COMPAT.metadata_csum)
@@ -292,10 +305,28 @@ async function readGroups(
           reason: 'bad-location',
         });
       }
+      if (
+        outsideOwnGroup(sb, geo, g, d.blockBitmap, 1) ||
+        outsideOwnGroup(sb, geo, g, d.inodeBitmap, 1) ||
+        outsideOwnGroup(sb, geo, g, d.inodeTable, geo.inodeTableBlocks)
+      ) {
+        throw new CorruptError(
+          `group ${g} has a bitmap or inode table outside the group (no flex_bg)`,
+          {
+            structure,
+            offset,
+            reason: 'bad-location',
+          },
+        );
+      }
       groups.blockBitmap[g] = d.blockBitmap;
       groups.inodeBitmap[g] = d.inodeBitmap;
       groups.inodeTable[g] = d.inodeTable;
+      groups.descOffset[g] = offset;
       groups.bitmapCsum[g] = d.blockBitmapCsum;
+      groups.freeClusters[g] = d.freeBlocksCount;
+      groups.flags[g] = d.flags;
+      groups.itableUnused[g] = d.itableUnused;
       // BLOCK_UNINIT means anything only when descriptors are checksummed (the kernel and
       // e2fsprogs ignore the flag otherwise); the checksum was verified above.
       groups.uninit[g] = csum && (d.flags & BG_BLOCK_UNINIT) !== 0 ? 1 : 0;
@@ -351,17 +382,32 @@ class UnitMap {
   }
 }
 
+/** What the bitmap scan works on. */
+interface Scan {
+  sb: Superblock;
+  geo: Geometry;
+  groups: Groups;
+  map: UnitMap;
+  /** Units (clusters) of the used map. */
+  unitCount: number;
+  warnings: Warning[];
+}
+
+/** Keep every unit of group `g`: its allocation map was shown wrong; say why in a warning. */
+function keepGroup(scan: Scan, g: number, unit: number, units: number, warning: Warning): void {
+  scan.map.markUnits(unit, units);
+  scan.groups.keptWhole[g] = 1;
+  scan.warnings.push(warning);
+}
+
 /** Read every initialised group's bitmap, batching contiguous bitmap blocks (flex_bg). */
 async function readBitmaps(
   source: BlockSource,
-  sb: Superblock,
-  geo: Geometry,
-  groups: Groups,
-  map: UnitMap,
-  unitCount: number,
-  warnings: Warning[],
+  scan: Scan,
   signal: AbortSignal | undefined,
-): Promise<void> {
+): Promise<CorruptError[]> {
+  const { sb, geo, groups, map, unitCount } = scan;
+  const doubts: CorruptError[] = [];
   const order: number[] = [];
   for (let g = 0; g < geo.groupCount; g++) if (groups.uninit[g] === 0) order.push(g);
   order.sort((a, b) => groups.blockBitmap[a]! - groups.blockBitmap[b]!);
@@ -397,8 +443,7 @@ async function readBitmaps(
         const want = blockBitmapChecksum(buffer, at, sb.clustersPerGroup, seed, sb.descSize);
         if (want !== groups.bitmapCsum[g]) {
           // The bitmap cannot be trusted: keep the whole group rather than guess.
-          map.markUnits(unit, units);
-          warnings.push({
+          keepGroup(scan, g, unit, units, {
             code: 'bitmap-checksum',
             message: `block bitmap of group ${g} fails its checksum; the whole group is kept`,
             offset: first * sb.blockSize + at,
@@ -406,10 +451,92 @@ async function readBitmaps(
           continue;
         }
       }
-      map.copy(unit, buffer, at, Math.min(units, bytesPerGroup * 8));
+      const bits = Math.min(units, bytesPerGroup * 8);
+      // The descriptor's free count is written in the same transaction as the bitmap (the
+      // kernel's mballoc calls a difference "block bitmap and bg descriptor inconsistent").
+      const free = bits - countSetBits(buffer, at, bits);
+      if (free !== groups.freeClusters[g]) {
+        const message = `group ${g}: its block bitmap has ${free} free clusters, its descriptor says ${groups.freeClusters[g]}`;
+        if (verify) {
+          // Checksummed bitmap and descriptor: the damage is confined to this group.
+          keepGroup(scan, g, unit, units, {
+            code: 'free-count',
+            message: `${message}; the whole group is kept`,
+            offset: groups.descOffset[g]! + 0xc,
+          });
+          continue;
+        }
+        // Without checksums nothing vouches for any other group's bitmap either.
+        doubts.push(
+          new CorruptError(`${message} (bitmaps without checksums)`, {
+            structure: 'ext4 group descriptor',
+            offset: groups.descOffset[g]! + 0xc,
+            reason: 'free-count',
+          }),
+        );
+      }
+      map.copy(unit, buffer, at, bits);
     }
     i = j;
   }
+  return doubts;
+}
+
+const POPCOUNT = new Uint8Array(256);
+for (let i = 1; i < 256; i++) POPCOUNT[i] = (i & 1) + POPCOUNT[i >> 1]!;
+
+/** Set bits among the first `bits` bits of `bytes[at…]` (little-endian bit order). */
+export function countSetBits(bytes: Uint8Array, at: number, bits: number): number {
+  const whole = bits >>> 3;
+  let n = 0;
+  for (let k = 0; k < whole; k++) n += POPCOUNT[bytes[at + k]!]!;
+  const rest = bits & 7;
+  if (rest > 0) n += POPCOUNT[bytes[at + whole]! & ((1 << rest) - 1)]!;
+  return n;
+}
+
+/**
+ * BLOCK_UNINIT groups have no bitmap on disk: their used set is computed from the layout (done
+ * by `markLayout`), and the kernel sets the descriptor's free count to exactly what that layout
+ * leaves (ext4_free_clusters_after_init). A smaller count means blocks were allocated in a group
+ * still flagged uninitialised: keep that group whole.
+ */
+function checkUninitGroups(scan: Scan): void {
+  const { sb, geo, groups, map, unitCount } = scan;
+  for (let g = 0; g < geo.groupCount; g++) {
+    if (groups.uninit[g] === 0) continue;
+    const unit = groupFirstBlock(sb, g) / sb.clusterRatio;
+    const units = Math.min(sb.clustersPerGroup, unitCount - unit);
+    if (units <= 0) continue;
+    const free = units - map.used.countRange(unit, units);
+    if (free === groups.freeClusters[g]) continue;
+    keepGroup(scan, g, unit, units, {
+      code: 'free-count',
+      message: `group ${g} is BLOCK_UNINIT, whose layout leaves ${free} free clusters, but its descriptor says ${groups.freeClusters[g]}; the whole group is kept`,
+      offset: groups.descOffset[g]! + 0xc,
+    });
+  }
+}
+
+/**
+ * The superblock's total free count. The ext4 driver overwrites it from the descriptors at every
+ * mount and writes it back only when it commits the superblock (ext4_percpu_param_init,
+ * ext4_commit_super); e2fsck rewrites it silently even on a clean filesystem ("for cosmetic
+ * reasons only") and a wrong total alone does not make e2fsck's verdict fail (PR_NO_OK). So on
+ * ext4 it is a lazy counter and proves nothing. The ext2 and ext3 drivers kept it equal to the
+ * sum of the group counts at every superblock write: there a difference is evidence against
+ * the bitmaps, which have no checksum to vouch for them.
+ */
+function checkTotal(sb: Superblock, geo: Geometry, groups: Groups): CorruptError | null {
+  if (filesystemName(sb) === 'ext4') return null;
+  let free = 0;
+  for (let g = 0; g < geo.groupCount; g++) free += groups.freeClusters[g]!;
+  const blocks = free * sb.clusterRatio;
+  if (blocks === sb.freeBlocksCount) return null;
+  return new CorruptError(
+    `the superblock counts ${sb.freeBlocksCount} free blocks, the groups ${blocks}`,
+    { structure: 'ext4 superblock', offset: SUPERBLOCK_OFFSET + 0xc, reason: 'free-count' },
+  );
 }
 
 /** Mark what the layout says is used in every group, whether or not its bitmap was read. */
@@ -515,6 +642,13 @@ export const extDriver: FilesystemDriver = {
     let groups: Groups;
     try {
       groups = await readGroups(source, sb, geo, signal);
+      const overlap = checkOverlaps(
+        sb,
+        geo,
+        groups,
+        hasIncompat(sb, INCOMPAT.mmp) ? sb.mmpBlock : null,
+      );
+      if (overlap) throw overlap;
     } catch (e) {
       if (options.assumeUsedOnDoubt && DiskubeError.isInstance(e) && e.code === 'CORRUPT') {
         return allUsed([e]);
@@ -524,8 +658,26 @@ export const extDriver: FilesystemDriver = {
 
     const used = new Bitmap(unitCount);
     const map = new UnitMap(used, sb.clusterRatio);
-    await readBitmaps(source, sb, geo, groups, map, unitCount, warnings, signal);
+    let crossCheck: CrossCheckReport | undefined;
+    const scan: Scan = { sb, geo, groups, map, unitCount, warnings };
+    const evidence = await readBitmaps(source, scan, signal);
     markLayout(sb, geo, groups, map);
+    checkUninitGroups(scan);
+    if (evidence.length === 0) {
+      const total = checkTotal(sb, geo, groups);
+      if (total) evidence.push(total);
+    }
+    if (evidence.length > 0) {
+      // Once one unchecksummed bitmap is shown wrong, none is trusted (core's doubt policy).
+      if (!options.assumeUsedOnDoubt) throw evidence[0];
+      warnings.length = 0;
+      return allUsed(evidence);
+    }
+    if (options.crossCheck) {
+      const walk = await crossCheckWalk(source, sb, geo, groups, used, signal);
+      warnings.push(...walk.warnings);
+      crossCheck = walk.report;
+    }
     if (tailOffset + sb.blockSize <= source.size && !partialCluster) {
       warnings.push({
         code: 'tail-after-filesystem',
@@ -533,6 +685,8 @@ export const extDriver: FilesystemDriver = {
         offset: tailOffset,
       });
     }
-    return result(used, false);
+    const out = result(used, false);
+    if (crossCheck) out.crossCheck = crossCheck;
+    return out;
   },
 };

@@ -26,6 +26,7 @@ describe('parseGroupDescriptor', () => {
       inodeTable: 0x62,
       freeBlocksCount: 0x19ae,
       flags: 0x4,
+      itableUnused: 0x7f5,
       blockBitmapCsum: 0x4bda601a,
       checksum: 0x5d25,
     });

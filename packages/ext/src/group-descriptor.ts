@@ -23,8 +23,11 @@ export interface GroupDescriptor {
   blockBitmap: number;
   inodeBitmap: number;
   inodeTable: number;
+  /** bg_free_blocks_count: free clusters of the group (blocks without bigalloc). */
   freeBlocksCount: number;
   flags: number;
+  /** bg_itable_unused: inodes at the end of the table never used (with descriptor checksums). */
+  itableUnused: number;
   /** bg_block_bitmap_csum_lo, plus _hi << 16 when the descriptor has room for it. */
   blockBitmapCsum: number;
   /** bg_checksum as stored. */
@@ -60,6 +63,7 @@ export function parseGroupDescriptor(
     inodeTable: hi(0x28) + f.u32le(0x8),
     freeBlocksCount: hi16(0x2c) + f.u16le(0xc),
     flags: f.u16le(0x12),
+    itableUnused: hi16(0x32) + f.u16le(0x1c),
     blockBitmapCsum:
       (descSize >= BLOCK_BITMAP_CSUM_HI_END ? f.u16le(0x38) * 2 ** 16 : 0) + f.u16le(0x18),
     checksum: f.u16le(BG_CHECKSUM),

@@ -74,35 +74,60 @@ export function descriptorBlock(sb: Superblock, geo: Geometry, i: number): numbe
   return superBlockOf(sb, g) + (groupHasSuper(sb, g) ? 1 : 0);
 }
 
+/** A run of blocks holding one metadata structure, named for messages. */
+export interface Structure {
+  start: number;
+  count: number;
+  /** What it is, e.g. `superblock of group 3`. */
+  what: string;
+}
+
 /**
- * Blocks of group `g` taken by the superblock copy, descriptor table copy and reserved GDT
- * blocks, plus block 0 for group 0 (the boot block with 1 KiB blocks, the superblock's block
- * otherwise). Ranges are clipped to the filesystem.
+ * The superblock copy, descriptor table copy (or meta_bg descriptor block) and reserved GDT
+ * blocks of group `g`, each as its own structure, clipped to the filesystem.
  *
  * Under meta_bg, groups of the old-style region keep s_first_meta_bg descriptor blocks; we
  * also count s_reserved_gdt_blocks there as the kernel does (e2fsprogs does not; it is 0 on
  * filesystems mke2fs builds, and counting it can only over-report).
  */
-export function groupOverhead(sb: Superblock, geo: Geometry, g: number): BlockRange[] {
-  const out: BlockRange[] = [];
-  const push = (start: number, count: number): void => {
+export function groupStructures(sb: Superblock, geo: Geometry, g: number): Structure[] {
+  const out: Structure[] = [];
+  const push = (start: number, count: number, what: string): void => {
     const n = Math.min(count, sb.blocksCount - start);
-    if (n > 0) out.push([start, n]);
+    if (n > 0) out.push({ start, count: n, what: `${what} of group ${g}` });
   };
-  if (g === 0) push(0, 1);
   const hasSuper = groupHasSuper(sb, g);
   const superBlock = superBlockOf(sb, g);
-  if (hasSuper) push(superBlock, 1);
+  if (hasSuper) push(superBlock, 1, 'superblock');
   const metaBg = hasIncompat(sb, INCOMPAT.meta_bg);
   const metaGroup = Math.floor(g / geo.descPerBlock);
   if (!metaBg || metaGroup < sb.firstMetaBg) {
     if (hasSuper) {
       const tableBlocks = metaBg ? sb.firstMetaBg : geo.descBlocks;
-      push(superBlock + 1, tableBlocks + sb.reservedGdtBlocks);
+      push(superBlock + 1, tableBlocks, 'descriptor table');
+      push(superBlock + 1 + tableBlocks, sb.reservedGdtBlocks, 'reserved GDT blocks');
     }
   } else {
     const r = g % geo.descPerBlock;
-    if (r === 0 || r === 1 || r === geo.descPerBlock - 1) push(superBlock + (hasSuper ? 1 : 0), 1);
+    if (r === 0 || r === 1 || r === geo.descPerBlock - 1) {
+      push(superBlock + (hasSuper ? 1 : 0), 1, 'meta_bg descriptor block');
+    }
+  }
+  return out;
+}
+
+/**
+ * Blocks of group `g` taken by the superblock copy, descriptor table copy and reserved GDT
+ * blocks, plus block 0 for group 0 (the boot block with 1 KiB blocks, the superblock's block
+ * otherwise). Ranges are clipped to the filesystem.
+ */
+export function groupOverhead(sb: Superblock, geo: Geometry, g: number): BlockRange[] {
+  const out: BlockRange[] = g === 0 ? [[0, 1]] : [];
+  for (const s of groupStructures(sb, geo, g)) {
+    const last = out[out.length - 1];
+    // The descriptor table and reserved GDT blocks are contiguous: one range.
+    if (last && s.what.startsWith('reserved') && last[0] + last[1] === s.start) last[1] += s.count;
+    else out.push([s.start, s.count]);
   }
   return out;
 }

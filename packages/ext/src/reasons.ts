@@ -20,6 +20,8 @@ export const EXT_REASONS = Object.freeze([
   // CORRUPT: group descriptors, bitmaps, MMP.
   'bad-location',
   'checksum',
+  'overlap',
+  'free-count',
   // UNSUPPORTED
   'revision',
   'checksum-type',
@@ -37,6 +39,8 @@ export type ExtReason = (typeof EXT_REASONS)[number];
 export const EXT_WARNINGS = Object.freeze([
   'assumed-used',
   'bitmap-checksum',
+  'free-count',
+  'referenced-free',
   'tail-after-filesystem',
 ] as const);
 export type ExtWarning = (typeof EXT_WARNINGS)[number];

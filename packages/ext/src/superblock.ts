@@ -30,6 +30,8 @@ export interface Superblock {
   inodesCount: number;
   /** s_blocks_count_lo, plus s_blocks_count_hi << 32 under 64bit. */
   blocksCount: number;
+  /** s_free_blocks_count_lo, plus _hi << 32 under 64bit (a lazy counter on ext4). */
+  freeBlocksCount: number;
   firstDataBlock: number;
   blockSize: number;
   /** Bytes per allocation cluster: equal to blockSize unless bigalloc. */
@@ -43,6 +45,8 @@ export interface Superblock {
   errors: number;
   revLevel: number;
   inodeSize: number;
+  /** s_first_ino: first non-reserved inode (11 for revision 0). */
+  firstIno: number;
   featureCompat: number;
   featureIncompat: number;
   featureRoCompat: number;
@@ -245,6 +249,7 @@ export function parseSuperblock(bytes: Uint8Array, offset = SUPERBLOCK_OFFSET): 
   return {
     inodesCount: f.u32le(0x0),
     blocksCount,
+    freeBlocksCount: (is64 ? f.u32le(0x158) * 2 ** 32 : 0) + f.u32le(0xc),
     firstDataBlock: s_first_data_block,
     blockSize,
     clusterSize,
@@ -256,6 +261,7 @@ export function parseSuperblock(bytes: Uint8Array, offset = SUPERBLOCK_OFFSET): 
     errors: f.u16le(0x3c),
     revLevel: s_rev_level,
     inodeSize,
+    firstIno: dynamic ? f.u32le(0x54) : 11,
     featureCompat: s_feature_compat,
     featureIncompat: s_feature_incompat,
     featureRoCompat: s_feature_ro_compat,
