@@ -13,6 +13,9 @@ const have = requireTools(
   'ntfscat',
   'sfdisk',
   'gcc',
+  'mkfs.vfat',
+  'fsck.vfat',
+  'mcopy',
 );
 
 // Every spec prefills random bytes and deletes a file, so free blocks hold stale data.
@@ -74,6 +77,33 @@ const CASES: Array<[string, string]> = [
   partition 16M swap
   partition rest raw
     prefill random seed=17`,
+  ],
+  [
+    'FAT16, 2 KiB clusters',
+    `disk 32M
+  filesystem fat fat=16 cluster=2K label=STICK
+    prefill random seed=18
+    file /photos/a.jpg 3M random seed=5
+    files /docs 100 small
+    file /stale 4M random seed=95
+    delete /stale`,
+  ],
+  [
+    'UEFI GPT disk: EFI system partition (FAT32), ext4 root, swap',
+    `disk 128M gpt
+  partition 40M fat fat=32 cluster=512 type=efi name="EFI system partition"
+    prefill random seed=19
+    file /EFI/BOOT/BOOTX64.EFI 900K random seed=6
+    file /EFI/debian/grub.cfg "search --fs-uuid --set=root x"
+    file /stale.efi 2M random seed=94
+    delete /stale.efi
+  partition 64M ext4
+    prefill random seed=20
+    file /etc/fstab "UUID=x / ext4 defaults 0 1"
+    file /usr/lib/big 6M random seed=7
+    file /stale 4M random seed=93
+    delete /stale
+  partition rest swap`,
   ],
 ];
 
