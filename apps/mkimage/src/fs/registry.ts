@@ -5,11 +5,13 @@ import { extBuilder } from './ext.js';
 import { fatBuilder } from './fat.js';
 import { ntfsBuilder } from './ntfs.js';
 import { rawBuilder, swapBuilder } from './swap.js';
+import { xfsBuilder } from './xfs.js';
 
 export const BUILDERS: readonly FilesystemBuilder[] = [
   extBuilder,
   ntfsBuilder,
   fatBuilder,
+  xfsBuilder,
   swapBuilder,
   rawBuilder,
 ];
