@@ -50,6 +50,17 @@ describe('markAllocated', () => {
     ]);
   });
 
+  it('reads the same through aligned word views and, unaligned, byte by byte', () => {
+    const fat = fat16(0xfff8, 0xffff, 3, 0xffff, 0, 0xfff7, 7, 0);
+    const shifted = new Uint8Array(fat.length + 1);
+    shifted.set(fat, 1);
+    const a = new Bitmap(6);
+    const b = new Bitmap(6);
+    markAllocated(fat, 16, 0, 0, 8, 6, a, 0);
+    markAllocated(shifted.subarray(1), 16, 0, 0, 8, 6, b, 0);
+    expect(b.toRanges()).toEqual(a.toRanges());
+  });
+
   it.each([
     ['cluster 1', 1],
     ['past the last cluster', 8],
