@@ -16,6 +16,7 @@ export const BROWSER_ENTRIES = [
   '@diskube/bitmap',
   '@diskube/core',
   '@diskube/ext',
+  '@diskube/fat',
   '@diskube/ntfs',
   '@diskube/partition',
   '@diskube/container',
