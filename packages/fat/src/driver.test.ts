@@ -17,6 +17,8 @@ interface Case {
   fatType: 12 | 16 | 32;
   sectorSize: number;
   clusterSize: number;
+  /** The map's block size when the data region is not cluster-aligned (else the cluster size). */
+  blockSize?: number;
 }
 
 /** The matrix: FAT12/16/32, 512 B and 4 KiB sectors, clusters from 512 B to 64 KiB. */
@@ -26,6 +28,16 @@ export const MATRIX: Record<string, Case> = {
     fatType: 12,
     sectorSize: 512,
     clusterSize: 512,
+  },
+  'FAT12, 1.44 MB floppy, 2 KiB clusters: data region not cluster-aligned': {
+    // 1 + 2 × 3 + 14 = 21 sectors before cluster 2: a 2 KiB grid from byte 0 would straddle
+    // every cluster, so the map is in sectors, and the sectors after the last whole cluster
+    // are the (kept) tail.
+    spec: fatSpec('1440K', 'fat=12 cluster=2K'),
+    fatType: 12,
+    sectorSize: 512,
+    clusterSize: 2048,
+    blockSize: 512,
   },
   'FAT12, 4 KiB clusters': {
     spec: fatSpec('8M', 'fat=12 cluster=4K'),
@@ -96,9 +108,14 @@ describe.skipIf(skipImages)('fat usedBlocks against dosfstools and partclone', (
     expect(result.warnings).toEqual([]);
     const dataStart = result.facts.dataStart as number;
     const clusters = result.facts.clusters as number;
-    // mkfs.fat aligns the data region to the cluster size, so the map is in whole clusters.
-    expect(result.blockSize).toBe(c.clusterSize);
-    expect(dataStart % c.clusterSize).toBe(0);
+    // mkfs.fat aligns the data region to the cluster size (except on floppies), so the map is
+    // in whole clusters; otherwise in the largest unit that divides both.
+    expect(result.blockSize).toBe(c.blockSize ?? c.clusterSize);
+    expect(dataStart % result.blockSize).toBe(0);
+    if (c.blockSize) {
+      expect(dataStart % c.clusterSize).not.toBe(0);
+      expect(result.tail.length).toBeGreaterThan(0);
+    }
 
     // fsck.fat: same FAT width, same cluster count, and as many clusters in use as files and
     // directories hold (it walks the directory tree; we read the FAT).
