@@ -1,39 +1,21 @@
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  type BlockSource,
-  type CoreReason,
-  IoError,
-  memorySource,
-  sliceSource,
-} from '@diskube/core';
+import { type BlockSource, IoError, memorySource, sliceSource } from '@diskube/core';
 import { describeDriverConformance } from '@diskube/core/test';
 import { buildImage } from '@diskube/mkimage';
 import { describe, expect, it } from 'vitest';
 import { extDriver } from './driver.js';
 import { COMPAT, INCOMPAT, RO_COMPAT } from './features.js';
-import { groupDescriptorChecksum } from './group-descriptor.js';
 import { flip, setU16, setU32 } from './hex.test-support.js';
 import { differences, dumpe2fsUsed, haveTool } from './images.test-support.js';
+import { failure, fs, load, patchDesc, patchSuper, pathOf, u32 } from './patch.test-support.js';
 import { EXT_REASONS, EXT_WARNINGS, type ExtReason } from './reasons.js';
-import { checksumSeed, parseSuperblock, superblockChecksum } from './superblock.js';
+import { parseSuperblock } from './superblock.js';
 
 const M = 1024 * 1024;
 const tools = haveTool('mke2fs') && haveTool('debugfs');
 const CACHE = join(tmpdir(), 'diskube-ext-mkimage');
-
-const fs = (disk: string, options: string, prefill = true): string => `disk ${disk}
-  filesystem ${options} uuid=01234567-89ab-cdef-0123-456789abcdef
-${prefill ? '    prefill random seed=3\n' : ''}    file /d/a 300K random seed=1
-    file /d/b 5K random seed=2
-    file /d/c 1200K random seed=3
-    file /d/e 70K random seed=4
-    file /d/f 900K random seed=5
-    files /many 30 small
-    delete /d/b
-    delete /d/e
-`;
 
 /** ext4, 1 KiB blocks, 2 groups (group 1 BLOCK_UNINIT), metadata_csum, 64-byte descriptors. */
 const EXT4 = fs('16M', 'ext4 block=1K');
@@ -41,53 +23,6 @@ const EXT4 = fs('16M', 'ext4 block=1K');
 const UNINIT_BG = fs('32M', 'ext4 block=1K features=uninit_bg,^metadata_csum,^64bit');
 /** ext4, 4 KiB blocks, 5 groups, flex_bg: every group's tables live in group 0. */
 const FLEX = fs('600M', 'ext4 block=4K', false);
-
-const pathOf = async (spec: string): Promise<string> =>
-  (await buildImage(spec, { cacheDir: CACHE })).image;
-const load = async (spec: string): Promise<Uint8Array> =>
-  new Uint8Array(await readFile(await pathOf(spec)));
-
-interface Caught {
-  code?: string;
-  reason?: ExtReason | CoreReason;
-}
-async function failure(promise: Promise<unknown>): Promise<Caught> {
-  try {
-    await promise;
-  } catch (e) {
-    return e as Caught;
-  }
-  return { code: 'none' };
-}
-
-/** Patch superblock fields, then fix s_checksum so only the intended change is seen. */
-function patchSuper(img: Uint8Array, patch: (sb: Uint8Array) => void, fixChecksum = true): void {
-  const sb = img.subarray(1024, 2048);
-  patch(sb);
-  if (fixChecksum) setU32(sb, 0x3fc, superblockChecksum(sb));
-}
-
-/** Patch descriptor `g` of the primary table, then fix its checksum. */
-function patchDesc(
-  img: Uint8Array,
-  g: number,
-  patch: (d: Uint8Array) => void,
-  fixChecksum = true,
-): void {
-  const sb = parseSuperblock(img.subarray(1024, 2048));
-  const tableStart = (sb.blockSize === 1024 ? 2 : 1) * sb.blockSize;
-  const at = tableStart + g * sb.descSize;
-  patch(img.subarray(at, at + sb.descSize));
-  if (!fixChecksum) return;
-  const method =
-    sb.featureRoCompat & RO_COMPAT.metadata_csum
-      ? ({ metadataCsum: true, seed: checksumSeed(sb) } as const)
-      : ({ metadataCsum: false, uuid: sb.uuid } as const);
-  setU16(img, at + 0x1e, groupDescriptorChecksum(img, at, sb.descSize, g, method));
-}
-
-const u32 = (b: Uint8Array, o: number): number =>
-  (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
 
 describe.runIf(tools)('refusals and typed errors on patched real images', () => {
   it('accepts the unpatched image', async () => {

@@ -671,7 +671,9 @@ export const extDriver: FilesystemDriver = {
       // Once one unchecksummed bitmap is shown wrong, none is trusted (core's doubt policy).
       if (!options.assumeUsedOnDoubt) throw evidence[0];
       warnings.length = 0;
-      return allUsed(evidence);
+      const first = evidence[0]!;
+      if (evidence.length > 1) first.message += ` (and ${evidence.length - 1} more groups)`;
+      return allUsed([first]);
     }
     if (options.crossCheck) {
       const walk = await crossCheckWalk(source, sb, geo, groups, used, signal);
