@@ -120,7 +120,7 @@ export function parseAttributes(
       });
     }
     const name = name_length > 0 ? af.utf16le(name_offset, name_length) : '';
-    const common = { type, name, flags, offset: aAt, recordNumber: header.recordNumber };
+    const recordNumber = header.recordNumber;
     if (non_resident === 0) {
       const value_length = af.u32le(0x10);
       const value_offset = af.u16le(0x14);
@@ -131,8 +131,14 @@ export function parseAttributes(
           reason: 'truncated',
         });
       }
+      // Object literals, not `{ ...common }`: spreading is ~10x slower, and the crossCheck walk
+      // parses every attribute of every record.
       out.push({
-        ...common,
+        type,
+        name,
+        flags,
+        offset: aAt,
+        recordNumber,
         resident: true,
         value: a.subarray(value_offset, value_offset + value_length),
       });
@@ -174,7 +180,11 @@ export function parseAttributes(
         });
       }
       out.push({
-        ...common,
+        type,
+        name,
+        flags,
+        offset: aAt,
+        recordNumber,
         resident: false,
         lowestVcn: lowest_vcn,
         highestVcn: highest_vcn,

@@ -2,6 +2,7 @@ import { Bitmap } from '@diskube/bitmap';
 import {
   type BlockSource,
   CorruptError,
+  type CrossCheckReport,
   DirtyFilesystemError,
   DiskubeError,
   FieldReader,
@@ -24,16 +25,15 @@ import {
   ATTR_IS_SPARSE,
 } from './attribute.js';
 import { BOOT_SECTOR_SIZE, type BootSector, parseBootSector } from './boot-sector.js';
+import { crossCheckWalk } from './cross-check.js';
 import { type DirectoryEntry, parseIndexBlock, parseIndexRoot } from './directory-index.js';
 import { LOGFILE_HEAD_SIZE, type LogFileState, logFileState } from './logfile.js';
-import { SPARSE } from './runlist.js';
+import { decodeRunlist, SPARSE } from './runlist.js';
 import {
   type AttributeStream,
   FILE_BADCLUS,
   FILE_BITMAP,
-  FILE_BOOT,
   FILE_LOGFILE,
-  FILE_MFTMIRR,
   FILE_ROOT,
   FILE_VOLUME,
   NtfsVolume,
@@ -208,26 +208,88 @@ async function readClusterBitmap(
   }
 }
 
+/** The system files in MFT records 0–11 (ntfs-3g layout.h NTFS_SYSTEM_FILES), for messages. */
+const SYSTEM_FILE_NAMES = [
+  '$MFT',
+  '$MFTMirr',
+  '$LogFile',
+  '$Volume',
+  '$AttrDef',
+  'root directory',
+  '$Bitmap',
+  '$Boot',
+  '$BadClus',
+  '$Secure',
+  '$UpCase',
+  '$Extend',
+];
+
 /**
- * Mark the clusters of the system files that must exist whatever $Bitmap says ($MFT, $MFTMirr,
- * $LogFile, $Bitmap, $Boot). On a consistent volume this adds nothing; returns the clusters it
- * had to add, which are reported as a warning.
+ * Records 12–15 are reserved system records: checked like the others when in use (Windows marks
+ * them so, mkntfs does too), skipped when free. Records from 16 on are ordinary files, or
+ * $Extend's children ($Quota, $ObjId, $Reparse, $UsnJrnl), which have no fixed number; only the
+ * `crossCheck` walk reaches them.
  */
-async function markSystemFiles(vol: NtfsVolume, used: Bitmap): Promise<number> {
-  let added = 0;
-  const mark = (runs: { lcn: number; length: number }[]) => {
-    for (const r of runs) {
-      if (r.lcn === SPARSE) continue;
-      added += r.length - used.countRange(r.lcn, r.length);
-      used.setRange(r.lcn, r.length);
+const RESERVED_RECORDS = 16;
+
+/**
+ * The cross-check that costs nothing extra: every cluster the system files reference must be
+ * allocated in $Bitmap. $Bitmap is the only record of cluster allocation NTFS keeps (there is no
+ * free-cluster count to compare with; ntfs-3g computes free space from $Bitmap itself), so the
+ * "accounting" it can be held against is the runlists of the files every volume has. Checked:
+ * every non-resident attribute (all extents, through attribute lists) of records 0–11 — $MFT
+ * (including its $BITMAP and an $ATTRIBUTE_LIST), $MFTMirr, $LogFile, $Volume, $AttrDef, the root
+ * index, $Bitmap, $Boot, $BadClus:$Bad (bad clusters are allocated), $Secure ($SDS and its
+ * indexes), $UpCase, $Extend — and of records 12–15 when in use. These cost 16 record reads.
+ *
+ * One contradicted cluster proves $Bitmap wrong, and then none of it is trusted (core's doubt
+ * policy): `CORRUPT bitmap-contradicted`, everything used under `assumeUsedOnDoubt`. Keeping the
+ * system clusters while trusting the same bitmap for user files would drop the user files.
+ */
+async function checkSystemFiles(vol: NtfsVolume, used: Bitmap): Promise<void> {
+  let missing = 0;
+  let first: { record: number; lcn: number } | undefined;
+  for (let record = 0; record < RESERVED_RECORDS; record++) {
+    if (record >= SYSTEM_FILE_NAMES.length) {
+      // A reserved record holds nothing on a sound volume; one that is unreadable or free is
+      // no evidence about $Bitmap, so it is skipped rather than refused.
+      const reserved = await vol.readRecord(record).catch((error: unknown) => {
+        if (DiskubeError.isInstance(error) && error.code === 'CORRUPT') return undefined;
+        throw error;
+      });
+      if (!reserved?.header.inUse || reserved.header.baseRecord !== 0) continue;
     }
-  };
-  mark(vol.mftRuns);
-  for (const record of [FILE_MFTMIRR, FILE_LOGFILE, FILE_BITMAP, FILE_BOOT]) {
-    const data = vol.stream(await vol.openFile(record), AT_DATA);
-    if (data && !data.resident) mark(data.runs);
+    const file = await vol.openFile(record);
+    for (const a of file.attributes) {
+      if (a.resident) continue;
+      const runs = decodeRunlist(
+        a.mappingPairs,
+        a.lowestVcn,
+        a.highestVcn,
+        vol.boot.clusterCount,
+        `attribute 0x${a.type.toString(16)} of MFT record ${a.recordNumber}`,
+        a.mappingPairsOffset,
+      );
+      for (const r of runs) {
+        if (r.lcn === SPARSE) continue;
+        const free = r.length - used.countRange(r.lcn, r.length);
+        if (free === 0) continue;
+        missing += free;
+        first ??= { record, lcn: used.nextClear(r.lcn) };
+      }
+    }
   }
-  return added;
+  if (first) {
+    const name = SYSTEM_FILE_NAMES[first.record] ?? `reserved record ${first.record}`;
+    throw new CorruptError(
+      `$Bitmap marks ${missing} clusters of system files free, the first at LCN ${first.lcn} (${name}); the cluster map is wrong, so none of it is trusted`,
+      {
+        structure: '$Bitmap',
+        offset: first.lcn * vol.boot.clusterSize,
+        reason: 'bitmap-contradicted',
+      },
+    );
+  }
 }
 
 /** Clusters listed in $BadClus:$Bad (a sparse stream whose allocated runs are the bad clusters). */
@@ -291,8 +353,12 @@ async function checkTail(
   }
 }
 
+/**
+ * The errors `assumeUsedOnDoubt` absorbs (core's doubt policy): DIRTY and CORRUPT. UNSUPPORTED is
+ * left to the layer above (it keeps the filesystem whole), IO and INVALID_ARGUMENT always reject.
+ */
 function isDoubt(error: unknown): error is DiskubeError {
-  return DiskubeError.isInstance(error) && error.code !== 'IO' && error.code !== 'INVALID_ARGUMENT';
+  return DiskubeError.isInstance(error) && (error.code === 'CORRUPT' || error.code === 'DIRTY');
 }
 
 async function usedBlocks(
@@ -313,6 +379,7 @@ async function usedBlocks(
     serial: boot.serial,
   };
   const used = new Bitmap(clusterCount);
+  let crossCheck: CrossCheckReport | undefined;
   try {
     const vol = await NtfsVolume.open(source, boot);
     facts.mftRecords = vol.mftRecordCount;
@@ -365,12 +432,11 @@ async function usedBlocks(
     }
 
     await readClusterBitmap(vol, used, options.signal);
-    const added = await markSystemFiles(vol, used);
-    if (added > 0) {
-      warnings.push({
-        code: 'bitmap-inconsistent',
-        message: `${added} clusters of system files were free in $Bitmap; they are kept`,
-      });
+    await checkSystemFiles(vol, used);
+    if (options.crossCheck) {
+      const walk = await crossCheckWalk(vol, used, options.signal);
+      warnings.push(...walk.warnings);
+      crossCheck = walk.report;
     }
     const bad = await countBadClusters(vol);
     facts.badClusters = bad;
@@ -383,6 +449,8 @@ async function usedBlocks(
   } catch (error) {
     if (!options.assumeUsedOnDoubt || !isDoubt(error)) throw error;
     used.setAll();
+    crossCheck = undefined;
+    warnings.length = 0;
     warnings.push({
       code: 'assumed-used',
       message: `every cluster is marked used because the allocation map cannot be trusted: ${(error as Error).message}`,
@@ -400,6 +468,7 @@ async function usedBlocks(
     tail: tailOf(boot, source.size),
     warnings,
     facts,
+    ...(crossCheck ? { crossCheck } : {}),
   };
 }
 

@@ -29,6 +29,7 @@ export const NTFS_REASONS = Object.freeze([
   'mft-extension-unreachable',
   'bad-mft',
   'bad-bitmap',
+  'bitmap-contradicted',
   'bad-index',
   'bad-volume',
   'bad-version',
@@ -52,7 +53,7 @@ export const NTFS_WARNINGS = Object.freeze([
   'backup-boot-sector-invalid',
   'backup-boot-sector-missing',
   'bad-clusters',
-  'bitmap-inconsistent',
+  'referenced-free',
   'tail-after-filesystem',
 ] as const);
 export type NtfsWarning = (typeof NTFS_WARNINGS)[number];

@@ -363,7 +363,8 @@ export class NtfsVolume {
     }
   }
 
-  private async readAttributeList(list: Attribute, base: number): Promise<Uint8Array> {
+  /** The value of a file's $ATTRIBUTE_LIST (read through its runlist when non-resident). */
+  async readAttributeList(list: Attribute, base: number): Promise<Uint8Array> {
     const s = `$ATTRIBUTE_LIST of MFT record ${base}`;
     if (list.resident) return list.value;
     if (list.lowestVcn !== 0 || list.dataSize > MAX_ATTRIBUTE_LIST_SIZE) {

@@ -1,0 +1,225 @@
+/**
+ * Evidence against $Bitmap, on DSL-built volumes patched byte by byte: the free-of-cost check of
+ * the system files' clusters, and the `crossCheck` walk of every MFT record, with ntfs-3g
+ * (`ntfscat`, `ntfscluster`) and partclone as oracles.
+ */
+import { Bitmap } from '@diskube/bitmap';
+import { DiskubeError, memorySource, type UsedBlocks } from '@diskube/core';
+import { describe, expect, it } from 'vitest';
+import { crossCheckWalk } from './cross-check.js';
+import { ntfsDriver } from './driver.js';
+import {
+  clearBitmapBits,
+  dslVolume,
+  ntfsclusterOwner,
+  ntfsclusterReferenced,
+  recordOf,
+  recordOffset,
+  recordRuns,
+  zeroBitmap,
+} from './test-bitmap.js';
+import type { Outcome } from './test-hex.js';
+import { ntfs3gBitmap, ntfsToolsAvailable, partcloneUsed } from './test-images.js';
+import { NtfsVolume } from './volume.js';
+
+const tools = ntfsToolsAvailable();
+
+// A contiguous file, 300 small files (a directory with an index allocation), and a file in 1500
+// fragments whose runlist spills into extension records (ntfs-3g: "an extent of inode …").
+const SPEC = `
+disk 48M
+  filesystem ntfs cluster=4K label=xcheck
+    file /data/blob 2M random seed=1
+    files /docs 300 small
+    file /data/frag 6000K random seed=2 fragments=1500
+`;
+
+async function outcome(image: Uint8Array, crossCheck = false): Promise<Outcome | UsedBlocks> {
+  try {
+    return await ntfsDriver.usedBlocks(memorySource(image), { crossCheck });
+  } catch (error) {
+    if (!DiskubeError.isInstance(error)) throw error;
+    return `${error.code}/${error.reason}` as Outcome;
+  }
+}
+
+/** The doubt policy's other branch: every cluster used, one `assumed-used` warning. */
+async function expectAllUsed(image: Uint8Array, reason: string, crossCheck = false) {
+  const result = await ntfsDriver.usedBlocks(memorySource(image), {
+    assumeUsedOnDoubt: true,
+    crossCheck,
+  });
+  expect(result.used.count()).toBe(result.blockCount);
+  expect(result.warnings.map((w) => [w.code, w.reason])).toEqual([['assumed-used', reason]]);
+  expect(result.crossCheck).toBeUndefined();
+}
+
+describe.skipIf(!tools)('evidence against $Bitmap', () => {
+  it('unpatched: the walk references exactly the clusters of $Bitmap, ntfs-3g and partclone', async () => {
+    const { path, image } = await dslVolume(SPEC);
+    const result = await ntfsDriver.usedBlocks(memorySource(image), { crossCheck: true });
+    expect(result.warnings).toEqual([]);
+    expect(result.crossCheck).toMatchObject({ missingBlocks: 0, missing: [] });
+    expect(result.crossCheck!.objects).toBeGreaterThan(300);
+    // ntfscluster --info walks every inode too; its user data + metadata is our reference count.
+    expect(result.crossCheck!.referencedBlocks).toBe(ntfsclusterReferenced(path));
+    expect(result.used.equals(ntfs3gBitmap(path, result.blockCount))).toBe(true);
+
+    // Against an empty map the walk rebuilds the map from the records alone: it must equal
+    // ntfs-3g's $Bitmap and partclone's domain log, cluster for cluster.
+    const vol = await NtfsVolume.open(memorySource(image));
+    const rebuilt = new Bitmap(result.blockCount);
+    const walk = await crossCheckWalk(vol, rebuilt);
+    expect(rebuilt.equals(ntfs3gBitmap(path, result.blockCount))).toBe(true);
+    expect(rebuilt.equals(partcloneUsed(path, result.blockSize, result.blockCount))).toBe(true);
+    expect(walk.report.missingBlocks).toBe(rebuilt.count()); // no cluster referenced twice
+    expect(walk.report.missing).toHaveLength(20); // bounded
+    expect(walk.warnings.at(-1)?.message).toMatch(/more referenced clusters were free/);
+  });
+
+  it('$Bitmap zeroed: CORRUPT bitmap-contradicted, or every cluster used; never "system files kept, user files dropped"', async () => {
+    const { image } = await dslVolume(SPEC);
+    await zeroBitmap(image);
+    expect(await outcome(image)).toBe<Outcome>('CORRUPT/bitmap-contradicted');
+    expect(await outcome(image, true)).toBe<Outcome>('CORRUPT/bitmap-contradicted');
+    await expectAllUsed(image, 'bitmap-contradicted');
+    await expectAllUsed(image, 'bitmap-contradicted', true);
+  });
+
+  it('the clusters of any system file cleared in $Bitmap: CORRUPT bitmap-contradicted', async () => {
+    const { image: clean } = await dslVolume(SPEC);
+    const covered: string[] = [];
+    for (let record = 0; record < 16; record++) {
+      for (const { type, name, runs } of await recordRuns(clean, record)) {
+        const run = runs[0];
+        if (!run) continue;
+        const image = clean.slice();
+        // The last cluster of the first run: one cluster is enough evidence.
+        await clearBitmapBits(image, run.lcn + run.length - 1, 1);
+        expect(
+          await outcome(image),
+          `record ${record} 0x${type.toString(16)} ${name}`,
+        ).toBe<Outcome>('CORRUPT/bitmap-contradicted');
+        covered.push(`${record}:0x${type.toString(16)}${name ? `:${name}` : ''}`);
+      }
+    }
+    // mkntfs makes these non-resident: $MFT ($DATA, $BITMAP), $MFTMirr, $LogFile, $AttrDef, the
+    // root index, $Bitmap, $Boot, $Secure:$SDS, $UpCase.
+    expect(covered).toEqual(
+      expect.arrayContaining([
+        '0:0x80',
+        '0:0xb0',
+        '1:0x80',
+        '2:0x80',
+        '4:0x80',
+        '5:0xa0:$I30',
+        '6:0x80',
+        '7:0x80',
+        '9:0x80:$SDS',
+        '10:0x80',
+      ]),
+    );
+    const image = clean.slice();
+    const [mft] = await recordRuns(clean, 0);
+    await clearBitmapBits(image, mft!.runs[0]!.lcn, mft!.runs[0]!.length);
+    await expectAllUsed(image, 'bitmap-contradicted');
+  });
+
+  it("a user file's clusters cleared in $Bitmap: dropped without crossCheck, found, kept and named with it", async () => {
+    const { path, image: clean } = await dslVolume(SPEC);
+    const before = await ntfsDriver.usedBlocks(memorySource(clean));
+    const blob = recordOf(path, '/data', 'blob');
+    const [data] = (await recordRuns(clean, blob)).filter((a) => a.type === 0x80);
+    const { lcn, length } = data!.runs[0]!;
+    expect(length).toBe((2 << 20) / 4096);
+    expect(ntfsclusterOwner(path, lcn + 7)).toBe(`Inode ${blob} /data/blob/$DATA`);
+    const image = clean.slice();
+    await clearBitmapBits(image, lcn + 5, 100);
+
+    // Without crossCheck nothing cheap contradicts the map: the 100 clusters are not kept.
+    // This is the documented limit of trusting $Bitmap; crossCheck is the answer.
+    const plain = await ntfsDriver.usedBlocks(memorySource(image));
+    expect(plain.warnings).toEqual([]);
+    expect(plain.used.equals(before.used.clone().clearRange(lcn + 5, 100))).toBe(true);
+
+    const checked = await ntfsDriver.usedBlocks(memorySource(image), { crossCheck: true });
+    expect(checked.used.equals(before.used)).toBe(true);
+    expect(checked.crossCheck).toMatchObject({
+      missingBlocks: 100,
+      missing: [{ owner: `record ${blob} blob`, block: lcn + 5, count: 100 }],
+    });
+    expect(checked.warnings).toEqual([
+      expect.objectContaining({ code: 'referenced-free', offset: (lcn + 5) * 4096 }),
+    ]);
+    expect(checked.warnings[0]!.message).toContain(`record ${blob} blob`);
+  });
+
+  it('clusters referenced from an extension record are found and named after the base record', async () => {
+    const { path, image: clean } = await dslVolume(SPEC);
+    const frag = recordOf(path, '/data', 'frag');
+    const vol = await NtfsVolume.open(memorySource(clean));
+    const file = await vol.openFile(frag);
+    expect(file.extensionRecords.length).toBeGreaterThan(0);
+    const extension = file.extensionRecords.at(-1)!;
+    const [extent] = (await recordRuns(clean, extension)).filter((a) => a.type === 0x80);
+    const run = extent!.runs.at(-1)!;
+    expect(ntfsclusterOwner(path, run.lcn)).toBe(`Inode ${frag} /data/frag/$DATA`);
+    const image = clean.slice();
+    await clearBitmapBits(image, run.lcn, run.length);
+    const checked = await ntfsDriver.usedBlocks(memorySource(image), { crossCheck: true });
+    expect(checked.crossCheck!.missing).toEqual([
+      {
+        owner: `record ${frag} frag (extension record ${extension})`,
+        block: run.lcn,
+        count: run.length,
+      },
+    ]);
+    const before = await ntfsDriver.usedBlocks(memorySource(clean));
+    expect(checked.used.equals(before.used)).toBe(true);
+  });
+
+  it('an extension record whose in-use flag is clear is still walked: the attribute list names it', async () => {
+    const { path, image: clean } = await dslVolume(SPEC);
+    const frag = recordOf(path, '/data', 'frag');
+    const vol = await NtfsVolume.open(memorySource(clean));
+    const extension = (await vol.openFile(frag)).extensionRecords.at(-1)!;
+    expect(extension).toBeGreaterThan(frag); // reached after its base record lists it
+    const [extent] = (await recordRuns(clean, extension)).filter((a) => a.type === 0x80);
+    const run = extent!.runs[0]!;
+    const image = clean.slice();
+    const at = await recordOffset(image, extension);
+    image[at + 0x16] = image[at + 0x16]! & ~0x01; // MFT_RECORD_IN_USE off; no fixup touched
+    await clearBitmapBits(image, run.lcn, run.length);
+    const checked = await ntfsDriver.usedBlocks(memorySource(image), { crossCheck: true });
+    expect(checked.crossCheck!.missingBlocks).toBe(run.length);
+    expect(checked.crossCheck!.missing[0]!.owner).toMatch(
+      new RegExp(`^record ${frag} .*\\(extension record ${extension}\\)$`),
+    );
+  });
+
+  it('an in-use record that cannot be read stops crossCheck (CORRUPT fixup); a free one is skipped', async () => {
+    const { path, image: clean } = await dslVolume(SPEC);
+    const blob = recordOf(path, '/data', 'blob');
+    const image = clean.slice();
+    const at = await recordOffset(image, blob);
+    image[at + 510] = image[at + 510]! ^ 0xff; // the end of stride 0 no longer matches the USN
+    // The driver does not read user records without crossCheck, so nothing notices.
+    expect((await outcome(image)) as UsedBlocks).toMatchObject({ warnings: [] });
+    expect(await outcome(image, true)).toBe<Outcome>('CORRUPT/fixup');
+    await expectAllUsed(image, 'fixup', true);
+
+    // A record that is free in $MFT's $BITMAP and in its own header may hold anything.
+    const vol = await NtfsVolume.open(memorySource(clean));
+    let free = -1;
+    for (let n = 16; n < vol.mftRecordCount && free < 0; n++) {
+      const { header } = await vol.readRecord(n).catch(() => ({ header: { inUse: true } }));
+      if (!header.inUse) free = n;
+    }
+    expect(free).toBeGreaterThan(0);
+    const garbage = clean.slice();
+    const freeAt = await recordOffset(garbage, free);
+    garbage.fill(0x5a, freeAt + 4, freeAt + vol.boot.mftRecordSize);
+    const result = (await outcome(garbage, true)) as UsedBlocks;
+    expect(result.crossCheck).toMatchObject({ missingBlocks: 0 });
+  });
+});
