@@ -6,4 +6,7 @@ export default defineConfig({
   dts: true,
   clean: true,
   target: 'node20',
+  // testing.ts uses the caller's vitest (`expect`): bundling a private copy of it broke
+  // re-exported bindings under vitest's module runner.
+  external: ['vitest'],
 });

@@ -152,11 +152,7 @@ export async function findBytes(file: string, needle: Uint8Array): Promise<numbe
   }
 }
 
-/**
- * Runs a system tool for a test (sbin on PATH, fixed clock, C locale); rejects when it exits
- * non-zero. A function of its own: a re-exported binding reads as undefined through vitest's
- * module runner.
- */
+/** Runs a system tool for a test (sbin on PATH, fixed clock, C locale); rejects on failure. */
 export function runTool(
   tool: string,
   args: string[],
