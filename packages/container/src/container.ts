@@ -1,5 +1,20 @@
-import { type BlockSource, UnsupportedError } from '@diskube/core';
-import { type ContainerDisk, type ContainerFormat, mappedDisk, rawDisk } from './disk.js';
+import { type BlockSource, CorruptError, UnsupportedError } from '@diskube/core';
+import {
+  type ChainLayer,
+  checkParent,
+  type LayerIdentity,
+  MAX_CHAIN_DEPTH,
+  type ParentLink,
+  type ResolveParent,
+  resolveLink,
+} from './chain.js';
+import {
+  type ContainerDisk,
+  type ContainerFormat,
+  type Mapper,
+  mappedDisk,
+  rawDisk,
+} from './disk.js';
 import { openQcow2 } from './qcow2.js';
 import { QCOW2_MAGIC } from './qcow2-header.js';
 import { readStructure } from './read.js';
@@ -18,6 +33,8 @@ export interface ContainerInfo {
   allocationUnit: number;
   /** Format details: version, subformat, compression (strings and numbers only). */
   details: Record<string, string | number | boolean>;
+  /** The backing chain, overlay first, base last (one layer for an image without a parent). */
+  chain: ChainLayer[];
 }
 
 export interface OpenContainerOptions {
@@ -27,6 +44,12 @@ export interface OpenContainerOptions {
    * Without it, a descriptor file is refused with `UnsupportedError` reason `needs-extent-file`.
    */
   resolveExtent?: (name: string) => Promise<BlockSource>;
+  /**
+   * Open the parent an overlay names (qcow2 backing file, VMDK parent, differencing VDI, VHD,
+   * VHDX), by name relative to `context.child` or, for VDI, by UUID. Without it, an image with
+   * a parent is refused with `UnsupportedError` reason `backing-file`, naming the parent.
+   */
+  resolveParent?: ResolveParent;
   /** Byte budget of the metadata table cache (L2 tables, grain tables, bitmaps). Default 4 MiB. */
   cacheBytes?: number;
 }
@@ -57,50 +80,108 @@ export async function detectContainer(file: BlockSource): Promise<ContainerForma
   return 'raw';
 }
 
+/** What a format's opener hands back: the mapper, plus the parent link and identity if any. */
+interface Layer {
+  mapper: Mapper | undefined;
+  details: Record<string, string | number | boolean>;
+  parent?: ParentLink | undefined;
+  identity?: LayerIdentity;
+}
+
 /**
  * Open the virtual disk inside a VM container file (qcow2, VDI, VMDK, VHD, VHDX), detected by
- * magic number; a file matching none is `raw` and is its own disk.
+ * magic number; a file matching none is `raw` and is its own disk. An overlay's parents are
+ * opened through `resolveParent` and the chain reads as one disk.
  */
 export async function openContainer(
   file: BlockSource,
   options: OpenContainerOptions = {},
 ): Promise<OpenedContainer> {
+  return openLayer(file, options, undefined, null, []);
+}
+
+async function openLayer(
+  file: BlockSource,
+  options: OpenContainerOptions,
+  forced: ContainerFormat | undefined,
+  name: string | null,
+  below: BlockSource[],
+): Promise<OpenedContainer & { identity: LayerIdentity }> {
   const cacheBytes = options.cacheBytes ?? 4 * 1024 * 1024;
-  const format = await detectContainer(file);
-  let disk: ContainerDisk;
-  let details: Record<string, string | number | boolean> = {};
+  const format = forced ?? (await detectContainer(file));
+  const layer = await openFormat(file, format, options, cacheBytes);
+  let parent: (OpenedContainer & { identity: LayerIdentity }) | undefined;
+  if (layer.parent) {
+    const link = layer.parent;
+    if (!options.resolveParent) throw link.refusal();
+    if (below.length + 1 >= MAX_CHAIN_DEPTH) {
+      throw new CorruptError(`backing chain deeper than ${MAX_CHAIN_DEPTH} images`, {
+        structure: link.structure,
+        reason: 'too-large',
+      });
+    }
+    const resolved = await resolveLink(link, options.resolveParent, file);
+    // The resolver hands back one source per file (the library's keys them by real path), so a
+    // chain that comes back to a file it holds is a loop.
+    if (resolved.source === file || below.includes(resolved.source)) {
+      throw new CorruptError(`backing chain loops: "${resolved.name}" is already in the chain`, {
+        structure: link.structure,
+        reason: 'parent-loop',
+      });
+    }
+    parent = await openLayer(
+      resolved.source,
+      options,
+      link.format === 'raw' ? 'raw' : undefined,
+      resolved.name,
+      [...below, file],
+    );
+    checkParent(link, resolved.name, parent.format, parent.identity);
+  }
+  const disk = layer.mapper ? mappedDisk(file, layer.mapper, parent?.disk) : rawDisk(file);
+  const here: ChainLayer = { format, name, fileSize: file.size, virtualSize: disk.size };
+  return {
+    format,
+    disk,
+    identity: layer.identity ?? {},
+    info: {
+      format,
+      virtualSize: disk.size,
+      allocationUnit: disk.allocationUnit,
+      details: layer.details,
+      chain: [here, ...(parent?.info.chain ?? [])],
+    },
+  };
+}
+
+async function openFormat(
+  file: BlockSource,
+  format: ContainerFormat,
+  options: OpenContainerOptions,
+  cacheBytes: number,
+): Promise<Layer> {
   switch (format) {
     case 'raw':
-      disk = rawDisk(file);
-      break;
+      return { mapper: undefined, details: {} };
     case 'qcow2': {
-      const { mapper, header } = await openQcow2(file, cacheBytes);
-      disk = mappedDisk(file, mapper);
-      details = {
-        version: header.version,
-        compressionType: header.compressionType,
-        dirty: header.dirty,
+      const { mapper, header, parent } = await openQcow2(file, cacheBytes);
+      return {
+        mapper,
+        parent,
+        details: {
+          version: header.version,
+          compressionType: header.compressionType,
+          dirty: header.dirty,
+          ...(header.extendedL2 ? { extendedL2: true } : {}),
+        },
       };
-      break;
     }
-    case 'vdi': {
-      const opened = await openVdi(file);
-      disk = mappedDisk(file, opened.mapper);
-      details = opened.details;
-      break;
-    }
-    case 'vhd': {
-      const opened = await openVhd(file, cacheBytes);
-      disk = mappedDisk(file, opened.mapper);
-      details = opened.details;
-      break;
-    }
-    case 'vhdx': {
-      const opened = await openVhdx(file);
-      disk = mappedDisk(file, opened.mapper);
-      details = opened.details;
-      break;
-    }
+    case 'vdi':
+      return openVdi(file);
+    case 'vhd':
+      return openVhd(file, cacheBytes);
+    case 'vhdx':
+      return openVhdx(file);
     case 'vmdk': {
       const head = await readStructure(file, 0, Math.min(file.size, 512), 'VMDK header');
       if (new DataView(head.buffer, head.byteOffset).getUint32(0, true) === VMDK_COWD_MAGIC) {
@@ -111,17 +192,14 @@ export async function openContainer(
           reason: 'subformat',
         });
       }
-      const opened = isVmdkDescriptor(head)
-        ? await openVmdkDescriptor(file, options.resolveExtent, cacheBytes)
-        : await openVmdkSparse(file, cacheBytes);
-      disk = mappedDisk(file, opened.mapper);
-      details = opened.details;
-      break;
+      return isVmdkDescriptor(head)
+        ? openVmdkDescriptor(
+            file,
+            options.resolveExtent,
+            cacheBytes,
+            options.resolveParent !== undefined,
+          )
+        : openVmdkSparse(file, cacheBytes);
     }
   }
-  return {
-    format,
-    disk,
-    info: { format, virtualSize: disk.size, allocationUnit: disk.allocationUnit, details },
-  };
 }

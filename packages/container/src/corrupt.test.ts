@@ -175,13 +175,6 @@ const cases: Case[] = [
     reason: 'incompatible-feature',
   },
   {
-    name: 'extended L2',
-    variant: 'qcow2',
-    patch: (b) => (b[79]! |= 0x10),
-    code: 'UNSUPPORTED',
-    reason: 'extended-l2',
-  },
-  {
     name: 'marked corrupt',
     variant: 'qcow2',
     patch: (b) => (b[79]! |= 0x02),
@@ -336,11 +329,11 @@ const cases: Case[] = [
     reason: 'version',
   },
   {
-    name: 'VDI differencing',
+    name: 'VDI differencing without a parent UUID',
     variant: 'vdi',
     patch: (b) => dv(b).setUint32(0x4c, 4, true),
-    code: 'UNSUPPORTED',
-    reason: 'backing-file',
+    code: 'CORRUPT',
+    reason: 'missing',
   },
   {
     name: 'VDI block size 3',

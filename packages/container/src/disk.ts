@@ -30,6 +30,11 @@ export interface ContainerDisk extends BlockSource {
  */
 export type Run =
   | { kind: 'zero'; length: number }
+  /**
+   * Not held by this layer: the parent's bytes show through (zeros when there is no parent).
+   * A `zero` run, by contrast, masks the parent (a qcow2 zero cluster, a VDI zero block).
+   */
+  | { kind: 'absent'; length: number }
   /** Bytes stored verbatim at `host` in `source` (the container file unless given). */
   | { kind: 'data'; length: number; host: number; source?: BlockSource }
   /**
@@ -44,8 +49,12 @@ export interface Mapper {
   readonly allocationUnit: number;
   /** The run at virtual `offset`, no longer than `max` (> 0). */
   runAt(offset: number, max: number): Promise<Run>;
-  /** Unallocated/zero ranges in order; may be uncoalesced, the wrapper merges and clips them. */
-  zeroRanges(): AsyncIterable<[number, number]>;
+  /**
+   * Unallocated/zero ranges in order; may be uncoalesced, the wrapper merges and clips them.
+   * The third element is true for ranges the layer does not hold (`absent` runs): with a
+   * parent, only the part the parent leaves unallocated stays unallocated.
+   */
+  zeroRanges(): AsyncIterable<[number, number, absent?: boolean]>;
 }
 
 /** Host reads are merged while contiguous, up to this many bytes per read of the container. */
@@ -56,7 +65,11 @@ const MAX_MERGED_READ = 8 * 1024 * 1024;
  * contiguous in the container into one read, fill zero runs, decode compressed units through a
  * small cache (sequential reads of a compressed cluster in pieces decode it once).
  */
-export function mappedDisk(file: BlockSource, mapper: Mapper): ContainerDisk {
+export function mappedDisk(
+  file: BlockSource,
+  mapper: Mapper,
+  parent?: ContainerDisk,
+): ContainerDisk {
   const decoded = new ByteLru(4 * 1024 * 1024);
   const size = mapper.size;
   async function readHost(source: BlockSource, host: number, dst: Uint8Array): Promise<void> {
@@ -85,6 +98,21 @@ export function mappedDisk(file: BlockSource, mapper: Mapper): ContainerDisk {
         if (run.kind === 'zero') {
           dst.fill(0, done, done + run.length);
           done += run.length;
+        } else if (run.kind === 'absent') {
+          // Extend while the layer keeps lacking data, then read that stretch from the parent
+          // in one call; past the parent's end (a smaller parent) the disk reads zeros, as in
+          // QEMU.
+          let length = run.length;
+          while (done + length < dst.length && length < MAX_MERGED_READ) {
+            const next = await mapper.runAt(offset + done + length, dst.length - done - length);
+            if (next.kind !== 'absent') break;
+            length += next.length;
+          }
+          const at = offset + done;
+          const inParent = parent ? Math.max(0, Math.min(length, parent.size - at)) : 0;
+          if (inParent > 0) await parent!.read(at, dst.subarray(done, done + inParent));
+          dst.fill(0, done + inParent, done + length);
+          done += length;
         } else if (run.kind === 'unit') {
           const unit = await decoded.get(run.key, run.load);
           dst.set(unit.subarray(run.at, run.at + run.length), done);
@@ -112,7 +140,8 @@ export function mappedDisk(file: BlockSource, mapper: Mapper): ContainerDisk {
     async *unallocatedRanges() {
       let start = -1;
       let end = -1;
-      for await (const [o, l] of mapper.zeroRanges()) {
+      const ranges = parent ? throughParent(mapper.zeroRanges(), parent) : mapper.zeroRanges();
+      for await (const [o, l] of ranges) {
         if (l <= 0 || o >= size) continue;
         const e = Math.min(size, o + l);
         if (o === end) {
@@ -137,4 +166,52 @@ export function rawDisk(file: BlockSource): ContainerDisk {
     read: (offset, dst) => file.read(offset, dst),
     async *unallocatedRanges() {},
   };
+}
+
+/**
+ * A layer's zero ranges over its parent: ranges the layer marks zero stay; ranges it does not
+ * hold keep only the parts the parent leaves unallocated (or that lie past the parent's end).
+ * Both streams are sorted, so one pass with a cursor into the parent's ranges does.
+ */
+async function* throughParent(
+  ranges: AsyncIterable<[number, number, boolean?]>,
+  parent: ContainerDisk,
+): AsyncIterable<[number, number]> {
+  const below = parent.unallocatedRanges()[Symbol.asyncIterator]();
+  let cur: [number, number] | undefined; // [start, end) of the parent's current range
+  let exhausted = false;
+  const advance = async () => {
+    const next = await below.next();
+    if (next.done) {
+      exhausted = true;
+      cur = undefined;
+    } else cur = [next.value[0], next.value[0] + next.value[1]];
+  };
+  await advance();
+  try {
+    yield* intersect();
+  } finally {
+    await below.return?.();
+  }
+  async function* intersect(): AsyncIterable<[number, number]> {
+    for await (const [o, l, absent] of ranges) {
+      if (!absent) {
+        yield [o, l];
+        continue;
+      }
+      const end = o + l;
+      // Past the parent's end everything reads as zeros.
+      const tail = Math.max(o, parent.size);
+      let at = o;
+      while (at < Math.min(end, parent.size)) {
+        while (!exhausted && cur![1] <= at) await advance();
+        if (exhausted || cur![0] >= Math.min(end, parent.size)) break;
+        const s = Math.max(at, cur![0]);
+        const e = Math.min(end, parent.size, cur![1]);
+        if (e > s) yield [s, e - s];
+        at = e;
+      }
+      if (tail < end) yield [tail, end - tail];
+    }
+  }
 }

@@ -1,3 +1,4 @@
+export type { ChainLayer, ParentHint, ResolveParent } from './chain.js';
 export {
   type ContainerInfo,
   detectContainer,

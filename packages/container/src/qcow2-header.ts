@@ -31,6 +31,8 @@ export interface Qcow2Header {
   externalDataFile: boolean;
   /** Where the header extensions start: header_length (v3) or 72 (v2). */
   headerLength: number;
+  /** Incompatible bit 4: 128-bit L2 entries, 32 subclusters per cluster. */
+  extendedL2: boolean;
 }
 
 const INCOMPAT_DIRTY = 1n << 0n;
@@ -81,6 +83,7 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
   let dirty = false;
   let externalDataFile = false;
   let headerLength = 72;
+  let extendedL2 = false;
   if (version === 3) {
     const incompatible_features = f.u64beBig(0x48);
     const header_length = f.u32be(0x64);
@@ -106,13 +109,8 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
     // the header extensions for the message.
     externalDataFile = (incompatible_features & INCOMPAT_EXTERNAL_DATA) !== 0n;
     headerLength = header_length;
-    if (incompatible_features & INCOMPAT_EXTENDED_L2) {
-      throw new UnsupportedError('qcow2 extended L2 entries (subclusters) are not supported', {
-        structure: 'qcow2 header',
-        offset: 0x48,
-        reason: 'extended-l2',
-      });
-    }
+    // Extended L2 entries (bit 4, QEMU >= 5.2): 128-bit L2 entries with 32 subclusters each.
+    extendedL2 = (incompatible_features & INCOMPAT_EXTENDED_L2) !== 0n;
     dirty = (incompatible_features & INCOMPAT_DIRTY) !== 0n;
     if (incompatible_features & INCOMPAT_COMPRESSION_TYPE) {
       if (header_length <= 104) {
@@ -134,7 +132,11 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
     }
   }
   const clusterSize = 2 ** cluster_bits;
-  const l2Entries = clusterSize / 8;
+  const l2Entries = clusterSize / (extendedL2 ? 16 : 8);
+  // QEMU allows subclusters only from 16 KiB clusters (512-byte subclusters at least).
+  if (extendedL2 && cluster_bits < 14) {
+    throw f.corrupt(`extended L2 entries with ${clusterSize}-byte clusters`, 0x14, 'bad-geometry');
+  }
   const needL1 = Math.ceil(size / (clusterSize * l2Entries));
   if (l1_size < needL1) {
     throw f.corrupt(
@@ -190,24 +192,28 @@ export function parseQcow2Header(bytes: Uint8Array): Qcow2Header {
     dirty,
     externalDataFile,
     headerLength,
+    extendedL2,
   };
 }
 
 /** Header extension type of the external data file's name (ASCII "DATA"). */
 export const QCOW2_EXT_DATA_FILE = 0x44415441;
+/** Header extension type of the backing file's format name (e.g. "qcow2", "raw"). */
+export const QCOW2_EXT_BACKING_FORMAT = 0xe2792aca;
 
 /**
  * Walk the header extensions that follow the header (from `start`: header_length in v3, 72 in
  * v2) up to the end of `bytes` (the first cluster, or less of a short file). Each is {u32 type,
  * u32 length, data padded to 8 bytes}; type 0 ends the list. Only the external data file name
- * is kept. Sources: QEMU docs/interop/qcow2.txt "Header extensions".
+ * and the backing file format are kept. Sources: QEMU docs/interop/qcow2.txt "Header extensions".
  */
 export function parseQcow2Extensions(
   bytes: Uint8Array,
   start: number,
-): { dataFile: string | undefined } {
+): { dataFile: string | undefined; backingFormat: string | undefined } {
   const f = new FieldReader<ContainerReason>(bytes, 'qcow2 header extension');
   let dataFile: string | undefined;
+  let backingFormat: string | undefined;
   // Each extension takes at least 8 bytes, so the walk ends within bytes.length / 8 steps.
   for (let at = start; at + 8 <= bytes.length; ) {
     const type = f.u32be(at);
@@ -221,7 +227,10 @@ export function parseQcow2Extensions(
       );
     }
     if (type === QCOW2_EXT_DATA_FILE) dataFile = new TextDecoder().decode(f.slice(at + 8, length));
+    if (type === QCOW2_EXT_BACKING_FORMAT) {
+      backingFormat = new TextDecoder().decode(f.slice(at + 8, length));
+    }
     at += 8 + Math.ceil(length / 8) * 8;
   }
-  return { dataFile };
+  return { dataFile, backingFormat };
 }

@@ -1,6 +1,7 @@
 import { type BlockSource, CorruptError, UnsupportedError } from '@diskube/core';
+import type { ParentLink } from './chain.js';
 import { inflateRaw, unzstd } from './decompress.js';
-import type { Mapper, Run } from './disk.js';
+import type { ContainerFormat, Mapper, Run } from './disk.js';
 import { ByteLru } from './lru.js';
 import { parseQcow2Extensions, parseQcow2Header, type Qcow2Header } from './qcow2-header.js';
 import { checkInFile, readStructure } from './read.js';
@@ -16,13 +17,30 @@ import { checkInFile, readStructure } from './read.js';
 
 const TWO32 = 2 ** 32;
 
+/** qemu's driver names for `backing_fmt`, as our formats. */
+const BACKING_FORMATS: Record<string, ContainerFormat> = {
+  qcow2: 'qcow2',
+  raw: 'raw',
+  vmdk: 'vmdk',
+  vdi: 'vdi',
+  vpc: 'vhd',
+  vhdx: 'vhdx',
+};
+
 export async function openQcow2(
   file: BlockSource,
   cacheBytes: number,
-): Promise<{ mapper: Mapper; header: Qcow2Header }> {
+): Promise<{ mapper: Mapper; header: Qcow2Header; parent: ParentLink | undefined }> {
   const headerBytes = await readStructure(file, 0, Math.min(file.size, 4096), 'qcow2 header');
   const header = parseQcow2Header(headerBytes);
-  const { clusterSize, clusterBits, size } = header;
+  const { clusterSize, clusterBits, size, extendedL2 } = header;
+  // The header extensions live in the first cluster (QEMU reads them up to the cluster's end).
+  const headCluster =
+    clusterSize <= headerBytes.length
+      ? headerBytes.subarray(0, clusterSize)
+      : await readStructure(file, 0, Math.min(file.size, clusterSize), 'qcow2 header cluster');
+  const { dataFile, backingFormat } = parseQcow2Extensions(headCluster, header.headerLength);
+  let parent: ParentLink | undefined;
   if (header.backingFileOffset !== 0) {
     const name = await readStructure(
       file,
@@ -32,19 +50,33 @@ export async function openQcow2(
     );
     const backingFile = new TextDecoder().decode(name);
     header.backingFile = backingFile;
-    // Following the chain needs file access by name, which a pure package does not have; the
-    // caller can convert the image with `qemu-img convert` first.
-    throw new UnsupportedError(
-      `qcow2 image has a backing file "${backingFile}"; images with backing files are not supported (flatten it with qemu-img convert)`,
-      { structure: 'qcow2 header', offset: 0x08, reason: 'backing-file' },
-    );
+    // backing_fmt is honoured (a raw backing file is not probed, as in QEMU); without it the
+    // parent is probed by magic. A format we do not read is refused.
+    const format = backingFormat === undefined ? undefined : BACKING_FORMATS[backingFormat];
+    if (backingFormat !== undefined && format === undefined) {
+      throw new UnsupportedError(
+        `qcow2 backing file "${backingFile}" has format "${backingFormat}", which is not supported`,
+        {
+          structure: 'qcow2 header extension',
+          offset: header.headerLength,
+          reason: 'backing-file',
+        },
+      );
+    }
+    parent = {
+      hints: [backingFile],
+      kind: 'path',
+      format,
+      expect: [],
+      structure: 'qcow2 header',
+      // Without a resolver the chain cannot be followed: today's refusal.
+      refusal: () =>
+        new UnsupportedError(
+          `qcow2 image has a backing file "${backingFile}"; pass resolveParent to follow it (or flatten it with qemu-img convert)`,
+          { structure: 'qcow2 header', offset: 0x08, reason: 'backing-file' },
+        ),
+    };
   }
-  // The header extensions live in the first cluster (QEMU reads them up to the cluster's end).
-  const headCluster =
-    clusterSize <= headerBytes.length
-      ? headerBytes.subarray(0, clusterSize)
-      : await readStructure(file, 0, Math.min(file.size, clusterSize), 'qcow2 header cluster');
-  const { dataFile } = parseQcow2Extensions(headCluster, header.headerLength);
   if (header.externalDataFile || dataFile !== undefined) {
     // Guest clusters live in another file, at their guest offsets; the L2 tables here only say
     // which are allocated. Reading this file alone would lose every byte of data.
@@ -68,7 +100,10 @@ export async function openQcow2(
     'qcow2 L1 table',
   );
   const l1 = new DataView(l1Bytes.buffer, l1Bytes.byteOffset, l1Bytes.byteLength);
-  const l2PerTable = clusterSize / 8;
+  // Standard L2 entries are 64-bit; extended ones 128-bit (entry, then the subcluster bitmap).
+  const entryBytes = extendedL2 ? 16 : 8;
+  const l2PerTable = clusterSize / entryBytes;
+  const subclusterSize = clusterSize / 32;
   const l1Need = Math.ceil(size / (clusterSize * l2PerTable));
   const l1End = header.l1TableOffset + header.l1Size * 8;
   // Validate every used L1 entry once: aligned, inside the file, clear of the header and L1
@@ -140,15 +175,25 @@ export async function openQcow2(
   const sectorMask = 2 ** (62 - x) - 1;
   const hostHiMask = 2 ** (x - 32) - 1;
 
-  async function entry(cluster: number): Promise<{ hi: number; lo: number; at: number }> {
+  const u32 = (t: Uint8Array, i: number) =>
+    ((t[i]! << 24) | (t[i + 1]! << 16) | (t[i + 2]! << 8) | t[i + 3]!) >>> 0;
+  /** The L2 entry of `cluster`; `zero`/`alloc` are the subcluster bitmap halves (extended L2). */
+  async function entry(
+    cluster: number,
+  ): Promise<{ hi: number; lo: number; at: number; zero: number; alloc: number }> {
     const l1Index = Math.floor(cluster / l2PerTable);
     const l2Off = l2Offsets[l1Index]!;
-    if (l2Off === 0) return { hi: 0, lo: 0, at: 0 };
+    if (l2Off === 0) return { hi: 0, lo: 0, at: 0, zero: 0, alloc: 0 };
     const table = await loadL2(l2Off);
-    const i = (cluster % l2PerTable) * 8;
-    const hi = (table[i]! << 24) | (table[i + 1]! << 16) | (table[i + 2]! << 8) | table[i + 3]!;
-    const lo = (table[i + 4]! << 24) | (table[i + 5]! << 16) | (table[i + 6]! << 8) | table[i + 7]!;
-    return { hi: hi >>> 0, lo: lo >>> 0, at: l2Off + i };
+    const i = (cluster % l2PerTable) * entryBytes;
+    return {
+      hi: u32(table, i),
+      lo: u32(table, i + 4),
+      at: l2Off + i,
+      // Bitmap (big-endian u64): bits 32-63 "reads as zero", bits 0-31 "allocated".
+      zero: extendedL2 ? u32(table, i + 8) : 0,
+      alloc: extendedL2 ? u32(table, i + 12) : 0,
+    };
   }
 
   function classify(
@@ -195,6 +240,14 @@ export async function openQcow2(
       });
     }
     const host = (hi & 0x00ffffff) * TWO32 + (lo & 0xfffffe00);
+    if (extendedL2 && lo & 1) {
+      // Bit 0 is reserved with extended L2 (the zero bits moved to the bitmap).
+      throw new CorruptError(`L2 entry for cluster ${cluster} has reserved bit 0 set`, {
+        structure: 'qcow2 L2 table',
+        offset: at,
+        reason: 'reserved',
+      });
+    }
     if (lo & 1) {
       if (header.version === 2) {
         throw new CorruptError(`zero flag in a version 2 image (cluster ${cluster})`, {
@@ -205,7 +258,8 @@ export async function openQcow2(
       }
       return { kind: 'zero', length };
     }
-    if (host === 0) return { kind: 'zero', length };
+    // Unallocated: the backing file shows through (zeros without one).
+    if (host === 0) return { kind: 'absent', length };
     if (host % clusterSize !== 0 || host < clusterSize) {
       throw new CorruptError(
         `data cluster ${cluster} at ${host} is unaligned or overlaps the header`,
@@ -219,11 +273,74 @@ export async function openQcow2(
     return { kind: 'data', length, host: host + within };
   }
 
+  /**
+   * Sources: qcow2.txt "Extended L2 Entries". Subcluster `s` of a standard cluster is data when
+   * allocation bit s is set (at host + s × subcluster size), zeros when zero bit s is set,
+   * else unallocated (the backing file shows through). Both bits set is invalid. Compressed
+   * clusters have an all-zero bitmap and are whole.
+   */
+  function subcluster(
+    e: { hi: number; lo: number; at: number; zero: number; alloc: number },
+    cluster: number,
+    s: number,
+  ): 'data' | 'zero' | 'absent' {
+    const a = (e.alloc >>> s) & 1;
+    const z = (e.zero >>> s) & 1;
+    if (a && z) {
+      throw new CorruptError(`subcluster ${s} of cluster ${cluster} is both allocated and zero`, {
+        structure: 'qcow2 L2 table',
+        offset: e.at + 8,
+        reason: 'reserved',
+      });
+    }
+    if (a) {
+      if (e.hi === 0 && (e.lo & 0xfffffe00) === 0) {
+        throw new CorruptError(
+          `subcluster ${s} of cluster ${cluster} is allocated but the cluster has no host offset`,
+          { structure: 'qcow2 L2 table', offset: e.at, reason: 'out-of-range' },
+        );
+      }
+      return 'data';
+    }
+    return z ? 'zero' : 'absent';
+  }
+
+  async function extendedRun(offset: number, max: number): Promise<Run> {
+    const cluster = Math.floor(offset / clusterSize);
+    const within = offset - cluster * clusterSize;
+    const e = await entry(cluster);
+    if (e.hi & 0x40000000) {
+      if (e.alloc !== 0 || e.zero !== 0) {
+        throw new CorruptError(`compressed cluster ${cluster} has subcluster bits set`, {
+          structure: 'qcow2 L2 table',
+          offset: e.at + 8,
+          reason: 'reserved',
+        });
+      }
+      return classify(e.hi, e.lo, e.at, cluster, Math.min(max, clusterSize - within), within);
+    }
+    // Extend over following subclusters of the same kind in this cluster.
+    const first = Math.floor(within / subclusterSize);
+    const kind = subcluster(e, cluster, first);
+    let end = (first + 1) * subclusterSize;
+    while (
+      end < clusterSize &&
+      end - within < max &&
+      subcluster(e, cluster, end / subclusterSize) === kind
+    ) {
+      end += subclusterSize;
+    }
+    const length = Math.min(max, end - within);
+    if (kind !== 'data') return { kind, length };
+    return classify(e.hi, e.lo, e.at, cluster, length, within);
+  }
+
   const mapper: Mapper = {
     format: 'qcow2',
     size,
-    allocationUnit: clusterSize,
+    allocationUnit: extendedL2 ? subclusterSize : clusterSize,
     async runAt(offset, max) {
+      if (extendedL2) return extendedRun(offset, max);
       const cluster = Math.floor(offset / clusterSize);
       const within = offset - cluster * clusterSize;
       const length = Math.min(max, clusterSize - within);
@@ -236,7 +353,7 @@ export async function openQcow2(
         const first = t * l2PerTable;
         const count = Math.min(l2PerTable, clusters - first);
         if (l2Offsets[t] === 0) {
-          yield [first * clusterSize, count * clusterSize];
+          yield [first * clusterSize, count * clusterSize, true];
           continue;
         }
         // One table load, then a synchronous scan of its entries.
@@ -244,7 +361,24 @@ export async function openQcow2(
         const table = await loadL2(l2Off);
         const view = new DataView(table.buffer, table.byteOffset, table.byteLength);
         for (let c = first; c < first + count; c++) {
-          const i = (c - first) * 8;
+          const i = (c - first) * entryBytes;
+          if (extendedL2) {
+            const e = {
+              hi: view.getUint32(i),
+              lo: view.getUint32(i + 4),
+              at: l2Off + i,
+              zero: view.getUint32(i + 8),
+              alloc: view.getUint32(i + 12),
+            };
+            if (e.hi & 0x40000000) continue; // compressed: whole cluster of data
+            for (let sc = 0; sc < 32; sc++) {
+              const kind = subcluster(e, c, sc);
+              if (kind !== 'data') {
+                yield [c * clusterSize + sc * subclusterSize, subclusterSize, kind === 'absent'];
+              }
+            }
+            continue;
+          }
           const run = classify(
             view.getUint32(i),
             view.getUint32(i + 4),
@@ -253,10 +387,12 @@ export async function openQcow2(
             clusterSize,
             0,
           );
-          if (run.kind === 'zero') yield [c * clusterSize, clusterSize];
+          if (run.kind === 'zero' || run.kind === 'absent') {
+            yield [c * clusterSize, clusterSize, run.kind === 'absent'];
+          }
         }
       }
     },
   };
-  return { mapper, header };
+  return { mapper, header, parent };
 }

@@ -26,6 +26,8 @@ export const CONTAINER_REASONS = Object.freeze([
   'disk-type',
   'extent-size',
   'marked-corrupt',
+  'parent-mismatch',
+  'parent-loop',
   // UNSUPPORTED: a valid container this version does not read.
   'backing-file',
   'external-data-file',
@@ -33,9 +35,10 @@ export const CONTAINER_REASONS = Object.freeze([
   'version',
   'subformat',
   'incompatible-feature',
-  'extended-l2',
   'encrypted',
   'compression-type',
+  // IO: a file the container names cannot be opened.
+  'missing-parent',
   // DIRTY: writes may be pending outside the tables.
   'vhdx-log',
   // INVALID_ARGUMENT: the caller's mistake (writer options and calls).

@@ -30,8 +30,9 @@ describe('VDI writer encoders', () => {
       uuidImage: uuid(1),
       uuidLastSnap: uuid(2),
     });
-    expect(parseVdiHeader(bytes)).toEqual({
+    expect(parseVdiHeader(bytes)).toMatchObject({
       imageType: 'dynamic',
+      parent: undefined,
       offsetBlocks: 512,
       offsetData: 2 ** 20, // 8193 blocks × 4 bytes + 512 fit in the first MiB
       diskSize: 2 ** 33 + 512,

@@ -1,4 +1,5 @@
 import { type BlockSource, CorruptError, FieldReader, UnsupportedError } from '@diskube/core';
+import type { LayerIdentity, ParentLink } from './chain.js';
 import type { Mapper } from './disk.js';
 import { isPowerOfTwo, readStructure } from './read.js';
 import type { ContainerReason } from './reasons.js';
@@ -19,7 +20,11 @@ const VDI_TYPE_DIFF = 4;
 const NULL_UUID = '00000000-0000-0000-0000-000000000000';
 
 export interface VdiHeader {
-  imageType: 'dynamic' | 'fixed';
+  imageType: 'dynamic' | 'fixed' | 'differencing';
+  uuidCreate: string;
+  uuidModify: string;
+  /** The parent's uuidCreate (uuidLinkage) and uuidModify (uuidParentModify), when it has one. */
+  parent: { uuid: string; modification: string; at: number } | undefined;
   offsetBlocks: number;
   offsetData: number;
   diskSize: number;
@@ -52,17 +57,11 @@ export function parseVdiHeader(bytes: Uint8Array): VdiHeader {
   // uuidCreate (uuidParentModify its uuidModify). Any image with a non-null uuidLinkage is
   // treated as a child: its free blocks would read from the parent, not as zeros.
   const uuidLinkage = f.guid(0x1a8);
-  if (u32Type === VDI_TYPE_DIFF || uuidLinkage !== NULL_UUID) {
-    throw new UnsupportedError(
-      `differencing VDI: its parent is the image with UUID ${uuidLinkage} (VDI names parents by UUID only); a differencing image read alone returns zeros where the parent holds data (convert the chain with VBoxManage clonemedium or qemu-img convert first)`,
-      {
-        structure: 'VDI header',
-        offset: u32Type === VDI_TYPE_DIFF ? 0x4c : 0x1a8,
-        reason: 'backing-file',
-      },
-    );
+  const differencing = u32Type === VDI_TYPE_DIFF || uuidLinkage !== NULL_UUID;
+  if (u32Type === VDI_TYPE_DIFF && uuidLinkage === NULL_UUID) {
+    throw f.corrupt('differencing VDI without a parent UUID (uuidLinkage)', 0x1a8, 'missing');
   }
-  if (u32Type !== 1 && u32Type !== 2) {
+  if (u32Type !== 1 && u32Type !== 2 && u32Type !== VDI_TYPE_DIFF) {
     throw new UnsupportedError(`VDI image type ${u32Type} is not supported`, {
       structure: 'VDI header',
       offset: 0x4c,
@@ -92,7 +91,16 @@ export function parseVdiHeader(bytes: Uint8Array): VdiHeader {
     throw f.corrupt('block map and data area overlap the header or each other', 0x154, 'overlap');
   }
   return {
-    imageType: u32Type === 1 ? 'dynamic' : 'fixed',
+    imageType: u32Type === 2 ? 'fixed' : u32Type === VDI_TYPE_DIFF ? 'differencing' : 'dynamic',
+    uuidCreate: f.guid(0x188),
+    uuidModify: f.guid(0x198),
+    parent: differencing
+      ? {
+          uuid: uuidLinkage,
+          modification: f.guid(0x1b8),
+          at: u32Type === VDI_TYPE_DIFF ? 0x4c : 0x1a8,
+        }
+      : undefined,
     offsetBlocks: offBlocks,
     offsetData: offData,
     diskSize: cbDisk,
@@ -102,9 +110,12 @@ export function parseVdiHeader(bytes: Uint8Array): VdiHeader {
   };
 }
 
-export async function openVdi(
-  file: BlockSource,
-): Promise<{ mapper: Mapper; details: Record<string, string | number | boolean> }> {
+export async function openVdi(file: BlockSource): Promise<{
+  mapper: Mapper;
+  details: Record<string, string | number | boolean>;
+  parent: ParentLink | undefined;
+  identity: LayerIdentity;
+}> {
   const header = parseVdiHeader(await readStructure(file, 0, 512, 'VDI header'));
   const { blockSize, blockExtra, offsetData, blocks } = header;
   const map = await readStructure(file, header.offsetBlocks, blocks * 4, 'VDI block map');
@@ -153,15 +164,44 @@ export async function openVdi(
       const within = offset - block * blockSize;
       const length = Math.min(max, blockSize - within);
       const e = view.getUint32(block * 4, true);
-      if (e === VDI_BLOCK_FREE || e === VDI_BLOCK_ZERO) return { kind: 'zero', length };
+      // Free: never written here, the parent shows through; zero: discarded, reads as zeros.
+      if (e === VDI_BLOCK_FREE) return { kind: 'absent', length };
+      if (e === VDI_BLOCK_ZERO) return { kind: 'zero', length };
       return { kind: 'data', length, host: offsetData + e * stride + blockExtra + within };
     },
     async *zeroRanges() {
       for (let i = 0; i < blocks; i++) {
         const e = view.getUint32(i * 4, true);
-        if (e === VDI_BLOCK_FREE || e === VDI_BLOCK_ZERO) yield [i * blockSize, blockSize];
+        if (e === VDI_BLOCK_FREE || e === VDI_BLOCK_ZERO) {
+          yield [i * blockSize, blockSize, e === VDI_BLOCK_FREE];
+        }
       }
     },
   };
-  return { mapper, details: { version: '1.1', subformat: header.imageType } };
+  const link = header.parent;
+  const parent: ParentLink | undefined = link && {
+    hints: [link.uuid],
+    kind: 'uuid',
+    format: 'vdi',
+    structure: 'VDI header',
+    // uuidLinkage is the parent's uuidCreate; uuidParentModify its uuidModify when the child
+    // was made (VirtualBox leaves it null in some images: then only the link is checked).
+    expect: [
+      { field: 'uuid', value: link.uuid, what: 'uuidCreate' },
+      ...(link.modification === NULL_UUID
+        ? []
+        : [{ field: 'modification' as const, value: link.modification, what: 'uuidModify' }]),
+    ],
+    refusal: () =>
+      new UnsupportedError(
+        `differencing VDI: its parent is the image with UUID ${link.uuid} (VDI names parents by UUID only); pass resolveParent to follow it (or convert the chain with VBoxManage clonemedium or qemu-img convert first)`,
+        { structure: 'VDI header', offset: link.at, reason: 'backing-file' },
+      ),
+  };
+  return {
+    mapper,
+    details: { version: '1.1', subformat: header.imageType },
+    parent,
+    identity: { uuid: header.uuidCreate, modification: header.uuidModify },
+  };
 }

@@ -1,4 +1,5 @@
 import { type BlockSource, CorruptError, FieldReader, UnsupportedError } from '@diskube/core';
+import type { LayerIdentity, ParentLink } from './chain.js';
 import type { Mapper } from './disk.js';
 import { ByteLru } from './lru.js';
 import { isPowerOfTwo, MAX_TABLE_BYTES, readStructure } from './read.js';
@@ -21,7 +22,11 @@ export interface VhdFooter {
   dataOffset: bigint;
   currentSize: number;
   diskType: number;
+  /** Unique Id (0x44), 32 hex digits: what a differencing child records as its parent's. */
+  uniqueId: string;
 }
+
+const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
 
 /** One's complement of the byte sum with the checksum field taken as zero. */
 function vhdChecksum(bytes: Uint8Array, checksumAt: number): number {
@@ -51,6 +56,7 @@ export function parseVhdFooter(bytes: Uint8Array, base: number): VhdFooter {
     dataOffset: f.u64beBig(0x10),
     currentSize: f.u64be(0x30, 'current size'),
     diskType: f.u32be(0x3c),
+    uniqueId: hex(f.slice(0x44, 16)),
   };
 }
 
@@ -87,34 +93,68 @@ export function parseVhdDynamicHeader(bytes: Uint8Array, base: number): VhdDynam
 }
 
 /**
- * The parent a differencing VHD names, for the refusal message: the dynamic header's Parent
- * Unicode Name (0x40, 512 bytes UTF-16BE, NUL-padded) and Parent Unique Id (0x28). Sources:
- * Microsoft VHD specification, "Dynamic Disk Header Format". A header we cannot read still
- * leaves the disk refused (as differencing), only less precisely named.
+ * The parent a differencing VHD names: its parent locators (0x240, eight entries of {u32
+ * platform code, u32 data space, u32 data length, u32 reserved, u64 data offset}; W2ru is a
+ * relative and W2ku an absolute Windows path, UTF-16LE), the Parent Unicode Name (0x40, 512
+ * bytes UTF-16BE, NUL-padded) and the Parent Unique Id (0x28). Sources: Microsoft VHD
+ * specification, "Dynamic Disk Header Format"; QEMU block/vpc.c. Paths come back with `/` as
+ * the separator and a leading `./` dropped: the resolver opens them beside the child.
  */
-async function vhdParentName(file: BlockSource, dataOffset: bigint): Promise<string> {
-  if (dataOffset > BigInt(file.size - 1024)) return 'not named (the dynamic header is missing)';
-  const at = Number(dataOffset);
-  const f = new FieldReader<ContainerReason>(
-    await readStructure(file, at, 1024, 'VHD dynamic header'),
-    'VHD dynamic header',
-    at,
-  );
-  if (f.ascii(0, 8) !== 'cxsparse') return 'not named (the dynamic header is unreadable)';
-  const id = [...f.slice(0x28, 16)].map((b) => b.toString(16).padStart(2, '0')).join('');
+async function vhdParent(
+  file: BlockSource,
+  dyn: Uint8Array,
+  dynAt: number,
+): Promise<{ hints: string[]; uniqueId: string; described: string }> {
+  const f = new FieldReader<ContainerReason>(dyn, 'VHD dynamic header', dynAt);
+  const uniqueId = hex(f.slice(0x28, 16));
   let name = '';
   for (let i = 0; i < 256; i++) {
     const unit = f.u16be(0x40 + i * 2);
     if (unit === 0) break;
     name += String.fromCharCode(unit);
   }
-  return name === '' ? `unnamed (parent unique id ${id})` : `"${name}" (parent unique id ${id})`;
+  const found: Record<string, string> = {};
+  for (let i = 0; i < 8; i++) {
+    const at = 0x240 + i * 24;
+    const code = f.ascii(at, 4);
+    if (code !== 'W2ru' && code !== 'W2ku') continue;
+    const length = f.u32be(at + 8);
+    const offset = f.u64be(at + 16, 'parent locator data offset');
+    // Windows paths are at most 32767 UTF-16 units.
+    if (length === 0 || length > 65534 || length % 2 !== 0) {
+      throw f.corrupt(`parent locator ${code} of ${length} bytes`, at + 8, 'bad-geometry');
+    }
+    const bytes = await readStructure(file, offset, length, 'VHD parent locator');
+    let path = '';
+    for (let j = 0; j + 1 < length; j += 2) {
+      const unit = bytes[j]! | (bytes[j + 1]! << 8);
+      if (unit === 0) break;
+      path += String.fromCharCode(unit);
+    }
+    found[code] ??= path;
+  }
+  const normalise = (p: string) => p.replace(/\\/g, '/').replace(/^(\.\/)+/, '');
+  const hints = [found.W2ru, found.W2ku, name === '' ? undefined : name]
+    .filter((h): h is string => h !== undefined && h !== '')
+    .map(normalise)
+    .filter((h, i, all) => all.indexOf(h) === i);
+  const shown = found.W2ru ?? found.W2ku ?? name;
+  const described =
+    shown === ''
+      ? `unnamed (parent unique id ${uniqueId})`
+      : `"${shown}" (parent unique id ${uniqueId})`;
+  return { hints, uniqueId, described };
 }
 
 export async function openVhd(
   file: BlockSource,
   cacheBytes: number,
-): Promise<{ mapper: Mapper; details: Record<string, string | number | boolean> }> {
+): Promise<{
+  mapper: Mapper;
+  details: Record<string, string | number | boolean>;
+  parent?: ParentLink;
+  identity: LayerIdentity;
+}> {
   if (file.size < 512) {
     throw new CorruptError('file too small for a VHD footer', {
       structure: 'VHD footer',
@@ -158,16 +198,9 @@ export async function openVhd(
       },
       async *zeroRanges() {},
     };
-    return { mapper, details: { subformat: 'fixed' } };
+    return { mapper, details: { subformat: 'fixed' }, identity: { uniqueId: footer.uniqueId } };
   }
-  if (diskType === 4) {
-    const parent = await vhdParentName(file, footer.dataOffset);
-    throw new UnsupportedError(
-      `differencing VHD: its parent is ${parent}; a differencing disk read alone returns zeros where the parent holds data (convert the chain with qemu-img convert first)`,
-      { structure: 'VHD footer', offset: endAt + 0x3c, reason: 'backing-file' },
-    );
-  }
-  if (diskType !== 3) {
+  if (diskType !== 3 && diskType !== 4) {
     throw new CorruptError(`unknown VHD disk type ${diskType}`, {
       structure: 'VHD footer',
       offset: endAt + 0x3c,
@@ -182,10 +215,30 @@ export async function openVhd(
     });
   }
   const dynAt = Number(footer.dataOffset);
-  const dyn = parseVhdDynamicHeader(
-    await readStructure(file, dynAt, 1024, 'VHD dynamic header'),
-    dynAt,
-  );
+  const dynBytes = await readStructure(file, dynAt, 1024, 'VHD dynamic header');
+  const dyn = parseVhdDynamicHeader(dynBytes, dynAt);
+  let parent: ParentLink | undefined;
+  if (diskType === 4) {
+    const named = await vhdParent(file, dynBytes, dynAt);
+    if (named.hints.length === 0) {
+      throw new UnsupportedError(
+        `differencing VHD: its parent is ${named.described}, named by no locator`,
+        { structure: 'VHD dynamic header', offset: dynAt + 0x40, reason: 'backing-file' },
+      );
+    }
+    parent = {
+      hints: named.hints,
+      kind: 'path',
+      format: 'vhd',
+      structure: 'VHD dynamic header',
+      expect: [{ field: 'uniqueId', value: named.uniqueId, what: 'unique id' }],
+      refusal: () =>
+        new UnsupportedError(
+          `differencing VHD: its parent is ${named.described}; pass resolveParent to follow it (or convert the chain with qemu-img convert first)`,
+          { structure: 'VHD footer', offset: endAt + 0x3c, reason: 'backing-file' },
+        ),
+    };
+  }
   const { blockSize } = dyn;
   const blocks = Math.ceil(currentSize / blockSize);
   if (dyn.maxTableEntries < blocks) {
@@ -252,9 +305,11 @@ export async function openVhd(
       const within = offset - block * blockSize;
       const room = Math.min(max, blockSize - within);
       const e = view.getUint32(block * 4);
-      if (e === 0xffffffff) return { kind: 'zero', length: room };
+      // Not allocated here: the parent shows through (zeros in a dynamic disk).
+      if (e === 0xffffffff) return { kind: 'absent', length: room };
       const host = e * 512;
-      // The sector bitmap says which sectors hold data; clear bits read as zeros.
+      // The sector bitmap says which sectors hold data; clear bits read from the parent (as
+      // zeros in a dynamic disk).
       const bitmap = await bitmaps.get(host, () =>
         readStructure(file, host, bitmapBytes, 'VHD sector bitmap'),
       );
@@ -266,13 +321,18 @@ export async function openVhd(
       const length = Math.min(room, end - within);
       return set
         ? { kind: 'data', length, host: host + bitmapBytes + within }
-        : { kind: 'zero', length };
+        : { kind: 'absent', length };
     },
     async *zeroRanges() {
       for (let i = 0; i < blocks; i++) {
-        if (view.getUint32(i * 4) === 0xffffffff) yield [i * blockSize, blockSize];
+        if (view.getUint32(i * 4) === 0xffffffff) yield [i * blockSize, blockSize, true];
       }
     },
   };
-  return { mapper, details: { subformat: 'dynamic', blockSize } };
+  return {
+    mapper,
+    details: { subformat: diskType === 4 ? 'differencing' : 'dynamic', blockSize },
+    parent,
+    identity: { uniqueId: footer.uniqueId },
+  };
 }

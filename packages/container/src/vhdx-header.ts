@@ -20,6 +20,8 @@ function checksumOk(bytes: Uint8Array, at: number): boolean {
 
 export interface VhdxHeader {
   sequenceNumber: bigint;
+  /** DataWriteGuid (0x20): a differencing child's `parent_linkage` names it. */
+  dataWriteGuid: string;
   logGuid: string;
   logLength: number;
   logOffset: number;
@@ -42,6 +44,7 @@ export function parseVhdxHeader(bytes: Uint8Array, base: number): VhdxHeader | n
   }
   return {
     sequenceNumber: f.u64leBig(0x08),
+    dataWriteGuid: f.guid(0x20),
     logGuid: f.guid(0x30),
     logLength: f.u32le(0x44),
     logOffset: f.u64le(0x48, 'LogOffset'),

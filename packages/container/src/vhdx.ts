@@ -1,5 +1,7 @@
 import { type BlockSource, CorruptError, UnsupportedError } from '@diskube/core';
+import type { LayerIdentity, ParentLink } from './chain.js';
 import type { Mapper } from './disk.js';
+import { ByteLru } from './lru.js';
 import { checkInFile, MAX_TABLE_BYTES, readStructure } from './read.js';
 import {
   BAT_GUID,
@@ -20,10 +22,14 @@ import {
 
 const PAYLOAD_FULLY_PRESENT = 6;
 const PAYLOAD_PARTIALLY_PRESENT = 7;
+const PAYLOAD_ZERO = 2;
 
-export async function openVhdx(
-  file: BlockSource,
-): Promise<{ mapper: Mapper; details: Record<string, string | number | boolean> }> {
+export async function openVhdx(file: BlockSource): Promise<{
+  mapper: Mapper;
+  details: Record<string, string | number | boolean>;
+  parent: ParentLink | undefined;
+  identity: LayerIdentity;
+}> {
   const ident = await readStructure(file, 0, 8, 'VHDX file identifier');
   if (String.fromCharCode(...ident) !== 'vhdxfile') {
     throw new CorruptError('bad VHDX file identifier', {
@@ -68,21 +74,42 @@ export async function openVhdx(
     await readStructure(file, metaRegion.fileOffset, metaRegion.length, 'VHDX metadata'),
     metaRegion.fileOffset,
   );
-  if (meta.hasParent || meta.parentLocator !== undefined) {
-    // A differencing VHDX: blocks not present here belong to the parent. Name the parent the
-    // way Hyper-V looks for it (relative path first).
+  const differencing = meta.hasParent || meta.parentLocator !== undefined;
+  let parent: ParentLink | undefined;
+  if (differencing) {
+    // A differencing VHDX: blocks not present here belong to the parent. Look for it the way
+    // Hyper-V does (relative path first), and check its DataWriteGuid against parent_linkage.
     const l = meta.parentLocator ?? {};
+    const paths = [l.relative_path, l.volume_path, l.absolute_win32_path].filter(
+      (p): p is string => p !== undefined && p !== '',
+    );
     const path = l.relative_path ?? l.absolute_win32_path ?? l.volume_path;
-    const parent =
+    const named =
       path !== undefined
         ? `"${path}"`
         : l.parent_linkage !== undefined
           ? `the image with DataWriteGuid ${l.parent_linkage} (no path in its parent locator)`
           : 'not named (no readable parent locator)';
-    throw new UnsupportedError(
-      `differencing VHDX: its parent is ${parent}; a differencing disk read alone returns zeros where the parent holds data (convert the chain with qemu-img convert first)`,
-      { structure: 'VHDX metadata', offset: metaRegion.fileOffset, reason: 'backing-file' },
-    );
+    const refusal = () =>
+      new UnsupportedError(
+        `differencing VHDX: its parent is ${named}; ${paths.length > 0 ? 'pass resolveParent to follow it' : 'it cannot be found'} (or convert the chain with qemu-img convert first)`,
+        { structure: 'VHDX metadata', offset: metaRegion.fileOffset, reason: 'backing-file' },
+      );
+    if (paths.length === 0) throw refusal();
+    const linkage = l.parent_linkage?.replace(/[{}]/g, '');
+    parent = {
+      hints: paths
+        .map((p) => p.replace(/\\/g, '/').replace(/^(\.\/)+/, ''))
+        .filter((h, i, all) => all.indexOf(h) === i),
+      kind: 'path',
+      format: 'vhdx',
+      structure: 'VHDX parent locator',
+      expect:
+        linkage === undefined
+          ? []
+          : [{ field: 'dataWriteGuid', value: linkage, what: 'DataWriteGuid' }],
+      refusal,
+    };
   }
   const { blockSize, virtualDiskSize } = meta;
   const chunkRatio = (2 ** 23 * meta.logicalSectorSize) / blockSize;
@@ -144,6 +171,19 @@ export async function openVhdx(
       }
       offsets[i] = host;
       present.push(host);
+    } else if (state === PAYLOAD_PARTIALLY_PRESENT && differencing) {
+      // Some sectors here, the rest in the parent: the chunk's sector bitmap says which.
+      const mb = hi * 2 ** 12 + (lo >>> 20);
+      const host = mb * MiB;
+      if (!Number.isSafeInteger(host) || host < MiB || host + blockSize > file.size) {
+        throw new CorruptError(`payload block ${i} at ${host} lies outside the file`, {
+          structure: 'VHDX BAT',
+          offset: at,
+          reason: 'out-of-range',
+        });
+      }
+      offsets[i] = host;
+      present.push(host);
     } else if (state > 3) {
       throw new CorruptError(`payload block ${i} has state ${state}`, {
         structure: 'VHDX BAT',
@@ -163,6 +203,32 @@ export async function openVhdx(
       });
     }
   }
+  // Sector bitmap of chunk c ([MS-VHDX] §2.5.1.2): BAT entry (c + 1) × (chunkRatio + 1) − 1,
+  // state 6 (SB_BLOCK_PRESENT), 1 MiB, one bit per logical sector, least significant bit first.
+  const sectorSize = meta.logicalSectorSize;
+  const bitmaps = new ByteLru(4 * MiB);
+  async function sectorBitmap(chunk: number): Promise<Uint8Array> {
+    const e = (chunk + 1) * (chunkRatio + 1) - 1;
+    const at = batRegion!.fileOffset + e * 8;
+    if (e * 8 + 8 > bat.length) {
+      throw new CorruptError(`sector bitmap entry of chunk ${chunk} lies past the BAT`, {
+        structure: 'VHDX BAT',
+        offset: at,
+        reason: 'missing',
+      });
+    }
+    const lo = view.getUint32(e * 8, true);
+    const hi = view.getUint32(e * 8 + 4, true);
+    if ((lo & 7) !== 6) {
+      throw new CorruptError(`partially present block in chunk ${chunk} without a sector bitmap`, {
+        structure: 'VHDX BAT',
+        offset: at,
+        reason: 'missing',
+      });
+    }
+    const host = (hi * 2 ** 12 + (lo >>> 20)) * MiB;
+    return bitmaps.get(host, () => readStructure(file, host, MiB, 'VHDX sector bitmap'));
+  }
   const mapper: Mapper = {
     format: 'vhdx',
     size: virtualDiskSize,
@@ -171,17 +237,47 @@ export async function openVhdx(
       const block = Math.floor(offset / blockSize);
       const within = offset - block * blockSize;
       const length = Math.min(max, blockSize - within);
-      if (states[block] !== PAYLOAD_FULLY_PRESENT) return { kind: 'zero', length };
-      return { kind: 'data', length, host: offsets[block]! + within };
+      const state = states[block]!;
+      if (state === PAYLOAD_FULLY_PRESENT) {
+        return { kind: 'data', length, host: offsets[block]! + within };
+      }
+      if (state === PAYLOAD_ZERO) return { kind: 'zero', length };
+      if (state !== PAYLOAD_PARTIALLY_PRESENT) return { kind: 'absent', length };
+      const chunk = Math.floor(block / chunkRatio);
+      const bitmap = await sectorBitmap(chunk);
+      // Sector index within the chunk.
+      const first = ((block % chunkRatio) * blockSize + within) / sectorSize;
+      const bit = (s: number) => (bitmap[s >> 3]! >> (s & 7)) & 1;
+      const set = bit(Math.floor(first));
+      let end = (Math.floor(first) + 1) * sectorSize - (block % chunkRatio) * blockSize;
+      while (
+        end < within + length &&
+        bit(((block % chunkRatio) * blockSize + end) / sectorSize) === set
+      ) {
+        end += sectorSize;
+      }
+      const run = Math.min(length, end - within);
+      return set
+        ? { kind: 'data', length: run, host: offsets[block]! + within }
+        : { kind: 'absent', length: run };
     },
     async *zeroRanges() {
       for (let i = 0; i < dataBlocks; i++) {
-        if (states[i] !== PAYLOAD_FULLY_PRESENT) yield [i * blockSize, blockSize];
+        const state = states[i]!;
+        if (state === PAYLOAD_FULLY_PRESENT || state === PAYLOAD_PARTIALLY_PRESENT) continue;
+        yield [i * blockSize, blockSize, state !== PAYLOAD_ZERO];
       }
     },
   };
   return {
     mapper,
-    details: { version: 1, blockSize, logicalSectorSize: meta.logicalSectorSize },
+    details: {
+      version: 1,
+      blockSize,
+      logicalSectorSize: meta.logicalSectorSize,
+      ...(differencing ? { subformat: 'differencing' } : {}),
+    },
+    parent,
+    identity: { dataWriteGuid: header.dataWriteGuid },
   };
 }

@@ -1,4 +1,5 @@
 import { type BlockSource, CorruptError, UnsupportedError } from '@diskube/core';
+import type { LayerIdentity, ParentLink } from './chain.js';
 import { inflateZlib } from './decompress.js';
 import type { Mapper, Run } from './disk.js';
 import { ByteLru } from './lru.js';
@@ -26,7 +27,7 @@ async function sparseExtentMapper(
   file: BlockSource,
   cacheBytes: number,
   name: string,
-): Promise<{ mapper: Mapper; header: VmdkSparseHeader }> {
+): Promise<{ mapper: Mapper; header: VmdkSparseHeader; embedded: VmdkDescriptor | undefined }> {
   let header = parseVmdkSparseHeader(
     await readStructure(file, 0, SECTOR, 'VMDK sparse extent header'),
   );
@@ -115,7 +116,9 @@ async function sparseExtentMapper(
     return { value, at: gt + i };
   }
   function classify(value: number, at: number, grain: number, length: number, within: number): Run {
-    if (value === 0 || (value === 1 && header.zeroGrains)) return { kind: 'zero', length };
+    // GTE 0: not in this extent (the parent's grain, or zeros); 1: a zero grain.
+    if (value === 0) return { kind: 'absent', length };
+    if (value === 1 && header.zeroGrains) return { kind: 'zero', length };
     const host = value * SECTOR;
     if (host < SECTOR || host >= file.size) {
       throw new CorruptError(`${name}: grain ${grain} at ${host} lies outside the file`, {
@@ -175,18 +178,19 @@ async function sparseExtentMapper(
         const first = t * numGTEsPerGT;
         const count = Math.min(numGTEsPerGT, grains - first);
         if (gdView.getUint32(t * 4, true) === 0) {
-          yield [first * grainBytes, count * grainBytes];
+          yield [first * grainBytes, count * grainBytes, true];
           continue;
         }
         for (let g = first; g < first + count; g++) {
           const { value, at } = await gte(g);
-          if (classify(value, at, g, grainBytes, 0).kind === 'zero')
-            yield [g * grainBytes, grainBytes];
+          const kind = classify(value, at, g, grainBytes, 0).kind;
+          if (kind === 'zero' || kind === 'absent')
+            yield [g * grainBytes, grainBytes, kind === 'absent'];
         }
       }
     },
   };
-  return { mapper, header };
+  return { mapper, header, embedded };
 }
 
 function subformatOf(header: VmdkSparseHeader): string {
@@ -197,10 +201,18 @@ function subformatOf(header: VmdkSparseHeader): string {
 export async function openVmdkSparse(
   file: BlockSource,
   cacheBytes: number,
-): Promise<{ mapper: Mapper; details: Details }> {
-  const { mapper, header } = await sparseExtentMapper(file, cacheBytes, 'VMDK');
+): Promise<{
+  mapper: Mapper;
+  details: Details;
+  parent: ParentLink | undefined;
+  identity: LayerIdentity;
+}> {
+  const { mapper, header, embedded } = await sparseExtentMapper(file, cacheBytes, 'VMDK');
+  const parent = embedded && vmdkParentLink(embedded, 'VMDK', header.descriptorOffset * SECTOR);
   return {
     mapper,
+    parent,
+    identity: embedded?.cid === undefined ? {} : { cid: embedded.cid },
     details: {
       version: header.version,
       subformat: subformatOf(header),
@@ -229,6 +241,8 @@ export interface VmdkExtent {
 export interface VmdkDescriptor {
   createType: string;
   extents: VmdkExtent[];
+  /** Content ID (lower-case hex): a child's `parentCID` must equal its parent's `CID`. */
+  cid: string | undefined;
   /** `ffffffff` when the disk has no parent. */
   parentCID: string;
   parentFileNameHint: string | undefined;
@@ -239,6 +253,7 @@ export function parseVmdkDescriptor(text: string): VmdkDescriptor {
   const extents: VmdkExtent[] = [];
   let createType = '';
   let parentCID = 'ffffffff';
+  let cid: string | undefined;
   let parentFileNameHint: string | undefined;
   const lines = text.split(/\r?\n/);
   if (lines.length > 10000) {
@@ -254,6 +269,7 @@ export function parseVmdkDescriptor(text: string): VmdkDescriptor {
     if (kv) {
       if (kv[1] === 'createType') createType = kv[2]!;
       if (kv[1] === 'parentCID') parentCID = kv[2]!.toLowerCase();
+      if (kv[1] === 'CID') cid = kv[2]!.toLowerCase();
       if (kv[1] === 'parentFileNameHint') parentFileNameHint = kv[2]!;
       continue;
     }
@@ -284,7 +300,7 @@ export function parseVmdkDescriptor(text: string): VmdkDescriptor {
       }
     }
   }
-  return { createType, extents, parentCID, parentFileNameHint };
+  return { createType, extents, cid, parentCID, parentFileNameHint };
 }
 
 /**
@@ -295,28 +311,44 @@ export function parseVmdkDescriptor(text: string): VmdkDescriptor {
 const DELTA_CREATE_TYPE = /delta|^vmfsSparse$|^seSparse$|^vsanSparse$/i;
 
 /**
- * Refuse a descriptor that links to a parent. Reading a delta without its parent would return
- * zeros for every grain the parent holds: silent data loss. QEMU takes a `parentFileNameHint`
- * as the backing file whatever `parentCID` says (block/vmdk.c, vmdk_parent_open), so either one
- * is a parent link. `where` names the file the descriptor belongs to.
+ * The parent link of a descriptor, if it has one. QEMU takes a `parentFileNameHint` as the
+ * backing file whatever `parentCID` says (block/vmdk.c, vmdk_parent_open), so either one is a
+ * parent link; the parent's `CID` must equal `parentCID` (when it is not ffffffff). A link
+ * without a file name cannot be followed and is refused: reading a delta without its parent
+ * would return zeros for every grain the parent holds. `where` names the file the descriptor
+ * belongs to.
  */
-function refuseVmdkParent(descriptor: VmdkDescriptor, where: string, offset?: number): void {
+function vmdkParentLink(
+  descriptor: VmdkDescriptor,
+  where: string,
+  offset?: number,
+): ParentLink | undefined {
   const { parentCID, parentFileNameHint, createType } = descriptor;
   const delta = DELTA_CREATE_TYPE.test(createType);
-  if (parentCID === 'ffffffff' && parentFileNameHint === undefined && !delta) return;
+  if (parentCID === 'ffffffff' && parentFileNameHint === undefined && !delta) return undefined;
   const parent =
     parentFileNameHint === undefined
       ? 'a parent whose file it does not name'
       : `parent "${parentFileNameHint}"`;
   const why = delta ? `createType "${createType}" is a delta disk of` : 'names';
-  throw new UnsupportedError(
-    `${where} ${why} ${parent} (parentCID=${parentCID}); a delta read alone returns zeros where the parent holds data: convert the chain with qemu-img convert first`,
-    {
-      structure: 'VMDK descriptor',
-      ...(offset === undefined ? {} : { offset }),
-      reason: 'backing-file',
-    },
-  );
+  const refusal = () =>
+    new UnsupportedError(
+      `${where} ${why} ${parent} (parentCID=${parentCID}); ${parentFileNameHint === undefined ? 'it cannot be followed' : 'pass resolveParent to follow it'} (or convert the chain with qemu-img convert first)`,
+      {
+        structure: 'VMDK descriptor',
+        ...(offset === undefined ? {} : { offset }),
+        reason: 'backing-file',
+      },
+    );
+  if (parentFileNameHint === undefined) throw refusal();
+  return {
+    hints: [parentFileNameHint],
+    kind: 'path',
+    format: 'vmdk',
+    structure: 'VMDK descriptor',
+    expect: parentCID === 'ffffffff' ? [] : [{ field: 'cid', value: parentCID, what: 'CID' }],
+    refusal,
+  };
 }
 
 /** Largest embedded descriptor we read (QEMU writes 20 sectors; VMware 1..20). */
@@ -342,9 +374,7 @@ async function checkEmbeddedDescriptor(
   // The text ends at the first NUL; the rest of the area is padding (all zeros when unused).
   const end = bytes.indexOf(0);
   const text = new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end));
-  const descriptor = parseVmdkDescriptor(text);
-  refuseVmdkParent(descriptor, name, at);
-  return descriptor;
+  return parseVmdkDescriptor(text);
 }
 
 /**
@@ -356,10 +386,18 @@ export async function openVmdkDescriptor(
   file: BlockSource,
   resolve: ((name: string) => Promise<BlockSource>) | undefined,
   cacheBytes: number,
-): Promise<{ mapper: Mapper; details: Details }> {
+  followParent: boolean,
+): Promise<{
+  mapper: Mapper;
+  details: Details;
+  parent: ParentLink | undefined;
+  identity: LayerIdentity;
+}> {
   const bytes = await readStructure(file, 0, file.size, 'VMDK descriptor', 64 * 1024);
   const descriptor = parseVmdkDescriptor(new TextDecoder().decode(bytes));
-  refuseVmdkParent(descriptor, 'VMDK descriptor');
+  const parent = vmdkParentLink(descriptor, 'VMDK descriptor');
+  // Refuse before opening any extent when the parent cannot be followed.
+  if (parent && !followParent) throw parent.refusal();
   const { createType, extents } = descriptor;
   if (extents.length === 0) {
     throw new CorruptError('VMDK descriptor lists no extents', {
@@ -395,7 +433,12 @@ export async function openVmdkDescriptor(
       }
       const source = await resolve(extent.file);
       if (extent.type === 'SPARSE') {
-        mapper = (await sparseExtentMapper(source, cacheBytes, extent.file)).mapper;
+        const sparse = await sparseExtentMapper(source, cacheBytes, extent.file);
+        mapper = sparse.mapper;
+        // An extent's embedded descriptor naming a parent the top descriptor does not: its
+        // unallocated grains would read as zeros. Refused (the top descriptor governs).
+        const inner = sparse.embedded && vmdkParentLink(sparse.embedded, extent.file);
+        if (inner && !parent) throw inner.refusal();
         if (mapper.size < size) {
           throw new CorruptError(
             `sparse extent "${extent.file}" is smaller than the descriptor says`,
@@ -417,6 +460,8 @@ export async function openVmdkDescriptor(
   return {
     mapper: concatMapper(parts, start),
     details: { subformat: createType, extents: extents.length },
+    parent,
+    identity: descriptor.cid === undefined ? {} : { cid: descriptor.cid },
   };
 }
 
@@ -429,7 +474,7 @@ function zeroMapper(size: number): Mapper {
       return { kind: 'zero', length: max };
     },
     async *zeroRanges() {
-      yield [0, size];
+      yield [0, size, false];
     },
   };
 }
@@ -476,9 +521,9 @@ function concatMapper(
     },
     async *zeroRanges() {
       for (const part of parts) {
-        for await (const [o, l] of part.mapper.zeroRanges()) {
+        for await (const [o, l, absent] of part.mapper.zeroRanges()) {
           const end = Math.min(o + l, part.size);
-          if (end > o) yield [part.start + o, end - o];
+          if (end > o) yield [part.start + o, end - o, absent];
         }
       }
     },
