@@ -16,6 +16,9 @@ const have = requireTools(
   'mkfs.vfat',
   'fsck.vfat',
   'mcopy',
+  'mkfs.xfs',
+  'xfs_db',
+  'xfs_repair',
 );
 
 // Every spec prefills random bytes and deletes a file, so free blocks hold stale data.
@@ -103,6 +106,36 @@ const CASES: Array<[string, string]> = [
     file /usr/lib/big 6M random seed=7
     file /stale 4M random seed=93
     delete /stale
+  partition rest swap`,
+  ],
+  [
+    'XFS (v5), 1 KiB blocks',
+    `disk 96M
+  filesystem xfs block=1K label=data
+    prefill random seed=21
+    file /srv/big 6M random seed=8
+    files /many 300 small
+    file /stale 4M random seed=92
+    delete /stale`,
+  ],
+  [
+    'UEFI GPT disk: EFI system partition (FAT32), XFS root, ext4 /home, swap',
+    `disk 256M gpt
+  partition 40M fat fat=32 cluster=512 type=efi name="EFI system partition"
+    prefill random seed=22
+    file /EFI/BOOT/BOOTX64.EFI 900K random seed=9
+    file /stale.efi 2M random seed=91
+    delete /stale.efi
+  partition 120M xfs name=root
+    prefill random seed=23
+    file /etc/fstab "UUID=x / xfs defaults 0 0"
+    file /usr/lib/big 8M random seed=10
+    files /etc/conf.d 100 small
+    file /stale 6M random seed=90
+    delete /stale
+  partition 48M ext4 name=home
+    prefill random seed=24
+    file /user/notes.txt 1M text
   partition rest swap`,
   ],
 ];

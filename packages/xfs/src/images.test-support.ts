@@ -15,7 +15,6 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
-  readSync,
   renameSync,
   rmSync,
   writeFileSync,
@@ -53,34 +52,9 @@ export interface XfsRecipe {
   seed?: number;
 }
 
-/** A file the image holds after the deletes: its path and content. */
-export interface ManifestEntry {
-  path: string;
-  sha256: string;
-  size: number;
-}
-
-export const SMALL_FILE = 3000;
-
 function fileContent(recipe: XfsRecipe, dir: 'd' | 'm', i: number): Uint8Array {
-  const size = dir === 'd' ? recipe.files![i]! : SMALL_FILE;
+  const size = dir === 'd' ? recipe.files![i]! : 3000;
   return randomBytes(size, (recipe.seed ?? 1) * 100_000 + (dir === 'd' ? 0 : 50_000) + i);
-}
-
-/** Files expected in the image, with their content hashes. */
-export function manifest(recipe: XfsRecipe): ManifestEntry[] {
-  const out: ManifestEntry[] = [];
-  const add = (path: string, bytes: Uint8Array) =>
-    out.push({
-      path,
-      size: bytes.length,
-      sha256: createHash('sha256').update(bytes).digest('hex'),
-    });
-  (recipe.files ?? []).forEach((_, i) => {
-    if (i !== 1 && i !== 4) add(`/d/f${i}`, fileContent(recipe, 'd', i));
-  });
-  for (let i = 0; i < (recipe.small ?? 0); i += 2) add(`/m/s${i}`, fileContent(recipe, 'm', i));
-  return out;
 }
 
 function xfsDb(path: string, commands: string[], expert = false): string {
@@ -248,47 +222,6 @@ export function partcloneUsed(path: string, unitSize: number, units: number): Bi
     return used;
   } finally {
     rmSync(log, { force: true });
-  }
-}
-
-/**
- * Files' bytes read from the image without mounting: inodes from `ls` of each directory, then one
- * `xfs_db` run printing each inode's size and extent map (`bmap`; a startblock is a packed
- * fsblock, also shown as agno/agbno). Returns the contents in the order of `paths`.
- */
-export function extractFiles(image: string, paths: string[]): Uint8Array[] {
-  const geo = geometry(image);
-  const dirs = new Map<string, Map<string, number>>();
-  const inodes = paths.map((filePath) => {
-    const slash = filePath.lastIndexOf('/');
-    const dir = filePath.slice(0, slash) || '/';
-    if (!dirs.has(dir)) dirs.set(dir, listDir(image, dir));
-    const ino = dirs.get(dir)!.get(filePath.slice(slash + 1));
-    if (ino === undefined) throw new Error(`${filePath} not found in ${image}`);
-    return ino;
-  });
-  const text = xfsDb(
-    image,
-    inodes.flatMap((ino) => [`inode ${ino}`, 'p core.size', 'bmap']),
-  );
-  const parts = text.split(/^(?=core\.size = )/m).filter((part) => part.startsWith('core.size'));
-  if (parts.length !== paths.length)
-    throw new Error(`xfs_db printed ${parts.length} inodes of ${paths.length}`);
-  const fd = openSync(image, 'r');
-  try {
-    return parts.map((part) => {
-      const size = Number(/core\.size = (\d+)/.exec(part)![1]);
-      const out = new Uint8Array(size);
-      for (const m of part.matchAll(/offset (\d+) startblock \d+ \((\d+)\/(\d+)\) count (\d+)/g)) {
-        const start = Number(m[1]) * geo.blockSize;
-        const linear = Number(m[2]) * geo.agblocks + Number(m[3]);
-        const length = Math.min(Number(m[4]) * geo.blockSize, size - start);
-        if (length > 0) readSync(fd, out, start, length, linear * geo.blockSize);
-      }
-      return out;
-    });
-  } finally {
-    closeSync(fd);
   }
 }
 
