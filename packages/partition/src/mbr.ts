@@ -44,8 +44,8 @@ export function parseMbrSector(sector: Uint8Array, sectorOffset: number): MbrEnt
  * True when a sector that ends in 0x55AA looks like the boot sector of a FAT, NTFS or exFAT
  * volume rather than an MBR: an x86 jump (`EB xx 90` or `E9 xx xx`), an 8-byte OEM name of
  * printable ASCII at 0x03, and a BPB bytes-per-sector (0x0B) of 512–4096 (exFAT, whose BPB area
- * is zero, by its OEM name `EXFAT   `). MBR boot code does not start this way: Windows' starts
- * `33 C0`, syslinux's `33 C0 FA`; GRUB's `EB 63 90` is followed by a zeroed BPB placeholder.
+ * is zero, by its OEM name `EXFAT   `). MBR boot code does not pass: Windows' starts `33 C0` (no
+ * jump); GRUB's `EB 63 90` is followed by a BPB placeholder left zero on a partitioned disk.
  */
 export function looksLikeBootSector(sector: Uint8Array): boolean {
   const f = new FieldReader<PartitionReason>(sector, 'boot sector').need(512);

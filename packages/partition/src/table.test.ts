@@ -182,6 +182,16 @@ describe('a bare filesystem whose boot sector ends in 0x55AA', () => {
     },
   );
 
+  it('exFAT (its BPB area is zero; told by its OEM name): no partition table', async () => {
+    // Main boot sector per the exFAT specification §3.1: JumpBoot EB 76 90, "EXFAT   ".
+    const volume = new Uint8Array(MiB);
+    volume.set([0xeb, 0x76, 0x90, ...new TextEncoder().encode('EXFAT   ')]);
+    volume[0x6c] = 9; // BytesPerSectorShift
+    volume[510] = 0x55;
+    volume[511] = 0xaa;
+    expect(await readPartitionTable(memorySource(volume))).toBeNull();
+  });
+
   it('an MBR with no partitions and boot code that is not a BPB stays an MBR', async () => {
     // GRUB's boot.img starts EB 63 90 and keeps the BPB area zero on a partitioned disk.
     const disk = new Uint8Array(MiB);

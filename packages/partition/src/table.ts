@@ -1,3 +1,5 @@
+// Sources: Linux block/partitions/msdos.c (msdos_partition, parse_extended) for how MBRs and
+// EBR chains are read; UEFI Specification 2.10 §5.3 for GPT. See FORMAT.md for the rules.
 import { type BlockSource, CorruptError, DiskubeError, readBytes } from '@diskube/core';
 import {
   type GptEntry,
