@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { type BlockSource, DiskubeError, memorySource } from '@diskube/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { execFileSync, haveQemuImg, random } from './images.test-support.js';
+import { execFileSync, guidBytes, haveQemuImg, random } from './images.test-support.js';
 import {
   CONTAINER_REASONS,
   type ContainerDisk,
@@ -300,24 +300,6 @@ describe.runIf(hasQemu)('VMDK chains (qemu-img create -f vmdk -o backing_file)',
   });
 });
 
-/** A GUID's 16 bytes in the Microsoft mixed-endian layout (VDI). */
-function guidBytes(text: string): Uint8Array {
-  const hex = text.replace(/-/g, '');
-  const b = Uint8Array.from({ length: 16 }, (_, i) =>
-    Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16),
-  );
-  return Uint8Array.from([
-    b[3]!,
-    b[2]!,
-    b[1]!,
-    b[0]!,
-    b[5]!,
-    b[4]!,
-    b[7]!,
-    b[6]!,
-    ...b.subarray(8),
-  ]);
-}
 function guidText(b: Uint8Array): string {
   const h = (i: number) => b[i]!.toString(16).padStart(2, '0');
   const order = [3, 2, 1, 0, -1, 5, 4, -1, 7, 6, -1, 8, 9, -1, 10, 11, 12, 13, 14, 15];

@@ -125,3 +125,22 @@ export function dataRegions(size = RAW_SIZE): Array<[number, number]> {
 }
 
 export { execFileSync };
+
+/** A GUID's 16 bytes in the Microsoft mixed-endian layout (VHDX, VDI). */
+export function guidBytes(text: string): Uint8Array {
+  const hex = text.replace(/-/g, '');
+  const b = Uint8Array.from({ length: 16 }, (_, i) =>
+    Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16),
+  );
+  return Uint8Array.from([
+    b[3]!,
+    b[2]!,
+    b[1]!,
+    b[0]!,
+    b[5]!,
+    b[4]!,
+    b[7]!,
+    b[6]!,
+    ...b.subarray(8),
+  ]);
+}

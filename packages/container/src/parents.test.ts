@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BlockSource, DiskubeError, memorySource } from '@diskube/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { containerImage, execFileSync, haveQemuImg } from './images.test-support.js';
+import { containerImage, execFileSync, guidBytes, haveQemuImg } from './images.test-support.js';
 import { CONTAINER_REASONS, type ContainerReason, openContainer } from './index.js';
 
 // Containers that name a parent or an external data file must be refused (UNSUPPORTED, with a
@@ -50,25 +50,6 @@ function expectRefused(got: Refusal | 'opened', reason: ContainerReason, names: 
   expect(CONTAINER_REASONS).toContain(reason);
   expect(got).toMatchObject({ code: 'UNSUPPORTED', reason });
   expect((got as Refusal).message).toContain(names);
-}
-
-/** A GUID's 16 bytes in the Microsoft mixed-endian layout (VHDX, VDI). */
-function guidBytes(text: string): Uint8Array {
-  const hex = text.replace(/-/g, '');
-  const b = Uint8Array.from({ length: 16 }, (_, i) =>
-    Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16),
-  );
-  return Uint8Array.from([
-    b[3]!,
-    b[2]!,
-    b[1]!,
-    b[0]!,
-    b[5]!,
-    b[4]!,
-    b[7]!,
-    b[6]!,
-    ...b.subarray(8),
-  ]);
 }
 
 describe.runIf(hasQemu)('VMDK that names a parent', () => {

@@ -158,21 +158,10 @@ export async function openVhdx(file: BlockSource): Promise<{
     const hi = view.getUint32(e * 8 + 4, true);
     const state = lo & 7;
     const at = batRegion.fileOffset + e * 8;
-    if (state === PAYLOAD_FULLY_PRESENT) {
+    // Partially present (differencing only): some sectors here, the rest in the parent; the
+    // chunk's sector bitmap says which.
+    if (state === PAYLOAD_FULLY_PRESENT || (state === PAYLOAD_PARTIALLY_PRESENT && differencing)) {
       // FileOffsetMB is bits 20-63: (hi << 12) | (lo >>> 20), in MiB.
-      const mb = hi * 2 ** 12 + (lo >>> 20);
-      const host = mb * MiB;
-      if (!Number.isSafeInteger(host) || host < MiB || host + blockSize > file.size) {
-        throw new CorruptError(`payload block ${i} at ${host} lies outside the file`, {
-          structure: 'VHDX BAT',
-          offset: at,
-          reason: 'out-of-range',
-        });
-      }
-      offsets[i] = host;
-      present.push(host);
-    } else if (state === PAYLOAD_PARTIALLY_PRESENT && differencing) {
-      // Some sectors here, the rest in the parent: the chunk's sector bitmap says which.
       const mb = hi * 2 ** 12 + (lo >>> 20);
       const host = mb * MiB;
       if (!Number.isSafeInteger(host) || host < MiB || host + blockSize > file.size) {

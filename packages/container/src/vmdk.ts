@@ -20,6 +20,14 @@ export { VMDK_SPARSE_MAGIC };
 
 type Details = Record<string, string | number | boolean>;
 
+/** What the VMDK openers return: the mapper, plus the parent link and the CID. */
+interface VmdkLayer {
+  mapper: Mapper;
+  details: Details;
+  parent: ParentLink | undefined;
+  identity: LayerIdentity;
+}
+
 const SECTOR = 512;
 
 /** A mapper over one sparse extent, whose data runs name `file` as their source. */
@@ -198,15 +206,7 @@ function subformatOf(header: VmdkSparseHeader): string {
 }
 
 /** Open a hosted sparse extent file (monolithicSparse or streamOptimized). */
-export async function openVmdkSparse(
-  file: BlockSource,
-  cacheBytes: number,
-): Promise<{
-  mapper: Mapper;
-  details: Details;
-  parent: ParentLink | undefined;
-  identity: LayerIdentity;
-}> {
+export async function openVmdkSparse(file: BlockSource, cacheBytes: number): Promise<VmdkLayer> {
   const { mapper, header, embedded } = await sparseExtentMapper(file, cacheBytes, 'VMDK');
   const parent = embedded && vmdkParentLink(embedded, 'VMDK', header.descriptorOffset * SECTOR);
   return {
@@ -387,12 +387,7 @@ export async function openVmdkDescriptor(
   resolve: ((name: string) => Promise<BlockSource>) | undefined,
   cacheBytes: number,
   followParent: boolean,
-): Promise<{
-  mapper: Mapper;
-  details: Details;
-  parent: ParentLink | undefined;
-  identity: LayerIdentity;
-}> {
+): Promise<VmdkLayer> {
   const bytes = await readStructure(file, 0, file.size, 'VMDK descriptor', 64 * 1024);
   const descriptor = parseVmdkDescriptor(new TextDecoder().decode(bytes));
   const parent = vmdkParentLink(descriptor, 'VMDK descriptor');
