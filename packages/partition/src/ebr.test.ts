@@ -57,6 +57,7 @@ describe.runIf(haveTools)('an EBR with more than one data entry', () => {
     const dump = toolOutput(disk, 'sfdisk', ['--dump']);
     expect(dump).toContain('Ignoring extra data in partition table 5');
     expect(dump).toMatch(/start=\s*36864, size=\s*4096, type=82/);
+    expect(toolOutput(disk, 'fdisk', ['-l'])).toContain('Ignoring extra data in partition table 5');
     const table = await readPartitionTable(memorySource(disk));
     expect(table!.warnings).toEqual([]);
     // Both EBRs that remain are table metadata.
