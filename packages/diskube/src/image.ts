@@ -3,6 +3,7 @@ import {
   type ContainerInfo,
   type OpenContainerOptions,
   openContainer,
+  type ResolveParent,
 } from '@diskube/container';
 import type { BlockSource } from '@diskube/core';
 
@@ -12,7 +13,7 @@ export interface DiskImage {
   readonly disk: ContainerDisk;
   /** The container's format, virtual size, allocation unit and details. */
   readonly container: ContainerInfo;
-  /** Closes the image file and any extent files opened for it. */
+  /** Closes the image file and any extent and parent files opened for it. */
   close(): Promise<void>;
 }
 
@@ -24,6 +25,15 @@ export interface OpenImageOptions {
    * only opens files beside the descriptor.
    */
   resolveExtent?: (name: string) => Promise<BlockSource>;
+  /**
+   * Opens the parent an overlay names (qcow2 backing file, VMDK parent, differencing VDI, VHD,
+   * VHDX): see `@diskube/container`'s `resolveParent`. Without it, an image with a parent is
+   * refused as UNSUPPORTED (reason `backing-file`). Sources it returns are closed with the
+   * image; return one source per file (a loop is detected by source identity).
+   * `openImageFile` supplies one that opens parents beside their child (and in
+   * `allowBackingDir`).
+   */
+  resolveParent?: ResolveParent;
   /** Byte budget of the container's metadata cache (L2 tables, grain tables). Default 4 MiB. */
   cacheBytes?: number;
 }
@@ -49,6 +59,14 @@ export async function openImage(
       const extent = await resolve(name);
       opened.push(extent);
       return extent;
+    };
+  }
+  const resolveParent = options.resolveParent;
+  if (resolveParent) {
+    containerOptions.resolveParent = async (hint, context) => {
+      const parent = await resolveParent(hint, context);
+      if (!opened.includes(parent)) opened.push(parent);
+      return parent;
     };
   }
   try {

@@ -1,10 +1,12 @@
 import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'diskube';
-import { backup, type CompressOptions, parseChangedRanges } from 'diskube/node';
+import { backup, type CompressOptions, openImageFile, parseChangedRanges } from 'diskube/node';
 import { formatBytes, formatPercent, printJson } from '../format.js';
 import { progressReporter } from '../progress.js';
 import { printWarning } from '../warnings.js';
+import { ALLOW_BACKING_DIR_HELP, collectDirs } from './inspect.js';
 
 interface BackupOptions {
   base?: string;
@@ -15,6 +17,7 @@ interface BackupOptions {
   force?: boolean;
   fullCopyOnDoubt?: boolean;
   crossCheck?: boolean;
+  allowBackingDir?: string[];
 }
 
 /** The zstd level when none is given (the library's default, shown in --help). */
@@ -59,6 +62,7 @@ export function registerBackup(program: Command): void {
       '--cross-check',
       "walk the filesystem's own references and keep blocks its map wrongly calls free",
     )
+    .option('--allow-backing-dir <dir>', ALLOW_BACKING_DIR_HELP, collectDirs)
     .option('-f, --force', 'overwrite an existing output file')
     .option('--json', 'print a JSON summary')
     .action(async (image: string, out: string, options: BackupOptions) => {
@@ -71,9 +75,14 @@ export function registerBackup(program: Command): void {
         : undefined;
       const started = performance.now();
       const progress = progressReporter('backup', !options.json);
+      // Opened here so that an overlay's parents may come from --allow-backing-dir.
+      const opened = options.allowBackingDir
+        ? await openImageFile(image, { allowBackingDir: options.allowBackingDir })
+        : undefined;
       try {
         const result = await backup({
-          image,
+          image: opened ?? image,
+          ...(opened ? { sourceName: basename(image) } : {}),
           out,
           ...(options.base ? { base: options.base } : {}),
           ...(changedRanges ? { changedRanges } : {}),
@@ -107,6 +116,7 @@ export function registerBackup(program: Command): void {
         );
       } finally {
         progress.finish();
+        await opened?.close();
       }
     });
 }

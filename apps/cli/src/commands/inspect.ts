@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import type { Command } from 'commander';
 import type { Inspection } from 'diskube';
 import { inspectImageFile } from 'diskube/node';
@@ -7,7 +8,16 @@ import { printWarning } from '../warnings.js';
 interface InspectOptions {
   json?: boolean;
   fullCopyOnDoubt?: boolean;
+  allowBackingDir?: string[];
 }
+
+/** Commander collector for a repeatable `--allow-backing-dir DIR`. */
+export function collectDirs(dir: string, dirs: string[] = []): string[] {
+  return [...dirs, dir];
+}
+
+export const ALLOW_BACKING_DIR_HELP =
+  "a directory where an overlay's backing files may also be (repeatable); by default only files beside their overlay are opened";
 
 export function registerInspect(program: Command): void {
   program
@@ -16,9 +26,11 @@ export function registerInspect(program: Command): void {
     .argument('<image>', 'raw disk or filesystem image')
     .option('--json', 'print a JSON object instead of text')
     .option('--full-copy-on-doubt', 'treat every block as used when the metadata cannot be trusted')
+    .option('--allow-backing-dir <dir>', ALLOW_BACKING_DIR_HELP, collectDirs)
     .action(async (image: string, options: InspectOptions) => {
       const inspection = await inspectImageFile(image, {
         fullCopyOnDoubt: options.fullCopyOnDoubt ?? false,
+        ...(options.allowBackingDir ? { allowBackingDir: options.allowBackingDir } : {}),
       });
       inspection.warnings.forEach(printWarning);
       if (options.json) printJson(inspectJson(image, inspection));
@@ -39,6 +51,13 @@ export function inspectText(path: string, inspection: Inspection): string[] {
     ...(container.format !== 'raw'
       ? [
           `container    ${container.format}, virtual disk ${formatBytes(container.virtualSize)}, allocation unit ${formatBytes(container.allocationUnit)}`,
+        ]
+      : []),
+    ...(container.chain.length > 1
+      ? [
+          `chain        ${container.chain
+            .map((layer) => `${layer.name ?? basename(path)} (${formatBytes(layer.fileSize)})`)
+            .join(' → ')}`,
         ]
       : []),
     `size         ${formatBytes(size)} (${size} bytes)`,

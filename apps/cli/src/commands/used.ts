@@ -3,11 +3,13 @@ import { usedByteRanges } from 'diskube';
 import { inspectImageFile } from 'diskube/node';
 import { formatBytes, formatPercent, printJson } from '../format.js';
 import { printWarning } from '../warnings.js';
+import { ALLOW_BACKING_DIR_HELP, collectDirs } from './inspect.js';
 
 interface UsedOptions {
   json?: boolean;
   fullCopyOnDoubt?: boolean;
   crossCheck?: boolean;
+  allowBackingDir?: string[];
 }
 
 export function registerUsed(program: Command): void {
@@ -21,10 +23,12 @@ export function registerUsed(program: Command): void {
       '--cross-check',
       "also keep blocks the filesystem's own references use but its map calls free",
     )
+    .option('--allow-backing-dir <dir>', ALLOW_BACKING_DIR_HELP, collectDirs)
     .action(async (image: string, options: UsedOptions) => {
       const inspection = await inspectImageFile(image, {
         fullCopyOnDoubt: options.fullCopyOnDoubt ?? false,
         crossCheck: options.crossCheck ?? false,
+        ...(options.allowBackingDir ? { allowBackingDir: options.allowBackingDir } : {}),
       });
       const { size, blockSize, blockCount, usedBytes, warnings } = inspection;
       const ranges = usedByteRanges(inspection.map);
