@@ -159,6 +159,17 @@ describe.runIf(tools)('xfs corruption of real images', () => {
     await expectError(img, 'CORRUPT', 'overlap', at);
   });
 
+  it('an AGFL window the kernel would reset: kept, with a warning', async () => {
+    const at = agf(g, 0);
+    const img = v5.slice();
+    put32(img, at + 0x2c, u32(img, at + 0x2c) + 1); // agf_fllast one past flcount
+    fixCrc(img, at, sect, 0xd8);
+    const { result } = await failure(img);
+    const pristine = (await failure(v5)).result!;
+    expect(result!.warnings.map((w) => w.code)).toEqual(['agfl-needs-reset']);
+    expect(result!.used.equals(pristine.used)).toBe(true);
+  });
+
   it('AGFL: magic and CRC on v5', async () => {
     const at = agf(g, 0) + 2 * sect;
     let img = v5.slice();

@@ -1,4 +1,7 @@
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { openFileSource } from '@diskube/core/node';
 import { describe, expect, it } from 'vitest';
 import { xfsDriver } from './driver.js';
@@ -47,6 +50,30 @@ describe.runIf(tools)('xfs used blocks against xfsprogs and partclone', () => {
       return Number(/bnolevel = (\d+)/.exec(text)![1]);
     });
     expect(Math.max(...levels)).toBeGreaterThanOrEqual(2);
+  });
+
+  it('an external log: the data device map is still exact, with a warning', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'diskube-xfs-extlog-'));
+    try {
+      const data = join(dir, 'data.img');
+      const log = join(dir, 'log.img');
+      execFileSync('truncate', ['-s', '64M', data]);
+      execFileSync('truncate', ['-s', '16M', log]);
+      execFileSync('mkfs.xfs', ['-q', '-f', '-l', `logdev=${log},size=2500b`, data], {
+        env: { ...process.env, TEST_DIR: tmpdir(), TEST_DEV: '/dev/null', QA_CHECK_FS: '1' },
+      });
+      const source = await openFileSource(data);
+      const result = await xfsDriver.usedBlocks(source).finally(() => source.close());
+      expect(result.facts.log).toBe('external');
+      expect(result.warnings.map((w) => w.code)).toEqual(['external-log']);
+      const db = xfsDbView(data, ['-l', log]);
+      expect(differences(result.used, db.used.clone().or(db.agfl))).toEqual({
+        missing: [],
+        extra: [],
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('reports the tail after a filesystem smaller than its file', async () => {

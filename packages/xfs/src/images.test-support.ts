@@ -57,10 +57,10 @@ function fileContent(recipe: XfsRecipe, dir: 'd' | 'm', i: number): Uint8Array {
   return randomBytes(size, (recipe.seed ?? 1) * 100_000 + (dir === 'd' ? 0 : 50_000) + i);
 }
 
-function xfsDb(path: string, commands: string[], expert = false): string {
+function xfsDb(path: string, commands: string[], expert = false, extra: string[] = []): string {
   return execFileSync(
     'xfs_db',
-    [...(expert ? ['-x'] : ['-r']), ...commands.flatMap((c) => ['-c', c]), path],
+    [...(expert ? ['-x'] : ['-r']), ...extra, ...commands.flatMap((c) => ['-c', c]), path],
     {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -150,13 +150,16 @@ export function buildXfs(recipe: XfsRecipe): string {
 }
 
 /** Superblock geometry as xfs_db prints it. */
-export function geometry(path: string): {
+export function geometry(
+  path: string,
+  extra: string[] = [],
+): {
   blockSize: number;
   dblocks: number;
   agblocks: number;
   agcount: number;
 } {
-  const text = xfsDb(path, ['sb 0', 'p blocksize dblocks agblocks agcount']);
+  const text = xfsDb(path, ['sb 0', 'p blocksize dblocks agblocks agcount'], false, extra);
   const get = (name: string) => Number(new RegExp(`^${name} = (\\d+)`, 'm').exec(text)![1]);
   return {
     blockSize: get('blocksize'),
@@ -171,21 +174,26 @@ export function geometry(path: string): {
  * single blocks, the AG free list's. Returns the used blocks (the complement, linear numbering)
  * and the AGFL blocks separately (from `agf N` / `agfl N`), which diskube keeps on purpose.
  */
-export function xfsDbView(path: string): { used: Bitmap; agfl: Bitmap; freeblks: number } {
-  const geo = geometry(path);
+export function xfsDbView(
+  path: string,
+  extra: string[] = [],
+): { used: Bitmap; agfl: Bitmap; freeblks: number } {
+  const geo = geometry(path, extra);
   const used = new Bitmap(geo.dblocks).setAll();
-  for (const m of xfsDb(path, ['freesp -d']).matchAll(/^\s*(\d+)\s+(\d+)\s+(\d+)\s*$/gm)) {
+  for (const m of xfsDb(path, ['freesp -d'], false, extra).matchAll(
+    /^\s*(\d+)\s+(\d+)\s+(\d+)\s*$/gm,
+  )) {
     used.clearRange(Number(m[1]) * geo.agblocks + Number(m[2]), Number(m[3]));
   }
   const agfl = new Bitmap(geo.dblocks);
   let freeblks = 0;
   for (let ag = 0; ag < geo.agcount; ag++) {
-    const text = xfsDb(path, [
-      `agf ${ag}`,
-      'p flfirst fllast flcount freeblks',
-      `agfl ${ag}`,
-      'p bno',
-    ]);
+    const text = xfsDb(
+      path,
+      [`agf ${ag}`, 'p flfirst fllast flcount freeblks', `agfl ${ag}`, 'p bno'],
+      false,
+      extra,
+    );
     const get = (name: string) => Number(new RegExp(`^${name} = (\\d+)`, 'm').exec(text)![1]);
     freeblks += get('freeblks');
     const slots = new Map<number, number>();

@@ -83,6 +83,13 @@ describe('superblock', () => {
     expect([agLength(sb, 0), agLength(sb, 3)]).toEqual([4096, 100]);
   });
 
+  it('ignores features2 on a v4 superblock without MOREBITS', () => {
+    const v4 = superblockSector({ version: 4 });
+    v4[0x64] = 0x34; // versionnum 0x34a4: MOREBITS clear
+    put32(v4, 0xc8, 0x4);
+    expect(parseSuperblock(v4).features2).toBe(0);
+  });
+
   it('names unknown features', () => {
     expect(unknownFeatures(parseSuperblock(superblockSector({ incompat: 0xb | 0x1000 })))).toEqual([
       'incompat 0x1000',

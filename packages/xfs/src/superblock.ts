@@ -207,7 +207,9 @@ export function parseSuperblock(bytes: Uint8Array, offset = 0): Superblock {
   }
   // The v4 padding bug: some kernels wrote features2 at the sb_bad_features2 offset; the kernel
   // merges the two (xfs_sb_has_mismatched_features2), and so do we.
-  const features2 = sb_features2 | sb_bad_features2;
+  // features2 only means something when MOREBITS is set (always on v5; old v4 may lack it).
+  const features2 =
+    version === 5 || (sb_versionnum & VERSION.morebits) !== 0 ? sb_features2 | sb_bad_features2 : 0;
   let label = '';
   for (const b of sb_fname) {
     if (b === 0) break;
