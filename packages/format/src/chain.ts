@@ -48,92 +48,139 @@ export function checkChain(chain: readonly BackupReader[]): void {
   }
 }
 
+/** The state of a chain's newest backup over one window of blocks (window-relative bits). */
+export interface StateWindow {
+  start: number;
+  length: number;
+  /** `U` of the state. */
+  used: Bitmap;
+  /** `Z` of the state (incrementals' ZERO sections already describe the whole state). */
+  zero: Bitmap;
+  /** `U ∖ Z`: the blocks with a digest. */
+  digested: Bitmap;
+  /** 16 bytes per block of `digested`, in ascending block order. */
+  digests: Uint8Array;
+}
+
 /**
- * What the next incremental needs to know of the state of the newest backup of a chain: which
- * blocks are used, which are zero, and the digest of every used non-zero block. Built from the
- * chain's bitmaps and digest tables only; no block data is read.
+ * What the next incremental needs to know of the state of the newest backup of a chain, one
+ * window of blocks at a time: which blocks are used, which are zero, and the digest of every used
+ * non-zero block. Built from the chain's bitmaps and digest tables only (no block data), merging
+ * the tables of the whole chain window by window: memory is one window, whatever the disk.
  */
 export class ChainState {
   private cursorBlock = 0;
   private cursorRank = 0;
+  private current: StateWindow | null = null;
 
   private constructor(
+    private readonly chain: readonly BackupReader[],
     /** The newest backup of the chain (the parent of the next incremental). */
     readonly newest: BackupReader,
-    /** `U` of the state. */
-    readonly used: Bitmap,
-    /** `Z` of the state (incrementals' ZERO sections already describe the whole state). */
-    readonly zero: Bitmap,
-    /** `U ∖ Z`: the blocks with a digest. */
-    readonly digested: Bitmap,
-    /** 16 bytes per block of `digested`, in ascending block order. */
-    readonly digests: Uint8Array,
   ) {}
 
-  /**
-   * Resolve the state of `chain`'s newest backup (chain oldest first, as `checkChain` wants).
-   * Like the reverse restore, the backups are visited newest first and each block takes its
-   * digest from the first one that stored it; a block that backup changed without storing
-   * (zeroed or freed there) contradicts the newer backups' bitmaps and is `CORRUPT`. Memory: one
-   * digest per used non-zero block (none extra for a chain of one snapshot).
-   */
+  /** Check `chain` (oldest first, as `checkChain` wants) and prepare to resolve its state. */
   static fromChain(chain: readonly BackupReader[]): ChainState {
     checkChain(chain);
-    const newest = chain[chain.length - 1]!;
-    const digested = newest.digested;
-    if (chain.length === 1)
-      return new ChainState(newest, newest.used, newest.zero, digested, newest.digests);
+    const windows = chain[0]!.windowBlocks;
+    for (const b of chain) {
+      if (b.windowBlocks !== windows)
+        throw new InvalidArgumentError('the chain was opened with different window sizes', {
+          reason: 'geometry-mismatch',
+        });
+    }
+    return new ChainState(chain, chain[chain.length - 1]!);
+  }
+
+  get windowBlocks(): number {
+    return this.newest.windowBlocks;
+  }
+  get windowCount(): number {
+    return this.newest.windowCount;
+  }
+
+  /**
+   * Resolve window `w` of the state. Like the reverse restore, the backups are visited newest
+   * first and each block takes its digest from the first one that stored it; a block that backup
+   * changed without storing (zeroed or freed there) contradicts the newer backups' bitmaps and is
+   * `CORRUPT`. Memory: one digest per used non-zero block of the window.
+   */
+  async window(w: number): Promise<StateWindow> {
+    if (this.current !== null && this.current.start === w * this.windowBlocks) return this.current;
+    const top = await this.newest.window(w);
+    const digested = top.digested;
     const digests = new Uint8Array(digested.count() * DIGEST_LENGTH);
     const unresolved = digested.clone();
-    for (let k = chain.length - 1; k >= 0 && !unresolved.isEmpty(); k--) {
-      const b = chain[k]!;
-      const take = b.stored.clone().and(unresolved);
-      // Runs of `take` are consecutive in both `b.stored` and `digested` (both are supersets),
-      // so each run is one copy; ranks advance with the runs.
-      let srcBlock = 0;
-      let srcRank = 0;
-      let dstBlock = 0;
-      let dstRank = 0;
-      for (const [s, len] of take.runs()) {
-        srcRank += b.stored.countRange(srcBlock, s - srcBlock);
-        srcBlock = s;
-        dstRank += digested.countRange(dstBlock, s - dstBlock);
-        dstBlock = s;
-        digests.set(
-          b.digests.subarray(srcRank * DIGEST_LENGTH, (srcRank + len) * DIGEST_LENGTH),
-          dstRank * DIGEST_LENGTH,
-        );
+    for (let k = this.chain.length - 1; k >= 0 && !unresolved.isEmpty(); k--) {
+      const b = this.chain[k]!;
+      const win = await b.window(w);
+      const take = win.stored.clone().and(unresolved);
+      if (!take.isEmpty()) {
+        const table = await b.windowDigests(win);
+        // Runs of `take` are consecutive in both `stored` and `digested` (both are supersets),
+        // so each run is one copy; ranks advance with the runs.
+        let srcBlock = 0;
+        let srcRank = 0;
+        let dstBlock = 0;
+        let dstRank = 0;
+        for (const [s, len] of take.runs()) {
+          srcRank += win.stored.countRange(srcBlock, s - srcBlock);
+          srcBlock = s;
+          dstRank += digested.countRange(dstBlock, s - dstBlock);
+          dstBlock = s;
+          digests.set(
+            table.subarray(srcRank * DIGEST_LENGTH, (srcRank + len) * DIGEST_LENGTH),
+            dstRank * DIGEST_LENGTH,
+          );
+        }
+        unresolved.andNot(take);
       }
-      unresolved.andNot(take);
       // What this backup changed (a snapshot: everything) is settled here; a used non-zero block
       // still unresolved among them was zero or unused in this backup yet unchanged since.
-      const settled = b.changed ?? new Bitmap(unresolved.length).setAll();
+      const settled = win.changed ?? new Bitmap(unresolved.length).setAll();
       const missing = unresolved.clone().and(settled);
       if (!missing.isEmpty()) {
-        const i = missing.nextSet(0);
+        const i = win.start + missing.nextSet(0);
         throw new CorruptError(
-          `block ${i} is used and non-zero in ${newest.path} but not stored where ${b.path} last changed it`,
+          `block ${i} is used and non-zero in ${this.newest.path} but not stored where ${b.path} last changed it`,
           { structure: `backup chain at ${b.path}`, reason: 'inconsistent' },
         );
       }
       unresolved.andNot(settled);
     }
-    return new ChainState(newest, newest.used, newest.zero, digested, digests);
+    this.current = {
+      start: top.start,
+      length: top.length,
+      used: top.used,
+      zero: top.zero,
+      digested,
+      digests,
+    };
+    this.cursorBlock = 0;
+    this.cursorRank = 0;
+    return this.current;
   }
 
   /**
-   * Digest of used non-zero block `i` in the state, or null for zero and unused blocks. Fastest
-   * when called with ascending `i` (a cursor advances; going back restarts it).
+   * Digest of used non-zero block `i` in the state, or null for zero and unused blocks; `i` must
+   * lie in the window last resolved. Fastest when called with ascending `i` (a cursor advances;
+   * going back restarts it).
    */
   digestOf(i: number): Uint8Array | null {
-    if (!this.digested.get(i)) return null;
-    if (i < this.cursorBlock) {
+    const win = this.current;
+    if (win === null || i < win.start || i >= win.start + win.length)
+      throw new InvalidArgumentError(`block ${i} is not in the window resolved`, {
+        reason: 'bad-block',
+      });
+    const j = i - win.start;
+    if (!win.digested.get(j)) return null;
+    if (j < this.cursorBlock) {
       this.cursorBlock = 0;
       this.cursorRank = 0;
     }
-    this.cursorRank += this.digested.countRange(this.cursorBlock, i - this.cursorBlock);
-    this.cursorBlock = i;
+    this.cursorRank += win.digested.countRange(this.cursorBlock, j - this.cursorBlock);
+    this.cursorBlock = j;
     const at = this.cursorRank * DIGEST_LENGTH;
-    return this.digests.subarray(at, at + DIGEST_LENGTH);
+    return win.digests.subarray(at, at + DIGEST_LENGTH);
   }
 }

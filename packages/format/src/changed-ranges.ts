@@ -60,3 +60,29 @@ export function rangesToBlocks(
   }
   return bitmap;
 }
+
+/**
+ * The blocks touched by any byte range as sorted, disjoint `[first, end)` block runs (ranges past
+ * the blocks are cut). Costs memory per range given, not per block of the disk.
+ */
+export function rangesToBlockRuns(
+  ranges: readonly ByteRange[],
+  blockSize: number,
+  blockCount: number,
+): Array<[number, number]> {
+  const runs: Array<[number, number]> = [];
+  for (const r of ranges) {
+    if (r.length === 0) continue;
+    const first = Math.floor(r.offset / blockSize);
+    const end = Math.min(blockCount, Math.ceil((r.offset + r.length) / blockSize));
+    if (first < end) runs.push([first, end]);
+  }
+  runs.sort((a, b) => a[0] - b[0]);
+  const merged: Array<[number, number]> = [];
+  for (const run of runs) {
+    const last = merged.at(-1);
+    if (last !== undefined && run[0] <= last[1]) last[1] = Math.max(last[1], run[1]);
+    else merged.push(run);
+  }
+  return merged;
+}

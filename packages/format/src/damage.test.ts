@@ -68,8 +68,9 @@ describe('damage', async () => {
     test(`${name}: every single-bit flip is detected`, async () => {
       const reader = await BackupReader.fromSource(memorySource(file));
       expect((await reader.verify()).ok).toBe(true);
+      const frames = await reader.frameIndex();
       const inFrame = (offset: number) =>
-        reader.frames.findIndex((f) => offset >= f.offset && offset < f.offset + f.storedLength);
+        frames.findIndex((f) => offset >= f.offset && offset < f.offset + f.storedLength);
       const tail = reader.footer.sections.TAIL;
       const inTail = (offset: number) =>
         tail !== null && offset >= tail.offset && offset < tail.offset + tail.length;
@@ -115,7 +116,7 @@ describe('damage', async () => {
   test('reading a damaged frame is refused with the frame named', async () => {
     const file = files.snapshot.slice();
     const reader0 = await BackupReader.fromSource(memorySource(file));
-    const frame = reader0.frames[2]!;
+    const frame = (await reader0.frameIndex())[2]!;
     file[frame.offset + 3]! ^= 0x80;
     const reader = await BackupReader.fromSource(memorySource(file));
     await expect(reader.readFrame(2)).rejects.toMatchObject({

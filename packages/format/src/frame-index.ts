@@ -50,10 +50,18 @@ export interface FrameIndexContext {
  * add up to `storedBlockCount`, and a compressed frame is smaller than its raw size.
  */
 export function parseFrameIndex(payload: Uint8Array, c: FrameIndexContext): FrameEntry[] {
-  const r = new FieldReader<FormatReason>(payload, 'frame index', c.base);
-  if (payload.length !== c.frameCount * FRAME_ENTRY_LENGTH) {
+  checkFrameIndexLength(payload.length, c);
+  const { entries, next } = parseFrameEntries(payload, c, 0, c.framesOffset);
+  checkFrameIndexEnd(next, c);
+  return entries;
+}
+
+/** The frame index's length against the footer (before its entries are read). */
+export function checkFrameIndexLength(payloadLength: number, c: FrameIndexContext): void {
+  const r = new FieldReader<FormatReason>(new Uint8Array(0), 'frame index', c.base);
+  if (payloadLength !== c.frameCount * FRAME_ENTRY_LENGTH) {
     throw r.corrupt(
-      `frame index holds ${payload.length} bytes for ${c.frameCount} frames`,
+      `frame index holds ${payloadLength} bytes for ${c.frameCount} frames`,
       0,
       'length-mismatch',
     );
@@ -66,10 +74,36 @@ export function parseFrameIndex(payload: Uint8Array, c: FrameIndexContext): Fram
       'bad-count',
     );
   }
+}
+
+/** After the last entry: the frames end where the footer says. */
+export function checkFrameIndexEnd(next: number, c: FrameIndexContext): void {
+  if (next !== c.framesOffset + c.framesLength) {
+    const r = new FieldReader<FormatReason>(new Uint8Array(0), 'frame index', c.base);
+    throw r.corrupt('frames do not fill the frame region', 0, 'length-mismatch');
+  }
+}
+
+/**
+ * Parse and check the entries in `chunk`, which starts with entry `firstIndex`; `expectedOffset`
+ * is where that entry's frame must start. Returns the entries and where the next frame starts.
+ */
+export function parseFrameEntries(
+  chunk: Uint8Array,
+  c: FrameIndexContext,
+  firstIndex: number,
+  expectedOffset: number,
+): { entries: FrameEntry[]; next: number } {
+  const r = new FieldReader<FormatReason>(
+    chunk,
+    'frame index',
+    c.base + firstIndex * FRAME_ENTRY_LENGTH,
+  );
   const entries: FrameEntry[] = [];
-  let next = c.framesOffset;
-  for (let k = 0; k < c.frameCount; k++) {
-    const at = k * FRAME_ENTRY_LENGTH;
+  let next = expectedOffset;
+  for (let j = 0; j < chunk.length / FRAME_ENTRY_LENGTH; j++) {
+    const k = firstIndex + j;
+    const at = j * FRAME_ENTRY_LENGTH;
     const e: FrameEntry = {
       offset: r.u64le(at),
       storedLength: r.u32le(at + 8),
@@ -103,10 +137,12 @@ export function parseFrameIndex(payload: Uint8Array, c: FrameIndexContext): Fram
     next += e.storedLength;
     entries.push(e);
   }
-  if (next !== c.framesOffset + c.framesLength) {
-    throw r.corrupt('frames do not fill the frame region', 0, 'length-mismatch');
-  }
-  return entries;
+  return { entries, next };
+}
+
+/** One entry's bytes (for the writer's spilled index). */
+export function encodeFrameEntry(e: FrameEntry): Uint8Array {
+  return encodeFrameIndex([e]);
 }
 
 export function frameCrc(stored: Uint8Array): number {

@@ -1,4 +1,4 @@
-export { ChainState, checkChain } from './chain.js';
+export { ChainState, checkChain, type StateWindow } from './chain.js';
 export {
   type ByteRange,
   formatChangedRanges,
@@ -20,6 +20,8 @@ export {
 export {
   type BackupInfo,
   BackupReader,
+  type BlockWindow,
+  DEFAULT_WINDOW_BLOCKS,
   openBackup,
   type Progress,
   readBackupHeader,

@@ -1,4 +1,4 @@
-import type { Bitmap } from '@diskube/bitmap';
+import { Bitmap } from '@diskube/bitmap';
 import {
   type BlockSource,
   CorruptError,
@@ -6,47 +6,72 @@ import {
   InvalidArgumentError,
   IoError,
 } from '@diskube/core';
-import { decodeBitmap } from './bitmap-codec.js';
+import { BitmapSection } from './bitmap-codec.js';
 import { bytesEqual, toHex } from './bytes.js';
 import { decompressFrame } from './compress.js';
 import { crc32c } from './crc32c.js';
 import { blockDigest } from './digest.js';
 import { FOOTER_LENGTH, type Footer, parseFooter } from './footer.js';
-import { type FrameEntry, parseFrameIndex } from './frame-index.js';
+import {
+  checkFrameIndexEnd,
+  checkFrameIndexLength,
+  FRAME_ENTRY_LENGTH,
+  type FrameEntry,
+  type FrameIndexContext,
+  parseFrameEntries,
+} from './frame-index.js';
 import { DIGEST_LENGTH, type Header, headerLengthFromPrefix, parseHeader } from './header.js';
 import { openReadOnlySource } from './io.js';
 import {
   ENCODING_RAW,
   parseSection,
+  parseSectionTag,
   SECTION_HEADER_LENGTH,
   SECTION_NAMES,
   SECTION_TAGS,
   type SectionTag,
 } from './section.js';
 
-/** Largest in-memory section (bitmaps, digest table, index) a reader loads: 4 GiB for 2^28 digests. */
-const MAX_SECTION_BYTES = 2 ** 32;
 /** Tail bytes are read in pieces of this size. */
 const TAIL_CHUNK = 1 << 20;
+/** Bytes of a section read at once while checking its CRC. */
+const CRC_CHUNK = 1 << 20;
+/** Frame index entries read at once. */
+const FIDX_CHUNK_ENTRIES = 4096;
 
-/** Bits per directory entry of a rank index. */
-const RANK_STEP = 1 << 16;
+/**
+ * Blocks per window: bitmaps, digests and frames are handled one window of blocks at a time, so
+ * memory does not grow with the disk (2^20 blocks: 128 KiB per bitmap window, at most 16 MiB of
+ * digests). A multiple of 64 so that windows start on bitmap words.
+ */
+export const DEFAULT_WINDOW_BLOCKS = 1 << 20;
 
-/** Rank queries (`set bits before i`) in O(RANK_STEP / 32) after one pass. */
-class RankIndex {
-  private readonly prefix: number[] = [];
-  constructor(private readonly bitmap: Bitmap) {
-    let total = 0;
-    for (let start = 0; start < bitmap.length; start += RANK_STEP) {
-      this.prefix.push(total);
-      total += bitmap.countRange(start, Math.min(RANK_STEP, bitmap.length - start));
-    }
-  }
-  rank(i: number): number {
-    const k = Math.floor(i / RANK_STEP);
-    const start = k * RANK_STEP;
-    return (this.prefix[k] ?? 0) + (i > start ? this.bitmap.countRange(start, i - start) : 0);
-  }
+/** Checks a window size given by a caller (tests use small ones to cross many windows). */
+export function checkWindowBlocks(n: number): number {
+  if (!Number.isSafeInteger(n) || n < 64 || n % 64 !== 0)
+    throw new InvalidArgumentError(`window of ${n} blocks: must be a positive multiple of 64`, {
+      reason: 'bad-geometry',
+    });
+  return n;
+}
+
+/** One window of a backup's blocks: its bitmaps, relative to `start`. */
+export interface BlockWindow {
+  index: number;
+  /** First block of the window. */
+  start: number;
+  /** Blocks in the window. */
+  length: number;
+  used: Bitmap;
+  zero: Bitmap;
+  changed: Bitmap | null;
+  freed: Bitmap | null;
+  /** Blocks whose content is in this file's frames. */
+  stored: Bitmap;
+  /** Used non-zero blocks of the backup's state. */
+  digested: Bitmap;
+  /** Stored blocks before the window: the ordinal (§5) of its first stored block. */
+  storedBefore: number;
 }
 
 export interface VerifyProblem {
@@ -106,42 +131,119 @@ function problemOf(error: unknown): VerifyProblem {
   return { structure: 'backup', offset: undefined, reason: undefined, message: String(error) };
 }
 
+/** Where a checked section's payload lies in the file. */
+interface SectionPayload {
+  encoding: number;
+  /** File offset of the payload. */
+  base: number;
+  length: number;
+}
+
+/**
+ * Check a section in place, streaming its bytes through the CRC: tag, length against the footer,
+ * CRC32C. The same checks and errors as `parseSection`, without loading the payload.
+ */
+async function checkSection(
+  file: BlockSource,
+  tag: SectionTag,
+  offset: number,
+  length: number,
+): Promise<SectionPayload> {
+  const name = SECTION_NAMES[tag];
+  if (length < SECTION_HEADER_LENGTH + 4 || offset + length > file.size) {
+    throw new CorruptError(`${name} extends past the end of the file`, {
+      structure: name,
+      offset,
+      reason: 'truncated',
+    });
+  }
+  const head = new Uint8Array(SECTION_HEADER_LENGTH);
+  await file.read(offset, head);
+  // parseSection checks tag and length; give it the header and a zero-length payload view.
+  const view = new DataView(head.buffer);
+  const payloadLength = Number(view.getBigUint64(8, true));
+  const tagOk = parseSectionTag(head, tag);
+  if (!tagOk) {
+    throw new CorruptError(`${name} has a bad tag`, {
+      structure: name,
+      offset,
+      reason: 'bad-magic',
+    });
+  }
+  if (payloadLength + SECTION_HEADER_LENGTH + 4 !== length) {
+    throw new CorruptError(`${name} length disagrees with the footer`, {
+      structure: name,
+      offset: offset + 8,
+      reason: 'length-mismatch',
+    });
+  }
+  let crc = crc32c(head);
+  const chunk = new Uint8Array(Math.min(CRC_CHUNK, Math.max(payloadLength, 4)));
+  for (let at = 0; at < payloadLength; at += chunk.length) {
+    const piece = chunk.subarray(0, Math.min(chunk.length, payloadLength - at));
+    await file.read(offset + SECTION_HEADER_LENGTH + at, piece);
+    crc = crc32c(piece, crc);
+  }
+  const stored = new Uint8Array(4);
+  await file.read(offset + SECTION_HEADER_LENGTH + payloadLength, stored);
+  if (new DataView(stored.buffer).getUint32(0, true) !== crc) {
+    throw new CorruptError(`${name} checksum mismatch`, {
+      structure: name,
+      offset: offset + SECTION_HEADER_LENGTH + payloadLength,
+      reason: 'checksum',
+    });
+  }
+  return {
+    encoding: view.getUint32(4, true),
+    base: offset + SECTION_HEADER_LENGTH,
+    length: payloadLength,
+  };
+}
+
+/** Per-backup block counts, found while checking the bitmaps. */
+interface Counts {
+  used: number;
+  zero: number;
+  changed: number | null;
+  freed: number | null;
+  stored: number;
+  digested: number;
+}
+
 /**
  * A backup opened for random access. Opening checks the header, the footer and every section
- * (bitmaps, digest table, frame index) and their relations; frames are checked when read.
+ * (bitmaps, digest table, frame index: their CRCs and relations) by streaming them once; none of
+ * them is kept in memory. Blocks are then visited one window at a time (`window`,
+ * `forEachStoredRunIn`), frames are checked when read.
  */
 export class BackupReader {
-  /**
-   * Blocks whose content is stored in this file's frames, in frame order; each has an entry in
-   * the digest table, in the same order.
-   */
-  readonly stored: Bitmap;
-  /**
-   * Used non-zero blocks of this backup's state. For an incremental most of them are stored (and
-   * have their digest) in an ancestor; `ChainState` gathers the digests of all of them.
-   */
-  readonly digested: Bitmap;
-  private readonly storedRank: RankIndex;
   private cachedFrame: { index: number; raw: Uint8Array } | null = null;
+  private cachedWindow: BlockWindow | null = null;
+  private cachedEntries: { first: number; entries: FrameEntry[] } | null = null;
   /** Frames and bytes read from the file since opening (instrumentation for restore). */
   readonly stats = { framesRead: 0, bytesRead: 0 };
+  readonly windowCount: number;
 
   private constructor(
     readonly path: string,
     private readonly file: BlockSource,
     readonly header: Header,
     readonly footer: Footer,
-    readonly used: Bitmap,
-    readonly zero: Bitmap,
-    readonly changed: Bitmap | null,
-    readonly freed: Bitmap | null,
-    /** The digest table: 16 bytes per stored block, in stored order. */
-    readonly digests: Uint8Array,
-    readonly frames: readonly FrameEntry[],
+    /** Blocks per window (`window`). */
+    readonly windowBlocks: number,
+    private readonly sections: {
+      used: BitmapSection;
+      zero: BitmapSection;
+      changed: BitmapSection | null;
+      freed: BitmapSection | null;
+      digests: SectionPayload;
+      index: SectionPayload;
+    },
+    /** `storedBefore[w]`: stored blocks before window `w`; one more entry for the end. */
+    private readonly storedBefore: Float64Array,
+    private readonly counts: Counts,
   ) {
-    this.digested = used.clone().andNot(zero);
-    this.stored = changed === null ? this.digested : this.digested.clone().and(changed);
-    this.storedRank = new RankIndex(this.stored);
+    this.windowCount = storedBefore.length - 1;
   }
 
   get backupId(): string {
@@ -150,17 +252,26 @@ export class BackupReader {
   get parentId(): string | null {
     return this.header.kind === 'snapshot' ? null : toHex(this.header.parentId);
   }
+  /** Blocks stored in this file's frames. */
+  get storedBlocks(): number {
+    return this.counts.stored;
+  }
+  /** Used non-zero blocks of this backup's state (stored here or, for an incremental, earlier). */
+  get digestedBlocks(): number {
+    return this.counts.digested;
+  }
+  get changedBlocks(): number | null {
+    return this.counts.changed;
+  }
 
   /** Open a backup held by any `BlockSource` (a file, or bytes in memory for tests). */
-  static async fromSource(file: BlockSource, path = '<memory>'): Promise<BackupReader> {
+  static async fromSource(
+    file: BlockSource,
+    path = '<memory>',
+    options: { windowBlocks?: number } = {},
+  ): Promise<BackupReader> {
+    const windowBlocks = checkWindowBlocks(options.windowBlocks ?? DEFAULT_WINDOW_BLOCKS);
     const read = async (offset: number, length: number, structure: string): Promise<Uint8Array> => {
-      if (length > MAX_SECTION_BYTES) {
-        throw new CorruptError(`${structure} of ${length} bytes is too large to load`, {
-          structure,
-          offset,
-          reason: 'too-large',
-        });
-      }
       if (offset + length > file.size) {
         throw new CorruptError(`${structure} extends past the end of the file`, {
           structure,
@@ -220,10 +331,7 @@ export class BackupReader {
       TAIL: header.tailStored,
     };
     let next = footer.framesOffset + footer.framesLength;
-    const payloads = {} as Record<
-      SectionTag,
-      { encoding: number; payload: Uint8Array; base: number } | null
-    >;
+    const payloads = {} as Record<SectionTag, SectionPayload | null>;
     for (const [k, tag] of SECTION_TAGS.entries()) {
       const loc = footer.sections[tag];
       if ((loc !== null) !== required[tag]) {
@@ -236,7 +344,10 @@ export class BackupReader {
           },
         );
       }
-      if (loc === null) continue;
+      if (loc === null) {
+        payloads[tag] = null;
+        continue;
+      }
       if (loc.offset !== next) {
         throw new CorruptError(`${SECTION_NAMES[tag]} is not where the layout puts it`, {
           structure: 'backup footer',
@@ -256,12 +367,7 @@ export class BackupReader {
         }
         continue;
       }
-      const parsed = parseSection(
-        await read(loc.offset, loc.length, SECTION_NAMES[tag]),
-        tag,
-        loc.offset,
-      );
-      payloads[tag] = { ...parsed, base: loc.offset + SECTION_HEADER_LENGTH };
+      payloads[tag] = await checkSection(file, tag, loc.offset, loc.length);
     }
     if (next !== footerOffset) {
       throw new CorruptError('sections do not end at the footer', {
@@ -271,33 +377,62 @@ export class BackupReader {
       });
     }
     const n = header.blockCount;
-    const bitmap = (tag: 'USED' | 'CHNG' | 'FREE' | 'ZERO'): Bitmap | null => {
+    const section = (tag: 'USED' | 'CHNG' | 'FREE' | 'ZERO'): BitmapSection | null => {
       const p = payloads[tag];
-      return p ? decodeBitmap(p.payload, p.encoding, n, SECTION_NAMES[tag], p.base) : null;
+      return p
+        ? new BitmapSection(file, SECTION_NAMES[tag], p.base, p.length, p.encoding, n, windowBlocks)
+        : null;
     };
-    const used = bitmap('USED')!;
-    const zero = bitmap('ZERO')!;
-    const changed = bitmap('CHNG');
-    const freed = bitmap('FREE');
+    const used = section('USED')!;
+    const changed = section('CHNG');
+    const freed = section('FREE');
+    const zero = section('ZERO')!;
     const relation = (ok: boolean, tag: SectionTag, what: string) => {
       if (!ok) {
-        const p = payloads[tag]!;
         throw new CorruptError(what, {
           structure: SECTION_NAMES[tag],
-          offset: p.base,
+          offset: payloads[tag]!.base,
           reason: 'inconsistent',
         });
       }
     };
-    relation(zero.clone().andNot(used).isEmpty(), 'ZERO', 'zero blocks must be used blocks');
-    if (changed && freed) {
-      relation(
-        freed.clone().andNot(changed).isEmpty(),
-        'FREE',
-        'newly unused blocks must be changed blocks',
-      );
-      relation(freed.clone().and(used).isEmpty(), 'FREE', 'newly unused blocks must be unused');
+    // One pass over the bitmaps, window by window: decode (which checks the encoding), relate,
+    // count, and note where each window's stored blocks start.
+    const windows = Math.ceil(n / windowBlocks);
+    const storedBefore = new Float64Array(windows + 1);
+    const counts: Counts = {
+      used: 0,
+      zero: 0,
+      changed: changed ? 0 : null,
+      freed: freed ? 0 : null,
+      stored: 0,
+      digested: 0,
+    };
+    for (let w = 0; w < windows; w++) {
+      const u = await used.next();
+      const c = changed ? await changed.next() : null;
+      const f = freed ? await freed.next() : null;
+      const z = await zero.next();
+      relation(z.clone().andNot(u).isEmpty(), 'ZERO', 'zero blocks must be used blocks');
+      if (c && f) {
+        relation(
+          f.clone().andNot(c).isEmpty(),
+          'FREE',
+          'newly unused blocks must be changed blocks',
+        );
+        relation(f.clone().and(u).isEmpty(), 'FREE', 'newly unused blocks must be unused');
+        counts.changed! += c.count();
+        counts.freed! += f.count();
+      }
+      const digested = u.clone().andNot(z);
+      const stored = c === null ? digested : digested.clone().and(c);
+      storedBefore[w] = counts.stored;
+      counts.used += u.count();
+      counts.zero += z.count();
+      counts.digested += digested.count();
+      counts.stored += stored.count();
     }
+    storedBefore[windows] = counts.stored;
     const dg = payloads.DGST!;
     if (dg.encoding !== ENCODING_RAW)
       throw new CorruptError('digest table encoding must be 0', {
@@ -305,21 +440,17 @@ export class BackupReader {
         offset: dg.base - 12,
         reason: 'bad-encoding',
       });
-    const storedCount =
-      changed === null
-        ? used.count() - zero.count()
-        : used.clone().andNot(zero).and(changed).count();
-    if (storedCount !== footer.storedBlockCount) {
+    if (counts.stored !== footer.storedBlockCount) {
       throw new CorruptError(
-        `footer says ${footer.storedBlockCount} stored blocks, bitmaps say ${storedCount}`,
+        `footer says ${footer.storedBlockCount} stored blocks, bitmaps say ${counts.stored}`,
         { structure: 'backup footer', offset: footerOffset + 0x28, reason: 'inconsistent' },
       );
     }
     // One digest per stored block (SPEC.md §6.5, format 2): an incremental no longer repeats
     // the digests of the blocks it inherits.
-    if (dg.payload.length !== storedCount * DIGEST_LENGTH) {
+    if (dg.length !== counts.stored * DIGEST_LENGTH) {
       throw new CorruptError(
-        `digest table holds ${dg.payload.length} bytes for ${storedCount} stored blocks`,
+        `digest table holds ${dg.length} bytes for ${counts.stored} stored blocks`,
         { structure: 'digest table', offset: dg.base, reason: 'length-mismatch' },
       );
     }
@@ -330,34 +461,93 @@ export class BackupReader {
         offset: fi.base - 12,
         reason: 'bad-encoding',
       });
-    const frames = parseFrameIndex(fi.payload, {
-      frameCount: footer.frameCount,
-      framesOffset: footer.framesOffset,
-      framesLength: footer.framesLength,
-      storedBlockCount: footer.storedBlockCount,
-      blocksPerFrame: header.blocksPerFrame,
-      blockSize: header.blockSize,
-      base: fi.base,
-    });
+    const context = frameIndexContext(header, footer, fi.base);
+    checkFrameIndexLength(fi.length, context);
+    let frameAt = footer.framesOffset;
+    for (let k = 0; k < footer.frameCount; k += FIDX_CHUNK_ENTRIES) {
+      const count = Math.min(FIDX_CHUNK_ENTRIES, footer.frameCount - k);
+      const chunk = await read(
+        fi.base + k * FRAME_ENTRY_LENGTH,
+        count * FRAME_ENTRY_LENGTH,
+        'frame index',
+      );
+      frameAt = parseFrameEntries(chunk, context, k, frameAt).next;
+    }
+    checkFrameIndexEnd(frameAt, context);
     return new BackupReader(
       path,
       file,
       header,
       footer,
+      windowBlocks,
+      { used, zero, changed, freed, digests: dg, index: fi },
+      storedBefore,
+      counts,
+    );
+  }
+
+  /** Window `w` of the blocks: blocks `[w × windowBlocks, …)`, with its bitmaps. */
+  async window(w: number): Promise<BlockWindow> {
+    if (this.cachedWindow?.index === w) return this.cachedWindow;
+    if (!Number.isSafeInteger(w) || w < 0 || w >= this.windowCount)
+      throw new InvalidArgumentError(`no window ${w}`, { reason: 'bad-block' });
+    const s = this.sections;
+    const used = await s.used.window(w);
+    const zero = await s.zero.window(w);
+    const changed = s.changed ? await s.changed.window(w) : null;
+    const freed = s.freed ? await s.freed.window(w) : null;
+    const digested = used.clone().andNot(zero);
+    const stored = changed === null ? digested : digested.clone().and(changed);
+    const win: BlockWindow = {
+      index: w,
+      start: w * this.windowBlocks,
+      length: used.length,
       used,
       zero,
       changed,
       freed,
-      dg.payload,
-      frames,
-    );
+      stored,
+      digested,
+      storedBefore: this.storedBefore[w]!,
+    };
+    this.cachedWindow = win;
+    return win;
+  }
+
+  /** The digest table entries of the window's stored blocks, in block order. */
+  async windowDigests(win: BlockWindow): Promise<Uint8Array> {
+    const count = this.storedBefore[win.index + 1]! - win.storedBefore;
+    const bytes = new Uint8Array(count * DIGEST_LENGTH);
+    await this.file.read(this.sections.digests.base + win.storedBefore * DIGEST_LENGTH, bytes);
+    return bytes;
+  }
+
+  /** Entry `k` of the frame index (checked when the backup was opened). */
+  async frameEntry(k: number): Promise<FrameEntry> {
+    if (!Number.isSafeInteger(k) || k < 0 || k >= this.footer.frameCount)
+      throw new InvalidArgumentError(`no frame ${k}`, { reason: 'bad-frame' });
+    const cached = this.cachedEntries;
+    if (cached !== null && k >= cached.first && k < cached.first + cached.entries.length)
+      return cached.entries[k - cached.first]!;
+    const first = k - (k % FIDX_CHUNK_ENTRIES);
+    const count = Math.min(FIDX_CHUNK_ENTRIES, this.footer.frameCount - first);
+    const chunk = new Uint8Array(count * FRAME_ENTRY_LENGTH);
+    const base = this.sections.index.base;
+    await this.file.read(base + first * FRAME_ENTRY_LENGTH, chunk);
+    // Offsets were checked to be contiguous when opening; recheck this chunk's own fields.
+    const firstOffset =
+      new DataView(chunk.buffer).getUint32(0, true) +
+      new DataView(chunk.buffer).getUint32(4, true) * 2 ** 32;
+    const context = frameIndexContext(this.header, this.footer, base);
+    const { entries } = parseFrameEntries(chunk, context, first, firstOffset);
+    this.cachedEntries = { first, entries };
+    return entries[k - first]!;
   }
 
   /** The decompressed, CRC-checked bytes of frame `k`. */
   async readFrame(k: number): Promise<Uint8Array> {
     if (this.cachedFrame?.index === k) return this.cachedFrame.raw;
-    const e = this.frames[k];
-    if (e === undefined) throw new InvalidArgumentError(`no frame ${k}`, { reason: 'bad-frame' });
+    const e = await this.frameEntry(k);
     const structure = `frame ${k}`;
     const stored = new Uint8Array(e.storedLength);
     await this.file.read(e.offset, stored);
@@ -380,14 +570,24 @@ export class BackupReader {
     return raw;
   }
 
+  private async windowOf(i: number): Promise<BlockWindow> {
+    if (!Number.isSafeInteger(i) || i < 0 || i >= this.header.blockCount) {
+      throw new InvalidArgumentError(`block ${i} is outside the backup`, { reason: 'bad-block' });
+    }
+    return this.window(Math.floor(i / this.windowBlocks));
+  }
+
   /**
    * The digest of stored block `i` from this file's table, or null for blocks not stored here
    * (zero, unused, or for an incremental unchanged: see `ChainState` for the state's digests).
    */
-  digestOf(i: number): Uint8Array | null {
-    if (!this.stored.get(i)) return null;
-    const at = this.storedRank.rank(i) * DIGEST_LENGTH;
-    return this.digests.subarray(at, at + DIGEST_LENGTH);
+  async digestOf(i: number): Promise<Uint8Array | null> {
+    const win = await this.windowOf(i);
+    if (!win.stored.get(i - win.start)) return null;
+    const ordinal = win.storedBefore + win.stored.countRange(0, i - win.start);
+    const d = new Uint8Array(DIGEST_LENGTH);
+    await this.file.read(this.sections.digests.base + ordinal * DIGEST_LENGTH, d);
+    return d;
   }
 
   /**
@@ -397,97 +597,102 @@ export class BackupReader {
    */
   async readBlock(i: number): Promise<Uint8Array> {
     const bs = this.header.blockSize;
-    if (!Number.isSafeInteger(i) || i < 0 || i >= this.header.blockCount) {
-      throw new InvalidArgumentError(`block ${i} is outside the backup`, { reason: 'bad-block' });
-    }
-    if (this.zero.get(i) && (this.changed === null || this.changed.get(i)))
-      return new Uint8Array(bs);
-    if (!this.stored.get(i))
+    const win = await this.windowOf(i);
+    const j = i - win.start;
+    if (win.zero.get(j) && (win.changed === null || win.changed.get(j))) return new Uint8Array(bs);
+    if (!win.stored.get(j))
       throw new InvalidArgumentError(`block ${i} is not stored in ${this.path}`, {
         reason: 'not-in-backup',
       });
-    const ordinal = this.storedRank.rank(i);
+    const ordinal = win.storedBefore + win.stored.countRange(0, j);
     const k = Math.floor(ordinal / this.header.blocksPerFrame);
     const raw = await this.readFrame(k);
     const at = (ordinal - k * this.header.blocksPerFrame) * bs;
     const block = raw.slice(at, at + bs);
-    this.checkDigest(i, block);
+    checkDigest(i, bs, block, await this.digestOf(i));
     return block;
   }
 
-  /** Throws `CorruptError` when `block` does not match the digest table entry of block `i`. */
-  checkDigest(i: number, block: Uint8Array): void {
-    const want = this.digestOf(i);
-    if (want === null || !bytesEqual(blockDigest(block), want)) {
-      throw new CorruptError(`block ${i} does not match its digest`, {
-        structure: `block ${i}`,
-        offset: i * this.header.blockSize,
-        reason: 'digest',
-      });
-    }
-  }
-
   /**
-   * The stored blocks of each frame as runs of consecutive block indexes:
-   * `[frame, [firstBlock, count, firstSlotInFrame][]]`, in file order.
+   * The stored blocks of window `win` selected by `select` (window-relative; default all) as
+   * pieces that lie in one frame each: `[frame, firstBlock, count, firstSlotInFrame, digestAt]`,
+   * in file order (`digestAt`: the piece's first entry in `windowDigests`).
    */
-  *frameLayout(): Generator<[number, Array<[number, number, number]>]> {
-    const runs = this.stored.runs();
-    let pending: [number, number] | null = null;
-    for (const [k, e] of this.frames.entries()) {
-      const pieces: Array<[number, number, number]> = [];
-      let slot = 0;
-      while (slot < e.blockCount) {
-        if (pending === null || pending[1] === 0) {
-          const r = runs.next();
-          if (r.done)
-            throw new CorruptError('stored bitmap has fewer blocks than the frames', {
-              structure: 'frame index',
-              reason: 'inconsistent',
-            });
-          pending = [r.value[0], r.value[1]];
-        }
-        const take = Math.min(pending[1], e.blockCount - slot);
-        pieces.push([pending[0], take, slot]);
-        pending[0] += take;
-        pending[1] -= take;
-        slot += take;
+  *windowPieces(
+    win: BlockWindow,
+    select: Bitmap | null = null,
+  ): Generator<[number, number, number, number, number]> {
+    const bpf = this.header.blocksPerFrame;
+    const pick = select === null ? win.stored : win.stored.clone().and(select);
+    let rankBlock = 0;
+    let rank = 0;
+    for (const [s, len] of pick.runs()) {
+      rank += win.stored.countRange(rankBlock, s - rankBlock);
+      rankBlock = s;
+      let ordinal = win.storedBefore + rank;
+      let first = s;
+      let left = len;
+      while (left > 0) {
+        const k = Math.floor(ordinal / bpf);
+        const slot = ordinal - k * bpf;
+        const take = Math.min(left, bpf - slot);
+        yield [k, win.start + first, take, slot, ordinal - win.storedBefore];
+        ordinal += take;
+        first += take;
+        left -= take;
       }
-      yield [k, pieces];
     }
   }
 
   /**
-   * Visit the stored blocks selected by `select` (default: all stored) in ascending order, as
-   * runs of consecutive blocks: `onRun(firstBlock, bytes)` with `bytes` a whole number of blocks
-   * (a view into the frame, valid until the callback's promise resolves). Frames holding no
-   * selected block are not read; each other frame is read and decompressed once. With
-   * `verifyDigests` (default) every block is checked against the digest table first.
+   * Visit the stored blocks of window `win` selected by `select` (window-relative bits; default
+   * all stored) in ascending order, as runs of consecutive blocks: `onRun(firstBlock, bytes)`
+   * with `bytes` a whole number of blocks (a view into the frame, valid until the callback's
+   * promise resolves). Frames holding no selected block are not read; with `verifyDigests`
+   * (default) every block is checked against the digest table first.
    */
-  async forEachStoredRun(
+  async forEachStoredRunIn(
+    win: BlockWindow,
     onRun: (firstBlock: number, bytes: Uint8Array) => void | Promise<void>,
     options: { select?: Bitmap; verifyDigests?: boolean } = {},
   ): Promise<void> {
     const bs = this.header.blockSize;
     const verify = options.verifyDigests ?? true;
-    const select = options.select ?? null;
-    for (const [k, pieces] of this.frameLayout()) {
-      const wanted: Array<[number, number, number]> = [];
-      for (const [first, count, slot] of pieces) {
-        if (select === null) wanted.push([first, count, slot]);
-        else
-          for (const [s, len] of select.runs(first, first + count))
-            wanted.push([s, len, slot + (s - first)]);
-      }
-      if (wanted.length === 0) continue;
+    let digests: Uint8Array | null = null;
+    for (const [k, first, count, slot, digestAt] of this.windowPieces(win, options.select)) {
       const raw = await this.readFrame(k);
-      for (const [first, count, slot] of wanted) {
-        const bytes = raw.subarray(slot * bs, (slot + count) * bs);
-        if (verify)
-          for (let j = 0; j < count; j++)
-            this.checkDigest(first + j, bytes.subarray(j * bs, (j + 1) * bs));
-        await onRun(first, bytes);
+      const bytes = raw.subarray(slot * bs, (slot + count) * bs);
+      if (verify) {
+        digests ??= await this.windowDigests(win);
+        for (let j = 0; j < count; j++) {
+          const at = (digestAt + j) * DIGEST_LENGTH;
+          checkDigest(
+            first + j,
+            bs,
+            bytes.subarray(j * bs, (j + 1) * bs),
+            digests.subarray(at, at + DIGEST_LENGTH),
+          );
+        }
       }
+      await onRun(first, bytes);
+    }
+  }
+
+  /**
+   * Visit the stored blocks selected by `select` (a whole-disk bitmap; default all stored) in
+   * ascending order, window by window (see `forEachStoredRunIn`).
+   */
+  async forEachStoredRun(
+    onRun: (firstBlock: number, bytes: Uint8Array) => void | Promise<void>,
+    options: { select?: Bitmap; verifyDigests?: boolean } = {},
+  ): Promise<void> {
+    for (let w = 0; w < this.windowCount; w++) {
+      const win = await this.window(w);
+      const select = options.select ? sliceBitmap(options.select, win.start, win.length) : null;
+      await this.forEachStoredRunIn(win, onRun, {
+        ...(select ? { select } : {}),
+        ...(options.verifyDigests !== undefined ? { verifyDigests: options.verifyDigests } : {}),
+      });
     }
   }
 
@@ -516,28 +721,46 @@ export class BackupReader {
     let blocksChecked = 0;
     const bytesTotal = this.footer.framesLength;
     let bytesDone = 0;
-    for (const [k, pieces] of this.frameLayout()) {
-      const e = this.frames[k]!;
-      try {
-        this.cachedFrame = null;
-        const raw = await this.readFrame(k);
-        for (const [first, count, slot] of pieces) {
-          for (let j = 0; j < count; j++) {
-            try {
-              this.checkDigest(first + j, raw.subarray((slot + j) * bs, (slot + j + 1) * bs));
-            } catch (error) {
-              problems.push({ ...problemOf(error), structure: `frame ${k}, block ${first + j}` });
-            }
-            blocksChecked++;
+    let frame = -1;
+    let raw: Uint8Array | null = null;
+    const leaveFrame = async () => {
+      if (frame >= 0) bytesDone += (await this.frameEntry(frame)).storedLength;
+      options.onProgress?.({ bytesDone, bytesTotal });
+    };
+    for (let w = 0; w < this.windowCount; w++) {
+      const win = await this.window(w);
+      const digests = await this.windowDigests(win);
+      for (const [k, first, count, slot, digestAt] of this.windowPieces(win)) {
+        if (k !== frame) {
+          await leaveFrame();
+          frame = k;
+          try {
+            this.cachedFrame = null;
+            raw = await this.readFrame(k);
+          } catch (error) {
+            if (error instanceof IoError) throw error;
+            problems.push(problemOf(error));
+            raw = null;
           }
         }
-      } catch (error) {
-        if (error instanceof IoError) throw error;
-        problems.push(problemOf(error));
+        if (raw === null) continue;
+        for (let j = 0; j < count; j++) {
+          const at = (digestAt + j) * DIGEST_LENGTH;
+          try {
+            checkDigest(
+              first + j,
+              bs,
+              raw.subarray((slot + j) * bs, (slot + j + 1) * bs),
+              digests.subarray(at, at + DIGEST_LENGTH),
+            );
+          } catch (error) {
+            problems.push({ ...problemOf(error), structure: `frame ${k}, block ${first + j}` });
+          }
+          blocksChecked++;
+        }
       }
-      bytesDone += e.storedLength;
-      options.onProgress?.({ bytesDone, bytesTotal });
     }
+    if (frame >= 0) await leaveFrame();
     try {
       await this.readTail();
     } catch (error) {
@@ -547,7 +770,7 @@ export class BackupReader {
     this.cachedFrame = null;
     return {
       ok: problems.length === 0,
-      framesChecked: this.frames.length,
+      framesChecked: this.footer.frameCount,
       blocksChecked,
       problems,
     };
@@ -566,12 +789,12 @@ export class BackupReader {
       sourceSize: h.sourceSize,
       blockSize: h.blockSize,
       blockCount: h.blockCount,
-      usedBlocks: this.used.count(),
-      zeroBlocks: this.zero.count(),
-      changedBlocks: this.changed?.count() ?? null,
-      freedBlocks: this.freed?.count() ?? null,
+      usedBlocks: this.counts.used,
+      zeroBlocks: this.counts.zero,
+      changedBlocks: this.counts.changed,
+      freedBlocks: this.counts.freed,
       storedBlocks: this.footer.storedBlockCount,
-      frames: this.frames.length,
+      frames: this.footer.frameCount,
       compression: h.compression === 'zstd' ? `zstd level ${h.compressionLevel}` : 'none',
       tailLength: h.tailLength,
       tailStored: h.tailStored,
@@ -581,17 +804,84 @@ export class BackupReader {
     };
   }
 
+  /**
+   * One of the backup's bitmaps over the whole disk (`stored` and `digested` derived as in
+   * SPEC.md §8), or null for CHNG/FREE of a snapshot. Costs one bit per block of the disk: for
+   * tools and tests; restores and incrementals go window by window.
+   */
+  async bitmap(
+    name: 'used' | 'zero' | 'changed' | 'freed' | 'stored' | 'digested',
+  ): Promise<Bitmap | null> {
+    if ((name === 'changed' || name === 'freed') && this.sections[name] === null) return null;
+    const whole = new Bitmap(this.header.blockCount);
+    for (let w = 0; w < this.windowCount; w++) {
+      const win = await this.window(w);
+      const part = win[name]!;
+      whole.setBytes(win.start, part.toBytes(), part.length);
+    }
+    return whole;
+  }
+
+  /** The whole digest table (16 bytes per stored block): for tools and tests. */
+  async digestTable(): Promise<Uint8Array> {
+    const d = this.sections.digests;
+    const bytes = new Uint8Array(d.length);
+    await this.file.read(d.base, bytes);
+    return bytes;
+  }
+
+  /** The whole frame index: for tools and tests. */
+  async frameIndex(): Promise<FrameEntry[]> {
+    const entries: FrameEntry[] = [];
+    for (let k = 0; k < this.footer.frameCount; k++) entries.push(await this.frameEntry(k));
+    return entries;
+  }
+
   async close(): Promise<void> {
     this.cachedFrame = null;
+    this.cachedWindow = null;
     await this.file.close?.();
   }
 }
 
+function frameIndexContext(header: Header, footer: Footer, base: number): FrameIndexContext {
+  return {
+    frameCount: footer.frameCount,
+    framesOffset: footer.framesOffset,
+    framesLength: footer.framesLength,
+    storedBlockCount: footer.storedBlockCount,
+    blocksPerFrame: header.blocksPerFrame,
+    blockSize: header.blockSize,
+    base,
+  };
+}
+
+/** Throws `CorruptError` when `block` (block `i`) does not match `want`. */
+function checkDigest(i: number, blockSize: number, block: Uint8Array, want: Uint8Array | null) {
+  if (want === null || !bytesEqual(blockDigest(block), want)) {
+    throw new CorruptError(`block ${i} does not match its digest`, {
+      structure: `block ${i}`,
+      offset: i * blockSize,
+      reason: 'digest',
+    });
+  }
+}
+
+/** Bits `[start, start + length)` of `bitmap` as a bitmap of their own. */
+export function sliceBitmap(bitmap: Bitmap, start: number, length: number): Bitmap {
+  const part = new Bitmap(length);
+  for (const [s, len] of bitmap.runs(start, start + length)) part.setRange(s - start, len);
+  return part;
+}
+
 /** Open a backup file for random access (checks header, footer and all sections). */
-export async function openBackup(path: string): Promise<BackupReader> {
+export async function openBackup(
+  path: string,
+  options: { windowBlocks?: number } = {},
+): Promise<BackupReader> {
   const file = await openReadOnlySource(path);
   try {
-    return await BackupReader.fromSource(file, path);
+    return await BackupReader.fromSource(file, path, options);
   } catch (error) {
     await file.close();
     throw error;

@@ -34,6 +34,11 @@ function tagCode(tag: SectionTag): number {
   );
 }
 
+/** Whether a section header starts with `tag`. */
+export function parseSectionTag(head: Uint8Array, tag: SectionTag): boolean {
+  return (head[0]! | (head[1]! << 8) | (head[2]! << 16) | (head[3]! << 24)) === tagCode(tag);
+}
+
 /** The 16-byte section header (tag, encoding, payload length). */
 export function encodeSectionHeader(
   tag: SectionTag,

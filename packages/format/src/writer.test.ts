@@ -23,7 +23,28 @@ async function toMemory(
     ? await writeIncremental({ ...options, chain: options.chain, out: out.stream })
     : await writeSnapshot({ ...options, out: out.stream });
   const bytes = out.bytes();
-  return { result, bytes, reader: await BackupReader.fromSource(memorySource(bytes)) };
+  const windows = options.windowBlocks ? { windowBlocks: options.windowBlocks } : {};
+  return {
+    result,
+    bytes,
+    reader: await BackupReader.fromSource(memorySource(bytes), '<memory>', windows),
+  };
+}
+
+/** The state of a chain's newest backup over the whole disk, merged window by window. */
+async function wholeState(chain: BackupReader[]) {
+  const state = ChainState.fromChain(chain);
+  const n = chain[0]!.header.blockCount;
+  const used = new Bitmap(n);
+  const zero = new Bitmap(n);
+  const digests: Uint8Array[] = [];
+  for (let w = 0; w < state.windowCount; w++) {
+    const win = await state.window(w);
+    used.setBytes(win.start, win.used.toBytes(), win.length);
+    zero.setBytes(win.start, win.zero.toBytes(), win.length);
+    digests.push(win.digests);
+  }
+  return { state, used, zero, digests: Buffer.concat(digests) };
 }
 
 function block(image: Uint8Array, i: number, bs: number) {
@@ -35,9 +56,12 @@ describe('snapshot round trip', () => {
     { bs: 512, n: 300, tail: 100, compress: { type: 'zstd' as const, level: 1 }, bpf: 16 },
     { bs: 4096, n: 64, tail: 0, compress: { type: 'none' as const }, bpf: 5 },
     { bs: 1024, n: 257, tail: 3000, compress: { type: 'zstd' as const, level: 19 }, bpf: 1 },
+    // Windows of 64 blocks: bitmaps, digests and frames cross window boundaries.
+    { bs: 512, n: 300, tail: 100, compress: { type: 'zstd' as const, level: 1 }, bpf: 16, win: 64 },
+    { bs: 1024, n: 257, tail: 0, compress: { type: 'none' as const }, bpf: 7, win: 128 },
   ];
   for (const c of cases) {
-    test(`${c.bs}-byte blocks, ${c.compress.type}, ${c.bpf} blocks per frame`, async () => {
+    test(`${c.bs}-byte blocks, ${c.compress.type}, ${c.bpf} blocks per frame, windows of ${c.win ?? 'default'}`, async () => {
       const rand = prng(c.bs + c.n);
       const image = randomBytesFrom(rand, c.n * c.bs + c.tail);
       // Compressible blocks, all-zero blocks and random blocks.
@@ -50,6 +74,7 @@ describe('snapshot round trip', () => {
         blockSize: c.bs,
         compress: c.compress,
         blocksPerFrame: c.bpf,
+        ...(c.win ? { windowBlocks: c.win } : {}),
         meta: {
           sourceName: 'disk.raw',
           filesystem: 'ext4',
@@ -58,12 +83,14 @@ describe('snapshot round trip', () => {
         },
       });
       expect(result.fileLength).toBe(bytes.length);
-      expect(reader.used.equals(used)).toBe(true);
+      expect((await reader.bitmap('used'))!.equals(used)).toBe(true);
       const zeros = [...Array(c.n).keys()].filter(
         (i) => used.get(i) && block(image, i, c.bs).every((b) => b === 0),
       );
       expect(
-        reader.zero.toRanges().flatMap(([s, l]) => Array.from({ length: l }, (_, k) => s + k)),
+        (await reader.bitmap('zero'))!
+          .toRanges()
+          .flatMap(([s, l]) => Array.from({ length: l }, (_, k) => s + k)),
       ).toEqual(zeros);
       expect(result.storedBlocks).toBe(used.count() - zeros.length);
       for (let i = 0; i < c.n; i++) {
@@ -115,8 +142,8 @@ describe('snapshot round trip', () => {
         ...fixed,
       });
       expect((await reader.verify()).ok).toBe(true);
-      expect(new Set(reader.frames.map((f) => f.method))).toEqual(new Set([0, 1]));
-      expect(reader.zero.countRange(100, 30)).toBe(used.countRange(100, 30));
+      expect(new Set((await reader.frameIndex()).map((f) => f.method))).toEqual(new Set([0, 1]));
+      expect((await reader.bitmap('zero'))!.countRange(100, 30)).toBe(used.countRange(100, 30));
       files.push(bytes);
     }
     expect(Buffer.compare(files[1]!, files[0]!)).toBe(0);
@@ -242,10 +269,12 @@ describe('incremental', () => {
     });
     const expectedChanged = [firstUsed, firstFree, freed, zeroed].sort((a, b) => a - b);
     expect(
-      reader.changed!.toRanges().flatMap(([s, l]) => Array.from({ length: l }, (_, k) => s + k)),
+      (await reader.bitmap('changed'))!
+        .toRanges()
+        .flatMap(([s, l]) => Array.from({ length: l }, (_, k) => s + k)),
     ).toEqual(expectedChanged);
-    expect(reader.freed!.toRanges()).toEqual([[freed, 1]]);
-    expect(reader.zero.get(zeroed)).toBe(true);
+    expect((await reader.bitmap('freed'))!.toRanges()).toEqual([[freed, 1]]);
+    expect((await reader.bitmap('zero'))!.get(zeroed)).toBe(true);
     expect(result.storedBlocks).toBe(2);
     expect(reader.header.parentId).toEqual(parent.reader.header.backupId);
     expect(await reader.readBlock(firstFree)).toEqual(block(next, firstFree, bs));
@@ -253,11 +282,11 @@ describe('incremental', () => {
       reason: 'not-in-backup' satisfies FormatReason,
     });
     // The digest table covers the stored blocks only.
-    expect(reader.digests.length).toBe(16 * result.storedBlocks);
+    expect((await reader.digestTable()).length).toBe(16 * result.storedBlocks);
+    const stored = (await reader.bitmap('stored'))!;
     for (let i = 0; i < n; i++) {
-      const d = reader.digestOf(i);
-      if (reader.stored.get(i))
-        expect(Buffer.from(d!).equals(blockDigest(block(next, i, bs)))).toBe(true);
+      const d = await reader.digestOf(i);
+      if (stored.get(i)) expect(Buffer.from(d!).equals(blockDigest(block(next, i, bs)))).toBe(true);
       else expect(d).toBe(null);
     }
     // The same change from a hypervisor dirty list: only those bytes (and newly used blocks) read.
@@ -279,99 +308,114 @@ describe('incremental', () => {
     expect(viaRanges.result.bytesRead).toBeGreaterThanOrEqual(touched.length * bs);
     expect(viaRanges.result.bytesRead).toBeLessThan(result.bytesRead);
     expect(result.bytesRead).toBeGreaterThanOrEqual(used2.count() * bs);
-    expect(viaRanges.reader.changed!.equals(reader.changed!)).toBe(true);
-    expect(viaRanges.reader.zero.equals(reader.zero)).toBe(true);
-    expect(viaRanges.reader.digests).toEqual(reader.digests);
+    for (const name of ['changed', 'zero'] as const)
+      expect((await viaRanges.reader.bitmap(name))!.equals((await reader.bitmap(name))!)).toBe(
+        true,
+      );
+    expect(await viaRanges.reader.digestTable()).toEqual(await reader.digestTable());
   });
 
-  test('a chain of 6 incrementals stores one digest per stored block; digest and dirty-list paths agree', async () => {
-    const rand = prng(606);
-    const m = 300;
-    let image = randomBytesFrom(rand, m * bs + 40);
-    for (let i = 0; i < m; i += 9) block(image, i, bs).fill(0);
-    let used = randomBitmap(rand, m, 0.6);
-    const snap = await toMemory({ source: memorySource(image), used, blockSize: bs });
-    const chain = [snap.reader];
-    const viaRangesChain = [snap.reader];
-    for (let step = 1; step <= 6; step++) {
-      const prevImage = image;
-      const prevUsed = used;
-      image = image.slice();
-      used = used.clone();
-      const dirty: number[] = [];
-      for (let i = 0; i < m; i++) {
-        const r = rand();
-        if (used.get(i)) {
-          if (r < 0.06)
-            block(image, i, bs).set(randomBytesFrom(rand, bs)); // modified
-          else if (r < 0.1)
-            used.clear(i); // freed, bytes left behind
-          else if (r < 0.13)
-            block(image, i, bs).fill(0); // zeroed
-          else if (r < 0.15)
-            block(image, i, bs)[7]! ^= 1; // one byte
-          else if (r < 0.17) dirty.push(i); // rewritten with the same bytes
-        } else if (r < 0.08) {
-          used.set(i); // newly used: random, stale or zero bytes
-          if (r < 0.04) block(image, i, bs).set(randomBytesFrom(rand, bs));
-          else if (r < 0.05) block(image, i, bs).fill(0);
-        }
-        if (!block(image, i, bs).every((b, k) => b === prevImage[i * bs + k])) dirty.push(i);
-      }
-      // Independent expectation from the two states: what changed, what must be stored.
-      const isZero = (img: Uint8Array, i: number) => block(img, i, bs).every((b) => b === 0);
-      const expectChanged: number[] = [];
-      const expectStored: number[] = [];
-      for (let i = 0; i < m; i++) {
-        const now = used.get(i);
-        const before = prevUsed.get(i);
-        const same =
-          now === before &&
-          (!now || Buffer.compare(block(image, i, bs), block(prevImage, i, bs)) === 0);
-        if (!same) expectChanged.push(i);
-        if (!same && now && !isZero(image, i)) expectStored.push(i);
-      }
-      const common = { source: memorySource(image), used, blockSize: bs, blocksPerFrame: 5 };
-      const inc = await toMemory({ ...common, chain: [...chain] });
-      const ranges = dirty.map((i) => ({ offset: i * bs, length: bs }));
-      const viaRanges = await toMemory({
-        ...common,
-        chain: [...viaRangesChain],
-        changedRanges: ranges,
-      });
-      for (const { reader, result } of [inc, viaRanges]) {
-        const bits = (b: Bitmap) =>
-          b.toRanges().flatMap(([s0, l]) => Array.from({ length: l }, (_, k) => s0 + k));
-        expect(bits(reader.changed!)).toEqual(expectChanged);
-        expect(bits(reader.stored)).toEqual(expectStored);
-        expect(result.storedBlocks).toBe(expectStored.length);
-        // DGST section: 16 bytes per stored block plus its 20 bytes of framing.
-        expect(reader.footer.sections.DGST!.length).toBe(16 * expectStored.length + 20);
-        expect(reader.digests.length).toBeLessThan(16 * reader.digested.count());
-        for (const i of expectStored)
-          expect(await reader.readBlock(i)).toEqual(block(image, i, bs));
-        expect((await reader.verify()).ok).toBe(true);
-      }
-      expect(viaRanges.result.bytesRead).toBeLessThan(inc.result.bytesRead);
-      chain.push(inc.reader);
-      viaRangesChain.push(viaRanges.reader);
-      // The digests of the whole state, gathered from the chain, are those of the image.
-      for (const c of [chain, viaRangesChain]) {
-        const state = ChainState.fromChain(c);
-        expect(state.used.equals(used)).toBe(true);
-        const want: Uint8Array[] = [];
+  test.each([[undefined], [64]])(
+    'a chain of 6 incrementals stores one digest per stored block; digest and dirty-list paths agree (windows of %s blocks)',
+    async (win) => {
+      const rand = prng(606);
+      const m = 300;
+      const windows = win ? { windowBlocks: win } : {};
+      let image = randomBytesFrom(rand, m * bs + 40);
+      for (let i = 0; i < m; i += 9) block(image, i, bs).fill(0);
+      let used = randomBitmap(rand, m, 0.6);
+      const snap = await toMemory({ source: memorySource(image), used, blockSize: bs, ...windows });
+      const chain = [snap.reader];
+      const viaRangesChain = [snap.reader];
+      for (let step = 1; step <= 6; step++) {
+        const prevImage = image;
+        const prevUsed = used;
+        image = image.slice();
+        used = used.clone();
+        const dirty: number[] = [];
         for (let i = 0; i < m; i++) {
-          expect(state.zero.get(i)).toBe(used.get(i) && isZero(image, i));
-          if (used.get(i) && !isZero(image, i)) want.push(blockDigest(block(image, i, bs)));
+          const r = rand();
+          if (used.get(i)) {
+            if (r < 0.06)
+              block(image, i, bs).set(randomBytesFrom(rand, bs)); // modified
+            else if (r < 0.1)
+              used.clear(i); // freed, bytes left behind
+            else if (r < 0.13)
+              block(image, i, bs).fill(0); // zeroed
+            else if (r < 0.15)
+              block(image, i, bs)[7]! ^= 1; // one byte
+            else if (r < 0.17) dirty.push(i); // rewritten with the same bytes
+          } else if (r < 0.08) {
+            used.set(i); // newly used: random, stale or zero bytes
+            if (r < 0.04) block(image, i, bs).set(randomBytesFrom(rand, bs));
+            else if (r < 0.05) block(image, i, bs).fill(0);
+          }
+          if (!block(image, i, bs).every((b, k) => b === prevImage[i * bs + k])) dirty.push(i);
         }
-        expect(Buffer.from(state.digests).equals(Buffer.concat(want))).toBe(true);
-        const last = used.clone().andNot(state.zero).toRanges().at(-1)!;
-        const lastDigest = state.digestOf(last[0] + last[1] - 1)!;
-        expect(Buffer.from(lastDigest).equals(want.at(-1)!)).toBe(true);
-        expect(state.digestOf(used.nextClear(0))).toBe(null);
+        // Independent expectation from the two states: what changed, what must be stored.
+        const isZero = (img: Uint8Array, i: number) => block(img, i, bs).every((b) => b === 0);
+        const expectChanged: number[] = [];
+        const expectStored: number[] = [];
+        for (let i = 0; i < m; i++) {
+          const now = used.get(i);
+          const before = prevUsed.get(i);
+          const same =
+            now === before &&
+            (!now || Buffer.compare(block(image, i, bs), block(prevImage, i, bs)) === 0);
+          if (!same) expectChanged.push(i);
+          if (!same && now && !isZero(image, i)) expectStored.push(i);
+        }
+        const common = {
+          source: memorySource(image),
+          used,
+          blockSize: bs,
+          blocksPerFrame: 5,
+          ...windows,
+        };
+        const inc = await toMemory({ ...common, chain: [...chain] });
+        const ranges = dirty.map((i) => ({ offset: i * bs, length: bs }));
+        const viaRanges = await toMemory({
+          ...common,
+          chain: [...viaRangesChain],
+          changedRanges: ranges,
+        });
+        for (const { reader, result } of [inc, viaRanges]) {
+          const bits = (b: Bitmap) =>
+            b.toRanges().flatMap(([s0, l]) => Array.from({ length: l }, (_, k) => s0 + k));
+          expect(bits((await reader.bitmap('changed'))!)).toEqual(expectChanged);
+          expect(bits((await reader.bitmap('stored'))!)).toEqual(expectStored);
+          expect(result.storedBlocks).toBe(expectStored.length);
+          // DGST section: 16 bytes per stored block plus its 20 bytes of framing.
+          expect(reader.footer.sections.DGST!.length).toBe(16 * expectStored.length + 20);
+          expect(reader.storedBlocks).toBeLessThan(reader.digestedBlocks);
+          for (const i of expectStored)
+            expect(await reader.readBlock(i)).toEqual(block(image, i, bs));
+          expect((await reader.verify()).ok).toBe(true);
+        }
+        expect(viaRanges.result.bytesRead).toBeLessThan(inc.result.bytesRead);
+        chain.push(inc.reader);
+        viaRangesChain.push(viaRanges.reader);
+        // The digests of the whole state, gathered from the chain, are those of the image.
+        for (const c of [chain, viaRangesChain]) {
+          const whole = await wholeState(c);
+          expect(whole.used.equals(used)).toBe(true);
+          const want: Uint8Array[] = [];
+          for (let i = 0; i < m; i++) {
+            expect(whole.zero.get(i)).toBe(used.get(i) && isZero(image, i));
+            if (used.get(i) && !isZero(image, i)) want.push(blockDigest(block(image, i, bs)));
+          }
+          expect(whole.digests.equals(Buffer.concat(want))).toBe(true);
+          const { state } = whole;
+          const last = used.clone().andNot(whole.zero).toRanges().at(-1)!;
+          await state.window(Math.floor((last[0] + last[1] - 1) / state.windowBlocks));
+          const lastDigest = state.digestOf(last[0] + last[1] - 1)!;
+          expect(Buffer.from(lastDigest).equals(want.at(-1)!)).toBe(true);
+          await state.window(Math.floor(used.nextClear(0) / state.windowBlocks));
+          expect(state.digestOf(used.nextClear(0))).toBe(null);
+        }
       }
-    }
-  });
+    },
+  );
 
   test('refuses chains that are out of order or contradict themselves', async () => {
     const rand = prng(11);
@@ -426,9 +470,10 @@ describe('incremental', () => {
       blockSize: bs,
       chain: [snap.reader, keeping.reader],
     });
-    expect(() => ChainState.fromChain([snap.reader, freeing.reader, child.reader])).toThrow(
-      expect.objectContaining({ code: 'CORRUPT', reason: 'inconsistent' satisfies FormatReason }),
-    );
+    await expect(wholeState([snap.reader, freeing.reader, child.reader])).rejects.toMatchObject({
+      code: 'CORRUPT',
+      reason: 'inconsistent' satisfies FormatReason,
+    });
   });
 
   test('refuses a parent of another geometry', async () => {

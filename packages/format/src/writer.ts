@@ -1,18 +1,19 @@
 import { randomBytes } from 'node:crypto';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
+import { dirname } from 'node:path';
 import type { Writable } from 'node:stream';
 import { Bitmap } from '@diskube/bitmap';
 import { type BlockSource, InvalidArgumentError } from '@diskube/core';
-import { encodeBitmap } from './bitmap-codec.js';
+import { RleEncoder, rleToRaw } from './bitmap-codec.js';
 import { bytesEqual, toHex } from './bytes.js';
 import { ChainState } from './chain.js';
-import { type ByteRange, rangesToBlocks } from './changed-ranges.js';
+import { type ByteRange, rangesToBlockRuns } from './changed-ranges.js';
 import { type CompressOptions, DEFAULT_ZSTD_LEVEL } from './compress.js';
 import { type CompressedFrame, CompressPool } from './compress-pool.js';
 import { crc32c } from './crc32c.js';
 import { blockDigest, isZeroRange } from './digest.js';
 import { encodeFooter, type SectionLocation } from './footer.js';
-import { encodeFrameIndex, type FrameEntry } from './frame-index.js';
+import { encodeFrameEntry } from './frame-index.js';
 import {
   DIGEST_LENGTH,
   DIGEST_SHA256_128,
@@ -21,14 +22,21 @@ import {
   MAX_FRAME_BYTES,
 } from './header.js';
 import { fileSink, type Sink, streamSink } from './io.js';
-import type { BackupReader, Progress } from './reader.js';
+import {
+  type BackupReader,
+  checkWindowBlocks,
+  DEFAULT_WINDOW_BLOCKS,
+  type Progress,
+  sliceBitmap,
+} from './reader.js';
 import {
   ENCODING_RAW,
-  encodeSection,
+  ENCODING_RLE,
   encodeSectionHeader,
   SECTION_OVERHEAD,
   type SectionTag,
 } from './section.js';
+import { Spill } from './spill.js';
 
 /** Frames hold about this many bytes of blocks by default. */
 export const DEFAULT_FRAME_BYTES = 1 << 20;
@@ -80,6 +88,12 @@ export interface WriteOptions {
   threads?: number;
   /** Fixed identity (tests, reproducible examples); default 16 random bytes. */
   backupId?: Uint8Array;
+  /**
+   * Blocks handled at once (a positive multiple of 64); memory per window is about 2 bits and,
+   * for an incremental, 16 bytes of digests per block. An incremental takes its chain readers'
+   * (`openBackup`'s `windowBlocks`). Default 2^20.
+   */
+  windowBlocks?: number;
 }
 
 export interface IncrementalOptions extends WriteOptions {
@@ -214,7 +228,8 @@ async function writeBackup(
     throw new InvalidArgumentError('frames too large', { reason: 'bad-geometry' });
   const compress = options.compress ?? { type: 'zstd', level: DEFAULT_ZSTD_LEVEL };
 
-  // The parent's state: used and zero bitmaps and a digest per used non-zero block.
+  // The parent's state, resolved one window of blocks at a time from the chain's bitmaps and
+  // digest tables.
   const parent = inc === null ? null : ChainState.fromChain(inc.chain);
   if (parent !== null) {
     const ph = parent.newest.header;
@@ -229,14 +244,31 @@ async function writeBackup(
       );
     }
   }
-  // Blocks to read: every used block, or with a dirty list only the listed ones plus blocks that
-  // were not used in the parent (the parent has no digest for them).
-  let toRead = used;
-  if (parent !== null && inc?.changedRanges !== undefined) {
-    toRead = rangesToBlocks(inc.changedRanges, blockSize, blockCount)
-      .or(used.clone().andNot(parent.used))
-      .and(used);
-  }
+  const windowBlocks =
+    parent?.windowBlocks ?? checkWindowBlocks(options.windowBlocks ?? DEFAULT_WINDOW_BLOCKS);
+  const windowCount = Math.ceil(blockCount / windowBlocks);
+  // With a dirty list, only the listed blocks and the blocks that were not used in the parent
+  // (the parent has no digest for them) are read.
+  const rangeRuns =
+    parent !== null && inc?.changedRanges !== undefined
+      ? rangesToBlockRuns(inc.changedRanges, blockSize, blockCount)
+      : null;
+  let rangeCursor = 0;
+  /** The blocks of window `w` to read (window-relative bits). */
+  const toReadOf = async (w: number, usedWin: Bitmap, restart: boolean): Promise<Bitmap> => {
+    if (rangeRuns === null) return usedWin;
+    if (restart) rangeCursor = 0;
+    const start = w * windowBlocks;
+    const end = start + usedWin.length;
+    const bits = new Bitmap(usedWin.length);
+    while (rangeCursor < rangeRuns.length && rangeRuns[rangeCursor]![1] <= start) rangeCursor++;
+    for (let k = rangeCursor; k < rangeRuns.length && rangeRuns[k]![0] < end; k++) {
+      const s = Math.max(start, rangeRuns[k]![0]);
+      bits.setRange(s - start, Math.min(end, rangeRuns[k]![1]) - s);
+    }
+    const parentWin = await parent!.newest.window(w);
+    return bits.or(usedWin.clone().andNot(parentWin.used)).and(usedWin);
+  };
 
   const backupId = options.backupId ?? randomBytes(16);
   const parentHint =
@@ -263,8 +295,25 @@ async function writeBackup(
     typeof options.out === 'string'
       ? await fileSink(options.out, { overwrite: options.overwrite ?? false })
       : streamSink(options.out);
+  // The sections after the frames are built while the frames are written; they wait in spills
+  // (memory, then a temporary file beside the output), so nothing grows with the used blocks.
+  const spillDir = typeof options.out === 'string' ? dirname(options.out) : tmpdir();
+  const spills: Spill[] = [];
+  const spill = () => {
+    const s = new Spill(spillDir);
+    spills.push(s);
+    return s;
+  };
   try {
-    const bytesTotal = toRead.count() * blockSize + (tailStored ? tailLength : 0);
+    let readBlocks = 0;
+    if (rangeRuns === null) readBlocks = used.count();
+    else
+      for (let w = 0; w < windowCount; w++) {
+        const start = w * windowBlocks;
+        const usedWin = sliceBitmap(used, start, Math.min(windowBlocks, blockCount - start));
+        readBlocks += (await toReadOf(w, usedWin, w === 0)).count();
+      }
+    const bytesTotal = readBlocks * blockSize + (tailStored ? tailLength : 0);
     let bytesDone = 0;
     let bytesFromSource = 0;
     const progress = (n: number) => {
@@ -273,9 +322,19 @@ async function writeBackup(
     };
     await sink.write(header);
 
-    const zero = new Bitmap(blockCount);
-    const changed = parent === null ? null : new Bitmap(blockCount);
-    const digests = new DigestList();
+    const usedSpill = spill();
+    const zeroSpill = spill();
+    const changedSpill = spill();
+    const freedSpill = spill();
+    const digestSpill = spill();
+    const indexSpill = spill();
+    const usedRle = new RleEncoder(blockCount, usedSpill);
+    const zeroRle = new RleEncoder(blockCount, zeroSpill);
+    const changedRle = parent === null ? null : new RleEncoder(blockCount, changedSpill);
+    const freedRle = parent === null ? null : new RleEncoder(blockCount, freedSpill);
+    let usedBlocks = 0;
+    let zeroBlocks = 0;
+    let changedBlocks = 0;
     const threads =
       options.threads ??
       (compress.type === 'zstd' && bytesTotal >= THREADS_FROM_BYTES ? availableParallelism() : 0);
@@ -285,7 +344,7 @@ async function writeBackup(
     // compression (on the workers when there are any). An incremental needs each digest before
     // it can tell whether the block changed, so it digests here.
     const digestWithFrames = parent === null;
-    const frames: FrameEntry[] = [];
+    let frameCount = 0;
     // Frames being compressed, oldest first; written to the sink in this order.
     const inflight: Promise<CompressedFrame & { blockCount: number }>[] = [];
     const maxInflight = Math.max(1, 2 * threads);
@@ -295,14 +354,17 @@ async function writeBackup(
     const writeOldestFrame = async () => {
       const f = await inflight.shift()!;
       // The digest table lists the stored blocks only, in stored order (SPEC.md §6.5).
-      if (f.digests !== null) digests.pushMany(f.digests);
-      frames.push({
-        offset: sink.position,
-        storedLength: f.stored.length,
-        blockCount: f.blockCount,
-        crc: crc32c(f.stored),
-        method: f.method,
-      });
+      if (f.digests !== null) await digestSpill.push(f.digests);
+      await indexSpill.push(
+        encodeFrameEntry({
+          offset: sink.position,
+          storedLength: f.stored.length,
+          blockCount: f.blockCount,
+          crc: crc32c(f.stored),
+          method: f.method,
+        }),
+      );
+      frameCount++;
       await sink.write(f.stored);
       f.release();
     };
@@ -333,40 +395,15 @@ async function writeBackup(
       }
     };
 
-    /** Whether block `i` (at byte `at` of `buf`) is stored; records zero and changed bits. */
     // An incremental with workers has each read batch digested there, all blocks at once (a few
     // gap or zero blocks hashed for nothing cost less than hashing everything on this thread).
     const batchDigests = parent !== null && pool.digestsOnWorkers;
-    /**
-     * Whether block `i` (at byte `at` of `buf`) is stored; records zero and changed bits.
-     * `digested` holds the digest of each block of `buf` when the workers made them.
-     */
-    const keepBlock = (
-      i: number,
-      buf: Uint8Array,
-      at: number,
-      digested: Uint8Array | null,
-    ): boolean => {
-      if (isZeroRange(buf, at, blockSize)) {
-        zero.set(i);
-        if (parent !== null && !(parent.used.get(i) && parent.zero.get(i))) changed!.set(i);
-        return false;
-      }
-      if (parent === null) return true;
-      const k = (at / blockSize) * DIGEST_LENGTH;
-      const d =
-        digested === null
-          ? blockDigest(buf.subarray(at, at + blockSize))
-          : digested.subarray(k, k + DIGEST_LENGTH);
-      // Calls come in ascending block order, so the state's digest cursor only advances.
-      const before = parent.digestOf(i);
-      if (before !== null && bytesEqual(before, d)) return false;
-      changed!.set(i);
-      digests.push(d);
-      return true;
-    };
     const maxBatch = Math.max(1, Math.floor(READ_BATCH_BYTES / blockSize));
-    const batchList = readBatches(toRead, maxBatch, Math.floor(MAX_READ_GAP_BYTES / blockSize));
+    const maxGap = Math.floor(MAX_READ_GAP_BYTES / blockSize);
+    const freeBuffers: Uint8Array[] = [];
+    // Batches being read (and digested), oldest first: one being scanned, the next being read;
+    // with worker digests, one more per worker so every worker has a batch.
+    const ahead = batchDigests ? 1 + threads : 1;
     interface Batch {
       first: number;
       count: number;
@@ -374,72 +411,116 @@ async function writeBackup(
       whole: Uint8Array;
       digested: Uint8Array | null;
     }
-    // Batches being read (and digested), oldest first: one being scanned, the next being read;
-    // with worker digests, one more per worker so every worker has a batch.
-    const freeBuffers: Uint8Array[] = [];
-    const ahead = batchDigests ? 1 + threads : 1;
-    const pendingBatches: Promise<Batch>[] = [];
-    const startBatch = (): boolean => {
-      const next = batchList.next();
-      if (next.done) return false;
-      const [first, count] = next.value;
-      const length = count * blockSize;
-      const whole = freeBuffers.pop() ?? new Uint8Array(maxBatch * blockSize);
-      const read = source.read(first * blockSize, whole.subarray(0, length));
-      const batch: Promise<Batch> = batchDigests
-        ? read
-            .then(() => pool!.digestBlocks(whole, length, blockSize))
-            .then(({ buffer, digests: d }) => ({ first, count, whole: buffer, digested: d }))
-        : read.then(() => ({ first, count, whole, digested: null }));
-      batch.catch(() => {}); // awaited in order below; avoid an unhandled rejection meanwhile
-      pendingBatches.push(batch);
-      return true;
-    };
-    for (let k = 0; k <= ahead && startBatch(); k++);
-    while (pendingBatches.length > 0) {
+
+    for (let w = 0; w < windowCount; w++) {
       signal?.throwIfAborted();
-      const { first, count, whole, digested } = await pendingBatches.shift()!;
-      startBatch();
-      const buf = whole.subarray(0, count * blockSize);
-      bytesFromSource += buf.length;
-      let wanted = 0;
-      // Consecutive stored blocks are copied into the frame together.
-      let runStart = 0;
-      let runLength = 0;
-      for (const [s, len] of toRead.runs(first, first + count)) {
-        wanted += len;
-        for (let i = s; i < s + len; i++) {
-          const at = (i - first) * blockSize;
-          if (!keepBlock(i, buf, at, digested)) continue;
-          if (runLength > 0 && runStart + runLength * blockSize === at) {
-            runLength++;
-            continue;
-          }
-          if (runLength > 0) await storeRun(buf, runStart, runLength);
-          runStart = at;
-          runLength = 1;
+      const start = w * windowBlocks;
+      const length = Math.min(windowBlocks, blockCount - start);
+      const usedWin = sliceBitmap(used, start, length);
+      const state = parent === null ? null : await parent.window(w);
+      const toRead = await toReadOf(w, usedWin, w === 0);
+      const zero = new Bitmap(length);
+      const changed = parent === null ? null : new Bitmap(length);
+      const digests = new DigestList();
+
+      /**
+       * Whether block `start + j` (at byte `at` of `buf`) is stored; records zero and changed
+       * bits. `digested` holds the digest of each block of `buf` when the workers made them.
+       */
+      const keepBlock = (
+        j: number,
+        buf: Uint8Array,
+        at: number,
+        digested: Uint8Array | null,
+      ): boolean => {
+        if (isZeroRange(buf, at, blockSize)) {
+          zero.set(j);
+          if (state !== null && !(state.used.get(j) && state.zero.get(j))) changed!.set(j);
+          return false;
         }
+        if (state === null) return true;
+        const k = (at / blockSize) * DIGEST_LENGTH;
+        const d =
+          digested === null
+            ? blockDigest(buf.subarray(at, at + blockSize))
+            : digested.subarray(k, k + DIGEST_LENGTH);
+        // Calls come in ascending block order, so the state's digest cursor only advances.
+        const before = parent!.digestOf(start + j);
+        if (before !== null && bytesEqual(before, d)) return false;
+        changed!.set(j);
+        digests.push(d);
+        return true;
+      };
+      const batchList = readBatches(toRead, maxBatch, maxGap);
+      const pendingBatches: Promise<Batch>[] = [];
+      const startBatch = (): boolean => {
+        const next = batchList.next();
+        if (next.done) return false;
+        const [first, count] = next.value;
+        const length = count * blockSize;
+        const whole = freeBuffers.pop() ?? new Uint8Array(maxBatch * blockSize);
+        const read = source.read((start + first) * blockSize, whole.subarray(0, length));
+        const batch: Promise<Batch> = batchDigests
+          ? read
+              .then(() => pool!.digestBlocks(whole, length, blockSize))
+              .then(({ buffer, digests: d }) => ({ first, count, whole: buffer, digested: d }))
+          : read.then(() => ({ first, count, whole, digested: null }));
+        batch.catch(() => {}); // awaited in order below; avoid an unhandled rejection meanwhile
+        pendingBatches.push(batch);
+        return true;
+      };
+      for (let k = 0; k <= ahead && startBatch(); k++);
+      while (pendingBatches.length > 0) {
+        signal?.throwIfAborted();
+        const { first, count, whole, digested } = await pendingBatches.shift()!;
+        startBatch();
+        const buf = whole.subarray(0, count * blockSize);
+        bytesFromSource += buf.length;
+        let wanted = 0;
+        // Consecutive stored blocks are copied into the frame together.
+        let runStart = 0;
+        let runLength = 0;
+        for (const [s, len] of toRead.runs(first, first + count)) {
+          wanted += len;
+          for (let j = s; j < s + len; j++) {
+            const at = (j - first) * blockSize;
+            if (!keepBlock(j, buf, at, digested)) continue;
+            if (runLength > 0 && runStart + runLength * blockSize === at) {
+              runLength++;
+              continue;
+            }
+            if (runLength > 0) await storeRun(buf, runStart, runLength);
+            runStart = at;
+            runLength = 1;
+          }
+        }
+        if (runLength > 0) await storeRun(buf, runStart, runLength);
+        freeBuffers.push(whole);
+        progress(wanted * blockSize);
       }
-      if (runLength > 0) await storeRun(buf, runStart, runLength);
-      freeBuffers.push(whole);
-      progress(wanted * blockSize);
-    }
-    if (parent !== null && toRead !== used) {
-      // Used now and in the parent, outside the dirty list (gap reads included): unchanged by
-      // the caller's word, so they keep the parent's zero bit. They need no digest: the digest
-      // table lists stored blocks only.
-      zero.or(used.clone().andNot(toRead).and(parent.zero));
+      if (state !== null && toRead !== usedWin) {
+        // Used now and in the parent, outside the dirty list (gap reads included): unchanged by
+        // the caller's word, so they keep the parent's zero bit. They need no digest: the digest
+        // table lists stored blocks only.
+        zero.or(usedWin.clone().andNot(toRead).and(state.zero));
+      }
+      for (const part of digests.parts()) await digestSpill.push(part);
+      await usedRle.push(usedWin);
+      await zeroRle.push(zero);
+      usedBlocks += usedWin.count();
+      zeroBlocks += zero.count();
+      if (state !== null) {
+        const freed = state.used.clone().andNot(usedWin);
+        changed!.or(freed);
+        await changedRle!.push(changed!);
+        await freedRle!.push(freed);
+        changedBlocks += changed!.count();
+      }
     }
     await flushFrame();
     while (inflight.length > 0) await writeOldestFrame();
     const framesOffset = header.length;
     const framesLength = sink.position - framesOffset;
-
-    let freed: Bitmap | null = null;
-    if (parent !== null) {
-      freed = parent.used.clone().andNot(used);
-      changed!.or(freed);
-    }
 
     const sections = {
       USED: null,
@@ -450,19 +531,15 @@ async function writeBackup(
       FIDX: null,
       TAIL: null,
     } as Record<SectionTag, SectionLocation | null>;
-    const putSection = async (tag: SectionTag, encoding: number, payload: Uint8Array) => {
-      const bytes = encodeSection(tag, encoding, payload);
-      sections[tag] = { offset: sink.position, length: bytes.length };
-      await sink.write(bytes);
-    };
-    /** A section streamed in parts (digest table, tail): the CRC runs over the pieces. */
+    /** A section streamed in parts: the CRC runs over the pieces. */
     const putStreamed = async (
       tag: SectionTag,
+      encoding: number,
       length: number,
       parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
     ) => {
       const offset = sink.position;
-      const head = encodeSectionHeader(tag, ENCODING_RAW, length);
+      const head = encodeSectionHeader(tag, encoding, length);
       let crc = crc32c(head);
       await sink.write(head);
       let written = 0;
@@ -480,19 +557,25 @@ async function writeBackup(
       await sink.write(tailCrc);
       sections[tag] = { offset, length: length + SECTION_OVERHEAD };
     };
-    const putBitmap = async (tag: SectionTag, bitmap: Bitmap) => {
-      const { encoding, payload } = encodeBitmap(bitmap);
-      await putSection(tag, encoding, payload);
+    /** A bitmap section from its run-length spill, in whichever encoding is shorter. */
+    const putBitmap = async (tag: SectionTag, rle: RleEncoder, from: Spill) => {
+      const { encoding, payloadLength } = await rle.finish();
+      await putStreamed(
+        tag,
+        encoding,
+        payloadLength,
+        encoding === ENCODING_RLE ? from.read() : rleToRaw(from.read(), blockCount),
+      );
     };
 
-    await putBitmap('USED', used);
-    if (changed !== null && freed !== null) {
-      await putBitmap('CHNG', changed);
-      await putBitmap('FREE', freed);
+    await putBitmap('USED', usedRle, usedSpill);
+    if (changedRle !== null && freedRle !== null) {
+      await putBitmap('CHNG', changedRle, changedSpill);
+      await putBitmap('FREE', freedRle, freedSpill);
     }
-    await putBitmap('ZERO', zero);
-    await putStreamed('DGST', digests.length, digests.parts());
-    await putSection('FIDX', ENCODING_RAW, encodeFrameIndex(frames));
+    await putBitmap('ZERO', zeroRle, zeroSpill);
+    await putStreamed('DGST', ENCODING_RAW, digestSpill.length, digestSpill.read());
+    await putStreamed('FIDX', ENCODING_RAW, indexSpill.length, indexSpill.read());
     if (tailStored) {
       async function* tailParts() {
         const chunk = 1 << 20;
@@ -505,14 +588,14 @@ async function writeBackup(
           yield part;
         }
       }
-      await putStreamed('TAIL', tailLength, tailParts());
+      await putStreamed('TAIL', ENCODING_RAW, tailLength, tailParts());
     }
     const fileLength = sink.position + 0xc0;
     await sink.write(
       encodeFooter({
         backupId,
         fileLength,
-        frameCount: frames.length,
+        frameCount,
         storedBlockCount: storedBlocks,
         framesOffset,
         framesLength,
@@ -526,16 +609,17 @@ async function writeBackup(
       path: typeof options.out === 'string' ? options.out : null,
       fileLength,
       bytesRead: bytesFromSource,
-      usedBlocks: used.count(),
-      zeroBlocks: zero.count(),
-      changedBlocks: changed?.count() ?? null,
+      usedBlocks,
+      zeroBlocks,
+      changedBlocks: parent === null ? null : changedBlocks,
       storedBlocks,
-      frames: frames.length,
+      frames: frameCount,
     };
   } catch (error) {
     await sink.abort(error);
     throw error;
   } finally {
     await pool?.close();
+    await Promise.all(spills.map((s) => s.close()));
   }
 }

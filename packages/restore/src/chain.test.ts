@@ -41,7 +41,7 @@ describe('files on disk', async () => {
       const out = join(dir, 'restored.img');
       const result = await restoreImage({ chain, target: out });
       expect(Buffer.compare(await readFile(out), states[2]!.expected)).toBe(0);
-      expect(result.bytesWritten).toBe(readers[2]!.digested.count() * 1024);
+      expect(result.bytesWritten).toBe(readers[2]!.digestedBlocks * 1024);
       // Unused and zero blocks are holes: fewer 512-byte sectors allocated than the size.
       const st = await stat(out);
       expect(st.size).toBe(states[2]!.expected.length);
@@ -96,7 +96,7 @@ describe('files on disk', async () => {
   });
 
   test('damage anywhere in a used backup makes restore refuse, leaving no image behind', async () => {
-    const frame = readers[1]!.frames[1]!;
+    const frame = (await readers[1]!.frameIndex())[1]!;
     for (const [name, offset] of [
       ['frame', frame.offset + 2],
       ['header', 20],

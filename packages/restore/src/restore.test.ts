@@ -1,30 +1,45 @@
 import { memorySource } from '@diskube/core';
-import { BackupReader, type FormatReason } from '@diskube/format';
+import { BackupReader, crc32c, type FormatReason } from '@diskube/format';
 import { describe, expect, test } from 'vitest';
 import type { RestoreReason } from './reasons.js';
 import { restoreImage } from './restore.js';
 import { memoryTarget } from './target.js';
 import { makeChain, prng } from './test-support.js';
 
-describe('restore', async () => {
+/** A copy of backup `file` with the last digest table entry changed and its section CRC redone. */
+function withLastDigestFlipped(file: Uint8Array, reader: BackupReader): Uint8Array {
+  const loc = reader.footer.sections.DGST!;
+  const damaged = file.slice();
+  const crcAt = loc.offset + loc.length - 4;
+  damaged[crcAt - 1]! ^= 1;
+  new DataView(damaged.buffer).setUint32(crcAt, crc32c(damaged.subarray(loc.offset, crcAt)), true);
+  return damaged;
+}
+
+// Windows of 64 blocks: every backup's bitmaps, digests and frames cross window boundaries.
+describe.each([[undefined], [64]])('restore (windows of %s blocks)', async (windowBlocks) => {
   const bs = 512;
   const n = 300;
+  const windows = windowBlocks ? { windowBlocks } : {};
   const { states, readers, files } = await makeChain({
     seed: 42,
     blockSize: bs,
     blockCount: n,
     tail: 100,
     steps: 5,
+    ...windows,
   });
 
-  test('the chain exercises every kind of change', () => {
+  test('the chain exercises every kind of change', async () => {
     for (const r of readers.slice(1)) {
-      expect(r.freed!.count()).toBeGreaterThan(0);
-      expect(r.changed!.clone().andNot(r.freed!).count()).toBeGreaterThan(r.stored.count()); // some became zero
-      expect(r.stored.count()).toBeGreaterThan(0);
+      const info = r.info();
+      expect(info.freedBlocks).toBeGreaterThan(0);
+      expect(info.changedBlocks! - info.freedBlocks!).toBeGreaterThan(r.storedBlocks); // some became zero
+      expect(r.storedBlocks).toBeGreaterThan(0);
+      expect((await r.bitmap('stored'))!.count()).toBe(r.storedBlocks);
       // Format 2: an incremental's digest table covers its stored blocks only.
-      expect(r.footer.sections.DGST!.length).toBe(16 * r.stored.count() + 20);
-      expect(r.stored.count()).toBeLessThan(r.digested.count());
+      expect(r.footer.sections.DGST!.length).toBe(16 * r.storedBlocks + 20);
+      expect(r.storedBlocks).toBeLessThan(r.digestedBlocks);
     }
   });
 
@@ -49,15 +64,16 @@ describe('restore', async () => {
         }
       }
       const newest = chain.at(-1)!;
+      const digested = (await newest.bitmap('digested'))!;
       for (const { strategy, zeroUnused, result } of results) {
         const counts = result.writeCounts!;
         if (strategy === 'reverse') {
           // Each used non-zero block exactly once; with zeroUnused every other block once too.
           for (let i = 0; i < n; i++) {
-            const data = newest.used.get(i) && !newest.zero.get(i);
+            const data = digested.get(i);
             expect(counts[i], `block ${i}`).toBe(data || zeroUnused ? 1 : 0);
           }
-          expect(result.dataBlocksWritten).toBe(newest.digested.count());
+          expect(result.dataBlocksWritten).toBe(newest.digestedBlocks);
         }
       }
       const reverse = results.find((r) => r.strategy === 'reverse' && !r.zeroUnused)!.result;
@@ -82,14 +98,14 @@ describe('restore', async () => {
       damaged[offset]! ^= 1 << (offset % 8);
       let reader: BackupReader;
       try {
-        reader = await BackupReader.fromSource(memorySource(damaged), 'damaged.dkb');
+        reader = await BackupReader.fromSource(memorySource(damaged), 'damaged.dkb', windows);
       } catch (error) {
         expect(error).toMatchObject({ code: 'CORRUPT' });
         refused++;
         continue;
       }
       const chain = [...readers.slice(0, victim), reader, ...readers.slice(victim + 1, 5)];
-      const inFrame = reader.frames.some(
+      const inFrame = (await reader.frameIndex()).some(
         (f) => offset >= f.offset && offset < f.offset + f.storedLength,
       );
       for (const strategy of ['patch', 'reverse'] as const) {
@@ -114,31 +130,34 @@ describe('restore', async () => {
       const r = readers[k]!;
       // The last entry belongs to the last stored block, which every restore of point 5 needs
       // (a later backup does not restore over it) unless a later backup changed it.
-      const last = r.stored.toRanges().at(-1)!;
+      const last = (await r.bitmap('stored'))!.toRanges().at(-1)!;
       const block = last[0] + last[1] - 1;
-      const needed = readers.slice(k + 1).every((b) => !b.changed!.get(block));
-      r.digests[r.digests.length - 1]! ^= 1;
-      try {
-        for (const strategy of ['reverse', 'patch'] as const) {
-          const attempt = restoreImage({
-            chain: readers,
-            target: memoryTarget(want.length),
-            strategy,
+      let needed = true;
+      for (const b of readers.slice(k + 1))
+        if ((await b.bitmap('changed'))!.get(block)) needed = false;
+      const damaged = await BackupReader.fromSource(
+        memorySource(withLastDigestFlipped(files[k]!, r)),
+        r.path,
+        windows,
+      );
+      const chain = readers.map((b, j) => (j === k ? damaged : b));
+      for (const strategy of ['reverse', 'patch'] as const) {
+        const attempt = restoreImage({
+          chain,
+          target: memoryTarget(want.length),
+          strategy,
+        });
+        if (needed || strategy === 'patch')
+          await expect(attempt).rejects.toMatchObject({
+            code: 'CORRUPT',
+            reason: 'digest' satisfies RestoreReason | FormatReason,
+            structure: `block ${block}`,
           });
-          if (needed || strategy === 'patch')
-            await expect(attempt).rejects.toMatchObject({
-              code: 'CORRUPT',
-              reason: 'digest' satisfies RestoreReason | FormatReason,
-              structure: `block ${block}`,
-            });
-          else await attempt;
-        }
-        const target = memoryTarget(want.length);
-        await restoreImage({ chain: readers, target, verifyDigests: false });
-        expect(Buffer.compare(target.bytes, want)).toBe(0);
-      } finally {
-        r.digests[r.digests.length - 1]! ^= 1;
+        else await attempt;
       }
+      const target = memoryTarget(want.length);
+      await restoreImage({ chain, target, verifyDigests: false });
+      expect(Buffer.compare(target.bytes, want)).toBe(0);
     }
   });
 

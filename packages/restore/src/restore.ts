@@ -116,13 +116,14 @@ class Writer {
     await Promise.all(this.inflight);
     if (this.failure !== null) throw this.failure;
   }
-  /** Write zeros over the set runs of `blocks`, in ascending order. */
-  async zeros(blocks: Bitmap): Promise<number> {
+  /** Write zeros over the set runs of `blocks` (bit `j` is block `start + j`), in ascending order. */
+  async zeros(blocks: Bitmap, start = 0): Promise<number> {
     await this.flush();
     const zero = new Uint8Array(Math.max(1 << 20, this.blockSize));
     const perWrite = zero.length / this.blockSize;
     let written = 0;
-    for (const [s, len] of blocks.runs()) {
+    for (const [s0, len] of blocks.runs()) {
+      const s = start + s0;
       for (let at = s; at < s + len; at += perWrite) {
         const n = Math.min(perWrite, s + len - at);
         await this.target.write(at * this.blockSize, zero.subarray(0, n * this.blockSize));
@@ -182,17 +183,27 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreResu
     const counts = options.recordWrites ? new Uint8Array(h.blockCount) : null;
     const bs = h.blockSize;
 
+    // Every backup of a chain is read window by window (the same windows: `checkChain` checked
+    // the geometry), so memory holds a window of bitmaps and digests, never a whole table.
+    const windowCount = newest.windowCount;
+    for (const b of chain) {
+      if (b.windowBlocks !== newest.windowBlocks)
+        throw new InvalidArgumentError('the chain was opened with different window sizes', {
+          reason: 'window-mismatch',
+        });
+    }
+
     // Plan, to report progress against a known total.
     const tail = h.tailLength > 0 && (h.tailStored || zeroUnused) ? h.tailLength : 0;
     let plannedBlocks: number;
     if (strategy === 'reverse') {
-      plannedBlocks = zeroUnused ? h.blockCount : newest.digested.count();
+      plannedBlocks = zeroUnused ? h.blockCount : newest.digestedBlocks;
     } else {
       plannedBlocks = chain.reduce(
-        (n, r, k) => n + r.stored.count() + (k > 0 ? r.changed!.count() - r.stored.count() : 0),
+        (n, r, k) => n + r.storedBlocks + (k > 0 ? r.changedBlocks! - r.storedBlocks : 0),
         0,
       );
-      if (zeroUnused) plannedBlocks += h.blockCount - chain[0]!.stored.count();
+      if (zeroUnused) plannedBlocks += h.blockCount - chain[0]!.storedBlocks;
     }
     const bytesTotal = plannedBlocks * bs + tail;
     let bytesDone = 0;
@@ -209,32 +220,37 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreResu
       dataBlocks += bytes.length / bs;
     };
 
-    if (strategy === 'reverse') {
-      const unrestored = new Bitmap(h.blockCount).setAll();
-      const written = new Bitmap(h.blockCount);
-      for (let k = chain.length - 1; k >= 0; k--) {
-        const b = chain[k]!;
-        const select = b.stored.clone().and(unrestored);
-        written.or(select);
-        await b.forEachStoredRun(writeRun, { select, verifyDigests });
+    for (let w = 0; w < windowCount; w++) {
+      if (strategy === 'reverse') {
+        const top = await newest.window(w);
+        const unrestored = new Bitmap(top.length).setAll();
+        const written = new Bitmap(top.length);
+        for (let k = chain.length - 1; k >= 0; k--) {
+          const b = chain[k]!;
+          const win = await b.window(w);
+          const select = win.stored.clone().and(unrestored);
+          written.or(select);
+          await b.forEachStoredRunIn(win, writeRun, { select, verifyDigests });
+          if (win.changed !== null) unrestored.andNot(win.changed);
+          unrestored.and(win.used);
+          if (unrestored.isEmpty()) break;
+        }
+        // Writes of one window go to distinct blocks; they may stay in flight across windows.
+        if (zeroUnused) zeroBlocks += await out.zeros(written.not(), top.start);
+      } else {
+        // Writes of one backup go to distinct blocks and may overlap in flight; a later backup
+        // rewrites the same blocks, so each backup's writes must land before the next begins.
+        const base = await chain[0]!.window(w);
+        await chain[0]!.forEachStoredRunIn(base, writeRun, { verifyDigests });
         await out.flush();
-        if (b.changed !== null) unrestored.andNot(b.changed);
-        unrestored.and(b.used);
-        if (unrestored.isEmpty()) break;
-      }
-      if (zeroUnused) zeroBlocks += await out.zeros(written.not());
-    } else {
-      // Writes of one backup go to distinct blocks and may overlap in flight; a later backup
-      // rewrites the same blocks, so each backup's writes must land before the next begins.
-      const base = chain[0]!;
-      await base.forEachStoredRun(writeRun, { verifyDigests });
-      await out.flush();
-      if (zeroUnused) zeroBlocks += await out.zeros(base.stored.clone().not());
-      for (const b of chain.slice(1)) {
-        await b.forEachStoredRun(writeRun, { verifyDigests });
-        await out.flush();
-        // Blocks that became zero or unused: the earlier data under them must go.
-        zeroBlocks += await out.zeros(b.changed!.clone().andNot(b.stored));
+        if (zeroUnused) zeroBlocks += await out.zeros(base.stored.clone().not(), base.start);
+        for (const b of chain.slice(1)) {
+          const win = await b.window(w);
+          await b.forEachStoredRunIn(win, writeRun, { verifyDigests });
+          await out.flush();
+          // Blocks that became zero or unused: the earlier data under them must go.
+          zeroBlocks += await out.zeros(win.changed!.clone().andNot(win.stored), win.start);
+        }
       }
     }
     await out.flush();

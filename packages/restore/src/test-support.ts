@@ -43,7 +43,10 @@ export async function makeChain(options: {
   /** `clustered`: each step rewrites one contiguous tenth of the disk instead of random blocks. */
   churn?: 'random' | 'clustered';
   blocksPerFrame?: number;
+  /** Blocks per window of the writer and readers (default: the format's). */
+  windowBlocks?: number;
 }) {
+  const windows = options.windowBlocks ? { windowBlocks: options.windowBlocks } : {};
   const { blockSize: bs, blockCount: n, tail } = options;
   const rand = prng(options.seed);
   const image = new Uint8Array(n * bs + tail);
@@ -94,6 +97,7 @@ export async function makeChain(options: {
       blockSize: bs,
       blocksPerFrame: options.blocksPerFrame ?? 4,
       compress: { type: 'zstd' as const, level: 1 },
+      ...windows,
     };
     const file = await toMemory((out) =>
       readers.length === 0
@@ -101,7 +105,7 @@ export async function makeChain(options: {
         : writeIncremental({ ...common, out, chain: [...readers] }),
     );
     files.push(file);
-    readers.push(await BackupReader.fromSource(memorySource(file), `backup-${step}.dkb`));
+    readers.push(await BackupReader.fromSource(memorySource(file), `backup-${step}.dkb`, windows));
   }
   return { states, files, readers };
 }
