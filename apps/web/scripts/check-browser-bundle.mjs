@@ -17,6 +17,7 @@ export const BROWSER_ENTRIES = [
   '@diskube/core',
   '@diskube/ext',
   '@diskube/fat',
+  '@diskube/xfs',
   '@diskube/ntfs',
   '@diskube/partition',
   '@diskube/container',
