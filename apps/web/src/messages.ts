@@ -59,10 +59,23 @@ const WARNINGS: Record<string, string> = {
   'tail-after-filesystem': 'There are bytes after the end of the filesystem.',
   'gpt-primary-damaged': 'The primary GPT is damaged; the backup GPT at the end was used.',
   'gpt-backup-missing': 'The backup GPT at the end of the disk is missing or damaged.',
-  'partition-overlap': 'Two partitions overlap.',
-  'bad-clusters': 'The filesystem lists bad clusters; they are not kept.',
+  'partition-overlap':
+    'Partitions overlap, so none of them is trusted to say what is free: each is kept whole.',
+  'ebr-entry-ignored':
+    'An extended boot record holds an entry Linux ignores; its sectors are kept.',
+  'bad-clusters':
+    'The filesystem lists bad clusters; they are kept (copied), and reading them may fail on failing media.',
   'bitmap-checksum': 'A block bitmap failed its checksum; its group is kept whole.',
-  'bitmap-inconsistent': 'A block bitmap disagrees with its counters; its group is kept whole.',
+  'free-count': "A group's free count disagrees with its bitmap; the group is kept whole.",
+  'referenced-free':
+    'Files use blocks the allocation map calls free (found by the cross-check); they are kept.',
+  'fat-copies-differ': 'The FAT copies disagree; every cluster either copy marks used is kept.',
+  'bad-fsinfo':
+    'The FAT32 FSInfo sector is not valid (it only holds hints; nothing depends on it).',
+  'hard-errors': 'The FAT volume records hard errors from a past run; its maps are still read.',
+  'external-log': 'The XFS log is on another device, which is not part of this image.',
+  'agfl-needs-reset':
+    'An XFS free list needs the reset the kernel does at mount; its blocks are kept.',
   'backup-boot-sector-missing': 'The NTFS backup boot sector is missing.',
   'backup-boot-sector-invalid': 'The NTFS backup boot sector is not valid.',
 };

@@ -82,8 +82,10 @@ export function inspectText(path: string, inspection: Inspection): string[] {
     return out;
   }
   if (!inspection.table) {
-    const content = first?.content ? `${first.content}, not readable` : 'nothing recognised';
-    out.push(`contents     ${content}: the whole image is kept`);
+    // Kept whole: say why (nothing recognised, an unsupported filesystem, a doubt absorbed).
+    out.push(
+      `contents     ${first?.warnings[0]?.message ?? 'nothing recognised: the whole image is kept'}`,
+    );
     return out;
   }
   out.push(
