@@ -18,7 +18,7 @@ import {
   recordRuns,
   zeroBitmap,
 } from './test-bitmap.js';
-import type { Outcome } from './test-hex.js';
+import { type Outcome, patchProtected } from './test-hex.js';
 import { ntfs3gBitmap, ntfsToolsAvailable, partcloneUsed } from './test-images.js';
 import { NtfsVolume } from './volume.js';
 
@@ -221,5 +221,48 @@ describe.skipIf(!tools)('evidence against $Bitmap', () => {
     garbage.fill(0x5a, freeAt + 4, freeAt + vol.boot.mftRecordSize);
     const result = (await outcome(garbage, true)) as UsedBlocks;
     expect(result.crossCheck).toMatchObject({ missingBlocks: 0 });
+  });
+
+  it('random edits in user and extension records: crossCheck ends in a result that keeps every clean cluster, or CORRUPT', async () => {
+    const { path, image: clean } = await dslVolume(SPEC);
+    const before = await ntfsDriver.usedBlocks(memorySource(clean));
+    const targets = [
+      recordOf(path, '/data', 'blob'),
+      recordOf(path, '/data', 'frag'),
+      recordOf(path, '/', 'docs'),
+      ...(
+        await (await NtfsVolume.open(memorySource(clean))).openFile(recordOf(path, '/data', 'frag'))
+      ).extensionRecords,
+    ];
+    const offsets = await Promise.all(targets.map((n) => recordOffset(clean, n)));
+    let seed = 777;
+    const next = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const seen = new Set<string>();
+    // One copy of the image, each record patched in place and restored after the case.
+    const bytes = clean.slice();
+    for (let k = 0; k < 150; k++) {
+      const at = offsets[Math.floor(next() * offsets.length)]!;
+      patchProtected(bytes, at, 1024, (r) => {
+        for (let p = 0, m = 1 + Math.floor(next() * 4); p < m; p++) {
+          const off = 0x38 + Math.floor(next() * (1024 - 0x3a));
+          if (off % 512 >= 510) continue; // keep the fixups valid
+          r[off] = next() < 0.3 ? 0xff : Math.floor(next() * 256);
+        }
+      });
+      const result = await outcome(bytes, true);
+      if (typeof result === 'string') {
+        expect(result).toMatch(/^CORRUPT\//);
+        seen.add(result);
+      } else {
+        // $Bitmap was not touched, so nothing the clean map holds may be dropped.
+        expect(result.used.clone().and(before.used).equals(before.used)).toBe(true);
+        expect(result.crossCheck!.missing.length).toBeLessThanOrEqual(20);
+      }
+      bytes.set(clean.subarray(at, at + 1024), at);
+    }
+    expect(seen.size).toBeGreaterThan(2);
   });
 });

@@ -1,4 +1,4 @@
-import type { Bitmap } from '@diskube/bitmap';
+import { Bitmap } from '@diskube/bitmap';
 import {
   CorruptError,
   type CrossCheckReport,
@@ -112,8 +112,10 @@ export async function crossCheckWalk(
     missingBlocks: 0,
     missing: [],
   };
-  /** Extension records named by an attribute list that the walk has not reached yet. */
-  const listed = new Map<number, number>();
+  // One bit per record each (like $MFT's $BITMAP), so memory stays bounded by $MFT's size:
+  // records walked, and extension records an attribute list names ahead of the walk.
+  const walked = new Bitmap(records);
+  const listed = new Bitmap(records);
 
   /**
    * `record N name` for the file a record belongs to. $FILE_NAME may sit in an extension record
@@ -131,6 +133,7 @@ export async function crossCheckWalk(
 
   const walkRecord = async (header: MftRecordHeader, attributes: Attribute[]): Promise<void> => {
     report.objects++;
+    walked.set(header.recordNumber);
     for (const a of attributes) {
       if (a.resident) continue;
       const runs = decodeRunlist(
@@ -175,8 +178,8 @@ export async function crossCheckWalk(
               { structure: `MFT record ${header.recordNumber}`, reason: 'record-out-of-range' },
             );
           }
-          if (e.record > header.recordNumber) listed.set(e.record, header.recordNumber);
-          else await walkListedEarlier(e.record, header.recordNumber);
+          if (e.record > header.recordNumber) listed.set(e.record);
+          else if (!walked.get(e.record)) await walkListedEarlier(e.record, header.recordNumber);
         }
       }
     }
@@ -193,16 +196,13 @@ export async function crossCheckWalk(
     }
   };
 
-  const seen = new Set<number>();
   /** An extension record listed by a base record after the walk passed it: walk it if it was free. */
   const walkListedEarlier = async (n: number, base: number): Promise<void> => {
-    if (seen.has(n)) return;
     const record = await vol.readRecord(n).catch((error: unknown) => {
       if (isCorrupt(error)) return undefined;
       throw error;
     });
     if (record && !record.header.inUse && record.header.baseRecord === base) {
-      seen.add(n);
       await walkRecord(record.header, record.attributes);
     }
   };
@@ -223,14 +223,14 @@ export async function crossCheckWalk(
     for (let i = 0; i < count; i++) {
       const n = first + i;
       const recordBytes = bytes.subarray(i * recordSize, (i + 1) * recordSize);
-      const base = listed.get(n);
-      listed.delete(n);
       // Records never written read as zeros; skipping them saves a parse per free record.
       if (!marked(n) && recordBytes[0] !== 0x46 && recordBytes[0] !== 0x42) continue;
       const record = parse(recordBytes, n, dataOffset(n));
       if (!record) continue;
       const { header } = record;
-      if (header.inUse || (base !== undefined && header.baseRecord === base)) {
+      // A listed extension record is walked even with its in-use flag clear; which base listed
+      // it is not kept (a bit per record), so any base will do: walking more keeps more.
+      if (header.inUse || (listed.get(n) && header.baseRecord !== 0)) {
         await walkRecord(header, record.attributes);
       }
     }
