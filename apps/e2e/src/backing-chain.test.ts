@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildImage } from '@diskube/mkimage';
@@ -9,7 +9,7 @@ import { diskube, diskubeJson, requireTools, scratch } from './support.js';
 
 // Issue 14: a qcow2 overlay chain of depth 2 over a DSL-built disk, backed up and restored by
 // the built CLI. Each layer is a later state of the disk (files added), made an
-// overlay of the one before by `qemu-img rebase` (which keeps only the clusters that differ),
+// overlay of the one before by `qemu-img rebase` (which copies in only the clusters that differ),
 // so the chain's blocks really come from all three files. The restore must equal the restore of
 // `qemu-img convert -O raw` of the chain, match that conversion inside the used ranges, and pass
 // fsck with every file of the last state identical.
@@ -37,23 +37,18 @@ describe.runIf(have)('qcow2 backing chain through the CLI', () => {
     );
     const qemuImg = (...args: string[]) => execFileSync('qemu-img', args, { cwd: dir });
     qemuImg('convert', '-f', 'raw', '-O', 'qcow2', base.image, 'base/base.qcow2');
-    qemuImg('convert', '-f', 'raw', '-O', 'qcow2', mid.image, 'vm/mid.qcow2');
-    qemuImg('convert', '-f', 'raw', '-O', 'qcow2', top.image, 'vm/top.qcow2');
-    // Safe rebase (from the directory of the overlay: names are stored as given).
-    execFileSync(
-      'qemu-img',
-      ['rebase', '-f', 'qcow2', '-b', '../base/base.qcow2', '-F', 'qcow2', 'mid.qcow2'],
-      {
-        cwd: join(dir, 'vm'),
-      },
-    );
-    execFileSync(
-      'qemu-img',
-      ['rebase', '-f', 'qcow2', '-b', 'mid.qcow2', '-F', 'qcow2', 'top.qcow2'],
-      {
-        cwd: join(dir, 'vm'),
-      },
-    );
+    // An overlay holding only the clusters where `image` differs from `backing`: an empty
+    // overlay of the full image, then a safe `qemu-img rebase` onto `backing` (it copies in the
+    // clusters that differ). Names are stored as given, relative to the overlay's directory.
+    const overlay = (image: string, backing: string, out: string) => {
+      const inVm = (...args: string[]) => execFileSync('qemu-img', args, { cwd: join(dir, 'vm') });
+      inVm('convert', '-f', 'raw', '-O', 'qcow2', image, `${out}.full`);
+      inVm('create', '-f', 'qcow2', '-b', `${out}.full`, '-F', 'qcow2', out);
+      inVm('rebase', '-f', 'qcow2', '-b', backing, '-F', 'qcow2', out);
+      rmSync(join(dir, 'vm', `${out}.full`));
+    };
+    overlay(mid.image, '../base/base.qcow2', 'mid.qcow2');
+    overlay(top.image, 'mid.qcow2', 'top.qcow2');
     const chainTop = join(dir, 'vm/top.qcow2');
     // The overlays hold only what changed: the chain really reads from all three files.
     const sizeOf = (f: string) => statSync(join(dir, f)).size;
