@@ -12,6 +12,15 @@ import type { Superblock } from './superblock.js';
 
 export const XFS_ABTB_MAGIC = 0x41425442; // 'ABTB', v4 free space by block number
 export const XFS_ABTB_CRC_MAGIC = 0x41423342; // 'AB3B', the same on v5
+export const XFS_ABTC_MAGIC = 0x41425443; // 'ABTC', v4 free space by size (cntbt)
+export const XFS_ABTC_CRC_MAGIC = 0x41423343; // 'AB3C', the same on v5
+
+/** Which free-space btree: by block number (bnobt) or by size (cntbt). */
+export type AllocBtree = 'bno' | 'cnt';
+const MAGICS = {
+  bno: [XFS_ABTB_MAGIC, XFS_ABTB_CRC_MAGIC],
+  cnt: [XFS_ABTC_MAGIC, XFS_ABTC_CRC_MAGIC],
+} as const;
 const V4_HEADER = 16;
 const V5_HEADER = 56;
 const BB_CRC = 0x34;
@@ -70,13 +79,14 @@ export function parseBnoBlock(
   agLength: number,
   level: number,
   isRoot: boolean,
+  kind: AllocBtree = 'bno',
 ): BtreeBlock {
-  const f = new FieldReader<XfsReason>(bytes, `XFS bnobt block ${agno}/${agbno}`, offset).need(
+  const f = new FieldReader<XfsReason>(bytes, `XFS ${kind}bt block ${agno}/${agbno}`, offset).need(
     sb.blockSize,
   );
   const v5 = sb.version === 5;
   const bb_magic = f.u32be(0x00);
-  if (bb_magic !== (v5 ? XFS_ABTB_CRC_MAGIC : XFS_ABTB_MAGIC)) {
+  if (bb_magic !== MAGICS[kind][v5 ? 1 : 0]) {
     throw f.corrupt(`bad magic 0x${bb_magic.toString(16)}`, 0x00, 'bad-magic');
   }
   if (v5) {
@@ -132,6 +142,7 @@ export function parseBnoBlock(
       }
       counts.push(count);
     } else {
+      counts.push(count);
       const at = h + max.node * 8 + i * 4;
       const ptr = f.u32be(at);
       if (ptr === 0 || ptr >= agLength) throw f.corrupt(`child pointer ${ptr}`, at, 'out-of-range');
@@ -139,9 +150,15 @@ export function parseBnoBlock(
       if (start >= agLength)
         throw f.corrupt(`key ${start} outside the AG`, h + i * 8, 'out-of-range');
     }
-    // Records and keys are sorted by start block, without overlaps (checked across blocks by
-    // the walk).
-    if (i > 0) {
+    // bnobt records and keys are sorted by start block, without overlaps (checked across blocks
+    // by the walk); cntbt ones by (length, start block).
+    if (i > 0 && kind === 'cnt') {
+      const pc = counts[i - 1]!;
+      const ps = starts[i - 1]!;
+      if (count < pc || (count === pc && start <= ps)) {
+        throw f.corrupt(`key ${count}/${start} after ${pc}/${ps}`, h + i * 8, 'bad-key-order');
+      }
+    } else if (i > 0) {
       const prev = starts[i - 1]!;
       const prevEnd = level === 0 ? prev + counts[i - 1]! : prev + 1;
       if (start < prevEnd)
@@ -175,6 +192,7 @@ export async function walkBnoBtree(
   root: number,
   levels: number,
   signal?: AbortSignal,
+  kind: AllocBtree = 'bno',
 ): Promise<FreeSpace> {
   const seen = new Set<number>();
   const nodes: number[] = [];
@@ -193,7 +211,7 @@ export async function walkBnoBtree(
       const { bytes, offset } = await read(agbno);
       if (seen.has(agbno)) {
         throw new CorruptError(`block ${agbno} is reached twice`, {
-          structure: `XFS bnobt block ${agno}/${agbno}`,
+          structure: `XFS ${kind}bt block ${agno}/${agbno}`,
           offset,
           reason: 'btree-loop',
         });
@@ -202,7 +220,7 @@ export async function walkBnoBtree(
       nodes.push(agbno);
       if (seen.size > agLength) {
         throw new CorruptError('more btree blocks than the AG has', {
-          structure: `XFS bnobt ${agno}`,
+          structure: `XFS ${kind}bt ${agno}`,
           offset,
           reason: 'too-many-nodes',
         });
@@ -216,8 +234,9 @@ export async function walkBnoBtree(
         agLength,
         level,
         level === levels - 1,
+        kind,
       );
-      const where = { structure: `XFS bnobt block ${agno}/${agbno}`, offset };
+      const where = { structure: `XFS ${kind}bt block ${agno}/${agbno}`, offset };
       const left = i === 0 ? NULLAGBLOCK : current[i - 1]!.agbno;
       const right = i === current.length - 1 ? NULLAGBLOCK : current[i + 1]!.agbno;
       if (block.leftsib !== left || block.rightsib !== right) {
@@ -227,7 +246,10 @@ export async function walkBnoBtree(
         );
       }
       const n = block.starts.length;
+      // Key ranges across blocks are checked for the bnobt; the cntbt's extents must equal the
+      // bnobt's as a set, which the driver checks.
       if (
+        kind === 'bno' &&
         n > 0 &&
         (block.starts[0]! < low || block.starts[n - 1]! >= high || block.starts[0]! < prevEnd)
       ) {
@@ -245,7 +267,7 @@ export async function walkBnoBtree(
           out.counts.push(block.counts[k]!);
         }
         if (n > 0) prevEnd = block.starts[n - 1]! + block.counts[n - 1]!;
-        if (prevEnd > high) {
+        if (kind === 'bno' && prevEnd > high) {
           throw new CorruptError(`free extent ends at ${prevEnd}, past its key range ${high}`, {
             ...where,
             reason: 'bad-key-order',

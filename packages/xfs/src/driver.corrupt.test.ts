@@ -142,6 +142,20 @@ describe.runIf(tools)('xfs corruption of real images', () => {
     await expectError(img, 'CORRUPT', 'bad-magic', a4);
   });
 
+  it('a free extent the cntbt does not have is CORRUPT (btree-mismatch)', async () => {
+    // Shift the largest extent of AG 1's cntbt (its last record, so the size order holds) by
+    // one block: every block and count is still valid, but the two trees now disagree.
+    const img = v5.slice();
+    const bs = g.blockSize;
+    const at = agf(g, 1);
+    expect(u32(img, at + 0x20)).toBe(1); // cntlevel: the root is the only leaf
+    const leaf = g.agblocks * bs + u32(img, at + 0x14) * bs;
+    const last = leaf + 56 + (u16(img, leaf + 6) - 1) * 8;
+    put32(img, last, u32(img, last) - 1);
+    fixCrc(img, leaf, bs, 0x34);
+    await expectError(img, 'CORRUPT', 'btree-mismatch', at + 0x14);
+  });
+
   it('a btree block inside free space is CORRUPT (overlap)', async () => {
     // Copy AG 1's root leaf into the first block of its own first free extent and point the AGF
     // there: every field, CRC and count is consistent, but the tree now sits in free space.

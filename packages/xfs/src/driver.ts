@@ -175,6 +175,21 @@ function isFree(free: FreeSpace, bno: number): boolean {
   return false;
 }
 
+/** True when two walks found the same extents (the cntbt's in size order). */
+function sameExtents(byBlock: FreeSpace, bySize: FreeSpace): boolean {
+  const n = byBlock.starts.length;
+  if (bySize.starts.length !== n) return false;
+  const order = Array.from({ length: n }, (_, i) => i).sort(
+    (a, b) => bySize.starts[a]! - bySize.starts[b]!,
+  );
+  for (let i = 0; i < n; i++) {
+    const j = order[i]!;
+    if (bySize.starts[j] !== byBlock.starts[i] || bySize.counts[j] !== byBlock.counts[i])
+      return false;
+  }
+  return true;
+}
+
 /** Verify AG `agno`'s headers and free-space btree; returns its free extents. */
 async function scanAg(
   source: BlockSource,
@@ -213,24 +228,32 @@ async function scanAg(
       offset: base + agfAt + 0x28,
     });
   }
-  const free = await walkBnoBtree(
-    (agbno) => {
-      const offset = base + agbno * sb.blockSize;
-      return readAt(source, offset, sb.blockSize, `XFS bnobt block ${agno}/${agbno}`).then(
-        (bytes) => ({
-          bytes,
-          offset,
-        }),
-      );
-    },
+  const readBlock = async (agbno: number) => {
+    const offset = base + agbno * sb.blockSize;
+    const bytes = await readAt(source, offset, sb.blockSize, `XFS btree block ${agno}/${agbno}`);
+    return { bytes, offset };
+  };
+  const free = await walkBnoBtree(readBlock, sb, agno, length, agf.bnoRoot, agf.bnoLevel, signal);
+  const where = { structure: `XFS AGF ${agno}`, offset: base + agfAt };
+  // The by-size btree must hold exactly the same extents: a bnobt record claiming used blocks as
+  // free would have to be forged in both trees (and in agf_freeblks) to go unnoticed.
+  const bySize = await walkBnoBtree(
+    readBlock,
     sb,
     agno,
     length,
-    agf.bnoRoot,
-    agf.bnoLevel,
+    agf.cntRoot,
+    agf.cntLevel,
     signal,
+    'cnt',
   );
-  const where = { structure: `XFS AGF ${agno}`, offset: base + agfAt };
+  if (!sameExtents(free, bySize)) {
+    throw new CorruptError('the free-space btrees by block and by size disagree', {
+      ...where,
+      offset: where.offset + 0x14,
+      reason: 'btree-mismatch',
+    });
+  }
   let total = 0;
   for (const c of free.counts) total += c;
   if (total !== agf.freeblks) {
@@ -250,6 +273,7 @@ async function scanAg(
   }
   for (const [what, blocks] of [
     ['bnobt block', free.nodes],
+    ['cntbt block', bySize.nodes],
     ['free-list block', agfl ?? []],
   ] as const) {
     for (const bno of blocks) {

@@ -30,6 +30,7 @@ export const XFS_REASONS = Object.freeze([
   'btree-loop',
   'too-many-nodes',
   'free-count',
+  'btree-mismatch',
   'overlap',
   // CORRUPT: the log.
   'bad-log',
