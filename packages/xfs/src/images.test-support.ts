@@ -50,6 +50,8 @@ export interface XfsRecipe {
   /** Fill the file with random bytes before mkfs (so free space is not zeroes). */
   prefill?: boolean;
   seed?: number;
+  /** Change the uuid afterwards with `xfs_admin -U`: v5 then sets meta_uuid and keeps the old one there. */
+  newUuid?: string;
 }
 
 function fileContent(recipe: XfsRecipe, dir: 'd' | 'm', i: number): Uint8Array {
@@ -142,6 +144,7 @@ export function buildXfs(recipe: XfsRecipe): string {
       );
       execFileSync('xfs_repair', [img], { stdio: 'ignore' });
     }
+    if (recipe.newUuid) execFileSync('xfs_admin', ['-U', recipe.newUuid, img], { stdio: 'ignore' });
     renameSync(img, path);
   } finally {
     rmSync(work, { recursive: true, force: true });

@@ -32,6 +32,9 @@ export const MATRIX: Record<string, XfsRecipe> = {
     '-i',
     'sparse=0',
   ]),
+  'meta_uuid (uuid changed by xfs_admin -U after mkfs)': content(64 * M, [], {
+    newUuid: '0f0e0d0c-0b0a-4908-8706-050403020100',
+  }),
   'v4 (crc=0)': content(64 * M, ['-m', 'crc=0']),
   'v4, 512-byte blocks': content(64 * M, ['-m', 'crc=0', '-b', 'size=512'], { small: 800 }),
   '32 AGs': content(512 * M, ['-d', 'agcount=32']),
