@@ -3,7 +3,7 @@ import { buildImage } from '@diskube/mkimage';
 import { backup, restore } from 'diskube/node';
 import { describe, expect, it } from 'vitest';
 import { compareMasked, expectFilesystemsIntact } from './images.js';
-import { requireTools, scratch } from './support.js';
+import { diskube, diskubeJson, requireTools, scratch } from './support.js';
 
 // XFS through the library (diskube/node, default drivers), as a third-party program would use it:
 // back up a DSL-built XFS image, restore it, then check it without mounting — xfs_repair -n clean
@@ -57,4 +57,22 @@ describe.runIf(have)('XFS round trips through diskube/node', () => {
       );
     });
   }
+});
+
+describe.runIf(have)('a dirty XFS through the binary', () => {
+  it('a log that needs recovery is refused (exit 5) unless --full-copy-on-doubt', async () => {
+    const { image } = await buildImage(
+      'disk 64M\n  filesystem xfs\n    file /a 1M random seed=1\n    dirty',
+    );
+    const refused = await diskube(['inspect', image]);
+    expect(refused.code).toBe(5);
+    expect(refused.stderr).toContain('log needs recovery');
+    expect(refused.stderr).toContain('--full-copy-on-doubt');
+    const forced = await diskubeJson<{ usedBlocks: number; blockCount: number }>([
+      'used',
+      image,
+      '--full-copy-on-doubt',
+    ]);
+    expect(forced.usedBlocks).toBe(forced.blockCount);
+  });
 });
