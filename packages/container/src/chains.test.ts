@@ -3,7 +3,15 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { type BlockSource, DiskubeError, memorySource } from '@diskube/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { execFileSync, guidBytes, haveQemuImg, random } from './images.test-support.js';
+import {
+  containerImage,
+  execFileSync,
+  guidBytes,
+  haveQemuImg,
+  random,
+  readRaw,
+  withParentLocator,
+} from './images.test-support.js';
 import {
   CONTAINER_REASONS,
   type ContainerDisk,
@@ -470,6 +478,80 @@ describe.runIf(hasQemu)(
       const got = await failure(openChain('other.vhd'));
       expect(got).toMatchObject({ code: 'CORRUPT', reason: 'parent-mismatch' });
       expect((got as { message: string }).message).toContain('"pbase.vhd"');
+    });
+  },
+);
+
+describe.runIf(hasQemu)(
+  'differencing VHDX (a Parent Locator item added to a qemu-img VHDX)',
+  () => {
+    it('not-present blocks read from the parent; parent_linkage is checked against its DataWriteGuid', async () => {
+      // Parent: 64 MiB, every block present (0x77). Its DataWriteGuid is in the current header.
+      qemuImg('create', '-f', 'vhdx', '-o', 'block_size=1M', 'pbase.vhdx', '64M');
+      qemuIo('vhdx', path('pbase.vhdx'), 'write -P 0x77 0 64M');
+      const parent = bytesOf('pbase.vhdx');
+      const pv = dv(parent);
+      const current =
+        pv.getBigUint64(128 * 1024 + 8, true) > pv.getBigUint64(64 * 1024 + 8, true)
+          ? 128 * 1024
+          : 64 * 1024;
+      const dataWriteGuid = guidText(parent.subarray(current + 0x20, current + 0x30));
+
+      // Child: the test VHDX (qemu-img marks its all-zero blocks ZERO, state 2) with a
+      // locator, and the ZERO blocks below 32 MiB made NOT_PRESENT (state 0): those read from
+      // the parent; ZERO blocks mask it; present blocks (state 6) are the child's. 64 blocks:
+      // no sector bitmap entry among them.
+      const vhdx = new Uint8Array(readFileSync(containerImage('vhdx')));
+      const v = dv(vhdx);
+      let bat = -1;
+      for (let i = 0; i < v.getUint32(192 * 1024 + 8, true); i++) {
+        const at = 192 * 1024 + 16 + i * 32;
+        if (vhdx[at] === 0x66) bat = Number(v.getBigUint64(at + 16, true)); // 2DC27766-…
+      }
+      const raw = readRaw();
+      const expected = new Uint8Array(raw.length);
+      const states = new Map<number, number>();
+      for (let i = 0; i < raw.length / MiB; i++) {
+        let state = v.getUint32(bat + i * 8, true) & 7;
+        if (state === 2 && i < 32) {
+          v.setBigUint64(bat + i * 8, 0n, true);
+          state = 0;
+        }
+        states.set(state, (states.get(state) ?? 0) + 1);
+        if (state === 6) expected.set(raw.subarray(i * MiB, (i + 1) * MiB), i * MiB);
+        if (state === 0) expected.fill(0x77, i * MiB, (i + 1) * MiB);
+      }
+      expect(states.get(0)).toBeGreaterThan(10);
+      expect(states.get(2)).toBeGreaterThan(10);
+      expect(states.get(6)).toBeGreaterThan(3);
+      const pairs = {
+        parent_linkage: `{${dataWriteGuid}}`,
+        relative_path: '.\\pbase.vhdx',
+        absolute_win32_path: 'C:\\vms\\pbase.vhdx',
+      };
+      writeFileSync(path('child.vhdx'), withParentLocator(vhdx, pairs, true));
+
+      const r = resolver();
+      const { disk, info } = await openChain('child.vhdx', r);
+      expect(r.asked).toEqual(['path:pbase.vhdx']);
+      expect(info.details.subformat).toBe('differencing');
+      await expectChainReads(disk, expected);
+      // Unallocated: exactly the ZERO blocks (the parent has every block).
+      const zeroBytes = (await unallocated(disk)).reduce((n, [, l]) => n + l, 0);
+      expect(zeroBytes).toBe(states.get(2)! * MiB);
+
+      // Another linkage: CORRUPT, naming the parent.
+      writeFileSync(
+        path('other.vhdx'),
+        withParentLocator(
+          vhdx,
+          { ...pairs, parent_linkage: '{00000000-1111-2222-3333-444444444444}' },
+          true,
+        ),
+      );
+      const got = await failure(openChain('other.vhdx'));
+      expect(got).toMatchObject({ code: 'CORRUPT', reason: 'parent-mismatch' });
+      expect((got as { message: string }).message).toContain('"pbase.vhdx"');
     });
   },
 );

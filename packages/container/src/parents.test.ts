@@ -3,7 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BlockSource, DiskubeError, memorySource } from '@diskube/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { containerImage, execFileSync, guidBytes, haveQemuImg } from './images.test-support.js';
+import {
+  containerImage,
+  execFileSync,
+  guidBytes,
+  haveQemuImg,
+  withParentLocator,
+} from './images.test-support.js';
 import { CONTAINER_REASONS, type ContainerReason, openContainer } from './index.js';
 
 // Containers that name a parent or an external data file must be refused (UNSUPPORTED, with a
@@ -266,61 +272,6 @@ describe.runIf(hasQemu)('differencing VHD, VHDX and VDI', () => {
     }
     expect(await refusal(dynamic)).toBe('opened');
   });
-
-  /** Add a Parent Locator metadata item ([MS-VHDX] §2.6.2.6) to a qemu-img VHDX. */
-  function withParentLocator(
-    image: Uint8Array,
-    pairs: Record<string, string> | undefined,
-    hasParent: boolean,
-  ) {
-    const b = image.slice();
-    const v = dv(b);
-    const regions = 192 * 1024;
-    let meta = -1;
-    for (let i = 0; i < v.getUint32(regions + 8, true); i++) {
-      const at = regions + 16 + i * 32;
-      if (b[at] === 0x06) meta = Number(v.getBigUint64(at + 16, true)); // 8B7CA206-…
-    }
-    const count = v.getUint16(meta + 10, true);
-    let free = 64 * 1024;
-    let fileParameters = -1;
-    for (let i = 0; i < count; i++) {
-      const at = meta + 32 + i * 32;
-      const end = v.getUint32(at + 16, true) + v.getUint32(at + 20, true);
-      free = Math.max(free, Math.ceil(end / 8) * 8);
-      if (b[at] === 0x37) fileParameters = meta + v.getUint32(at + 16, true); // CAA16737-…
-    }
-    if (hasParent) b[fileParameters + 4]! |= 2;
-    if (!pairs) return b;
-    // The item: LocatorType GUID, Reserved, KeyValueCount, entries, then UTF-16LE strings.
-    const keys = Object.entries(pairs);
-    const item = new Uint8Array(20 + keys.length * 12 + 4096);
-    const iv = dv(item);
-    item.set(guidBytes('b04aefb7-d19e-4a81-b789-25b8e9445913'));
-    iv.setUint16(18, keys.length, true);
-    let text = 20 + keys.length * 12;
-    const put = (s: string) => {
-      const at = text;
-      for (let i = 0; i < s.length; i++) iv.setUint16(at + i * 2, s.charCodeAt(i), true);
-      text += s.length * 2;
-      return at;
-    };
-    keys.forEach(([k, value], i) => {
-      const e = 20 + i * 12;
-      iv.setUint32(e, put(k), true);
-      iv.setUint32(e + 4, put(value), true);
-      iv.setUint16(e + 8, k.length * 2, true);
-      iv.setUint16(e + 10, value.length * 2, true);
-    });
-    b.set(item.subarray(0, text), meta + free);
-    const entry = meta + 32 + count * 32;
-    b.set(guidBytes('a8d35f2d-b30b-454d-abf7-d3d84834ab0c'), entry);
-    v.setUint32(entry + 16, free, true);
-    v.setUint32(entry + 20, text, true);
-    v.setUint32(entry + 24, 0b110, true); // IsVirtualDisk | IsRequired
-    v.setUint16(meta + 10, count + 1, true);
-    return b;
-  }
 
   it('VHDX with a parent locator (built from the spec): refused, naming relative_path', async () => {
     const vhdx = new Uint8Array(readFileSync(containerImage('vhdx')));
