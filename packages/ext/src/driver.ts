@@ -501,14 +501,21 @@ export function countSetBits(bytes: Uint8Array, at: number, bits: number): numbe
  * leaves (ext4_free_clusters_after_init). A smaller count means blocks were allocated in a group
  * still flagged uninitialised: keep that group whole.
  */
-function checkUninitGroups(scan: Scan): void {
-  const { sb, geo, groups, map, unitCount } = scan;
+function checkUninitGroups(scan: Scan, layout: Array<[number, number]>): void {
+  const { sb, geo, groups, unitCount } = scan;
+  let r = 0;
   for (let g = 0; g < geo.groupCount; g++) {
     if (groups.uninit[g] === 0) continue;
     const unit = groupFirstBlock(sb, g) / sb.clusterRatio;
     const units = Math.min(sb.clustersPerGroup, unitCount - unit);
     if (units <= 0) continue;
-    const free = units - map.used.countRange(unit, units);
+    // Layout units inside the group, from the merged runs (groups come in ascending order).
+    while (r < layout.length && layout[r]![1] <= unit) r++;
+    let inLayout = 0;
+    for (let k = r; k < layout.length && layout[k]![0] < unit + units; k++) {
+      inLayout += Math.min(layout[k]![1], unit + units) - Math.max(layout[k]![0], unit);
+    }
+    const free = units - inLayout;
     if (free === groups.freeClusters[g]) continue;
     keepGroup(scan, g, unit, units, {
       code: 'free-count',
@@ -539,16 +546,42 @@ function checkTotal(sb: Superblock, geo: Geometry, groups: Groups): CorruptError
   );
 }
 
-/** Mark what the layout says is used in every group, whether or not its bitmap was read. */
-function markLayout(sb: Superblock, geo: Geometry, groups: Groups, map: UnitMap): void {
+/**
+ * Mark what the layout says is used in every group, whether or not its bitmap was read, and
+ * return those units as sorted, merged [start, end) runs (for the BLOCK_UNINIT free counts,
+ * which are computed from them without reading the map's pages).
+ */
+function markLayout(
+  sb: Superblock,
+  geo: Geometry,
+  groups: Groups,
+  map: UnitMap,
+): Array<[number, number]> {
+  const runs: Array<[number, number]> = [];
+  const ratio = sb.clusterRatio;
+  const add = (start: number, count: number): void => {
+    if (count <= 0) return;
+    const end = Math.min(Math.floor((start + count - 1) / ratio) + 1, map.used.length);
+    const first = Math.floor(start / ratio);
+    if (end > first) runs.push([first, end]);
+  };
   for (let g = 0; g < geo.groupCount; g++) {
-    for (const [start, count] of groupOverhead(sb, geo, g)) map.markBlocks(start, count);
+    for (const [start, count] of groupOverhead(sb, geo, g)) add(start, count);
     // With flex_bg these may sit in another group; marking them wherever they are covers the
     // BLOCK_UNINIT group that holds them (its bitmap was never read).
-    map.markBlocks(groups.blockBitmap[g]!, 1);
-    map.markBlocks(groups.inodeBitmap[g]!, 1);
-    map.markBlocks(groups.inodeTable[g]!, geo.inodeTableBlocks);
+    add(groups.blockBitmap[g]!, 1);
+    add(groups.inodeBitmap[g]!, 1);
+    add(groups.inodeTable[g]!, geo.inodeTableBlocks);
   }
+  runs.sort((a, b) => a[0] - b[0]);
+  const merged: Array<[number, number]> = [];
+  for (const run of runs) {
+    const last = merged[merged.length - 1];
+    if (last && run[0] <= last[1]) last[1] = Math.max(last[1], run[1]);
+    else merged.push([run[0], run[1]]);
+  }
+  for (const [start, end] of merged) map.markUnits(start, end - start);
+  return merged;
 }
 
 /**
@@ -661,8 +694,8 @@ export const extDriver: FilesystemDriver = {
     let crossCheck: CrossCheckReport | undefined;
     const scan: Scan = { sb, geo, groups, map, unitCount, warnings };
     const evidence = await readBitmaps(source, scan, signal);
-    markLayout(sb, geo, groups, map);
-    checkUninitGroups(scan);
+    const layout = markLayout(sb, geo, groups, map);
+    checkUninitGroups(scan, layout);
     if (evidence.length === 0) {
       const total = checkTotal(sb, geo, groups);
       if (total) evidence.push(total);
