@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { rmSync, statSync } from 'node:fs';
+import { rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildImage } from '@diskube/mkimage';
@@ -91,5 +91,57 @@ describe.runIf(have)('qcow2 backing chain through the CLI', () => {
     expect(
       await expectFilesystemsIntact(join(dir, 'chain.img'), top.manifest, dir),
     ).toBeGreaterThan(2);
+  });
+});
+
+describe.runIf(have)('parents the CLI looks for', () => {
+  it('a differencing VDI finds its parent by UUID beside it; a missing parent exits 6, a loop 3', async () => {
+    const dir = await scratch();
+    const qemuImg = (...args: string[]) => execFileSync('qemu-img', args, { cwd: dir });
+    qemuImg('create', '-f', 'vdi', 'parent.vdi', '8M');
+    execFileSync('qemu-io', ['-f', 'vdi', '-c', 'write -P 0x5a 1M 2M', join(dir, 'parent.vdi')]);
+    qemuImg('create', '-f', 'vdi', 'other.vdi', '8M');
+    // A differencing child with no blocks of its own (VDICore.h VDIHEADER1): the parent's
+    // header with image type 4, its own uuidCreate, uuidLinkage = the parent's uuidCreate
+    // (0x188 → 0x1A8), uuidParentModify = its uuidModify (0x198 → 0x1B8), every block free.
+    const parent = await readFile(join(dir, 'parent.vdi'));
+    const offData = parent.readUInt32LE(0x158);
+    const child = Buffer.alloc(offData);
+    parent.copy(child, 0, 0, 512);
+    child.writeUInt32LE(4, 0x4c);
+    parent.copy(child, 0x1a8, 0x188, 0x198);
+    parent.copy(child, 0x1b8, 0x198, 0x1a8);
+    child.fill(0x42, 0x188, 0x198);
+    child.writeUInt32LE(0, 0x184);
+    child.fill(0xff, parent.readUInt32LE(0x154), offData);
+    writeFileSync(join(dir, 'child.vdi'), child);
+    const used = await diskubeJson<Used>(['used', join(dir, 'child.vdi')]);
+    expect(used.ranges).toEqual([[0, 8 << 20]]); // nothing recognised: all kept
+    const inspect = await diskubeJson<{ container: { chain: Array<{ format: string }> } }>([
+      'inspect',
+      join(dir, 'child.vdi'),
+    ]);
+    expect(inspect.container.chain.map((l) => l.format)).toEqual(['vdi', 'vdi']);
+    await diskubeJson(['backup', join(dir, 'child.vdi'), join(dir, 'child.dkb')]);
+    await diskubeJson(['restore', join(dir, 'child.dkb'), join(dir, 'child.img')]);
+    qemuImg('convert', '-O', 'raw', 'parent.vdi', 'parent.raw');
+    expect(
+      Buffer.compare(
+        await readFile(join(dir, 'child.img')),
+        await readFile(join(dir, 'parent.raw')),
+      ),
+    ).toBe(0);
+
+    rmSync(join(dir, 'parent.vdi'));
+    const missing = await diskube(['inspect', join(dir, 'child.vdi')]);
+    expect(missing.code).toBe(6);
+    expect(missing.stderr).toMatch(/parent image with UUID "[0-9a-f-]{36}" not found/);
+
+    qemuImg('create', '-f', 'qcow2', 'a.qcow2', '4M');
+    qemuImg('create', '-f', 'qcow2', '-b', 'a.qcow2', '-F', 'qcow2', 'b.qcow2');
+    qemuImg('rebase', '-u', '-b', 'b.qcow2', '-F', 'qcow2', 'a.qcow2');
+    const loop = await diskube(['inspect', join(dir, 'b.qcow2')]);
+    expect(loop.code).toBe(3);
+    expect(loop.stderr).toContain('loops');
   });
 });
