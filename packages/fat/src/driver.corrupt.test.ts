@@ -120,6 +120,55 @@ describe.skipIf(skipImages)('fat usedBlocks on patched real volumes', () => {
       expect(r.used.count()).toBe(v.clean.used.count() + 1);
     });
 
+    it('crossCheck keeps a cluster a chain reaches but the FAT calls free, and names its file', async () => {
+      const v = vols[name]!;
+      // The first link of a multi-cluster chain: free the cluster it links to, in both FATs.
+      const read = (b: Buffer, c: number) =>
+        (v.width === 2 ? b.readUInt16LE(v.fat[0] + c * 2) : b.readUInt32LE(v.fat[0] + c * 4)) &
+        0x0fffffff;
+      let from = 3;
+      while (!(read(v.bytes, from) >= 2 && read(v.bytes, from) < v.freeCluster)) from++;
+      const next = read(v.bytes, from);
+      const bytes = patched(v, (b) => {
+        writeEntry(v, b, 0, next, 0);
+        writeEntry(v, b, 1, next, 0);
+      });
+      const first = (v.clean.facts.dataStart as number) / v.clean.blockSize;
+      const block =
+        first + (next - 2) * ((v.clean.facts.clusterSize as number) / v.clean.blockSize);
+      const plain = await fatDriver.usedBlocks(memorySource(bytes));
+      expect(plain.used.get(block)).toBe(false);
+      const walked = await fatDriver.usedBlocks(memorySource(bytes), { crossCheck: true });
+      expect(walked.used.get(block)).toBe(true);
+      expect(walked.crossCheck).toMatchObject({ missingBlocks: 1, missing: [{ block, count: 1 }] });
+      expect(walked.crossCheck!.missing[0]!.owner).toMatch(/^\/[A-Z]/);
+      expect(walked.warnings).toEqual([
+        expect.objectContaining({ code: 'referenced-free', offset: block * walked.blockSize }),
+      ]);
+    });
+
+    it('crossCheck: a directory entry starting outside the volume is CORRUPT bad-start-cluster', async () => {
+      const v = vols[name]!;
+      // The first entry of the root directory that is a file or directory: /docs.
+      const bs = v.bytes;
+      const bps = bs.readUInt16LE(0x0b);
+      const rootAt =
+        v.width === 2
+          ? v.fat[0] + bs.readUInt8(0x10) * bs.readUInt16LE(0x16) * bps
+          : (v.clean.facts.dataStart as number) +
+            (bs.readUInt32LE(0x2c) - 2) * (v.clean.facts.clusterSize as number);
+      let at = rootAt;
+      while (bs[at] === 0xe5 || (bs[at + 0x0b]! & 0x0f) === 0x0f || bs[at + 0x0b]! & 0x08) at += 32;
+      // DIR_FstClusLO (and on FAT32 DIR_FstClusHI) past the last cluster.
+      const bytes = patched(v, (b) => {
+        b.writeUInt16LE(0xfff0, at + 0x1a);
+        if (v.width === 4) b.writeUInt16LE(0x0fff, at + 0x14);
+      });
+      await expect(
+        fatDriver.usedBlocks(memorySource(bytes), { crossCheck: true }),
+      ).rejects.toMatchObject({ code: 'CORRUPT', reason: 'bad-start-cluster', offset: at });
+    });
+
     it('a bad-cluster mark keeps the cluster', async () => {
       const v = vols[name]!;
       const bad = v.width === 2 ? 0xfff7 : 0x0ffffff7;

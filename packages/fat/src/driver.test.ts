@@ -12,6 +12,9 @@ import {
   usedOf,
 } from './images.test-support.js';
 
+const perClusterOf = (r: { blockSize: number; facts: Record<string, unknown> }): number =>
+  (r.facts.clusterSize as number) / r.blockSize;
+
 interface Case {
   spec: string;
   fatType: 12 | 16 | 32;
@@ -128,6 +131,13 @@ describe.skipIf(skipImages)('fat usedBlocks against dosfstools and partclone', (
     const chains = await mtoolsClusters(path, clusters);
     expect(onlyIn(chains, ours), 'missing').toEqual([]);
     expect(onlyIn(ours, chains), 'extra').toEqual([]);
+    // crossCheck: walking every directory and chain finds nothing the FAT calls free, and
+    // references exactly mtools' clusters.
+    const walked = await usedOf(path, { crossCheck: true });
+    expect(walked.warnings).toEqual([]);
+    expect(walked.used.equals(result.used)).toBe(true);
+    expect(walked.crossCheck).toMatchObject({ missingBlocks: 0, missing: [] });
+    expect(walked.crossCheck!.referencedBlocks / perClusterOf(result)).toBe(chains.count());
     // The boot area, FATs and root directory are kept whole.
     const metadataBlocks = dataStart / result.blockSize;
     expect(result.used.countRange(0, metadataBlocks)).toBe(metadataBlocks);

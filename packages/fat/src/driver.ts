@@ -2,6 +2,7 @@ import { Bitmap } from '@diskube/bitmap';
 import {
   type BlockSource,
   CorruptError,
+  type CrossCheckReport,
   DirtyFilesystemError,
   type DiskubeError,
   type FilesystemDriver,
@@ -20,6 +21,7 @@ import {
   parseBootSector,
   truncatedError,
 } from './boot-sector.js';
+import { crossCheckWalk } from './cross-check.js';
 import { entryOffset, fatEntry, markAllocated, volumeState } from './fat-table.js';
 import { parseFsInfo } from './fsinfo.js';
 
@@ -268,6 +270,18 @@ export const fatDriver: FilesystemDriver = {
     // The FAT32 root directory is kept even if its FAT entry were free.
     if (bs.fatType === 32) clusters.set(bs.rootCluster - 2);
 
+    let crossCheck: CrossCheckReport | undefined;
+    if (options.crossCheck) {
+      try {
+        const walk = await crossCheckWalk(source, bs, clusters, blockSize, signal);
+        crossCheck = walk.report;
+        warnings.push(...walk.warnings);
+      } catch (e) {
+        if (options.assumeUsedOnDoubt && CorruptError.isInstance(e)) return allUsed([e]);
+        throw e;
+      }
+    }
+
     const used = new Bitmap(blockCount);
     // Boot sector, reserved sectors (FSInfo, backup boot sector), every FAT, the root directory.
     const dataBlock = dataStart / blockSize;
@@ -276,6 +290,8 @@ export const fatDriver: FilesystemDriver = {
     clusters.forEachRun((start, length) => {
       used.setRange(dataBlock + start * perCluster, length * perCluster);
     });
-    return result(used, false);
+    const out = result(used, false);
+    if (crossCheck) out.crossCheck = crossCheck;
+    return out;
   },
 };

@@ -6,7 +6,7 @@ import type { FatType } from './boot-sector.js';
 // nibble, FAT[1]'s ClnShutBitMask/HrdErrBitMask); dosfstools src/fat.c (get_fat).
 
 /** Entry values from here up are marks (reserved, bad cluster, end of chain), not links. */
-const MARK_FROM: Record<FatType, number> = { 12: 0xff0, 16: 0xfff0, 32: 0x0ffffff0 };
+export const MARK_FROM: Record<FatType, number> = { 12: 0xff0, 16: 0xfff0, 32: 0x0ffffff0 };
 
 /** The bad-cluster mark: non-zero, so such clusters are kept (their bytes may be readable). */
 export const BAD_CLUSTER: Record<FatType, number> = { 12: 0xff7, 16: 0xfff7, 32: 0x0ffffff7 };
@@ -93,7 +93,11 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
  * little-endian and the bytes are aligned (a FAT scan decodes millions of entries), else
  * byte by byte.
  */
-function entryReader(bytes: Uint8Array, type: FatType, first: number): (n: number) => number {
+export function entryReader(
+  bytes: Uint8Array,
+  type: FatType,
+  first: number,
+): (n: number) => number {
   const width = type / 8;
   if (type !== 12 && LITTLE_ENDIAN && bytes.byteOffset % width === 0) {
     const count = Math.floor(bytes.length / width);

@@ -16,8 +16,9 @@ export const FAT_REASONS = Object.freeze([
   'bad-root-entries',
   'bad-root-cluster',
   'out-of-range',
-  // CORRUPT: the FAT.
+  // CORRUPT: the FAT, and directory entries met by the cross-check walk.
   'bad-cluster-link',
+  'bad-start-cluster',
   // UNSUPPORTED
   'fat-type-mismatch',
   'version',
@@ -32,5 +33,6 @@ export const FAT_WARNINGS = Object.freeze([
   'fat-copies-differ',
   'hard-errors',
   'bad-fsinfo',
+  'referenced-free',
 ] as const);
 export type FatWarning = (typeof FAT_WARNINGS)[number];
