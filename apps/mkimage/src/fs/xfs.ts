@@ -120,7 +120,10 @@ async function protofile(ctx: BuildContext): Promise<{ proto: string; deleted: n
     for (const name of path.split('/').filter(Boolean)) {
       checkName(name, path);
       let next = d.dirs.get(name);
-      if (!next) d.dirs.set(name, (next = { dirs: new Map(), files: new Map() }));
+      if (!next) {
+        next = { dirs: new Map(), files: new Map() };
+        d.dirs.set(name, next);
+      }
       d = next;
     }
     return d;
