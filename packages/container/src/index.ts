@@ -15,6 +15,7 @@ export {
   type DiskWriterOptions,
   type StagingSink,
 } from './disk-writer.js';
+export { type Qcow2Bitmap, readQcow2Bitmaps } from './qcow2-bitmaps.js';
 export {
   CONTAINER_REASONS,
   CONTAINER_WARNINGS,

@@ -39,8 +39,9 @@ export const CONTAINER_REASONS = Object.freeze([
   'compression-type',
   // IO: a file the container names cannot be opened.
   'missing-parent',
-  // DIRTY: writes may be pending outside the tables.
+  // DIRTY: writes may be pending outside the tables, or a dirty bitmap was not saved cleanly.
   'vhdx-log',
+  'bitmap-untrusted',
   // INVALID_ARGUMENT: the caller's mistake (writer options and calls).
   'format',
   'cluster-size',
