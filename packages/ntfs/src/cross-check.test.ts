@@ -8,6 +8,7 @@ import { DiskubeError, memorySource, type UsedBlocks } from '@diskube/core';
 import { describe, expect, it } from 'vitest';
 import { crossCheckWalk } from './cross-check.js';
 import { ntfsDriver } from './driver.js';
+import { applyFixups } from './mft-record.js';
 import {
   clearBitmapBits,
   dslVolume,
@@ -18,7 +19,7 @@ import {
   recordRuns,
   zeroBitmap,
 } from './test-bitmap.js';
-import { type Outcome, patchProtected } from './test-hex.js';
+import { attributesOf, dataExtent, type Outcome, patchProtected, writeRecord } from './test-hex.js';
 import { ntfs3gBitmap, ntfsToolsAvailable, partcloneUsed } from './test-images.js';
 import { NtfsVolume } from './volume.js';
 
@@ -264,5 +265,22 @@ describe.skipIf(!tools)('evidence against $Bitmap', () => {
       bytes.set(clean.subarray(at, at + 1024), at);
     }
     expect(seen.size).toBeGreaterThan(2);
+  });
+
+  it('runs that reference the volume over and over: CORRUPT cross-linked, in bounded work', async () => {
+    const { path, image } = await dslVolume(SPEC);
+    const blob = recordOf(path, '/data', 'blob');
+    const at = await recordOffset(image, blob);
+    const { clusterCount: n } = (await NtfsVolume.open(memorySource(image))).boot;
+    const record = image.slice(at, at + 1024);
+    applyFixups(record, 'test', at);
+    // $DATA of /data/blob as three runs, each over the whole volume.
+    const whole = [0, 1, 2].map((i) => ({ vcn: i * n, lcn: 0, length: n }));
+    const attrs = attributesOf(record).map((a) =>
+      a.type === 0x80 ? dataExtent(a.bytes, 0, 3 * n - 1, whole, a.instance, true) : a.bytes,
+    );
+    image.set(writeRecord(record, attrs, 1024), at);
+    expect((await outcome(image)) as UsedBlocks).toMatchObject({ warnings: [] });
+    expect(await outcome(image, true)).toBe<Outcome>('CORRUPT/cross-linked');
   });
 });

@@ -112,6 +112,10 @@ export async function crossCheckWalk(
     missingBlocks: 0,
     missing: [],
   };
+  // On a sound volume no cluster is referenced twice, so the references add up to at most the
+  // cluster count. Twice that bounds the work (each run costs its length / 32 word operations)
+  // on records whose runs overlap without end.
+  const limit = 2 * clusterCount;
   // One bit per record each (like $MFT's $BITMAP), so memory stays bounded by $MFT's size:
   // records walked, and extension records an attribute list names ahead of the walk.
   const walked = new Bitmap(records);
@@ -147,6 +151,16 @@ export async function crossCheckWalk(
       for (const r of runs) {
         if (r.lcn === SPARSE) continue;
         report.referencedBlocks += r.length;
+        if (report.referencedBlocks > limit) {
+          throw new CorruptError(
+            `MFT records reference more than ${limit} clusters, twice the volume's ${clusterCount}: clusters are cross-linked`,
+            {
+              structure: `MFT record ${header.recordNumber}`,
+              offset: a.mappingPairsOffset,
+              reason: 'cross-linked',
+            },
+          );
+        }
         const free = r.length - used.countRange(r.lcn, r.length);
         if (free === 0) continue;
         report.missingBlocks += free;

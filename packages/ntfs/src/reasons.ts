@@ -30,6 +30,7 @@ export const NTFS_REASONS = Object.freeze([
   'bad-mft',
   'bad-bitmap',
   'bitmap-contradicted',
+  'cross-linked',
   'bad-index',
   'bad-volume',
   'bad-version',
