@@ -198,6 +198,50 @@ describe.skipIf(!tools)('evidence against $Bitmap', () => {
     );
   });
 
+  it('a free extension record numbered below its base is walked when the base lists it', async () => {
+    const { path, image: clean } = await dslVolume(SPEC);
+    const frag = recordOf(path, '/data', 'frag');
+    const vol = await NtfsVolume.open(memorySource(clean));
+    const extension = (await vol.openFile(frag)).extensionRecords.at(-1)!;
+    // A free record below the base, to move the extension record into (ntfs-3g numbers extension
+    // records after their base; Windows takes any free record).
+    let low = -1;
+    for (let n = 16; n < frag && low < 0; n++) {
+      const { header } = await vol.readRecord(n).catch(() => ({ header: { inUse: true } }));
+      if (!header.inUse) low = n;
+    }
+    expect(low).toBeGreaterThan(0);
+    const image = clean.slice();
+    const from = await recordOffset(clean, extension);
+    const to = await recordOffset(clean, low);
+    image.set(clean.subarray(from, from + 1024), to);
+    image[to + 0x16] = image[to + 0x16]! & ~0x01; // moved, and marked free
+    image[from + 0x16] = image[from + 0x16]! & ~0x01; // the old place is free too
+    // The $ATTRIBUTE_LIST of a file in 1,500 fragments is non-resident: patch its clusters. Its
+    // entries naming the extension record now name \`low\`.
+    const [list] = (await recordRuns(clean, frag)).filter((a) => a.type === 0x20);
+    expect(list!.runs).toHaveLength(1);
+    const listAt = list!.runs[0]!.lcn * 4096;
+    const view = new DataView(image.buffer, listAt, list!.runs[0]!.length * 4096);
+    let moved = 0;
+    for (let e = 0; e + 0x1a <= view.byteLength && view.getUint32(e, true) !== 0; ) {
+      if (view.getUint32(e + 0x10, true) === extension) {
+        view.setUint32(e + 0x10, low, true);
+        moved++;
+      }
+      e += view.getUint16(e + 4, true);
+    }
+    expect(moved).toBeGreaterThan(0);
+    const [extent] = (await recordRuns(image, low)).filter((a) => a.type === 0x80);
+    const run = extent!.runs[0]!;
+    await clearBitmapBits(image, run.lcn, run.length);
+    const checked = await ntfsDriver.usedBlocks(memorySource(image), { crossCheck: true });
+    expect(checked.crossCheck!.missing[0]).toMatchObject({ block: run.lcn, count: run.length });
+    expect(checked.crossCheck!.missing[0]!.owner).toMatch(
+      new RegExp(`^record ${frag} .*\\(extension record ${low}\\)$`),
+    );
+  });
+
   it('an in-use record that cannot be read stops crossCheck (CORRUPT fixup); a free one is skipped', async () => {
     const { path, image: clean } = await dslVolume(SPEC);
     const blob = recordOf(path, '/data', 'blob');
