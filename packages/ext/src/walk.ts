@@ -54,7 +54,10 @@ export async function crossCheckWalk(
   const warnings: Warning[] = [];
   const bs = sb.blockSize;
   const ratio = sb.clusterRatio;
-  const visited = new Bitmap(sb.blocksCount);
+  // One bit per unit of the used map (its size is already allocated once). Under bigalloc a
+  // cluster's second metadata block would go unread: the walk only adds to the map, so that
+  // loses a check, never a block.
+  const visited = new Bitmap(used.length);
   const is64 = sb.descSize >= 64;
   let owner = 0;
   let unnamed = 0;
@@ -101,8 +104,9 @@ export async function crossCheckWalk(
   const metadata = async (block: number): Promise<Uint8Array | null> => {
     if (block < sb.firstDataBlock || block >= sb.blocksCount) return null;
     reference(block, 1);
-    if (visited.get(block)) return null;
-    visited.set(block);
+    const unit = Math.floor(block / ratio);
+    if (unit >= visited.length || visited.get(unit)) return null;
+    visited.set(unit);
     return read(block, 1);
   };
 
