@@ -1,0 +1,1 @@
+export { type Backend, isNotFound, isValidKey, type ObjectInfo } from './backend.js';
