@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(e2fsprogs ntfs-3g dosfstools mtools fdisk gdisk util-linux bsdutils gcc libc6-dev partclone qemu-utils zstd xfsprogs time hyperfine chromium)
+APT_PACKAGES=(e2fsprogs ntfs-3g dosfstools mtools fdisk gdisk util-linux bsdutils gcc libc6-dev partclone qemu-utils zstd xfsprogs time hyperfine chromium lvm2 btrfs-progs borgbackup2 restic swift swift-proxy swift-object swift-container swift-account memcached)
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
