@@ -11,7 +11,6 @@ const STRUCTURE = 'ext4 group descriptor';
 /** bg_flags bits. */
 export const BG_INODE_UNINIT = 0x1;
 export const BG_BLOCK_UNINIT = 0x2;
-export const BG_INODE_ZEROED = 0x4;
 
 /** Offset of bg_checksum, skipped by both checksum algorithms. */
 const BG_CHECKSUM = 0x1e;

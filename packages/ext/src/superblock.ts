@@ -16,7 +16,6 @@ const STRUCTURE = 'ext4 superblock';
 /** s_state bits. */
 export const STATE_VALID = 0x1;
 export const STATE_ERROR = 0x2;
-export const STATE_ORPHAN = 0x4;
 
 /** Largest block size: 64 KiB (s_log_block_size 6). */
 const MAX_LOG_BLOCK_SIZE = 6;

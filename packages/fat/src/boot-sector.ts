@@ -50,21 +50,6 @@ const isPowerOfTwo = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;
 const validMedia = (m: number): boolean => m === 0xf0 || m >= 0xf8;
 
 /**
- * Cheap test for probe: a jump instruction, the 0x55AA signature and a plausible BPB. An MBR
- * (no jump, no BPB), an NTFS boot sector (no reserved sectors, no FATs) and exFAT (BPB zeroed)
- * all fail it.
- */
-export function looksLikeFat(bytes: Uint8Array): boolean {
-  if (bytes.length < BOOT_SECTOR_SIZE) return false;
-  try {
-    parseBootSector(bytes);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
  * Parses a FAT boot sector (its first 512 bytes at least) and computes the volume's layout.
  * The FAT type comes from the cluster count alone, as fatgen103 requires ("FAT Type
  * Determination": < 4085 clusters FAT12, < 65525 FAT16, else FAT32), never from

@@ -8,9 +8,6 @@ import type { FatType } from './boot-sector.js';
 /** Entry values from here up are marks (reserved, bad cluster, end of chain), not links. */
 export const MARK_FROM: Record<FatType, number> = { 12: 0xff0, 16: 0xfff0, 32: 0x0ffffff0 };
 
-/** The bad-cluster mark: non-zero, so such clusters are kept (their bytes may be readable). */
-export const BAD_CLUSTER: Record<FatType, number> = { 12: 0xff7, 16: 0xfff7, 32: 0x0ffffff7 };
-
 /** Byte offset of entry `n` from the start of the FAT. */
 export function entryOffset(type: FatType, n: number): number {
   return type === 12 ? Math.floor((n * 3) / 2) : n * (type / 8);

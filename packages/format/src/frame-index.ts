@@ -1,6 +1,5 @@
 import { FieldReader } from '@diskube/core';
 import { FieldWriter } from './bytes.js';
-import { crc32c } from './crc32c.js';
 import type { FormatReason } from './reasons.js';
 
 // Sources: SPEC.md §5.6 "Frame index". One 24-byte entry per frame, in file order.
@@ -42,18 +41,6 @@ export interface FrameIndexContext {
   blockSize: number;
   /** File offset of the payload, for errors. */
   base: number;
-}
-
-/**
- * Parse and cross-check the frame index: frames are contiguous from `framesOffset`, fill exactly
- * `framesLength` bytes, every frame but the last holds `blocksPerFrame` blocks, the block counts
- * add up to `storedBlockCount`, and a compressed frame is smaller than its raw size.
- */
-export function parseFrameIndex(payload: Uint8Array, c: FrameIndexContext): FrameEntry[] {
-  checkFrameIndexLength(payload.length, c);
-  const { entries, next } = parseFrameEntries(payload, c, 0, c.framesOffset);
-  checkFrameIndexEnd(next, c);
-  return entries;
 }
 
 /** The frame index's length against the footer (before its entries are read). */
@@ -143,8 +130,4 @@ export function parseFrameEntries(
 /** One entry's bytes (for the writer's spilled index). */
 export function encodeFrameEntry(e: FrameEntry): Uint8Array {
   return encodeFrameIndex([e]);
-}
-
-export function frameCrc(stored: Uint8Array): number {
-  return crc32c(stored);
 }

@@ -52,16 +52,6 @@ export function encodeSectionHeader(
   return w.bytes;
 }
 
-/** A whole section (header, payload, CRC32C over both) for payloads held in memory. */
-export function encodeSection(tag: SectionTag, encoding: number, payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(SECTION_OVERHEAD + payload.length);
-  out.set(encodeSectionHeader(tag, encoding, payload.length), 0);
-  out.set(payload, SECTION_HEADER_LENGTH);
-  const crc = crc32c(out.subarray(0, SECTION_HEADER_LENGTH + payload.length));
-  new DataView(out.buffer).setUint32(SECTION_HEADER_LENGTH + payload.length, crc, true);
-  return out;
-}
-
 export interface ParsedSection {
   encoding: number;
   payload: Uint8Array;

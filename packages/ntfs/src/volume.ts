@@ -23,12 +23,10 @@ import { decodeRunlist, findRun, type Run, SPARSE } from './runlist.js';
 
 /** System file record numbers (ntfs-3g layout.h NTFS_SYSTEM_FILES). */
 export const FILE_MFT = 0;
-export const FILE_MFTMIRR = 1;
 export const FILE_LOGFILE = 2;
 export const FILE_VOLUME = 3;
 export const FILE_ROOT = 5;
 export const FILE_BITMAP = 6;
-export const FILE_BOOT = 7;
 export const FILE_BADCLUS = 8;
 
 /**

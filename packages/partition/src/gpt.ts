@@ -35,11 +35,6 @@ export interface GptEntry {
   name: string;
 }
 
-/** EFI_GUID → canonical upper-case text. */
-export function formatGuid(bytes: Uint8Array): string {
-  return new FieldReader(bytes, 'GUID').guid(0).toUpperCase();
-}
-
 /**
  * Parses and checks a GPT header sector. Returns null when the signature is absent (no GPT
  * here); throws `CorruptError` when a signed header is inconsistent or fails its CRC.
