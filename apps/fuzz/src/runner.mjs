@@ -57,8 +57,13 @@ export async function runFuzz({ target, cases, seed, timeoutMs = 20_000, onCase 
         /** @type {{ outcome: string, code?: string, reason?: string, message?: string }} */ (
           result
         );
-      if (r.outcome === 'accepted') report.accepted++;
-      else if (r.outcome === 'refused') {
+      if (r.outcome === 'accepted') {
+        report.accepted++;
+        const used = /** @type {{ result?: import('./targets.mjs').UsedSummary | null }} */ (result)
+          .result;
+        const lost = base.referenced && used ? droppedBlocks(base.referenced, touched, used) : null;
+        if (lost) fail('dropped-blocks', lost);
+      } else if (r.outcome === 'refused') {
         const key = `${r.code}${r.reason ? `/${r.reason}` : ''}`;
         report.refused[key] = (report.refused[key] ?? 0) + 1;
         if (!INPUT_CODES.has(r.code ?? '')) fail(`refused as ${r.code}`, r.message ?? '');
