@@ -196,6 +196,7 @@ export function ntfs3gBitmap(image: string, clusterCount: number): Bitmap {
 
 /** partclone's view: the '+' ranges of `partclone.ntfs -D` (a ddrescue domain log), in clusters. */
 export function partcloneUsed(image: string, clusterSize: number, clusterCount: number): Bitmap {
+  mkdirSync(CACHE, { recursive: true });
   const log = join(CACHE, `domain.${process.pid}.${Date.now()}.log`);
   try {
     run('partclone.ntfs', ['-D', '-s', image, '-O', log, '-L', '/dev/null']);
