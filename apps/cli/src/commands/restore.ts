@@ -77,7 +77,8 @@ export function registerRestore(program: Command): void {
 
 function choice<T extends string>(flag: string, value: string | undefined, allowed: T[]): T {
   if (allowed.includes(value as T)) return value as T;
-  throw new InvalidArgumentError(`${flag} must be ${allowed.join(' or ')}, not "${value}"`, {
+  const list = `${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}`;
+  throw new InvalidArgumentError(`${flag} must be ${list}, not "${value}"`, {
     reason: 'usage',
   });
 }
