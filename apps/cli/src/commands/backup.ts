@@ -1,8 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'diskube';
-import { backup, type CompressOptions, openImageFile, parseChangedRanges } from 'diskube/node';
+import { backup, type CompressOptions, parseChangedRanges } from 'diskube/node';
 import { formatBytes, formatPercent, printJson } from '../format.js';
 import { progressReporter } from '../progress.js';
 import { printWarning } from '../warnings.js';
@@ -18,6 +17,7 @@ interface BackupOptions {
   fullCopyOnDoubt?: boolean;
   crossCheck?: boolean;
   allowBackingDir?: string[];
+  dirtyBitmap?: string;
 }
 
 /** The zstd level when none is given (the library's default, shown in --help). */
@@ -55,6 +55,10 @@ export function registerBackup(program: Command): void {
       'only read these byte ranges ("offset length" per line) for an incremental',
     )
     .option(
+      '--dirty-bitmap <name>',
+      "read only what this qcow2 persistent dirty bitmap marks changed since --base (QEMU's changed-block tracking; record it on every backup of the chain)",
+    )
+    .option(
       '--full-copy-on-doubt',
       'copy every block when the filesystem metadata cannot be trusted',
     )
@@ -75,17 +79,14 @@ export function registerBackup(program: Command): void {
         : undefined;
       const started = performance.now();
       const progress = progressReporter('backup', !options.json);
-      // Opened here so that an overlay's parents may come from --allow-backing-dir.
-      const opened = options.allowBackingDir
-        ? await openImageFile(image, { allowBackingDir: options.allowBackingDir })
-        : undefined;
       try {
         const result = await backup({
-          image: opened ?? image,
-          ...(opened ? { sourceName: basename(image) } : {}),
+          image,
+          ...(options.allowBackingDir ? { allowBackingDir: options.allowBackingDir } : {}),
           out,
           ...(options.base ? { base: options.base } : {}),
           ...(changedRanges ? { changedRanges } : {}),
+          ...(options.dirtyBitmap !== undefined ? { dirtyBitmap: options.dirtyBitmap } : {}),
           compress,
           fullCopyOnDoubt: options.fullCopyOnDoubt ?? false,
           crossCheck: options.crossCheck ?? false,
@@ -116,7 +117,6 @@ export function registerBackup(program: Command): void {
         );
       } finally {
         progress.finish();
-        await opened?.close();
       }
     });
 }

@@ -14,11 +14,14 @@ import type { DiskMap } from '@diskube/partition';
 import { discoverChain } from '@diskube/restore';
 import type { DiskImage } from '../image.js';
 import { mapImage, usedBytes } from '../map.js';
+import { planDirtyBitmap } from './dirty-bitmap.js';
 import { openImageFile } from './open-file.js';
 
 export interface BackupOptions {
   /** The image: a path (any container, detected by magic) or an image already opened. */
   image: string | DiskImage;
+  /** With `image` a path: where an overlay's parents may also be (see `openImageFile`). */
+  allowBackingDir?: string | readonly string[];
   /** The backup file to write (atomically: a temporary name, fsync, rename). */
   out: string;
   /** A backup of the same disk to make an incremental against; its ancestors are found beside it. */
@@ -30,6 +33,17 @@ export interface BackupOptions {
    * Only these ranges and newly used blocks are read; everything else is taken as unchanged.
    */
   changedRanges?: readonly ByteRange[];
+  /**
+   * The name of a qcow2 persistent dirty bitmap of `image` (a path to a qcow2 file) that QEMU
+   * keeps enabled: changed-block tracking. The backup records the bitmap (name, granularity,
+   * dirty count) in its facts. An incremental whose `base` recorded the same bitmap reads only
+   * the ranges it marks dirty, plus newly used blocks; the filesystems are still mapped. When the
+   * base did not record it, or it was re-created or cleared since (other granularity, fewer
+   * dirty granules), the bitmap is not trusted: a warning `dirty-bitmap-untrusted` says why and
+   * every used block is compared by digest, as without it. A bitmap QEMU left in use is DIRTY
+   * (reason `bitmap-untrusted`). Not with `changedRanges`.
+   */
+  dirtyBitmap?: string;
   /** Keep a filesystem whole, with a warning, when its metadata cannot be trusted (see `MapOptions`). */
   fullCopyOnDoubt?: boolean;
   /** Walk every filesystem's own references and keep referenced blocks its map calls free. */
@@ -69,13 +83,35 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   if (options.changedRanges && !options.base) {
     throw new InvalidArgumentError('changed ranges need a base backup', { reason: 'usage' });
   }
+  if (options.dirtyBitmap !== undefined) {
+    if (options.changedRanges) {
+      throw new InvalidArgumentError('a dirty bitmap and changed ranges are alternatives', {
+        reason: 'usage',
+      });
+    }
+    if (typeof options.image !== 'string') {
+      throw new InvalidArgumentError('a dirty bitmap needs the image as a path to its qcow2 file', {
+        reason: 'usage',
+      });
+    }
+  }
   const image =
-    typeof options.image === 'string' ? await openImageFile(options.image) : options.image;
+    typeof options.image === 'string'
+      ? await openImageFile(
+          options.image,
+          options.allowBackingDir ? { allowBackingDir: options.allowBackingDir } : {},
+        )
+      : options.image;
   // The parent and its ancestors: an incremental's digest table covers only its own stored
   // blocks, so the parent state's digests come from the whole chain.
   let chain: BackupReader[] = [];
   try {
     if (options.base) chain = await discoverChain(options.base);
+    const bitmap =
+      options.dirtyBitmap !== undefined
+        ? await planDirtyBitmap(options.image as string, options.dirtyBitmap, chain.at(-1))
+        : undefined;
+    const changedRanges = bitmap ? bitmap.changedRanges : options.changedRanges;
     const map = await mapImage(image, {
       ...(options.drivers ? { drivers: options.drivers } : {}),
       fullCopyOnDoubt: options.fullCopyOnDoubt ?? false,
@@ -83,7 +119,8 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       dropUnallocated: true,
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    for (const warning of map.warnings) options.onWarning?.(warning);
+    const warnings = bitmap?.warning ? [...map.warnings, bitmap.warning] : map.warnings;
+    for (const warning of warnings) options.onWarning?.(warning);
     const sourceName =
       options.sourceName ?? (typeof options.image === 'string' ? basename(options.image) : 'image');
     const common = {
@@ -98,7 +135,8 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         sourceName,
         facts: {
           container: image.container.format,
-          warnings: map.warnings.map((w) => w.message),
+          warnings: warnings.map((w) => w.message),
+          ...(bitmap ? { dirtyBitmap: bitmap.tie } : {}),
         },
         filesystem: map.parts.map((p) => p.content ?? 'unknown').join('+'),
       },
@@ -112,7 +150,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
             ...common,
             chain,
             parentHint: basename(options.base!),
-            ...(options.changedRanges ? { changedRanges: options.changedRanges } : {}),
+            ...(changedRanges ? { changedRanges } : {}),
           })
         : await writeSnapshot(common);
     return {
@@ -120,7 +158,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       imageBytes: map.size,
       usedBytes: usedBytes(map),
       chain: chain.map((reader) => reader.path),
-      warnings: map.warnings,
+      warnings,
       map,
     };
   } finally {
