@@ -1,0 +1,356 @@
+import { Bitmap } from '@diskube/bitmap';
+import { type BlockSource, InvalidArgumentError } from '@diskube/core';
+import { acquireLock } from './locks.js';
+import { encodeObject, fromHex, ObjectType, sha256Hex } from './object.js';
+import {
+  CHUNKS_PER_INDEX,
+  chunkKey,
+  encodeJson,
+  indexKey,
+  putObject,
+  type Repository,
+  snapshotKey,
+  usedMapKey,
+} from './repository.js';
+import {
+  listSnapshots,
+  readIndex,
+  readManifest,
+  readUsedMap,
+  type SnapshotInfo,
+  type SnapshotManifest,
+  USED_MAP_PIECE,
+  ZERO_ID,
+} from './snapshots.js';
+
+export interface RepositoryProgress {
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+export interface BackupToRepositoryOptions {
+  /** The virtual disk. */
+  source: BlockSource;
+  /** One bit per `blockSize` block of `source`: the blocks to keep. */
+  used: Bitmap;
+  blockSize: number;
+  /** Whether the bytes after `used.length × blockSize` are kept. Default true. */
+  tailUsed?: boolean;
+  /** The VM (group) name. */
+  name: string;
+  facts?: Record<string, unknown>;
+  summary?: unknown;
+  /** Snapshot id to back up against; default the latest snapshot of `name` ("none" for none). */
+  parent?: string | 'none';
+  /** Byte ranges that may have changed since the parent; everything else is taken from it. */
+  changedRanges?: ReadonlyArray<readonly [number, number]>;
+  signal?: AbortSignal;
+  onProgress?: (progress: RepositoryProgress) => void;
+}
+
+export interface BackupToRepositoryResult {
+  id: string;
+  snapshot: SnapshotInfo;
+  parent: string | null;
+  chunkCount: number;
+  /** Chunks with no used byte or all zeros: not stored. */
+  zeroChunks: number;
+  /** Chunks read from the source. */
+  chunksRead: number;
+  bytesRead: number;
+  /** Chunks taken from the parent without reading or asking the store. */
+  chunksFromParent: number;
+  /** Chunks found already in the repository (by HEAD). */
+  chunksDeduplicated: number;
+  newChunks: number;
+  newStoredBytes: number;
+}
+
+/** A bounded set of recently handled chunk ids (dedup within one backup, bounded memory). */
+class RecentIds {
+  private readonly ids = new Set<string>();
+  constructor(private readonly max: number) {}
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+  add(id: string): void {
+    if (this.ids.size >= this.max) this.ids.delete(this.ids.values().next().value as string);
+    this.ids.add(id);
+  }
+}
+
+interface Plan {
+  chunkSize: number;
+  blockSize: number;
+  used: Bitmap;
+  tailStart: number;
+  tailUsed: boolean;
+  size: number;
+}
+
+/** The byte runs of chunk `i` that hold used blocks (clipped to the disk). */
+function usedRuns(plan: Plan, i: number): Array<[number, number]> {
+  const start = i * plan.chunkSize;
+  const end = Math.min(start + plan.chunkSize, plan.size);
+  const runs: Array<[number, number]> = [];
+  const firstBlock = Math.floor(start / plan.blockSize);
+  const lastBlock = Math.min(Math.ceil(end / plan.blockSize), plan.used.length);
+  if (firstBlock < lastBlock) {
+    plan.used.forEachRun(
+      (b, n) => {
+        const s = Math.max(b * plan.blockSize, start);
+        const e = Math.min((b + n) * plan.blockSize, end);
+        if (e > s) runs.push([s, e - s]);
+      },
+      firstBlock,
+      lastBlock,
+    );
+  }
+  if (plan.tailUsed && end > plan.tailStart) {
+    const s = Math.max(plan.tailStart, start);
+    const last = runs.at(-1);
+    if (last && last[0] + last[1] === s) last[1] += end - s;
+    else runs.push([s, end - s]);
+  }
+  return runs;
+}
+
+function isZero(bytes: Uint8Array): boolean {
+  const words = new BigUint64Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 3);
+  for (let i = 0; i < words.length; i++) if (words[i] !== 0n) return false;
+  for (let i = words.length * 8; i < bytes.length; i++) if (bytes[i] !== 0) return false;
+  return true;
+}
+
+/** Run `task(i)` for i in [0, count) with at most `limit` in flight. */
+async function pool(
+  count: number,
+  limit: number,
+  task: (i: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failed: unknown = null;
+  const worker = async () => {
+    while (next < count && failed === null) {
+      const i = next++;
+      try {
+        await task(i);
+      } catch (error) {
+        failed ??= error;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, count) }, worker));
+  if (failed !== null) throw failed;
+}
+
+/**
+ * Back up a disk into the repository (SPEC.md "Backup"). Unused blocks are zero inside a chunk
+ * before it is hashed; chunks with no used byte are not read; all-zero chunks are not stored;
+ * chunks equal to the parent's chunk at the same position are neither uploaded nor asked about;
+ * other chunks are HEADed and uploaded when missing. The manifest is written last, under a
+ * shared lock, so an interrupted backup leaves no snapshot.
+ */
+export async function backupToRepository(
+  repo: Repository,
+  options: BackupToRepositoryOptions,
+): Promise<BackupToRepositoryResult> {
+  const { source, used, blockSize, signal } = options;
+  if (!Number.isSafeInteger(blockSize) || blockSize <= 0 || used.length * blockSize > source.size) {
+    throw new InvalidArgumentError(
+      `used map of ${used.length} × ${blockSize}-byte blocks does not fit the ${source.size}-byte source`,
+      {
+        reason: 'usage',
+      },
+    );
+  }
+  if (!options.name || !/^[A-Za-z0-9._-]{1,128}$/.test(options.name)) {
+    throw new InvalidArgumentError(`VM name "${options.name}" must be 1-128 of [A-Za-z0-9._-]`, {
+      reason: 'usage',
+    });
+  }
+  const chunkSize = repo.config.chunkSize;
+  const plan: Plan = {
+    chunkSize,
+    blockSize,
+    used,
+    tailStart: used.length * blockSize,
+    tailUsed: options.tailUsed ?? true,
+    size: source.size,
+  };
+  const chunkCount = Math.ceil(source.size / chunkSize);
+  const time = new Date().toISOString();
+  const lock = await acquireLock(repo, false, `backup ${options.name}`, signal);
+  try {
+    // The parent: given, or the newest snapshot of this VM.
+    let parent: SnapshotInfo | null = null;
+    if (options.parent && options.parent !== 'none')
+      parent = await readManifest(repo, options.parent, signal);
+    else if (options.parent === undefined) {
+      parent =
+        (await listSnapshots(repo, { name: options.name, ...(signal ? { signal } : {}) })).at(-1) ??
+        null;
+    }
+    if (parent && parent.chunkSize !== chunkSize) parent = null;
+    if (options.changedRanges && !parent) {
+      throw new InvalidArgumentError('changed ranges need a parent snapshot of the same VM', {
+        reason: 'usage',
+      });
+    }
+    // With changed ranges: chunks to read = touched by a range, or whose used blocks differ.
+    let mustRead: Bitmap | null = null;
+    if (options.changedRanges && parent) {
+      mustRead = new Bitmap(chunkCount);
+      for (const [offset, length] of options.changedRanges) {
+        if (length <= 0) continue;
+        const first = Math.floor(offset / chunkSize);
+        const last = Math.min(Math.ceil((offset + length) / chunkSize), chunkCount);
+        if (first < last) mustRead.setRange(first, last - first);
+      }
+      const parentUsed = await readUsedMap(repo, parent, signal);
+      if (
+        parent.blockSize !== blockSize ||
+        parent.diskSize !== source.size ||
+        parentUsed.length !== used.length ||
+        parent.tailUsed !== plan.tailUsed
+      ) {
+        mustRead.setAll();
+      } else {
+        const diff = parentUsed;
+        // diff = used XOR parentUsed, as (used andNot parent) or (parent andNot used).
+        const newly = used.clone().andNot(diff);
+        diff.andNot(used).or(newly);
+        const factor = chunkSize / blockSize;
+        if (Number.isInteger(factor)) mustRead.or(fit(diff.coarsen(factor), chunkCount));
+        else mustRead.setAll();
+      }
+    }
+    const recent = new RecentIds(65536);
+    const result = {
+      zeroChunks: 0,
+      chunksRead: 0,
+      bytesRead: 0,
+      chunksFromParent: 0,
+      chunksDeduplicated: 0,
+      newChunks: 0,
+      newStoredBytes: 0,
+    };
+    const indexes: string[] = [];
+    let bytesDone = 0;
+    for (let first = 0; first < chunkCount; first += CHUNKS_PER_INDEX) {
+      const count = Math.min(CHUNKS_PER_INDEX, chunkCount - first);
+      const n = first / CHUNKS_PER_INDEX;
+      const parentIds =
+        parent && n < parent.indexes.length ? await readIndex(repo, parent, n, signal) : null;
+      const ids = new Uint8Array(count * 32);
+      await pool(count, repo.concurrency, async (k) => {
+        signal?.throwIfAborted();
+        const i = first + k;
+        const start = i * chunkSize;
+        const length = Math.min(chunkSize, source.size - start);
+        const parentId = parentIds?.[k];
+        let id: string;
+        if (mustRead && !mustRead.get(i) && parentId !== undefined) {
+          id = parentId;
+          result.chunksFromParent++;
+        } else {
+          const runs = usedRuns(plan, i);
+          if (runs.length === 0) {
+            id = ZERO_ID;
+          } else {
+            const raw = new Uint8Array(length);
+            for (const [s, len] of runs)
+              await source.read(s, raw.subarray(s - start, s - start + len));
+            result.chunksRead++;
+            result.bytesRead += runs.reduce((sum, [, len]) => sum + len, 0);
+            if (isZero(raw)) id = ZERO_ID;
+            else {
+              id = await sha256Hex(raw);
+              if (id === parentId) result.chunksFromParent++;
+              else if (recent.has(id)) result.chunksDeduplicated++;
+              else if ((await repo.backend.head(chunkKey(id), signal)) !== undefined) {
+                result.chunksDeduplicated++;
+                recent.add(id);
+              } else {
+                const object = encodeObject(ObjectType.chunk, raw, repo.codec);
+                await repo.backend.put(chunkKey(id), object, signal);
+                result.newChunks++;
+                result.newStoredBytes += object.length;
+                recent.add(id);
+              }
+            }
+          }
+        }
+        if (id === ZERO_ID) result.zeroChunks++;
+        else fromHex(id, ids, k * 32);
+        bytesDone += length;
+        options.onProgress?.({ bytesDone, bytesTotal: source.size });
+      });
+      indexes.push((await putObject(repo, ObjectType.index, ids, indexKey, signal)).id);
+    }
+    const usedBytes = used.toBytes();
+    const usedMaps: string[] = [];
+    for (let at = 0; at < usedBytes.length; at += USED_MAP_PIECE) {
+      usedMaps.push(
+        (
+          await putObject(
+            repo,
+            ObjectType.usedMap,
+            usedBytes.subarray(at, at + USED_MAP_PIECE),
+            usedMapKey,
+            signal,
+          )
+        ).id,
+      );
+    }
+    const tailBytes = plan.tailUsed ? source.size - plan.tailStart : 0;
+    const manifest: SnapshotManifest = {
+      version: 1,
+      name: options.name,
+      time,
+      host: repo.owner.host,
+      parent: parent?.id ?? null,
+      facts: options.facts ?? {},
+      summary: options.summary ?? null,
+      diskSize: source.size,
+      chunkSize,
+      blockSize,
+      usedBytes: used.count() * blockSize + tailBytes,
+      tailUsed: plan.tailUsed,
+      usedMaps,
+      usedBlockCount: used.length,
+      chunkCount,
+      indexes,
+      newChunks: result.newChunks,
+      newStoredBytes: result.newStoredBytes,
+    };
+    signal?.throwIfAborted();
+    // Written last: the snapshot exists from here on.
+    const { id } = await putObject(
+      repo,
+      ObjectType.manifest,
+      encodeJson(manifest),
+      snapshotKey,
+      signal,
+    );
+    return {
+      id,
+      snapshot: { id, ...manifest },
+      parent: manifest.parent,
+      chunkCount,
+      ...result,
+    };
+  } finally {
+    await lock.release();
+  }
+}
+
+/** `bits` cut or padded to `length` bits (a chunk grid that does not end on a block edge). */
+function fit(bits: Bitmap, length: number): Bitmap {
+  const out = new Bitmap(length);
+  bits.forEachRun((s, n) => {
+    const e = Math.min(s + n, length);
+    if (e > s) out.setRange(s, e - s);
+  });
+  return out;
+}

@@ -1,0 +1,43 @@
+/**
+ * The `reason` values `@diskube/repository` uses, a stable contract (meanings in SPEC.md).
+ * `truncated` and `too-large` are core's shared reasons (thrown by `FieldReader`).
+ */
+export const REPOSITORY_REASONS = Object.freeze([
+  // CORRUPT: shared.
+  'truncated',
+  'too-large',
+  // CORRUPT: objects (chunks, index objects, used maps, manifests, the config).
+  'bad-magic',
+  'bad-type',
+  'bad-method',
+  'bad-length',
+  'decompress',
+  'chunk-digest',
+  'object-digest',
+  'bad-config',
+  'bad-manifest',
+  // UNSUPPORTED
+  'repository-version',
+  'no-s3-backend',
+  // IO
+  'not-found',
+  'locked',
+  'exists',
+  'no-repository',
+  'read-failed',
+  'write-failed',
+  // IO: the S3 backend (src/s3.ts).
+  'unreachable',
+  'no-such-bucket',
+  'access-denied',
+  'server-error',
+  'request-failed',
+  // INVALID_ARGUMENT
+  'bad-key',
+  'usage',
+  'bad-chunk-size',
+  'no-snapshot',
+  'bad-s3-url',
+  'bad-range',
+] as const);
+export type RepositoryReason = (typeof REPOSITORY_REASONS)[number];

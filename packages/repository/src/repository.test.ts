@@ -1,0 +1,370 @@
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Bitmap } from '@diskube/bitmap';
+import { type BlockSource, memorySource } from '@diskube/core';
+import { randomBytes } from '@diskube/core/test';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Backend } from './backend.js';
+import {
+  acquireLock,
+  backupToRepository,
+  forget,
+  initRepository,
+  listSnapshots,
+  openRepository,
+  prune,
+  type Repository,
+  type RestoreSink,
+  restoreSnapshot,
+  stats,
+  verifyRepository,
+} from './index.js';
+import { localBackend, processOwner } from './node.js';
+import { encodeObject, ObjectType } from './object.js';
+
+const CHUNK = 64 * 1024;
+const BLOCK = 4096;
+const SIZE = 16 * CHUNK + 3 * BLOCK + 512; // a partial last chunk and a 512-byte tail
+
+/** A disk of random bytes (the "garbage" differs per seed) with a used map of some blocks. */
+function disk(seed: number, used: Bitmap, content: (offset: number) => number): Uint8Array {
+  const bytes = randomBytes(SIZE, seed);
+  used.forEachRun((b, n) => {
+    for (let o = b * BLOCK; o < (b + n) * BLOCK; o++) bytes[o] = content(o);
+  });
+  for (let o = used.length * BLOCK; o < SIZE; o++) bytes[o] = content(o); // the tail is kept
+  return bytes;
+}
+
+function usedMap(): Bitmap {
+  const used = new Bitmap(Math.floor(SIZE / BLOCK));
+  used.setRange(0, 20); // chunks 0-1
+  used.setRange(64, 3); // chunk 4
+  used.setRange(200, 40); // chunks 12-14
+  used.set(used.length - 1); // the last, partial chunk (with the used 512-byte tail)
+  return used;
+}
+/** Chunks 0, 1, 4, 12, 13, 14 and 16 hold used blocks. */
+const USED_CHUNKS = 7;
+
+/** What a restore must give back: used blocks and the used tail; zeros elsewhere. */
+function expected(bytes: Uint8Array, used: Bitmap): Uint8Array {
+  const out = new Uint8Array(bytes.length);
+  used.forEachRun((b, n) => out.set(bytes.subarray(b * BLOCK, (b + n) * BLOCK), b * BLOCK));
+  out.set(bytes.subarray(used.length * BLOCK), used.length * BLOCK);
+  return out;
+}
+
+function sink(size: number) {
+  const bytes = new Uint8Array(size);
+  const state = { finished: false, aborted: false, writes: new Map<number, number>() };
+  const target: RestoreSink = {
+    size,
+    zeroed: true,
+    async write(offset, data) {
+      for (let o = offset; o < offset + data.length; o += BLOCK / 8)
+        state.writes.set(o, (state.writes.get(o) ?? 0) + 1);
+      bytes.set(data, offset);
+    },
+    async finish() {
+      state.finished = true;
+    },
+    async abort() {
+      state.aborted = true;
+    },
+  };
+  return { bytes, state, target };
+}
+
+/** A source that records what was read. */
+function counting(source: BlockSource) {
+  const reads: Array<[number, number]> = [];
+  return {
+    reads,
+    source: {
+      size: source.size,
+      read(offset: number, dst: Uint8Array) {
+        reads.push([offset, dst.length]);
+        return source.read(offset, dst);
+      },
+    } satisfies BlockSource,
+  };
+}
+
+/** A backend that counts HEAD and PUT requests. */
+function countingBackend(inner: Backend) {
+  const count = { head: 0, put: 0 };
+  const backend: Backend = {
+    ...inner,
+    location: inner.location,
+    head: (k, s) => {
+      count.head++;
+      return inner.head(k, s);
+    },
+    put: (k, d, s) => {
+      if (k.startsWith('chunks/')) count.put++;
+      return inner.put(k, d, s);
+    },
+    get: (k, s) => inner.get(k, s),
+    getRange: (k, o, l, s) => inner.getRange(k, o, l, s),
+    list: (p, s) => inner.list(p, s),
+    delete: (k, s) => inner.delete(k, s),
+  };
+  return { backend, count };
+}
+
+let dir: string;
+let repo: Repository;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'diskube-repo-'));
+  repo = await initRepository(localBackend(dir), { chunkSize: CHUNK, owner: processOwner() });
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const content = (o: number) => (o * 7 + (o >> 12)) & 0xff;
+
+/** Back up `bytes` as VM `name` into `into` (default the test's repository). */
+function backUp(bytes: Uint8Array, used: Bitmap, name: string, into: Repository = repo) {
+  return backupToRepository(into, { source: memorySource(bytes), used, blockSize: BLOCK, name });
+}
+
+/** Restore `snapshot` and expect the used bytes of `bytes`, zeros elsewhere. */
+async function expectRestores(snapshot: string, bytes: Uint8Array, used: Bitmap) {
+  const out = sink(SIZE);
+  await restoreSnapshot(repo, { snapshot, target: out.target });
+  expect(out.state.finished).toBe(true);
+  expect(Buffer.compare(out.bytes, expected(bytes, used))).toBe(0);
+  return out;
+}
+
+describe('backup and restore (local directory)', () => {
+  it('restores used blocks byte-identical, zeros elsewhere, each block written once', async () => {
+    const used = usedMap();
+    const bytes = disk(1, used, content);
+    const { reads, source } = counting(memorySource(bytes));
+    const result = await backupToRepository(repo, { source, used, blockSize: BLOCK, name: 'vm1' });
+    // Only used bytes are read: no read touches an unused block.
+    for (const [offset, length] of reads) {
+      for (let b = Math.floor(offset / BLOCK); b < Math.ceil((offset + length) / BLOCK); b++) {
+        expect(b >= used.length || used.get(b)).toBe(true);
+      }
+    }
+    expect(result.chunkCount).toBe(Math.ceil(SIZE / CHUNK));
+    expect(result.zeroChunks).toBe(result.chunkCount - USED_CHUNKS);
+    const out = sink(SIZE);
+    await restoreSnapshot(repo, { snapshot: 'vm1@latest', target: out.target });
+    expect(out.state.finished).toBe(true);
+    expect(Buffer.compare(out.bytes, expected(bytes, used))).toBe(0);
+    expect(Math.max(...out.state.writes.values())).toBe(1);
+  });
+
+  it('two clones with different garbage share every chunk', async () => {
+    const used = usedMap();
+    const first = await backupToRepository(repo, {
+      source: memorySource(disk(1, used, content)),
+      used,
+      blockSize: BLOCK,
+      name: 'a',
+    });
+    const second = await backupToRepository(repo, {
+      source: memorySource(disk(2, used, content)),
+      used,
+      blockSize: BLOCK,
+      name: 'b',
+    });
+    expect(first.newChunks).toBe(USED_CHUNKS);
+    expect(second.newChunks).toBe(0);
+    expect(second.chunksDeduplicated).toBe(USED_CHUNKS);
+    const s = await stats(repo);
+    expect(s.vms.a!.usedBytes).toBe(s.vms.b!.usedBytes);
+    expect(s.total.chunks).toBe(USED_CHUNKS);
+    expect(s.total.dedupRatio).toBeGreaterThan(1.5);
+  });
+
+  it('a backup against its parent uploads and HEADs only changed chunks', async () => {
+    const used = usedMap();
+    const bytes = disk(1, used, content);
+    await backUp(bytes, used, 'vm');
+    bytes[201 * BLOCK + 5] = 0x5a ^ bytes[201 * BLOCK + 5]!; // chunk 12
+    const counted = countingBackend(repo.backend);
+    const again = { ...repo, backend: counted.backend };
+    const result = await backUp(bytes, used, 'vm', again);
+    expect(result.newChunks).toBe(1);
+    expect(counted.count.head).toBe(1);
+    expect(counted.count.put).toBe(1);
+    expect(result.chunksFromParent).toBe(USED_CHUNKS - 1);
+    await expectRestores(result.id, bytes, used);
+  });
+
+  it('with changed ranges only the touched chunks are read', async () => {
+    const used = usedMap();
+    const bytes = disk(1, used, content);
+    await backUp(bytes, used, 'vm');
+    bytes[65 * BLOCK] = 0x01 ^ bytes[65 * BLOCK]!; // chunk 4
+    const { reads, source } = counting(memorySource(bytes));
+    const result = await backupToRepository(repo, {
+      source,
+      used,
+      blockSize: BLOCK,
+      name: 'vm',
+      changedRanges: [[65 * BLOCK, 100]],
+    });
+    expect(result.chunksRead).toBe(1);
+    for (const [offset] of reads) expect(Math.floor(offset / CHUNK)).toBe(4);
+    await expectRestores(result.id, bytes, used);
+  });
+
+  it('an interrupted backup leaves no snapshot; prune collects its chunks', async () => {
+    const used = usedMap();
+    const controller = new AbortController();
+    let reads = 0;
+    const inner = memorySource(disk(1, used, content));
+    const source: BlockSource = {
+      size: inner.size,
+      async read(offset, dst) {
+        if (++reads === 4) controller.abort();
+        await inner.read(offset, dst);
+      },
+    };
+    await expect(
+      backupToRepository(repo, {
+        source,
+        used,
+        blockSize: BLOCK,
+        name: 'vm',
+        signal: controller.signal,
+      }),
+    ).rejects.toThrow();
+    expect(await listSnapshots(repo)).toEqual([]);
+    expect((await verifyRepository(repo, { readData: true })).ok).toBe(true);
+    const orphans = (await readdir(join(dir, 'chunks'), { recursive: true })).filter(
+      (f) => f.length > 3,
+    );
+    expect(orphans.length).toBeGreaterThan(0);
+    const pruned = await prune(repo);
+    expect(pruned.deletedChunks).toBe(orphans.length);
+  });
+});
+
+describe('damage is caught', () => {
+  async function backedUp() {
+    const used = usedMap();
+    const result = await backupToRepository(repo, {
+      source: memorySource(disk(1, used, content)),
+      used,
+      blockSize: BLOCK,
+      name: 'vm',
+    });
+    return result;
+  }
+
+  async function flip(key: string, at: number) {
+    const file = join(dir, key);
+    const bytes = await readFile(file);
+    bytes[Math.min(at, bytes.length - 1)]! ^= 0x10;
+    await writeFile(file, bytes);
+  }
+
+  it('a flipped bit in a chunk: verify names it and the snapshot; restore is CORRUPT and aborted', async () => {
+    const result = await backedUp();
+    const chunk = (await readdir(join(dir, 'chunks'), { recursive: true })).find(
+      (f) => f.length > 3,
+    )!;
+    await flip(`chunks/${chunk}`, 40);
+    const quick = await verifyRepository(repo);
+    expect(quick.ok).toBe(true); // without --read-data chunks are only listed
+    const report = await verifyRepository(repo, { readData: true });
+    expect(report.ok).toBe(false);
+    expect(report.problems).toHaveLength(1);
+    expect(report.problems[0]!.key).toBe(`chunks/${chunk}`);
+    expect(report.problems[0]!.snapshots).toEqual([result.id]);
+    const out = sink(SIZE);
+    await expect(
+      restoreSnapshot(repo, { snapshot: 'vm@latest', target: out.target }),
+    ).rejects.toMatchObject({
+      code: 'CORRUPT',
+    });
+    expect(out.state.aborted).toBe(true);
+    expect(out.state.finished).toBe(false);
+  });
+
+  it('a flipped bit in a manifest: verify names it; restore by id is CORRUPT', async () => {
+    const result = await backedUp();
+    await flip(`snapshots/${result.id}`, 60);
+    const report = await verifyRepository(repo);
+    expect(report.ok).toBe(false);
+    expect(report.problems[0]).toMatchObject({ key: `snapshots/${result.id}`, kind: 'damaged' });
+    await expect(
+      restoreSnapshot(repo, { snapshot: result.id, target: sink(SIZE).target }),
+    ).rejects.toMatchObject({ code: 'CORRUPT' });
+  });
+
+  it('a deleted chunk: verify reports it missing with its snapshot', async () => {
+    const result = await backedUp();
+    const chunk = (await readdir(join(dir, 'chunks'), { recursive: true })).find(
+      (f) => f.length > 3,
+    )!;
+    await rm(join(dir, 'chunks', chunk));
+    const report = await verifyRepository(repo);
+    expect(report.problems).toMatchObject([
+      { kind: 'missing', key: `chunks/${chunk}`, snapshots: [result.id] },
+    ]);
+  });
+
+  it('a newer format version is refused with UNSUPPORTED repository-version', async () => {
+    const config = new TextEncoder().encode(
+      JSON.stringify({
+        format: 'diskube-repository',
+        version: 2,
+        chunkSize: CHUNK,
+        id: 'x',
+        created: '',
+      }),
+    );
+    await repo.backend.put('config', encodeObject(ObjectType.config, config, null));
+    await expect(openRepository(repo.backend)).rejects.toMatchObject({
+      code: 'UNSUPPORTED',
+      reason: 'repository-version',
+    });
+  });
+});
+
+describe('forget, prune and locks', () => {
+  it('forget --keep-last 1 then prune frees the old chunks; the kept snapshot restores', async () => {
+    const used = usedMap();
+    const old = disk(1, used, content);
+    await backUp(old, used, 'vm');
+    const bytes = disk(1, used, (o) => (o * 13) & 0xff);
+    const latest = await backUp(bytes, used, 'vm');
+    const dry = await forget(repo, { keepLast: 1, dryRun: true });
+    expect(dry.remove).toHaveLength(1);
+    expect(await listSnapshots(repo)).toHaveLength(2);
+    await forget(repo, { keepLast: 1 });
+    expect((await listSnapshots(repo)).map((s) => s.id)).toEqual([latest.id]);
+    const pruned = await prune(repo);
+    expect(pruned.deletedChunks).toBe(USED_CHUNKS);
+    expect((await verifyRepository(repo, { readData: true })).ok).toBe(true);
+    await expectRestores('vm@latest', bytes, used);
+  });
+
+  it('prune is refused while a backup holds a lock, and runs once it is released', async () => {
+    const lock = await acquireLock(repo, false, 'backup vm');
+    await expect(prune(repo)).rejects.toMatchObject({ code: 'IO', reason: 'locked' });
+    await lock.release();
+    await expect(prune(repo)).resolves.toMatchObject({ deletedObjects: 0 });
+  });
+
+  it('a lock of a dead process on this host is stale: prune removes it', async () => {
+    const dead = { ...repo, owner: { ...repo.owner, pid: 2 ** 22 + 12345 } };
+    await acquireLock(dead, false, 'backup vm'); // never released, as after SIGKILL
+    const other = { ...repo, owner: { host: 'elsewhere', pid: 1 } };
+    const foreign = await acquireLock(other, false, 'backup vm');
+    await expect(prune(repo)).rejects.toMatchObject({ reason: 'locked' });
+    await foreign.release();
+    await prune(repo);
+    expect(await readdir(join(dir, 'locks'))).toEqual([]);
+  });
+});
