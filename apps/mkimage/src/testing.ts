@@ -1,4 +1,5 @@
 // Test helpers, exported as `@diskube/mkimage/testing`: tool checks, partition extraction, oracles.
+import { accessSync, constants } from 'node:fs';
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,23 +8,57 @@ import { buildImage, type Manifest, type ManifestPartition } from './build.js';
 import { chunks } from './content.js';
 import type { FilesystemBuilder } from './fs/builder.js';
 import { BUILDERS, builderOf } from './fs/registry.js';
-import { hasTool, run } from './run.js';
+import { run } from './run.js';
 import { debianPackage } from './tools.js';
+
+/** Where tools are looked up: PATH plus the sbin directories, as `run` does. */
+const TOOL_DIRS = [...(process.env.PATH ?? '').split(':'), '/usr/local/sbin', '/usr/sbin', '/sbin'];
+
+/** True when an executable `tool` is on PATH or in an sbin directory (nothing is run). */
+function onPath(tool: string): boolean {
+  return TOOL_DIRS.some((dir) => {
+    if (dir === '') return false;
+    try {
+      accessSync(join(dir, tool), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+function skipMessage(missing: string[], purpose: string): string {
+  const packages = [...new Set(missing.map(debianPackage))];
+  return `${purpose} need ${missing.join(', ')}: install ${packages.join(' ')} (apt-get install, or bash scripts/setup.sh)`;
+}
 
 /**
  * Tools missing on this machine. Tests that need them skip locally with a loud warning; under
- * CI=true the caller's "tools are installed" test fails instead.
+ * CI=true the caller's "tools are installed" test fails instead. Prefer `requireTools`.
  */
 export async function missingTools(tools: string[]): Promise<string[]> {
-  const missing: string[] = [];
-  for (const t of tools) if (!(await hasTool(t))) missing.push(t);
+  const missing = tools.filter((t) => !onPath(t));
   if (missing.length > 0 && process.env.CI !== 'true') {
-    const packages = [...new Set(missing.map(debianPackage))];
-    console.warn(
-      `\n*** mkimage tests SKIPPED: missing system tools ${missing.join(', ')} — install ${packages.join(' ')} ***\n`,
-    );
+    console.warn(`\n*** SKIPPED: ${skipMessage(missing, 'mkimage tests')} ***\n`);
   }
   return missing;
+}
+
+/**
+ * The one missing-tool gate of every test that runs system tools. True when every tool is
+ * installed. When one is missing: under CI=true it throws (the test file fails, naming the
+ * Debian packages to add to scripts/setup.sh); locally it prints a loud SKIPPED line and returns
+ * false, for `describe.skipIf(!tools)`.
+ *
+ *   const tools = requireTools(['mkfs.xfs', 'xfs_db', 'partclone.xfs'], 'xfs image tests');
+ */
+export function requireTools(tools: string[], purpose = 'these tests'): boolean {
+  const missing = tools.filter((t) => !onPath(t));
+  if (missing.length === 0) return true;
+  const message = skipMessage(missing, purpose);
+  if (process.env.CI === 'true') throw new Error(`${message} (required under CI=true)`);
+  console.warn(`\n*** SKIPPED: ${message} ***\n`);
+  return false;
 }
 
 export async function scratchDir(): Promise<string> {

@@ -3,10 +3,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32cUpdate, hasErrorCode, memorySource } from '@diskube/core';
+import { requireTools } from '@diskube/mkimage/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { xfsChecksum } from './checksum.js';
 import { xfsDriver } from './driver.js';
-import { buildXfs, geometry, haveTool, readImage, repairCheck } from './images.test-support.js';
+import { buildXfs, geometry, readImage, repairCheck } from './images.test-support.js';
 import { MATRIX } from './matrix.test-support.js';
 
 // Corruption and dirty-log tests: bytes of real images are patched (and, where the test is about
@@ -57,7 +58,7 @@ async function expectError(image: Uint8Array, code: string, reason: string, offs
   return error!;
 }
 
-const tools = haveTool('mkfs.xfs') && haveTool('xfs_db', ['-V']) && haveTool('xfs_repair', ['-V']);
+const tools = requireTools(['mkfs.xfs', 'xfs_db', 'xfs_repair'], 'xfs corruption tests');
 
 describe.runIf(tools)('xfs corruption of real images', () => {
   let v5: Uint8Array;

@@ -3,19 +3,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openFileSource } from '@diskube/core/node';
+import { bitmapOfRanges, bitmapDifferences as differences } from '@diskube/core/test';
+import { partcloneDomain, requireTools } from '@diskube/mkimage/testing';
 import { describe, expect, it } from 'vitest';
 import { xfsDriver } from './driver.js';
-import {
-  buildXfs,
-  differences,
-  haveTool,
-  partcloneUsed,
-  xfsDbView,
-} from './images.test-support.js';
+import { buildXfs, xfsDbView } from './images.test-support.js';
 import { M, MATRIX } from './matrix.test-support.js';
 
-const tools =
-  haveTool('mkfs.xfs') && haveTool('xfs_db', ['-V']) && haveTool('partclone.xfs', ['-v']);
+const tools = requireTools(['mkfs.xfs', 'xfs_db', 'partclone.xfs'], 'xfs oracle tests');
 
 describe.runIf(tools)('xfs used blocks against xfsprogs and partclone', () => {
   for (const [name, recipe] of Object.entries(MATRIX)) {
@@ -32,7 +27,11 @@ describe.runIf(tools)('xfs used blocks against xfsprogs and partclone', () => {
       expect(db.agfl.clone().andNot(db.used).count()).toBe(db.agfl.count());
       // partclone.xfs copies what xfs_db calls used (no AGFL blocks): nothing of it may be
       // missing, and the only extras are the AGFL blocks.
-      const pc = partcloneUsed(path, result.blockSize, result.blockCount);
+      const pc = bitmapOfRanges(
+        await partcloneDomain('xfs', path),
+        result.blockSize,
+        result.blockCount,
+      );
       expect(differences(result.used, pc.clone().or(db.agfl))).toEqual({ missing: [], extra: [] });
       expect(pc.clone().and(db.agfl).count()).toBe(0);
       console.log(

@@ -1,5 +1,6 @@
 // Test support (not exported by the package): real XFS images built by xfsprogs without mounting,
-// and the xfsprogs / partclone views of their used blocks to compare against.
+// and the xfsprogs view of their used blocks to compare against (partclone's comes from
+// `partcloneDomain` in @diskube/mkimage/testing; tool checks from its `requireTools`).
 //
 // Images are built with `mkfs.xfs -p protofile` (files copied in at mkfs time). Deletes without a
 // mount: `xfs_db -x` zeroes the mode of the inodes to delete and `xfs_repair` then clears them and
@@ -29,14 +30,6 @@ const CACHE = join(tmpdir(), 'diskube-xfs-test-images');
 
 /** mkfs.xfs refuses filesystems under 300 MB unless it believes it runs under fstests. */
 const MKFS_ENV = { ...process.env, TEST_DIR: tmpdir(), TEST_DEV: '/dev/null', QA_CHECK_FS: '1' };
-
-/** True when the tool runs. Under CI=true a missing tool is an error, not a skip. */
-export function haveTool(name: string, args: string[] = ['-V']): boolean {
-  const ok = spawnSync(name, args, { stdio: 'ignore' }).error === undefined;
-  if (!ok && process.env.CI === 'true') throw new Error(`${name} is required under CI=true`);
-  if (!ok) console.warn(`\n!!! ${name} is not installed: skipping the tests that need it !!!\n`);
-  return ok;
-}
 
 export interface XfsRecipe {
   /** Image file size in bytes. */
@@ -209,63 +202,10 @@ export function xfsDbView(
   return { used, agfl, freeblks };
 }
 
-/**
- * partclone's view: `partclone.xfs -D` writes a ddrescue domain log whose `+` lines are the byte
- * ranges it would copy. Returned in units of `unitSize`, clipped to `units`.
- */
-export function partcloneUsed(path: string, unitSize: number, units: number): Bitmap {
-  const log = join(
-    CACHE,
-    `${createHash('sha256').update(path).digest('hex').slice(0, 12)}.${process.pid}.log`,
-  );
-  mkdirSync(CACHE, { recursive: true });
-  try {
-    execFileSync('partclone.xfs', ['-D', '-q', '-s', path, '-O', log], { stdio: 'ignore' });
-    const text = readFileSync(log, 'utf8');
-    const used = new Bitmap(units);
-    for (const m of text.matchAll(/^0x([0-9A-Fa-f]+)\s+0x([0-9A-Fa-f]+)\s+\+/gm)) {
-      const pos = Number.parseInt(m[1]!, 16);
-      const size = Number.parseInt(m[2]!, 16);
-      const first = Math.floor(pos / unitSize);
-      const end = Math.min(units, Math.ceil((pos + size) / unitSize));
-      if (end > first) used.setRange(first, end - first);
-    }
-    return used;
-  } finally {
-    rmSync(log, { force: true });
-  }
-}
-
 /** `xfs_repair -n` exit status and output: 0 when clean. */
 export function repairCheck(path: string): { status: number; output: string } {
   const r = spawnSync('xfs_repair', ['-n', path], { encoding: 'utf8' });
   return { status: r.status ?? -1, output: `${r.stdout}${r.stderr}` };
-}
-
-/**
- * Where two used maps differ, as the first few runs each way: `missing` are set in `expected`
- * only (blocks we would lose), `extra` in `actual` only. Empty arrays when they are equal.
- */
-export function differences(
-  actual: Bitmap,
-  expected: Bitmap,
-  max = 5,
-): { missing: Array<[number, number]>; extra: Array<[number, number]> } {
-  if (actual.length !== expected.length) {
-    return { missing: [[-1, expected.length]], extra: [[-1, actual.length]] };
-  }
-  const first = (b: Bitmap): Array<[number, number]> => {
-    const out: Array<[number, number]> = [];
-    for (const run of b.runs()) {
-      out.push([run[0], run[1]]);
-      if (out.length >= max) break;
-    }
-    return out;
-  };
-  return {
-    missing: first(expected.clone().andNot(actual)),
-    extra: first(actual.clone().andNot(expected)),
-  };
 }
 
 /** A copy of the image file in memory, for patching. */

@@ -3,17 +3,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hasErrorCode } from '@diskube/core';
 import { openFileSource } from '@diskube/core/node';
+import { bitmapOfRanges, bitmapDifferences as differences } from '@diskube/core/test';
 import { buildImage } from '@diskube/mkimage';
-import { buildAndVerify, scratchDir } from '@diskube/mkimage/testing';
+import {
+  buildAndVerify,
+  partcloneDomain,
+  requireTools,
+  scratchDir,
+} from '@diskube/mkimage/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { xfsDriver } from './driver.js';
-import {
-  differences,
-  haveTool,
-  partcloneUsed,
-  repairCheck,
-  xfsDbView,
-} from './images.test-support.js';
+import { repairCheck, xfsDbView } from './images.test-support.js';
 
 // XFS through the mkimage DSL (apps/mkimage/src/fs/xfs.ts): images built from readable specs,
 // checked by xfs_repair -n and by reading every manifest file back with xfs_db, then compared
@@ -30,8 +30,7 @@ const CONTENT = `
     truncate /d/f2 100K
     delete /d/f1`;
 
-const tools =
-  haveTool('mkfs.xfs') && haveTool('xfs_db', ['-V']) && haveTool('partclone.xfs', ['-v']);
+const tools = requireTools(['mkfs.xfs', 'xfs_db', 'partclone.xfs'], 'xfs DSL tests');
 
 describe.runIf(tools)('xfs images from the mkimage DSL', () => {
   let work: string;
@@ -57,7 +56,11 @@ describe.runIf(tools)('xfs images from the mkimage DSL', () => {
         missing: [],
         extra: [],
       });
-      const pc = partcloneUsed(image, result.blockSize, result.blockCount);
+      const pc = bitmapOfRanges(
+        await partcloneDomain('xfs', image),
+        result.blockSize,
+        result.blockCount,
+      );
       expect(differences(result.used, pc.clone().or(db.agfl))).toEqual({ missing: [], extra: [] });
     });
   }
