@@ -6,9 +6,38 @@ export type {
   VerifyReport,
 } from '@diskube/format';
 export { parseChangedRanges } from '@diskube/format';
+export {
+  type ForgetPolicy,
+  type ForgetResult,
+  forget,
+  type LockInfo,
+  listLocks,
+  listSnapshots,
+  type PruneResult,
+  prune,
+  type Repository,
+  type RepositoryProgress,
+  type SnapshotInfo,
+  type StatsResult,
+  stats,
+  unlockRepository,
+  type VerifyProblem,
+  type VerifyRepositoryResult,
+  verifyRepository,
+} from '@diskube/repository';
 export type { RestoreStrategy, RestoreTarget } from '@diskube/restore';
 export { type BackupOptions, type BackupResult, backup } from './node/backup.js';
 export { inspectImageFile, type OpenImageFileOptions, openImageFile } from './node/open-file.js';
+export {
+  backupImageToRepository,
+  initRepositoryAt,
+  openRepositoryAt,
+  type RepositoryBackupOptions,
+  type RepositoryBackupResult,
+  type RepositoryLocationOptions,
+  type RepositoryRestoreOptions,
+  restoreFromRepository,
+} from './node/repository.js';
 export {
   type RestoreFormat,
   type RestoreOptions,
