@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { agflSize, parseAgf } from './agf.js';
-import { put32, reasonOf, sealCrc, superblockSector, UUID } from './structures.test-support.js';
+import { put32, reasonOf, sealCrc, superblockSector, UUID } from './hex.test-support.js';
 import { parseSuperblock } from './superblock.js';
 
 const sb5 = parseSuperblock(superblockSector());

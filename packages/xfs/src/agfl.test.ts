@@ -1,7 +1,7 @@
 import { hasErrorCode } from '@diskube/core';
 import { describe, expect, it } from 'vitest';
 import { parseAgfl } from './agfl.js';
-import { put32, sealCrc, superblockSector, UUID } from './structures.test-support.js';
+import { put32, sealCrc, superblockSector, UUID } from './hex.test-support.js';
 import { parseSuperblock } from './superblock.js';
 
 const sb5 = parseSuperblock(superblockSector());

@@ -9,7 +9,7 @@ import {
   sealCrc,
   superblockSector,
   UUID,
-} from './structures.test-support.js';
+} from './hex.test-support.js';
 import { parseSuperblock } from './superblock.js';
 
 const sb = parseSuperblock(superblockSector({ blocklog: 10, agblocks: 16384, dblocks: 65536 }));

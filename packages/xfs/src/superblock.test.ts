@@ -1,12 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  put32,
-  put64,
-  reasonOf,
-  sealCrc,
-  superblockSector,
-  UUID,
-} from './structures.test-support.js';
+import { put32, put64, reasonOf, sealCrc, superblockSector, UUID } from './hex.test-support.js';
 import {
   agLength,
   fsblockToAg,
