@@ -1,17 +1,17 @@
 // Test support (not exported by the package): FAT images built by mkfs.fat and mtools through
-// the @diskube/mkimage DSL, and the dosfstools / partclone views of their used clusters.
+// the @diskube/mkimage DSL, and the dosfstools / mtools views of their used clusters (partclone's
+// comes from `partcloneDomain` in @diskube/mkimage/testing).
 
 import { Bitmap } from '@diskube/bitmap';
 import type { UsedBlocks, UsedBlocksOptions } from '@diskube/core';
 import { openFileSource } from '@diskube/core/node';
 import { buildImage } from '@diskube/mkimage';
-import { missingTools, partcloneDomain, runTool } from '@diskube/mkimage/testing';
+import { requireTools, runTool } from '@diskube/mkimage/testing';
 import { fatDriver } from './driver.js';
 
 /** Tools every image test needs; missing ones skip locally and fail under CI=true. */
 export const TOOLS = ['mkfs.vfat', 'fsck.fat', 'mcopy', 'mmd', 'mdel', 'partclone.fat'];
-const missing = await missingTools(TOOLS);
-export const skipImages = missing.length > 0 && process.env.CI !== 'true';
+export const skipImages = !requireTools(TOOLS, 'fat image tests');
 
 /**
  * Files for every image: a directory, text and random files, many small files in a
@@ -48,21 +48,6 @@ export async function usedOf(path: string, options?: UsedBlocksOptions): Promise
   }
 }
 
-/** partclone.fat's used byte ranges as a bitmap of `units` blocks of `unitSize` bytes. */
-export async function partcloneUsed(
-  path: string,
-  unitSize: number,
-  units: number,
-): Promise<Bitmap> {
-  const used = new Bitmap(units);
-  for (const [pos, size] of await partcloneDomain('fat', path)) {
-    const first = Math.floor(pos / unitSize);
-    const end = Math.min(units, Math.ceil((pos + size) / unitSize));
-    if (end > first) used.setRange(first, end - first);
-  }
-  return used;
-}
-
 /** fsck.fat -n -v: FAT width and "files, used/total clusters" from its summary. */
 export async function fsckSummary(
   path: string,
@@ -77,11 +62,6 @@ export async function fsckSummary(
     clusters: Number(summary[3]),
     text: stdout,
   };
-}
-
-/** Runs of `a` not in `b`: the first few, for messages. */
-export function onlyIn(a: Bitmap, b: Bitmap, max = 5): Array<[number, number]> {
-  return a.clone().andNot(b).toRanges().slice(0, max);
 }
 
 const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLSRC: '/dev/null' };
