@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
 /**
@@ -166,4 +167,25 @@ export async function hasTool(/** @type {string} */ name) {
     tools.set(name, found);
   }
   return found;
+}
+
+/**
+ * Writes a Markdown report and formats it as the repo's formatter wants it (biome formats
+ * Markdown; lint checks it).
+ */
+export async function writeReport(/** @type {string} */ path, /** @type {string} */ text) {
+  await writeFile(path, text);
+  try {
+    const biome = createRequire(import.meta.url).resolve('@biomejs/biome/bin/biome');
+    await run(process.execPath, [biome, 'format', '--write', path], { allowFail: true });
+  } catch {}
+}
+
+/** First line of a tool's version output, without decoration (Markdown-safe). */
+export async function toolVersion(/** @type {string} */ cmd) {
+  return (await run('sh', ['-c', `${cmd} 2>&1 | head -1`], { allowFail: true })).stdout
+    .replace(/[*_`]/g, '')
+    .replace(/\s+/g, ' ')
+    .replace(' : ', ' ')
+    .trim();
 }

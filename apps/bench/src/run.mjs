@@ -6,7 +6,7 @@
 //
 //   node src/run.mjs [--quick] [--level 3] [--runs 3] [--keep] [--work DIR]
 
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildImage } from '@diskube/mkimage';
 import { backup, backupInfo, restore } from 'diskube/node';
-import { q, run, sh, timeInterleaved, timeVerbose } from './exec.mjs';
+import { q, run, sh, timeInterleaved, timeVerbose, toolVersion, writeReport } from './exec.mjs';
 import { writeReference } from './ext-blocks.mjs';
 import { applyStep, STEP_SIZES } from './mutate.mjs';
 import { summarizeProfileDir } from './profile.mjs';
@@ -234,13 +234,7 @@ const patch = /** @type {(typeof chainRestores)[string]} */ (chainRestores.patch
 const strategiesSame = await cmp(w('chain-reverse.img'), w('chain-patch.img'));
 
 // ---- Report ----------------------------------------------------------------------------------
-/** First line of a tool's version output, without decoration (Markdown-safe). */
-const versions = async (/** @type {string} */ cmd) =>
-  (await run('sh', ['-c', `${cmd} 2>&1 | head -1`], { allowFail: true })).stdout
-    .replace(/[*_`]/g, '')
-    .replace(/\s+/g, ' ')
-    .replace(' : ', ' ')
-    .trim();
+const versions = toolVersion;
 const kernel = (await run('uname', ['-r'])).stdout.trim();
 // @diskube/format runs one compression worker per core (the main thread only reads and writes).
 const workers = availableParallelism();
@@ -421,11 +415,6 @@ ${spec.trimEnd()}
 
 process.stdout.write(report);
 const resultsPath = join(here, '..', quick ? 'RESULTS-quick.md' : 'RESULTS.md');
-await writeFile(resultsPath, report);
-// Keep the report as the repo's formatter wants it (biome formats Markdown; lint checks it).
-try {
-  const biome = require.resolve('@biomejs/biome/bin/biome');
-  await run(process.execPath, [biome, 'format', '--write', resultsPath], { allowFail: true });
-} catch {}
+await writeReport(resultsPath, report);
 log(`wrote ${resultsPath}`);
 if (!args.keep) await rm(work, { recursive: true, force: true });
