@@ -1,9 +1,14 @@
 import { Command } from 'commander';
 import { registerBackup } from './commands/backup.js';
 import { registerCheck } from './commands/check.js';
+import { registerForget } from './commands/forget.js';
 import { registerInfo } from './commands/info.js';
 import { registerInspect } from './commands/inspect.js';
+import { registerPrune } from './commands/prune.js';
+import { registerRepo } from './commands/repo.js';
 import { registerRestore } from './commands/restore.js';
+import { registerSnapshots } from './commands/snapshots.js';
+import { registerStats } from './commands/stats.js';
 import { registerUsed } from './commands/used.js';
 import { registerVerify } from './commands/verify.js';
 import { VERSION } from './version.js';
@@ -21,5 +26,10 @@ export function createProgram(): Command {
   registerVerify(program);
   registerCheck(program);
   registerInfo(program);
+  registerRepo(program);
+  registerSnapshots(program);
+  registerForget(program);
+  registerPrune(program);
+  registerStats(program);
   return program;
 }

@@ -6,8 +6,10 @@ import { formatBytes, formatPercent, printJson } from '../format.js';
 import { progressReporter } from '../progress.js';
 import { printWarning } from '../warnings.js';
 import { ALLOW_BACKING_DIR_HELP, collectDirs } from './inspect.js';
+import { backupToRepo, type RepoOptions } from './repository.js';
 
-interface BackupOptions {
+interface BackupOptions extends RepoOptions {
+  name?: string;
   base?: string;
   level?: string;
   compress?: string;
@@ -46,7 +48,13 @@ export function registerBackup(program: Command): void {
     .command('backup')
     .description('Back up the used blocks of an image: a snapshot, or an incremental with --base.')
     .argument('<image>', 'filesystem image or whole disk')
-    .argument('<out>', 'backup file to write')
+    .argument('[out]', 'backup file to write (omit with --repo)')
+    .option(
+      '--repo <repo>',
+      'back up into this repository instead (a directory or s3://bucket/prefix)',
+    )
+    .option('--name <vm>', 'with --repo: the VM (group) the snapshot belongs to')
+    .option('--s3-endpoint <url>', 'with --repo: endpoint URL of a non-AWS S3-compatible store')
     .option('--base <parent>', 'make an incremental relative to this backup')
     .option('--compress <type>', 'zstd or none', 'zstd')
     .option('--level <n>', `zstd level 1-19 (default ${DEFAULT_LEVEL})`)
@@ -69,7 +77,23 @@ export function registerBackup(program: Command): void {
     .option('--allow-backing-dir <dir>', ALLOW_BACKING_DIR_HELP, collectDirs)
     .option('-f, --force', 'overwrite an existing output file')
     .option('--json', 'print a JSON summary')
-    .action(async (image: string, out: string, options: BackupOptions) => {
+    .action(async (image: string, out: string | undefined, options: BackupOptions) => {
+      if (options.repo !== undefined) {
+        if (out !== undefined || options.base || options.dirtyBitmap) {
+          throw new InvalidArgumentError(
+            "--repo takes no output file, --base or --dirty-bitmap (the parent is the VM's latest snapshot)",
+            {
+              reason: 'usage',
+            },
+          );
+        }
+        return backupToRepo(image, options);
+      }
+      if (out === undefined) {
+        throw new InvalidArgumentError('give an output file, or --repo <repo> --name <vm>', {
+          reason: 'usage',
+        });
+      }
       const compress = compression(options);
       if (options.changedRanges && !options.base) {
         throw new InvalidArgumentError('--changed-ranges needs --base', { reason: 'usage' });

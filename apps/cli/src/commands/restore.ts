@@ -3,8 +3,9 @@ import { InvalidArgumentError } from 'diskube';
 import { type RestoreFormat, type RestoreStrategy, restore, restoreFormatOf } from 'diskube/node';
 import { formatBytes, printJson } from '../format.js';
 import { progressReporter } from '../progress.js';
+import { type RepoOptions, restoreFromRepo } from './repository.js';
 
-interface RestoreCommandOptions {
+interface RestoreCommandOptions extends RepoOptions {
   strategy?: string;
   format?: string;
   compressed?: boolean;
@@ -17,7 +18,10 @@ export function registerRestore(program: Command): void {
   program
     .command('restore')
     .description('Restore the image a backup (and the chain of backups before it) describes.')
-    .argument('<backup>', 'snapshot or incremental; its parents are found beside it')
+    .argument(
+      '<backup>',
+      'snapshot or incremental (its parents are found beside it); with --repo: <vm>@latest or a snapshot id',
+    )
     .argument(
       '<output>',
       'image to write (raw, qcow2 or VDI; unused blocks become holes) or a block device',
@@ -33,9 +37,15 @@ export function registerRestore(program: Command): void {
     )
     .option('--compressed', 'qcow2 only: deflate-compress clusters (smaller file, slower restore)')
     .option('--zero-unused', 'write zeros over unused blocks instead of leaving holes')
+    .option(
+      '--repo <repo>',
+      'restore a snapshot from this repository (a directory or s3://bucket/prefix)',
+    )
+    .option('--s3-endpoint <url>', 'with --repo: endpoint URL of a non-AWS S3-compatible store')
     .option('-f, --force', 'overwrite an existing output file')
     .option('--json', 'print a JSON summary')
     .action(async (backup: string, output: string, options: RestoreCommandOptions) => {
+      if (options.repo !== undefined) return restoreFromRepo(backup, output, options);
       const strategy = choice<RestoreStrategy>('--strategy', options.strategy, [
         'reverse',
         'patch',

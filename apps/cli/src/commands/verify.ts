@@ -1,19 +1,34 @@
 import type { Command } from 'commander';
-import { CorruptError } from 'diskube';
+import { CorruptError, InvalidArgumentError } from 'diskube';
 import { verify } from 'diskube/node';
 import { printJson } from '../format.js';
+import { type RepoOptions, verifyRepo } from './repository.js';
 
-interface VerifyOptions {
-  json?: boolean;
+interface VerifyOptions extends RepoOptions {
+  readData?: boolean;
 }
 
 export function registerVerify(program: Command): void {
   program
     .command('verify')
     .description('Check every checksum of a backup and of the chain it depends on.')
-    .argument('<backup>', 'snapshot or incremental')
+    .argument('[backup]', 'snapshot or incremental (omit with --repo)')
+    .option('--repo <repo>', 'check a repository instead (a directory or s3://bucket/prefix)')
+    .option('--read-data', 'with --repo: read and re-hash every chunk, not only list them')
+    .option('--s3-endpoint <url>', 'with --repo: endpoint URL of a non-AWS S3-compatible store')
     .option('--json', 'print a JSON report')
-    .action(async (backup: string, options: VerifyOptions) => {
+    .action(async (backup: string | undefined, options: VerifyOptions) => {
+      if (options.repo !== undefined) {
+        if (backup !== undefined) {
+          throw new InvalidArgumentError(
+            '--repo checks the whole repository: give no backup file',
+            { reason: 'usage' },
+          );
+        }
+        return verifyRepo(options);
+      }
+      if (backup === undefined)
+        throw new InvalidArgumentError('give a backup file, or --repo <repo>', { reason: 'usage' });
       const { ok, backups } = await verify(backup);
       if (options.json) printJson({ ok, backups });
       else {
