@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseAttributeList } from './attribute-list.js';
-import { hex, type Outcome } from './test-hex.js';
+import { hex, type Outcome } from './hex.test-support.js';
 
 // Two entries of $MFT's attribute list: $DATA VCN 0 in record 0, $DATA VCN 0x1234 in record
 // 0x2a (sequence 3); then a named $DATA "$Bad" (length 0x28).

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AT_DATA, AT_STANDARD_INFORMATION, parseAttributes } from './attribute.js';
+import { hex, type Outcome, protect } from './hex.test-support.js';
 import { parseMftRecord } from './mft-record.js';
-import { hex, type Outcome, protect } from './test-hex.js';
 
 const HEADER = `
   46494c45 3000 0300 0000000000000000

@@ -9,19 +9,20 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { memorySource } from '@diskube/core';
+import { requireTools } from '@diskube/mkimage/testing';
 import { describe, expect, it } from 'vitest';
 import { ntfsDriver } from './driver.js';
-import { applyFixups } from './mft-record.js';
-import { attributesOf, dataExtent, writeRecord } from './test-hex.js';
+import { attributesOf, dataExtent, writeRecord } from './hex.test-support.js';
 import {
   buildNtfsImage,
+  NTFS_TOOLS,
   type NtfsImageSpec,
   ntfs3gBitmap,
-  ntfsToolsAvailable,
-} from './test-images.js';
+} from './images.test-support.js';
+import { applyFixups } from './mft-record.js';
 import { NtfsVolume } from './volume.js';
 
-const tools = ntfsToolsAvailable();
+const tools = requireTools(NTFS_TOOLS, 'ntfs image tests');
 
 // 16 MiB in 512-byte clusters: 32767 clusters, a 4 KiB $Bitmap spanning 8 clusters.
 const SPEC: NtfsImageSpec = {

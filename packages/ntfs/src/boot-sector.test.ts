@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseBootSector } from './boot-sector.js';
-import { hex } from './test-hex.js';
+import { hex } from './hex.test-support.js';
 
 // The first 0x54 bytes of a boot sector written by `mkntfs -Q -c 4096 -s 512` on a 16 MiB file.
 const MKNTFS_16M = `

@@ -5,9 +5,19 @@
  */
 import { Bitmap } from '@diskube/bitmap';
 import { DiskubeError, memorySource, type UsedBlocks } from '@diskube/core';
+import { bitmapOfRanges } from '@diskube/core/test';
+import { partcloneDomain, requireTools } from '@diskube/mkimage/testing';
 import { describe, expect, it } from 'vitest';
 import { crossCheckWalk } from './cross-check.js';
 import { ntfsDriver } from './driver.js';
+import {
+  attributesOf,
+  dataExtent,
+  type Outcome,
+  patchProtected,
+  writeRecord,
+} from './hex.test-support.js';
+import { NTFS_TOOLS, ntfs3gBitmap } from './images.test-support.js';
 import { applyFixups } from './mft-record.js';
 import {
   clearBitmapBits,
@@ -18,12 +28,10 @@ import {
   recordOffset,
   recordRuns,
   zeroBitmap,
-} from './test-bitmap.js';
-import { attributesOf, dataExtent, type Outcome, patchProtected, writeRecord } from './test-hex.js';
-import { ntfs3gBitmap, ntfsToolsAvailable, partcloneUsed } from './test-images.js';
+} from './patch.test-support.js';
 import { NtfsVolume } from './volume.js';
 
-const tools = ntfsToolsAvailable();
+const tools = requireTools(NTFS_TOOLS, 'ntfs image tests');
 
 // A contiguous file, 300 small files (a directory with an index allocation), and a file in 1500
 // fragments whose runlist spills into extension records (ntfs-3g: "an extent of inode …").
@@ -72,7 +80,11 @@ describe.skipIf(!tools)('evidence against $Bitmap', () => {
     const rebuilt = new Bitmap(result.blockCount);
     const walk = await crossCheckWalk(vol, rebuilt);
     expect(rebuilt.equals(ntfs3gBitmap(path, result.blockCount))).toBe(true);
-    expect(rebuilt.equals(partcloneUsed(path, result.blockSize, result.blockCount))).toBe(true);
+    expect(
+      rebuilt.equals(
+        bitmapOfRanges(await partcloneDomain('ntfs', path), result.blockSize, result.blockCount),
+      ),
+    ).toBe(true);
     expect(walk.report.missingBlocks).toBe(rebuilt.count()); // no cluster referenced twice
     expect(walk.report.missing).toHaveLength(20); // bounded
     expect(walk.warnings.at(-1)?.message).toMatch(/more referenced clusters were free/);

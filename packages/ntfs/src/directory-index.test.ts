@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseIndexBlock, parseIndexRoot } from './directory-index.js';
-import { hex, protect } from './test-hex.js';
+import { hex, protect } from './hex.test-support.js';
 
 // An index entry for "hiberfil.sys" (record 0x40, sequence 2) in directory 5.
 const NAME = Buffer.from('hiberfil.sys', 'utf16le').toString('hex');

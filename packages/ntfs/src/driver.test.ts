@@ -1,9 +1,10 @@
+import { requireTools } from '@diskube/mkimage/testing';
 import { describe, expect, it } from 'vitest';
 import { ntfsDriver } from './driver.js';
-import { type NtfsImageSpec, ntfsToolsAvailable } from './test-images.js';
-import { expectMatchesOracles, load } from './test-oracle.js';
+import { NTFS_TOOLS, type NtfsImageSpec } from './images.test-support.js';
+import { expectMatchesOracles, load } from './oracle.test-support.js';
 
-const tools = ntfsToolsAvailable();
+const tools = requireTools(NTFS_TOOLS, 'ntfs image tests');
 
 const MiB = 1 << 20;
 

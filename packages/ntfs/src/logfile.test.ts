@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { type Outcome, restartPage } from './hex.test-support.js';
 import { logFileState } from './logfile.js';
-import { type Outcome, restartPage } from './test-hex.js';
 
 function head(...pages: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(8192 + 4096).fill(0xff);

@@ -11,19 +11,20 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { memorySource } from '@diskube/core';
+import { requireTools } from '@diskube/mkimage/testing';
 import { describe, expect, it } from 'vitest';
 import { ntfsDriver } from './driver.js';
-import { applyFixups } from './mft-record.js';
-import { align8, attributesOf, dataExtent, slice, writeRecord } from './test-hex.js';
+import { align8, attributesOf, dataExtent, slice, writeRecord } from './hex.test-support.js';
 import {
   buildNtfsImage,
+  NTFS_TOOLS,
   type NtfsImageSpec,
   ntfs3gBitmap,
-  ntfsToolsAvailable,
-} from './test-images.js';
+} from './images.test-support.js';
+import { applyFixups } from './mft-record.js';
 import { NtfsVolume } from './volume.js';
 
-const tools = ntfsToolsAvailable();
+const tools = requireTools(NTFS_TOOLS, 'ntfs image tests');
 
 const SPEC: NtfsImageSpec = {
   size: 24 << 20,

@@ -1,9 +1,10 @@
+import { requireTools } from '@diskube/mkimage/testing';
 import { describe, expect, it } from 'vitest';
-import { type NtfsImageSpec, ntfsToolsAvailable } from './test-images.js';
-import { expectMatchesOracles } from './test-oracle.js';
+import { NTFS_TOOLS, type NtfsImageSpec } from './images.test-support.js';
+import { expectMatchesOracles } from './oracle.test-support.js';
 
 // The two slowest images to build, in their own file so vitest builds them in parallel with the rest.
-const tools = ntfsToolsAvailable();
+const tools = requireTools(NTFS_TOOLS, 'ntfs image tests');
 const MiB = 1 << 20;
 
 const MANY: NtfsImageSpec = {

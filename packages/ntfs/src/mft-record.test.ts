@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { hex, type Outcome, protect } from './hex.test-support.js';
 import { applyFixups, parseMftRecord } from './mft-record.js';
-import { hex, type Outcome, protect } from './test-hex.js';
 
 // A 1 KiB FILE record header: usa_ofs 0x30, usa_count 3, USN 0x0007, sequence 1, attrs at 0x38,
 // flags IN_USE, bytes_in_use 0x40, bytes_allocated 0x400, base record 0; then the end marker.

@@ -7,12 +7,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { memorySource, sliceSource } from '@diskube/core';
+import { bitmapOfRanges } from '@diskube/core/test';
 import { buildImage } from '@diskube/mkimage';
+import { partcloneDomain, requireTools } from '@diskube/mkimage/testing';
 import { describe, expect, it } from 'vitest';
 import { ntfsDriver } from './driver.js';
-import { ntfs3gBitmap, ntfsToolsAvailable, partcloneUsed } from './test-images.js';
+import { NTFS_TOOLS, ntfs3gBitmap } from './images.test-support.js';
 
-const tools = ntfsToolsAvailable();
+const tools = requireTools(NTFS_TOOLS, 'ntfs image tests');
 
 const KEEP = `
 disk 80M gpt
@@ -39,7 +41,11 @@ async function analyse(spec: string) {
     const path = join(dir, 'part.img');
     writeFileSync(path, disk.subarray(part.offset, part.offset + part.size));
     expect(result.used.equals(ntfs3gBitmap(path, result.blockCount))).toBe(true);
-    expect(result.used.equals(partcloneUsed(path, result.blockSize, result.blockCount))).toBe(true);
+    expect(
+      result.used.equals(
+        bitmapOfRanges(await partcloneDomain('ntfs', path), result.blockSize, result.blockCount),
+      ),
+    ).toBe(true);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

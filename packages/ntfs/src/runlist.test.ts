@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { hex, type Outcome } from './hex.test-support.js';
 import { decodeRunlist, findRun, SPARSE } from './runlist.js';
-import { hex, type Outcome } from './test-hex.js';
 
 function reason(fn: () => unknown): string | undefined {
   try {

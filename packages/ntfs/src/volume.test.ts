@@ -1,17 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { type BlockSource, IoError, memorySource, type UsedBlocks } from '@diskube/core';
+import { requireTools } from '@diskube/mkimage/testing';
 import { describe, expect, it } from 'vitest';
 import { ntfsDriver } from './driver.js';
-import { hex, type Outcome, patchProtected, restartPage } from './test-hex.js';
+import { hex, type Outcome, patchProtected, restartPage } from './hex.test-support.js';
 import {
   buildNtfsImage,
+  NTFS_TOOLS,
   type NtfsImageSpec,
   ntfs3gBitmap,
-  ntfsToolsAvailable,
-} from './test-images.js';
+} from './images.test-support.js';
 import { NtfsVolume } from './volume.js';
 
-const tools = ntfsToolsAvailable();
+const tools = requireTools(NTFS_TOOLS, 'ntfs image tests');
 const MiB = 1 << 20;
 
 const BASE: NtfsImageSpec = {

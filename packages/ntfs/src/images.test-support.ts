@@ -43,24 +43,15 @@ export interface NtfsImageSpec {
   steps?: Step[];
 }
 
-const REQUIRED = ['mkntfs', 'ntfscp', 'ntfscat', 'ntfstruncate', 'ntfsfallocate', 'partclone.ntfs'];
-
-function hasTool(name: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0;
-}
-
-/**
- * True when the ntfs-3g tools are installed. Locally a missing tool skips with a loud message;
- * under CI=true it throws, so the suite fails instead of silently testing nothing.
- */
-export function ntfsToolsAvailable(): boolean {
-  const missing = REQUIRED.filter((t) => !hasTool(t));
-  if (missing.length === 0) return true;
-  const message = `ntfs image tests need ${missing.join(', ')} (install ntfs-3g and partclone)`;
-  if (process.env.CI === 'true') throw new Error(message);
-  console.warn(`\n*** SKIPPING: ${message} ***\n`);
-  return false;
-}
+/** What the image tests run: `requireTools(NTFS_TOOLS, …)` from @diskube/mkimage/testing. */
+export const NTFS_TOOLS = [
+  'mkntfs',
+  'ntfscp',
+  'ntfscat',
+  'ntfstruncate',
+  'ntfsfallocate',
+  'partclone.ntfs',
+];
 
 /** Deterministic pseudo-random bytes (xorshift32), fast enough for tens of MiB. */
 export function randomFill(length: number, seed: number): Uint8Array {
@@ -192,25 +183,4 @@ export function ntfs3gBitmap(image: string, clusterCount: number): Bitmap {
     new Uint8Array(bytes.buffer, bytes.byteOffset, Math.ceil(clusterCount / 8)),
     clusterCount,
   );
-}
-
-/** partclone's view: the '+' ranges of `partclone.ntfs -D` (a ddrescue domain log), in clusters. */
-export function partcloneUsed(image: string, clusterSize: number, clusterCount: number): Bitmap {
-  mkdirSync(CACHE, { recursive: true });
-  const log = join(CACHE, `domain.${process.pid}.${Date.now()}.log`);
-  try {
-    run('partclone.ntfs', ['-D', '-s', image, '-O', log, '-L', '/dev/null']);
-    const text = execFileSync('cat', [log], { encoding: 'utf8' });
-    const used = new Bitmap(clusterCount);
-    for (const line of text.split('\n')) {
-      const m = /^0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+\+/i.exec(line.trim());
-      if (!m) continue;
-      const start = Number.parseInt(m[1]!, 16);
-      const size = Number.parseInt(m[2]!, 16);
-      used.setRange(start / clusterSize, size / clusterSize);
-    }
-    return used;
-  } finally {
-    rmSync(log, { force: true });
-  }
 }
