@@ -120,6 +120,17 @@ export function localBackend(root: string): Backend {
   };
 }
 
+/** Partial writes of a killed writer: removed once an hour old (no live put takes that long). */
+const TEMP_MAX_AGE_MS = 60 * 60 * 1000;
+
+async function sweepTemp(file: string): Promise<void> {
+  try {
+    if (Date.now() - (await stat(file)).mtimeMs > TEMP_MAX_AGE_MS) await unlink(file);
+  } catch {
+    // gone meanwhile
+  }
+}
+
 /** Keys under `base` starting with `prefix`, directories walked depth-first. */
 async function* walk(base: string, prefix: string): AsyncGenerator<ObjectInfo> {
   const slash = prefix.lastIndexOf('/');
@@ -135,7 +146,10 @@ async function* walk(base: string, prefix: string): AsyncGenerator<ObjectInfo> {
       throw ioError(`cannot list ${rel || '.'} in ${base}`, cause);
     }
     for (const e of entries) {
-      if (e.name.startsWith('.tmp-')) continue;
+      if (e.name.startsWith('.tmp-')) {
+        await sweepTemp(join(base, rel, e.name));
+        continue;
+      }
       const key = rel ? `${rel}/${e.name}` : e.name;
       if (e.isDirectory()) {
         if (key.startsWith(prefix) || prefix.startsWith(`${key}/`)) stack.push(key);
