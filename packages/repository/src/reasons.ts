@@ -26,18 +26,10 @@ export const REPOSITORY_REASONS = Object.freeze([
   'no-repository',
   'read-failed',
   'write-failed',
-  // IO: the S3 backend (src/s3.ts).
-  'unreachable',
-  'no-such-bucket',
-  'access-denied',
-  'server-error',
-  'request-failed',
   // INVALID_ARGUMENT
   'bad-key',
   'usage',
   'bad-chunk-size',
   'no-snapshot',
-  'bad-s3-url',
-  'bad-range',
 ] as const);
 export type RepositoryReason = (typeof REPOSITORY_REASONS)[number];
