@@ -2,10 +2,11 @@
 // either in a refusal (code + reason) or in a used map that keeps every block the inodes
 // reference according to debugfs (what e2fsck's pass 1 would find).
 import { memorySource, type UsedBlocks } from '@diskube/core';
+import { bitmapDifferences as differences } from '@diskube/core/test';
+import { requireTools } from '@diskube/mkimage/testing';
 import { describe, expect, it } from 'vitest';
 import { extDriver } from './driver.js';
 import { setU16, setU32 } from './hex.test-support.js';
-import { differences, haveTool } from './images.test-support.js';
 import {
   descAt,
   descriptor,
@@ -23,7 +24,7 @@ import {
 } from './patch.test-support.js';
 import type { ExtReason } from './reasons.js';
 
-const tools = haveTool('mke2fs') && haveTool('debugfs') && haveTool('dumpe2fs', ['-V']);
+const tools = requireTools(['mke2fs', 'debugfs', 'dumpe2fs'], 'ext cross-check tests');
 
 /** ext4, 1 KiB blocks, 2 groups, metadata_csum (checksummed bitmaps), flex_bg. */
 const EXT4 = fs('16M', 'ext4 block=1K');

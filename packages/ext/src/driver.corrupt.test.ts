@@ -2,19 +2,20 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BlockSource, IoError, memorySource, sliceSource } from '@diskube/core';
-import { describeDriverConformance } from '@diskube/core/test';
+import { bitmapDifferences as differences } from '@diskube/core/test';
 import { buildImage } from '@diskube/mkimage';
+import { requireTools } from '@diskube/mkimage/testing';
 import { describe, expect, it } from 'vitest';
 import { extDriver } from './driver.js';
 import { COMPAT, INCOMPAT, RO_COMPAT } from './features.js';
 import { flip, setU16, setU32 } from './hex.test-support.js';
-import { differences, dumpe2fsUsed, haveTool } from './images.test-support.js';
+import { dumpe2fsUsed } from './images.test-support.js';
 import { failure, fs, load, patchDesc, patchSuper, pathOf, u32 } from './patch.test-support.js';
-import { EXT_REASONS, EXT_WARNINGS, type ExtReason } from './reasons.js';
+import type { ExtReason } from './reasons.js';
 import { parseSuperblock } from './superblock.js';
 
 const M = 1024 * 1024;
-const tools = haveTool('mke2fs') && haveTool('debugfs');
+const tools = requireTools(['mke2fs', 'debugfs', 'dumpe2fs'], 'ext corruption tests');
 const CACHE = join(tmpdir(), 'diskube-ext-mkimage');
 
 /** ext4, 1 KiB blocks, 2 groups (group 1 BLOCK_UNINIT), metadata_csum, 64-byte descriptors. */
@@ -333,15 +334,6 @@ describe.runIf(tools)('layout facts and edge images', () => {
     expect(COMPAT.has_journal).toBe(4);
   });
 });
-
-if (tools) {
-  describeDriverConformance(extDriver, {
-    validImages: async () => [await load(EXT4), await load(UNINIT_BG)],
-    corruptions: 40,
-    reasons: EXT_REASONS,
-    warnings: EXT_WARNINGS,
-  });
-}
 
 describe.runIf(tools)('partitions and cancellation', () => {
   it('reads an ext4 inside a GPT partition through sliceSource, equal to dumpe2fs', async () => {

@@ -1,17 +1,12 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openFileSource } from '@diskube/core/node';
+import { bitmapOfRanges, bitmapDifferences as differences } from '@diskube/core/test';
 import { buildImage } from '@diskube/mkimage';
+import { partcloneDomain, requireTools } from '@diskube/mkimage/testing';
 import { describe, expect, it } from 'vitest';
 import { extDriver } from './driver.js';
-import {
-  buildExt,
-  differences,
-  dumpe2fsUsed,
-  type ExtRecipe,
-  haveTool,
-  partcloneUsed,
-} from './images.test-support.js';
+import { buildExt, dumpe2fsUsed, type ExtRecipe } from './images.test-support.js';
 
 const M = 1024 * 1024;
 
@@ -146,8 +141,8 @@ async function imagePath(c: Case): Promise<string> {
   return image;
 }
 
-const tools = haveTool('mke2fs') && haveTool('debugfs') && haveTool('dumpe2fs', ['-V']);
-const partclone = tools && haveTool('partclone.extfs', ['-v']);
+const tools = requireTools(['mke2fs', 'debugfs', 'dumpe2fs'], 'ext image tests');
+const partclone = tools && requireTools(['partclone.extfs'], 'ext partclone tests');
 
 describe.runIf(tools)('usedBlocks on mkimage/mke2fs images equals e2fsprogs exactly', () => {
   let uninit = 0;
@@ -192,7 +187,8 @@ describe.runIf(partclone)('usedBlocks compared with partclone', () => {
       const source = await openFileSource(path);
       try {
         const result = await extDriver.usedBlocks(source);
-        const theirs = partcloneUsed(path, result.blockSize, result.blockCount);
+        const domain = await partcloneDomain('extfs', path);
+        const theirs = bitmapOfRanges(domain, result.blockSize, result.blockCount);
         // partclone reads the bitmaps through libext2fs too (BLOCK_UNINIT groups included), and
         // its domain log marks exactly those blocks, block 0 of 1 KiB filesystems included.
         expect(differences(result.used, theirs)).toEqual({ missing: [], extra: [] });

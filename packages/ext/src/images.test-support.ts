@@ -1,5 +1,6 @@
 // Test support (not exported by the package): real ext images built with e2fsprogs, and the
-// e2fsprogs / partclone views of their used blocks to compare against.
+// e2fsprogs view of their used blocks to compare against (partclone's comes from `partcloneDomain`
+// in @diskube/mkimage/testing; tool checks from its `requireTools`).
 //
 // Images are built with `mke2fs` and populated with `debugfs -w` (write, mkdir, rm), so no
 // mount or loop device is needed. They are sparse files cached under the OS temp directory,
@@ -15,14 +16,6 @@ import { Bitmap } from '@diskube/bitmap';
 import { randomBytes } from '@diskube/core/test';
 
 const CACHE = join(tmpdir(), 'diskube-ext-test-images');
-
-/** True when the tool runs. Under CI=true a missing tool is an error, not a skip. */
-export function haveTool(name: string, args: string[] = ['-V']): boolean {
-  const ok = spawnSync(name, args, { stdio: 'ignore' }).error === undefined;
-  if (!ok && process.env.CI === 'true') throw new Error(`${name} is required under CI=true`);
-  if (!ok) console.warn(`\n!!! ${name} is not installed: skipping the tests that need it !!!\n`);
-  return ok;
-}
 
 export interface ExtRecipe {
   /** Image file size in bytes. */
@@ -126,57 +119,4 @@ export function dumpe2fsUsed(path: string): {
   }
   const uninitGroups = [...text.matchAll(/^Group \d+:.*BLOCK_UNINIT/gm)].length;
   return { used, unitSize: clusterSize, uninitGroups, text };
-}
-
-/**
- * partclone's view: `partclone.extfs -D` writes a ddrescue domain log whose `+` lines are the
- * byte ranges it would copy. Returned in units of `unitSize`, clipped to `units`.
- */
-export function partcloneUsed(path: string, unitSize: number, units: number): Bitmap {
-  const log = join(
-    CACHE,
-    `${createHash('sha256').update(path).digest('hex').slice(0, 12)}.${process.pid}.log`,
-  );
-  mkdirSync(CACHE, { recursive: true });
-  try {
-    execFileSync('partclone.extfs', ['-D', '-q', '-s', path, '-O', log], { stdio: 'ignore' });
-    const text = readFileSync(log, 'utf8');
-    const used = new Bitmap(units);
-    for (const m of text.matchAll(/^0x([0-9A-Fa-f]+)\s+0x([0-9A-Fa-f]+)\s+\+/gm)) {
-      const pos = Number.parseInt(m[1]!, 16);
-      const size = Number.parseInt(m[2]!, 16);
-      const first = Math.floor(pos / unitSize);
-      const end = Math.min(units, Math.ceil((pos + size) / unitSize));
-      if (end > first) used.setRange(first, end - first);
-    }
-    return used;
-  } finally {
-    rmSync(log, { force: true });
-  }
-}
-
-/**
- * Where two used maps differ, as the first few runs each way: `missing` are set in `expected`
- * only (blocks we would lose), `extra` in `actual` only. Empty arrays when they are equal.
- */
-export function differences(
-  actual: Bitmap,
-  expected: Bitmap,
-  max = 5,
-): { missing: Array<[number, number]>; extra: Array<[number, number]> } {
-  if (actual.length !== expected.length) {
-    return { missing: [[-1, expected.length]], extra: [[-1, actual.length]] };
-  }
-  const first = (b: Bitmap): Array<[number, number]> => {
-    const out: Array<[number, number]> = [];
-    for (const run of b.runs()) {
-      out.push([run[0], run[1]]);
-      if (out.length >= max) break;
-    }
-    return out;
-  };
-  return {
-    missing: first(expected.clone().andNot(actual)),
-    extra: first(actual.clone().andNot(expected)),
-  };
 }
