@@ -2,7 +2,7 @@
 // backups as two processes, prune during a backup, SIGKILL during a backup, flipped bits, a
 // newer format version. Images come from the mkimage DSL; restores are checked against the
 // used map and by fsck + file comparison.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,7 +11,16 @@ import { describe, expect, it } from 'vitest';
 import { compareMasked, expectFilesystemsIntact } from './images.js';
 import { DISKUBE, diskube, diskubeJson, requireTools, scratch } from './support.js';
 
-const have = requireTools('mke2fs', 'debugfs', 'e2fsck', 'mkntfs', 'ntfsfix', 'ntfscat', 'gcc');
+const have = requireTools(
+  'mke2fs',
+  'debugfs',
+  'e2fsck',
+  'mkntfs',
+  'ntfsfix',
+  'ntfscat',
+  'gcc',
+  'qemu-img',
+);
 
 /** A template VM; clones share its files and differ in garbage (prefill, deleted files). */
 function clone(seed: number, extra = ''): string {
@@ -111,6 +120,17 @@ describe.runIf(have)('fleet repository on a local directory', () => {
     await expectRestores(repo, 'vm-b@latest', b.image, b.manifest, dir);
     const verify = await diskubeJson<{ ok: boolean }>(['verify', '--repo', repo, '--read-data']);
     expect(verify.ok).toBe(true);
+    // The same snapshot as a qcow2 image: qemu-img reads it back as the raw restore.
+    const qcow2 = join(dir, 'vm-a.qcow2');
+    await diskubeJson(['restore', '--repo', repo, 'vm-a@latest', qcow2]);
+    const check = spawnSync(
+      'qemu-img',
+      ['compare', '-f', 'qcow2', '-F', 'raw', qcow2, join(dir, 'vm-a_latest.img')],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(check.status, check.stdout + check.stderr).toBe(0);
   });
 
   it('prune during a backup is refused; the backup completes and restores; prune then runs', async () => {
