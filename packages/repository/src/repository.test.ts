@@ -1,10 +1,10 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Bitmap } from '@diskube/bitmap';
 import { type BlockSource, memorySource } from '@diskube/core';
 import { randomBytes } from '@diskube/core/test';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { Backend } from './backend.js';
 import {
   acquireLock,
@@ -114,15 +114,24 @@ function countingBackend(inner: Backend) {
   return { backend, count };
 }
 
-let dir: string;
+/** The backends these tests run over (the S3 one joins from backends.test-support.ts). */
+const BACKENDS = [
+  {
+    name: 'local',
+    skip: undefined as string | undefined,
+    make: async (): Promise<Backend> =>
+      localBackend(await mkdtemp(join(tmpdir(), 'diskube-repo-'))),
+  },
+];
+
 let repo: Repository;
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'diskube-repo-'));
-  repo = await initRepository(localBackend(dir), { chunkSize: CHUNK, owner: processOwner() });
-});
-afterEach(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+
+/** Every key under `prefix`, sorted. */
+async function keys(prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const info of repo.backend.list(prefix)) out.push(info.key);
+  return out.sort();
+}
 
 const content = (o: number) => (o * 7 + (o >> 12)) & 0xff;
 
@@ -140,231 +149,266 @@ async function expectRestores(snapshot: string, bytes: Uint8Array, used: Bitmap)
   return out;
 }
 
-describe('backup and restore (local directory)', () => {
-  it('restores used blocks byte-identical, zeros elsewhere, each block written once', async () => {
-    const used = usedMap();
-    const bytes = disk(1, used, content);
-    const { reads, source } = counting(memorySource(bytes));
-    const result = await backupToRepository(repo, { source, used, blockSize: BLOCK, name: 'vm1' });
-    // Only used bytes are read: no read touches an unused block.
-    for (const [offset, length] of reads) {
-      for (let b = Math.floor(offset / BLOCK); b < Math.ceil((offset + length) / BLOCK); b++) {
-        expect(b >= used.length || used.get(b)).toBe(true);
-      }
-    }
-    expect(result.chunkCount).toBe(Math.ceil(SIZE / CHUNK));
-    expect(result.zeroChunks).toBe(result.chunkCount - USED_CHUNKS);
-    const out = sink(SIZE);
-    await restoreSnapshot(repo, { snapshot: 'vm1@latest', target: out.target });
-    expect(out.state.finished).toBe(true);
-    expect(Buffer.compare(out.bytes, expected(bytes, used))).toBe(0);
-    expect(Math.max(...out.state.writes.values())).toBe(1);
+describe.each(BACKENDS)('$name backend', (b) => {
+  beforeEach(async () => {
+    if (b.skip) return;
+    repo = await initRepository(await b.make(), { chunkSize: CHUNK, owner: processOwner() });
   });
 
-  it('two clones with different garbage share every chunk', async () => {
-    const used = usedMap();
-    const first = await backupToRepository(repo, {
-      source: memorySource(disk(1, used, content)),
-      used,
-      blockSize: BLOCK,
-      name: 'a',
-    });
-    const second = await backupToRepository(repo, {
-      source: memorySource(disk(2, used, content)),
-      used,
-      blockSize: BLOCK,
-      name: 'b',
-    });
-    expect(first.newChunks).toBe(USED_CHUNKS);
-    expect(second.newChunks).toBe(0);
-    expect(second.chunksDeduplicated).toBe(USED_CHUNKS);
-    const s = await stats(repo);
-    expect(s.vms.a!.usedBytes).toBe(s.vms.b!.usedBytes);
-    expect(s.total.chunks).toBe(USED_CHUNKS);
-    expect(s.total.dedupRatio).toBeGreaterThan(1.5);
-  });
-
-  it('a backup against its parent uploads and HEADs only changed chunks', async () => {
-    const used = usedMap();
-    const bytes = disk(1, used, content);
-    await backUp(bytes, used, 'vm');
-    bytes[201 * BLOCK + 5] = 0x5a ^ bytes[201 * BLOCK + 5]!; // chunk 12
-    const counted = countingBackend(repo.backend);
-    const again = { ...repo, backend: counted.backend };
-    const result = await backUp(bytes, used, 'vm', again);
-    expect(result.newChunks).toBe(1);
-    expect(counted.count.head).toBe(1);
-    expect(counted.count.put).toBe(1);
-    expect(result.chunksFromParent).toBe(USED_CHUNKS - 1);
-    await expectRestores(result.id, bytes, used);
-  });
-
-  it('with changed ranges only the touched chunks are read', async () => {
-    const used = usedMap();
-    const bytes = disk(1, used, content);
-    await backUp(bytes, used, 'vm');
-    bytes[65 * BLOCK] = 0x01 ^ bytes[65 * BLOCK]!; // chunk 4
-    const { reads, source } = counting(memorySource(bytes));
-    const result = await backupToRepository(repo, {
-      source,
-      used,
-      blockSize: BLOCK,
-      name: 'vm',
-      changedRanges: [[65 * BLOCK, 100]],
-    });
-    expect(result.chunksRead).toBe(1);
-    for (const [offset] of reads) expect(Math.floor(offset / CHUNK)).toBe(4);
-    await expectRestores(result.id, bytes, used);
-  });
-
-  it('an interrupted backup leaves no snapshot; prune collects its chunks', async () => {
-    const used = usedMap();
-    const controller = new AbortController();
-    let reads = 0;
-    const inner = memorySource(disk(1, used, content));
-    const source: BlockSource = {
-      size: inner.size,
-      async read(offset, dst) {
-        if (++reads === 4) controller.abort();
-        await inner.read(offset, dst);
+  describe('backup and restore', () => {
+    it.skipIf(b.skip)(
+      'restores used blocks byte-identical, zeros elsewhere, each block written once',
+      async () => {
+        const used = usedMap();
+        const bytes = disk(1, used, content);
+        const { reads, source } = counting(memorySource(bytes));
+        const result = await backupToRepository(repo, {
+          source,
+          used,
+          blockSize: BLOCK,
+          name: 'vm1',
+        });
+        // Only used bytes are read: no read touches an unused block.
+        for (const [offset, length] of reads) {
+          for (let b = Math.floor(offset / BLOCK); b < Math.ceil((offset + length) / BLOCK); b++) {
+            expect(b >= used.length || used.get(b)).toBe(true);
+          }
+        }
+        expect(result.chunkCount).toBe(Math.ceil(SIZE / CHUNK));
+        expect(result.zeroChunks).toBe(result.chunkCount - USED_CHUNKS);
+        const out = sink(SIZE);
+        await restoreSnapshot(repo, { snapshot: 'vm1@latest', target: out.target });
+        expect(out.state.finished).toBe(true);
+        expect(Buffer.compare(out.bytes, expected(bytes, used))).toBe(0);
+        expect(Math.max(...out.state.writes.values())).toBe(1);
       },
-    };
-    await expect(
-      backupToRepository(repo, {
+    );
+
+    it.skipIf(b.skip)('two clones with different garbage share every chunk', async () => {
+      const used = usedMap();
+      const first = await backupToRepository(repo, {
+        source: memorySource(disk(1, used, content)),
+        used,
+        blockSize: BLOCK,
+        name: 'a',
+      });
+      const second = await backupToRepository(repo, {
+        source: memorySource(disk(2, used, content)),
+        used,
+        blockSize: BLOCK,
+        name: 'b',
+      });
+      expect(first.newChunks).toBe(USED_CHUNKS);
+      expect(second.newChunks).toBe(0);
+      expect(second.chunksDeduplicated).toBe(USED_CHUNKS);
+      const s = await stats(repo);
+      expect(s.vms.a!.usedBytes).toBe(s.vms.b!.usedBytes);
+      expect(s.total.chunks).toBe(USED_CHUNKS);
+      expect(s.total.dedupRatio).toBeGreaterThan(1.5);
+    });
+
+    it.skipIf(b.skip)(
+      'a backup against its parent uploads and HEADs only changed chunks',
+      async () => {
+        const used = usedMap();
+        const bytes = disk(1, used, content);
+        await backUp(bytes, used, 'vm');
+        bytes[201 * BLOCK + 5] = 0x5a ^ bytes[201 * BLOCK + 5]!; // chunk 12
+        const counted = countingBackend(repo.backend);
+        const again = { ...repo, backend: counted.backend };
+        const result = await backUp(bytes, used, 'vm', again);
+        expect(result.newChunks).toBe(1);
+        expect(counted.count.head).toBe(1);
+        expect(counted.count.put).toBe(1);
+        expect(result.chunksFromParent).toBe(USED_CHUNKS - 1);
+        await expectRestores(result.id, bytes, used);
+      },
+    );
+
+    it.skipIf(b.skip)('with changed ranges only the touched chunks are read', async () => {
+      const used = usedMap();
+      const bytes = disk(1, used, content);
+      await backUp(bytes, used, 'vm');
+      bytes[65 * BLOCK] = 0x01 ^ bytes[65 * BLOCK]!; // chunk 4
+      const { reads, source } = counting(memorySource(bytes));
+      const result = await backupToRepository(repo, {
         source,
         used,
         blockSize: BLOCK,
         name: 'vm',
-        signal: controller.signal,
-      }),
-    ).rejects.toThrow();
-    expect(await listSnapshots(repo)).toEqual([]);
-    expect((await verifyRepository(repo, { readData: true })).ok).toBe(true);
-    const orphans = (await readdir(join(dir, 'chunks'), { recursive: true })).filter(
-      (f) => f.length > 3,
+        changedRanges: [[65 * BLOCK, 100]],
+      });
+      expect(result.chunksRead).toBe(1);
+      for (const [offset] of reads) expect(Math.floor(offset / CHUNK)).toBe(4);
+      await expectRestores(result.id, bytes, used);
+    });
+
+    it.skipIf(b.skip)(
+      'an interrupted backup leaves no snapshot; prune collects its chunks',
+      async () => {
+        const used = usedMap();
+        const controller = new AbortController();
+        let reads = 0;
+        const inner = memorySource(disk(1, used, content));
+        const source: BlockSource = {
+          size: inner.size,
+          async read(offset, dst) {
+            if (++reads === 4) controller.abort();
+            await inner.read(offset, dst);
+          },
+        };
+        await expect(
+          backupToRepository(repo, {
+            source,
+            used,
+            blockSize: BLOCK,
+            name: 'vm',
+            signal: controller.signal,
+          }),
+        ).rejects.toThrow();
+        expect(await listSnapshots(repo)).toEqual([]);
+        expect((await verifyRepository(repo, { readData: true })).ok).toBe(true);
+        const orphans = await keys('chunks/');
+        expect(orphans.length).toBeGreaterThan(0);
+        const pruned = await prune(repo);
+        expect(pruned.deletedChunks).toBe(orphans.length);
+      },
     );
-    expect(orphans.length).toBeGreaterThan(0);
-    const pruned = await prune(repo);
-    expect(pruned.deletedChunks).toBe(orphans.length);
-  });
-});
-
-describe('damage is caught', () => {
-  async function backedUp() {
-    const used = usedMap();
-    const result = await backupToRepository(repo, {
-      source: memorySource(disk(1, used, content)),
-      used,
-      blockSize: BLOCK,
-      name: 'vm',
-    });
-    return result;
-  }
-
-  async function flip(key: string, at: number) {
-    const file = join(dir, key);
-    const bytes = await readFile(file);
-    bytes[Math.min(at, bytes.length - 1)]! ^= 0x10;
-    await writeFile(file, bytes);
-  }
-
-  it('a flipped bit in a chunk: verify names it and the snapshot; restore is CORRUPT and aborted', async () => {
-    const result = await backedUp();
-    const chunk = (await readdir(join(dir, 'chunks'), { recursive: true })).find(
-      (f) => f.length > 3,
-    )!;
-    await flip(`chunks/${chunk}`, 40);
-    const quick = await verifyRepository(repo);
-    expect(quick.ok).toBe(true); // without --read-data chunks are only listed
-    const report = await verifyRepository(repo, { readData: true });
-    expect(report.ok).toBe(false);
-    expect(report.problems).toHaveLength(1);
-    expect(report.problems[0]!.key).toBe(`chunks/${chunk}`);
-    expect(report.problems[0]!.snapshots).toEqual([result.id]);
-    const out = sink(SIZE);
-    await expect(
-      restoreSnapshot(repo, { snapshot: 'vm@latest', target: out.target }),
-    ).rejects.toMatchObject({
-      code: 'CORRUPT',
-    });
-    expect(out.state.aborted).toBe(true);
-    expect(out.state.finished).toBe(false);
   });
 
-  it('a flipped bit in a manifest: verify names it; restore by id is CORRUPT', async () => {
-    const result = await backedUp();
-    await flip(`snapshots/${result.id}`, 60);
-    const report = await verifyRepository(repo);
-    expect(report.ok).toBe(false);
-    expect(report.problems[0]).toMatchObject({ key: `snapshots/${result.id}`, kind: 'damaged' });
-    await expect(
-      restoreSnapshot(repo, { snapshot: result.id, target: sink(SIZE).target }),
-    ).rejects.toMatchObject({ code: 'CORRUPT' });
-  });
+  describe('damage is caught', () => {
+    async function backedUp() {
+      const used = usedMap();
+      const result = await backupToRepository(repo, {
+        source: memorySource(disk(1, used, content)),
+        used,
+        blockSize: BLOCK,
+        name: 'vm',
+      });
+      return result;
+    }
 
-  it('a deleted chunk: verify reports it missing with its snapshot', async () => {
-    const result = await backedUp();
-    const chunk = (await readdir(join(dir, 'chunks'), { recursive: true })).find(
-      (f) => f.length > 3,
-    )!;
-    await rm(join(dir, 'chunks', chunk));
-    const report = await verifyRepository(repo);
-    expect(report.problems).toMatchObject([
-      { kind: 'missing', key: `chunks/${chunk}`, snapshots: [result.id] },
-    ]);
-  });
+    async function flip(key: string, at: number) {
+      const bytes = Uint8Array.from(await repo.backend.get(key));
+      bytes[Math.min(at, bytes.length - 1)]! ^= 0x10;
+      await repo.backend.put(key, bytes);
+    }
 
-  it('a newer format version is refused with UNSUPPORTED repository-version', async () => {
-    const config = new TextEncoder().encode(
-      JSON.stringify({
-        format: 'diskube-repository',
-        version: 2,
-        chunkSize: CHUNK,
-        id: 'x',
-        created: '',
-      }),
+    it.skipIf(b.skip)(
+      'a flipped bit in a chunk: verify names it and the snapshot; restore is CORRUPT and aborted',
+      async () => {
+        const result = await backedUp();
+        const chunk = (await keys('chunks/'))[0]!;
+        await flip(chunk, 40);
+        const quick = await verifyRepository(repo);
+        expect(quick.ok).toBe(true); // without --read-data chunks are only listed
+        const report = await verifyRepository(repo, { readData: true });
+        expect(report.ok).toBe(false);
+        expect(report.problems).toHaveLength(1);
+        expect(report.problems[0]!.key).toBe(chunk);
+        expect(report.problems[0]!.snapshots).toEqual([result.id]);
+        const out = sink(SIZE);
+        await expect(
+          restoreSnapshot(repo, { snapshot: 'vm@latest', target: out.target }),
+        ).rejects.toMatchObject({
+          code: 'CORRUPT',
+        });
+        expect(out.state.aborted).toBe(true);
+        expect(out.state.finished).toBe(false);
+      },
     );
-    await repo.backend.put('config', encodeObject(ObjectType.config, config, null));
-    await expect(openRepository(repo.backend)).rejects.toMatchObject({
-      code: 'UNSUPPORTED',
-      reason: 'repository-version',
+
+    it.skipIf(b.skip)(
+      'a flipped bit in a manifest: verify names it; restore by id is CORRUPT',
+      async () => {
+        const result = await backedUp();
+        await flip(`snapshots/${result.id}`, 60);
+        const report = await verifyRepository(repo);
+        expect(report.ok).toBe(false);
+        expect(report.problems[0]).toMatchObject({
+          key: `snapshots/${result.id}`,
+          kind: 'damaged',
+        });
+        await expect(
+          restoreSnapshot(repo, { snapshot: result.id, target: sink(SIZE).target }),
+        ).rejects.toMatchObject({ code: 'CORRUPT' });
+      },
+    );
+
+    it.skipIf(b.skip)('a deleted chunk: verify reports it missing with its snapshot', async () => {
+      const result = await backedUp();
+      const chunk = (await keys('chunks/'))[0]!;
+      await repo.backend.delete(chunk);
+      const report = await verifyRepository(repo);
+      expect(report.problems).toMatchObject([
+        { kind: 'missing', key: chunk, snapshots: [result.id] },
+      ]);
     });
-  });
-});
 
-describe('forget, prune and locks', () => {
-  it('forget --keep-last 1 then prune frees the old chunks; the kept snapshot restores', async () => {
-    const used = usedMap();
-    const old = disk(1, used, content);
-    await backUp(old, used, 'vm');
-    const bytes = disk(1, used, (o) => (o * 13) & 0xff);
-    const latest = await backUp(bytes, used, 'vm');
-    const dry = await forget(repo, { keepLast: 1, dryRun: true });
-    expect(dry.remove).toHaveLength(1);
-    expect(await listSnapshots(repo)).toHaveLength(2);
-    await forget(repo, { keepLast: 1 });
-    expect((await listSnapshots(repo)).map((s) => s.id)).toEqual([latest.id]);
-    const pruned = await prune(repo);
-    expect(pruned.deletedChunks).toBe(USED_CHUNKS);
-    expect((await verifyRepository(repo, { readData: true })).ok).toBe(true);
-    await expectRestores('vm@latest', bytes, used);
-  });
-
-  it('prune is refused while a backup holds a lock, and runs once it is released', async () => {
-    const lock = await acquireLock(repo, false, 'backup vm');
-    await expect(prune(repo)).rejects.toMatchObject({ code: 'IO', reason: 'locked' });
-    await lock.release();
-    await expect(prune(repo)).resolves.toMatchObject({ deletedObjects: 0 });
+    it.skipIf(b.skip)(
+      'a newer format version is refused with UNSUPPORTED repository-version',
+      async () => {
+        const config = new TextEncoder().encode(
+          JSON.stringify({
+            format: 'diskube-repository',
+            version: 2,
+            chunkSize: CHUNK,
+            id: 'x',
+            created: '',
+          }),
+        );
+        await repo.backend.put('config', encodeObject(ObjectType.config, config, null));
+        await expect(openRepository(repo.backend)).rejects.toMatchObject({
+          code: 'UNSUPPORTED',
+          reason: 'repository-version',
+        });
+      },
+    );
   });
 
-  it('a lock of a dead process on this host is stale: prune removes it', async () => {
-    const dead = { ...repo, owner: { ...repo.owner, pid: 2 ** 22 + 12345 } };
-    await acquireLock(dead, false, 'backup vm'); // never released, as after SIGKILL
-    const other = { ...repo, owner: { host: 'elsewhere', pid: 1 } };
-    const foreign = await acquireLock(other, false, 'backup vm');
-    await expect(prune(repo)).rejects.toMatchObject({ reason: 'locked' });
-    await foreign.release();
-    await prune(repo);
-    expect(await readdir(join(dir, 'locks'))).toEqual([]);
+  describe('forget, prune and locks', () => {
+    it.skipIf(b.skip)(
+      'forget --keep-last 1 then prune frees the old chunks; the kept snapshot restores',
+      async () => {
+        const used = usedMap();
+        const old = disk(1, used, content);
+        await backUp(old, used, 'vm');
+        const bytes = disk(1, used, (o) => (o * 13) & 0xff);
+        const latest = await backUp(bytes, used, 'vm');
+        const dry = await forget(repo, { keepLast: 1, dryRun: true });
+        expect(dry.remove).toHaveLength(1);
+        expect(await listSnapshots(repo)).toHaveLength(2);
+        await forget(repo, { keepLast: 1 });
+        expect((await listSnapshots(repo)).map((s) => s.id)).toEqual([latest.id]);
+        const pruned = await prune(repo);
+        expect(pruned.deletedChunks).toBe(USED_CHUNKS);
+        expect((await verifyRepository(repo, { readData: true })).ok).toBe(true);
+        await expectRestores('vm@latest', bytes, used);
+      },
+    );
+
+    it.skipIf(b.skip)(
+      'prune is refused while a backup holds a lock, and runs once it is released',
+      async () => {
+        const lock = await acquireLock(repo, false, 'backup vm');
+        await expect(prune(repo)).rejects.toMatchObject({ code: 'IO', reason: 'locked' });
+        await lock.release();
+        await expect(prune(repo)).resolves.toMatchObject({ deletedObjects: 0 });
+      },
+    );
+
+    it.skipIf(b.skip)(
+      'a lock of a dead process on this host is stale: prune removes it',
+      async () => {
+        const dead = { ...repo, owner: { ...repo.owner, pid: 2 ** 22 + 12345 } };
+        await acquireLock(dead, false, 'backup vm'); // never released, as after SIGKILL
+        const other = { ...repo, owner: { host: 'elsewhere', pid: 1 } };
+        const foreign = await acquireLock(other, false, 'backup vm');
+        await expect(prune(repo)).rejects.toMatchObject({ reason: 'locked' });
+        await foreign.release();
+        await prune(repo);
+        expect(await keys('locks/')).toEqual([]);
+      },
+    );
   });
 });
