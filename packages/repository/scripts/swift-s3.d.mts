@@ -11,8 +11,11 @@ export interface Swift {
   pids(): number[];
   /** Starts the servers (again, after `stop`, on the same data); resolves to the milliseconds until they answered. */
   start(): Promise<number>;
-  /** Stops every server by process group (SIGTERM, then SIGKILL); the data stays. */
-  stop(): Promise<void>;
+  /**
+   * Stops every server by process group (SIGTERM, then SIGKILL after 5 s; with `kill`, SIGKILL at
+   * once, like a crash); the data stays.
+   */
+  stop(options?: { kill?: boolean }): Promise<void>;
   /** Stops and removes the directory (if this created it). */
   destroy(): Promise<void>;
   /** The last lines of each server's log. */

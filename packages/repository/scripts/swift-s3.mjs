@@ -221,10 +221,11 @@ export async function createSwift(options = {}) {
     children.push({ name, pid: child.pid, exited });
   }
 
-  async function stop() {
+  /** Stops every server: SIGTERM, then SIGKILL after 5 s; `{ kill: true }`: SIGKILL at once (a crash). */
+  async function stop({ kill = false } = {}) {
     const running = children;
     children = [];
-    for (const c of running) signal(c.pid, 'SIGTERM');
+    for (const c of running) signal(c.pid, kill ? 'SIGKILL' : 'SIGTERM');
     await Promise.all(
       running.map(async (c) => {
         const done = await Promise.race([
