@@ -53,6 +53,13 @@ const runs = Number(args.runs);
 if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs: a positive integer');
 const peers = new Set((args.peers ?? '').split(',').filter(Boolean));
 const chunkSizes = (args['chunk-sizes'] ?? '').split(',').filter(Boolean);
+/** `64K` → 65536 (`diskube repo init --chunk-size` takes bytes). */
+const chunkBytes = (/** @type {string} */ label) => {
+  const m = /^(\d+)([KM]?)$/i.exec(label);
+  if (!m) throw new Error(`--chunk-sizes: ${label} is not like 64K or 1M`);
+  return Number(m[1]) * ({ K: 1024, M: 2 ** 20 }[m[2]?.toUpperCase() ?? ''] ?? 1);
+};
+for (const cs of chunkSizes) chunkBytes(cs);
 
 const here = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
@@ -222,7 +229,9 @@ if (peers.has('repo') && repoCli) {
     fleetPeers.push({
       name,
       init: () =>
-        sh(`${diskube} repo init ${q(repo)} --chunk-size ${cs} > /dev/null`).then(() => {}),
+        sh(`${diskube} repo init ${q(repo)} --chunk-size ${chunkBytes(cs)} > /dev/null`).then(
+          () => {},
+        ),
       store: (k, _d, image) =>
         sh(
           `${diskube} backup ${q(image)} --repo ${q(repo)} --name vm-${k} --json > /dev/null`,
@@ -241,8 +250,13 @@ if (peers.has('s3') && repoCli && swift) {
     env: s3env,
     init: async () => {
       await makeBucket('fleet');
-      await sh(
-        `${diskube} repo init ${q(repo)} --chunk-size ${cs} --s3-endpoint ${q(swift.endpoint)} > /dev/null`,
+      await run(
+        'bash',
+        [
+          '-c',
+          `${diskube} repo init ${q(repo)} --chunk-size ${chunkBytes(cs)} --s3-endpoint ${q(swift.endpoint)} > /dev/null`,
+        ],
+        { env: s3env },
       );
     },
     store: (k, _d, image) =>
@@ -398,7 +412,7 @@ const backups = [
 if (repoCli) {
   backups.push({
     name: 'diskube-repo',
-    prepare: `rm -rf ${q(oneRepo)} && ${diskube} repo init ${q(oneRepo)} --chunk-size ${oneRepoCs} > /dev/null`,
+    prepare: `rm -rf ${q(oneRepo)} && ${diskube} repo init ${q(oneRepo)} --chunk-size ${chunkBytes(oneRepoCs)} > /dev/null`,
     command: `${diskube} backup ${q(one)} --repo ${q(oneRepo)} --name vm-0 --json > /dev/null`,
   });
 }
@@ -484,7 +498,7 @@ if (repoCli && swift && !oneError && !oneRepoError) {
       [
         {
           name: 'repo-dir',
-          prepare: `rm -rf ${q(w('speed-dir'))} && ${diskube} repo init ${q(w('speed-dir'))} --chunk-size ${oneRepoCs} > /dev/null`,
+          prepare: `rm -rf ${q(w('speed-dir'))} && ${diskube} repo init ${q(w('speed-dir'))} --chunk-size ${chunkBytes(oneRepoCs)} > /dev/null`,
           command: `${diskube} backup ${q(one)} --repo ${q(w('speed-dir'))} --name vm-0 --json > /dev/null`,
         },
         {
@@ -495,7 +509,7 @@ if (repoCli && swift && !oneError && !oneRepoError) {
             .map(([k, v]) => `${k}=${q(v)}`)
             .join(
               ' ',
-            )}; p=s3://fleet/speed-$(date +%s%N); ${diskube} repo init $p --chunk-size ${oneRepoCs} --s3-endpoint ${q(swift.endpoint)} > /dev/null && ${diskube} backup ${q(one)} --repo $p --s3-endpoint ${q(swift.endpoint)} --name vm-0 --json > /dev/null`,
+            )}; p=s3://fleet/speed-$(date +%s%N); ${diskube} repo init $p --chunk-size ${chunkBytes(oneRepoCs)} --s3-endpoint ${q(swift.endpoint)} > /dev/null && ${diskube} backup ${q(one)} --repo $p --s3-endpoint ${q(swift.endpoint)} --name vm-0 --json > /dev/null`,
         },
       ],
       { runs, jsonDir: work },

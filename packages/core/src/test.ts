@@ -304,6 +304,9 @@ export function vocabularyInSources(files: Record<string, string>): {
     }
     for (const m of text.matchAll(/\.corrupt\([^;]*?,\s*'([a-z0-9-]+)',?\s*\)/g))
       reasons.add(m[1]!);
+    // A package's own error helper named `fail`: the first lower-case literal on the call's line,
+    // `fail(op, key, 'too-large', …)` or `fail(op, key, cond ? 'short-read' : reason, …)`.
+    for (const m of text.matchAll(/\bfail\([^;\n]*?'([a-z0-9-]+)'/g)) reasons.add(m[1]!);
     for (const m of text.matchAll(/\bcode:\s*'([a-z0-9-]+)'/g)) warnings.add(m[1]!);
   }
   return { reasons, warnings };

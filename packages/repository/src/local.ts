@@ -42,9 +42,10 @@ export function localBackend(root: string): Backend {
     offset: number,
     length: number | null,
   ): Promise<Uint8Array> => {
+    const file = path(key); // a bad key throws InvalidArgumentError here, outside the I/O wrapping
     let fh: Awaited<ReturnType<typeof open>>;
     try {
-      fh = await open(path(key), constants.O_RDONLY);
+      fh = await open(file, constants.O_RDONLY);
     } catch (cause) {
       throw ioError(`cannot open ${key} in ${base}`, cause);
     }
@@ -99,8 +100,9 @@ export function localBackend(root: string): Backend {
       }
     },
     async head(key) {
+      const file = path(key);
       try {
-        const s = await stat(path(key));
+        const s = await stat(file);
         return s.isFile() ? { key, size: s.size, mtimeMs: s.mtimeMs } : undefined;
       } catch (cause) {
         if ((cause as { code?: string }).code === 'ENOENT') return undefined;
@@ -111,8 +113,9 @@ export function localBackend(root: string): Backend {
       return walk(base, prefix);
     },
     async delete(key) {
+      const file = path(key);
       try {
-        await rm(path(key), { force: true });
+        await rm(file, { force: true });
       } catch (cause) {
         throw ioError(`cannot delete ${key} in ${base}`, cause);
       }

@@ -1,5 +1,4 @@
 import { hostname } from 'node:os';
-import { UnsupportedError } from '@diskube/core';
 import type { Backend } from './backend.js';
 import { localBackend } from './local.js';
 import type { LockOwner } from './repository.js';
@@ -18,13 +17,8 @@ export async function openBackend(
 ): Promise<Backend> {
   if (location.startsWith('s3://')) {
     // Loaded only for s3:// locations (the AWS SDK is large).
-    const s3 = (await import('./s3.js')) as unknown as {
-      s3Backend?: (options: { url: string; endpoint?: string }) => Backend;
-    };
-    if (!s3.s3Backend) {
-      throw new UnsupportedError('this build has no S3 backend', { reason: 'no-s3-backend' });
-    }
-    return s3.s3Backend({
+    const { s3Backend } = await import('./s3.js');
+    return s3Backend({
       url: location,
       ...(options.s3Endpoint ? { endpoint: options.s3Endpoint } : {}),
     });

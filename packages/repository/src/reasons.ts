@@ -18,7 +18,6 @@ export const REPOSITORY_REASONS = Object.freeze([
   'bad-manifest',
   // UNSUPPORTED
   'repository-version',
-  'no-s3-backend',
   // IO
   'not-found',
   'locked',
