@@ -40,6 +40,20 @@ export interface FilesystemSpec {
   /** Options as written (`block=4K` → `{ block: '4K' }`), validated by the parser. */
   options: Record<string, string>;
   content: ContentOp[];
+  /** `lv` children of a volume manager (`partition 1G lvm`); absent for filesystems. */
+  volumes?: VolumeSpec[];
+  pos: Pos;
+}
+
+/** `lv NAME SIZE TYPE [segments=N] [stripes=N] [OPTIONS]` under an `lvm` partition. */
+export interface VolumeSpec {
+  name: string;
+  size: number;
+  /** Written as this many separate pieces, placed on the PV in reverse order with gaps. */
+  segments: number;
+  /** One striped segment over this many areas (64 KiB stripes); 1 = linear. */
+  stripes: number;
+  filesystem: FilesystemSpec;
   pos: Pos;
 }
 

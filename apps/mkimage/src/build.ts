@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DiskSpec } from './ast.js';
-import { sha256, writeSegments } from './content.js';
+import { fileRecords, writeSegments } from './content.js';
 import { stableUuid } from './fs/builder.js';
 import { builderOf } from './fs/registry.js';
 import { planContent } from './model.js';
@@ -33,6 +33,23 @@ export interface ManifestPartition {
   dirs: string[];
   /** MBR type byte (hex) or GPT type GUID; absent without a table. */
   type?: string;
+  /** The logical volumes of an `lvm` partition. */
+  volumes?: ManifestVolume[];
+}
+
+/** One logical volume of an `lvm` partition, with the PV bytes that hold it. */
+export interface ManifestVolume {
+  name: string;
+  size: number;
+  fs: string;
+  options: Record<string, string>;
+  files: ManifestFile[];
+  dirs: string[];
+  /**
+   * The LV's segments in LV order: `start` and `length` in LV bytes; `areas` the byte offsets in
+   * the partition of each stripe's first byte; `stripeSize` in bytes (0 when linear).
+   */
+  segments: Array<{ start: number; length: number; stripeSize: number; areas: number[] }>;
 }
 
 export interface Manifest {
@@ -110,7 +127,9 @@ async function buildTo(
     }
     const tmpDir = join(work, `files-${p.index}`);
     await mkdir(tmpDir);
+    const volumes: ManifestVolume[] = [];
     const options = await builder.build({
+      volumes,
       target,
       offset,
       size: p.size,
@@ -132,13 +151,10 @@ async function buildTo(
       size: p.size,
       fs: p.fs.type,
       options,
-      files: plan.files.map((f) => ({
-        path: f.path,
-        size: f.content.reduce((n, s) => n + s.length, 0),
-        sha256: sha256(f.content),
-      })),
+      files: fileRecords(plan.files),
       dirs: plan.dirs,
       ...(spec.table === 'none' ? {} : { type: p.type }),
+      ...(volumes.length > 0 ? { volumes } : {}),
     });
   }
 

@@ -136,6 +136,15 @@ export function sha256(segs: readonly Segment[]): string {
   return h.digest('hex');
 }
 
+/** The manifest's record of planned files: path, size and SHA-256 of the content. */
+export function fileRecords(files: ReadonlyArray<{ path: string; content: readonly Segment[] }>) {
+  return files.map((f) => ({
+    path: f.path,
+    size: f.content.reduce((n, s) => n + s.length, 0),
+    sha256: sha256(f.content),
+  }));
+}
+
 /** Writes the segments at `position`; all-zero segments are skipped (the target reads zeros). */
 export async function writeSegments(
   fh: FileHandle,

@@ -7,6 +7,7 @@ import type {
   Generator,
   PartitionSpec,
   Pos,
+  VolumeSpec,
 } from './ast.js';
 import { SpecError } from './errors.js';
 import { builderOf, FS_TYPES } from './fs/registry.js';
@@ -300,12 +301,52 @@ function contentOp(n: Node, type: FsType, seen: ContentOp[]): ContentOp {
   }
 }
 
+const LV_NAME = /^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,63}$/;
+
+/** `lv NAME SIZE TYPE [segments=N] [stripes=N] [OPTIONS]`, with the filesystem's content below. */
+function volume(n: Node, seen: VolumeSpec[]): VolumeSpec {
+  const a = new Args(n.l);
+  const l = n.l;
+  if (a.head.text !== 'lv') fail(l, a.head, `a volume group holds only 'lv NAME SIZE TYPE' lines`);
+  const nameTok = a.next('a volume name');
+  if (!LV_NAME.test(nameTok.text) || seen.some((v) => v.name === nameTok.text)) {
+    fail(l, nameTok, `volume name must be 1 to 64 of A-Z a-z 0-9 + _ . - and unique`);
+  }
+  const sizeTok = a.peek();
+  const size = a.bytes('a volume size');
+  if (size < 1 << 20) fail(l, sizeTok, 'a volume is at least 1M');
+  const typeTok = a.next('a filesystem type');
+  const type = fsType(l, typeTok);
+  if (builderOf(type)!.content === 'volumes') fail(l, typeTok, `${type} cannot be nested`);
+  const layout = {
+    segments: (v: string, t: Token) => intIn(1, 64, 'segments')(l)(v, t),
+    stripes: (v: string, t: Token) => intIn(1, 16, 'stripes')(l)(v, t),
+  };
+  const all = a.options({ ...bindOptions(l, type), ...layout });
+  const { segments = '1', stripes = '1', ...options } = all;
+  if (segments !== '1' && stripes !== '1') fail(l, a.head, 'segments= and stripes= do not combine');
+  const p = pos(l, a.head);
+  return {
+    name: nameTok.text,
+    size,
+    segments: Number(segments),
+    stripes: Number(stripes),
+    filesystem: filesystemBody(type, options, p, n.children),
+    pos: p,
+  };
+}
+
 function filesystemBody(
   type: FsType,
   options: Record<string, string>,
   p: Pos,
   children: Node[],
 ): FilesystemSpec {
+  if (builderOf(type)!.content === 'volumes') {
+    const volumes: VolumeSpec[] = [];
+    for (const c of children) volumes.push(volume(c, volumes));
+    return { type, options, content: [], volumes, pos: p };
+  }
   const content: ContentOp[] = [];
   for (const c of children) {
     if (content[content.length - 1]?.op === 'dirty') {

@@ -4,9 +4,16 @@ import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { buildImage, type Manifest, type ManifestPartition } from './build.js';
+import {
+  buildImage,
+  type Manifest,
+  type ManifestFile,
+  type ManifestPartition,
+  type ManifestVolume,
+} from './build.js';
 import { chunks } from './content.js';
 import type { FilesystemBuilder } from './fs/builder.js';
+import { assembleVolume } from './fs/lvm.js';
 import { BUILDERS, builderOf } from './fs/registry.js';
 import { run } from './run.js';
 import { debianPackage } from './tools.js';
@@ -124,27 +131,58 @@ export async function expectPartitionIntact(
   p: ManifestPartition,
   dir: string,
 ): Promise<number> {
+  if (p.volumes) {
+    let files = 0;
+    for (const v of p.volumes) files += await expectVolumeIntact(image, p, v, dir);
+    return files;
+  }
   if (!canVerify(p.fs)) return 0;
-  const b = builderOf(p.fs)!;
   const part = await extract(image, p, dir);
+  await expectFilesIntact(p.fs, part, p.files, dir, `${p.fs} partition ${p.index}`);
+  return p.files.length;
+}
+
+/** fsck of one filesystem image, then its files (read by its own tools) equal `files`; removes `part`. */
+async function expectFilesIntact(
+  fs: string,
+  part: string,
+  files: ManifestFile[],
+  dir: string,
+  what: string,
+): Promise<void> {
+  const b = builderOf(fs)!;
   try {
-    await fsck(p.fs, part);
+    await fsck(fs, part);
     const found = await extractedFiles(
-      p.fs,
+      fs,
       part,
-      p.files.map((f) => f.path),
+      files.map((f) => f.path),
       dir,
     );
     const norm = (k: string) => (b.caseInsensitive ? k.toLowerCase() : k);
-    const want = new Map(p.files.map((f) => [norm(f.path), f.sha256]));
+    const want = new Map(files.map((f) => [norm(f.path), f.sha256]));
     const got = new Map([...found].map(([k, v]) => [norm(k), v]));
-    expect(new Map([...got].sort()), `${p.fs} partition ${p.index}`).toEqual(
-      new Map([...want].sort()),
-    );
+    expect(new Map([...got].sort()), what).toEqual(new Map([...want].sort()));
   } finally {
     await rm(part, { force: true });
   }
-  return p.files.length;
+}
+
+/**
+ * `expectPartitionIntact` for one logical volume of an `lvm` partition: the LV is assembled from
+ * the segments mkimage laid out (not through diskube's reader), then checked the same way.
+ */
+export async function expectVolumeIntact(
+  image: string,
+  p: ManifestPartition,
+  v: ManifestVolume,
+  dir: string,
+): Promise<number> {
+  if (!canVerify(v.fs)) return 0;
+  const part = join(dir, `p${p.index}-lv-${v.name}.img`);
+  await assembleVolume(image, p.offset, v, part);
+  await expectFilesIntact(v.fs, part, v.files, dir, `${v.fs} LV ${v.name}`);
+  return v.files.length;
 }
 
 /**
@@ -219,4 +257,128 @@ export async function buildAndVerify(
     await expectPartitionIntact(built.image, p, work);
   }
   return built;
+}
+
+/** A segment as LVM's own `lvs --segments` reports it (bytes; `areas` are partition offsets). */
+/**
+ * An Ubuntu-like LVM layout for tests: /boot beside a PV whose LVs are linear (root), swap,
+ * fragmented into three segments in reverse disk order (home) and striped over two areas (data).
+ */
+export const UBUNTU_LVM_SPEC = `
+disk 128M gpt
+  partition 16M ext4
+    file /boot/vmlinuz 10K random
+  partition rest lvm vg=ubuntu-vg
+    lv root 40M ext4
+      file /etc/hostname "vm"
+      file /big 5M random seed=3
+    lv swap 8M swap
+    lv home 24M ext4 segments=3
+      file /h 3M random seed=4
+    lv data 16M ext4 stripes=2
+      file /d 6M random seed=5
+`;
+
+export interface LvmSegment {
+  lv: string;
+  type: string;
+  start: number;
+  length: number;
+  stripeSize: number;
+  areas: number[];
+}
+
+const LVM_READ_CONFIG = 'devices { use_devicesfile = 0 } backup { backup = 0 archive = 0 }';
+
+/** Runs `fn` with the bytes `[offset, +size)` of `image` on a loop device (root), detached after. */
+async function onLoop<T>(
+  image: string,
+  offset: number,
+  size: number,
+  fn: (loop: string, args: string[]) => Promise<T>,
+): Promise<T> {
+  const { stdout } = await run('losetup', [
+    '-f',
+    '--show',
+    '-r',
+    '-o',
+    String(offset),
+    '--sizelimit',
+    String(size),
+    image,
+  ]);
+  const loop = stdout.trim();
+  try {
+    return await fn(loop, ['--config', LVM_READ_CONFIG, '--devices', loop]);
+  } finally {
+    await run('losetup', ['-d', loop]);
+  }
+}
+
+/**
+ * The oracle for an LVM partition's layout: `lvs --segments` and `pvs` on a read-only loop
+ * device over the partition, as LVM itself reads the PV. Needs root (losetup).
+ */
+export async function lvmSegments(
+  image: string,
+  p: { offset: number; size: number },
+): Promise<LvmSegment[]> {
+  return onLoop(image, p.offset, p.size, async (loop, args) => {
+    const report = (out: string, key: string) =>
+      (JSON.parse(out) as { report: Array<Record<string, Array<Record<string, string>>>> })
+        .report[0]![key]!;
+    const json = ['--reportformat', 'json', '--units', 'b', '--nosuffix'];
+    const pv = report(
+      (await run('pvs', [...args, ...json, '-o', 'pe_start,vg_extent_size', loop])).stdout,
+      'pv',
+    )[0]!;
+    const peStart = Number(pv.pe_start);
+    const extent = Number(pv.vg_extent_size);
+    const segs = report(
+      (
+        await run('lvs', [
+          ...args,
+          ...json,
+          '-a',
+          '--segments',
+          '-o',
+          'lv_name,segtype,seg_start,seg_size,stripe_size,seg_pe_ranges',
+        ])
+      ).stdout,
+      'seg',
+    );
+    return segs.map((s) => ({
+      lv: s.lv_name!.replace(/^\[(.*)\]$/, '$1'),
+      type: s.segtype!,
+      start: Number(s.seg_start),
+      length: Number(s.seg_size),
+      stripeSize: Number(s.stripe_size),
+      areas: s
+        .seg_pe_ranges!.split(' ')
+        .filter((r) => r !== '')
+        .map((r) => peStart + Number(r.slice(r.lastIndexOf(':') + 1).split('-')[0]) * extent),
+    }));
+  });
+}
+
+/** `vgcfgbackup` of the VG on an LVM partition, with its timestamp and host lines dropped. */
+export async function vgcfgBackup(
+  image: string,
+  p: { offset: number; size: number },
+  dir: string,
+): Promise<string> {
+  return onLoop(image, p.offset, p.size, async (_loop, args) => {
+    const file = join(dir, `vgcfgbackup-${p.offset}.txt`);
+    await run('vgcfgbackup', [...args, '-f', file]);
+    const text = await readFile(file, 'utf8');
+    await rm(file, { force: true });
+    return text
+      .split('\n')
+      .filter(
+        (line) =>
+          !/^(# Generated by|description =|creation_host =|creation_time =)/.test(line.trim()),
+      )
+      .map((line) => line.replace(/device = "[^"]*"/, 'device = ""'))
+      .join('\n');
+  });
 }

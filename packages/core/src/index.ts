@@ -1,4 +1,5 @@
 export { type BlobLike, blobSource } from './blob.js';
+export { crc32, crc32Update } from './crc32.js';
 export { crc32c, crc32cUpdate } from './crc32c.js';
 export type {
   CrossCheckReport,

@@ -1,8 +1,7 @@
 // Sources: UEFI Specification 2.10, §5.3 "GUID Partition Table (GPT) Disk Layout"
 // (tables 5-5 GPT header, 5-6 GPT partition entry). Integers little-endian; GUIDs in the
 // mixed-endian EFI_GUID layout (first three fields little-endian).
-import { FieldReader } from '@diskube/core';
-import { crc32 } from './crc32.js';
+import { crc32, FieldReader } from '@diskube/core';
 import type { PartitionReason } from './reasons.js';
 
 export const GPT_SIGNATURE = 'EFI PART';

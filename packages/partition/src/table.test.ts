@@ -1,6 +1,5 @@
-import { CORE_REASONS, type DiskubeError, memorySource } from '@diskube/core';
+import { CORE_REASONS, crc32, type DiskubeError, memorySource } from '@diskube/core';
 import { describe, expect, it } from 'vitest';
-import { crc32 } from './crc32.js';
 import { PARTITION_REASONS, type PartitionReason } from './reasons.js';
 import { readPartitionTable } from './table.js';
 import { errorOf, mkfsImage, putMbrEntry, requireTool, sfdiskImage } from './test-support.js';

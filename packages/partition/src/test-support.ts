@@ -7,6 +7,7 @@ import { Bitmap } from '@diskube/bitmap';
 import {
   type BlockSource,
   CorruptError,
+  crc32,
   DirtyFilesystemError,
   type DiskubeError,
   type FilesystemDriver,
@@ -14,7 +15,6 @@ import {
   readBytes,
   UnsupportedError,
 } from '@diskube/core';
-import { crc32 } from './crc32.js';
 
 export function hasTool(name: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${name}`]).status === 0;

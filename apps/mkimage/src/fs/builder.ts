@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { open, readdir, readFile, utimes } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { FilesystemSpec } from '../ast.js';
+import type { ManifestVolume } from '../build.js';
 import { type Segment, writeSegments } from '../content.js';
 import type { Plan } from '../model.js';
 import type { OptionSpec } from '../options.js';
@@ -23,6 +24,8 @@ export interface BuildContext {
   helperDir: string;
   /** Stable identity (spec hash + partition index): seeds UUIDs and serial numbers. */
   id: string;
+  /** A volume manager's builder (`content: 'volumes'`) records each volume it wrote here. */
+  volumes: ManifestVolume[];
 }
 
 /**
@@ -39,7 +42,7 @@ export interface FilesystemBuilder {
    * Content lines it accepts: every line (`files`), only `prefill`, or nothing at all (`none`,
    * for formats that hold no files, like swap).
    */
-  content: 'files' | 'prefill' | 'none';
+  content: 'files' | 'prefill' | 'none' | 'volumes';
   /** Names differ only in case are the same file (FAT): `/A` and `/a` collide. */
   caseInsensitive?: boolean;
   /** Default partition type when the spec gives no `type=`. */

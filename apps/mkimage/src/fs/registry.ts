@@ -3,6 +3,7 @@
 import type { FilesystemBuilder } from './builder.js';
 import { extBuilder } from './ext.js';
 import { fatBuilder } from './fat.js';
+import { lvmBuilder } from './lvm.js';
 import { ntfsBuilder } from './ntfs.js';
 import { rawBuilder, swapBuilder } from './swap.js';
 import { xfsBuilder } from './xfs.js';
@@ -14,6 +15,7 @@ export const BUILDERS: readonly FilesystemBuilder[] = [
   xfsBuilder,
   swapBuilder,
   rawBuilder,
+  lvmBuilder,
 ];
 
 /** Every DSL type name, in registry order (for error messages). */
