@@ -1,9 +1,11 @@
 // Helpers for end-to-end tests: run the built `diskube` binary, build images, check them.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { onTestFinished } from 'vitest';
 
 const require = createRequire(import.meta.url);
 /** The built binary, exactly as users run it. */
@@ -60,6 +62,17 @@ export function requireTools(...tools: string[]): boolean {
   return false;
 }
 
+/**
+ * A fresh temporary directory, removed when the test that asked for it ends (pass or fail), or
+ * when the process exits if it was asked for outside a test: images and backups add up to
+ * gigabytes over a run.
+ */
 export async function scratch(): Promise<string> {
-  return mkdtemp(join(tmpdir(), 'diskube-e2e-'));
+  const dir = await mkdtemp(join(tmpdir(), 'diskube-e2e-'));
+  try {
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  } catch {
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  return dir;
 }

@@ -17,6 +17,7 @@ export {
   type Manifest,
   type ManifestFile,
   type ManifestPartition,
+  type ManifestVolume,
   specHash,
 } from './build.js';
 export { BuildError, SpecError, ToolMissingError } from './errors.js';

@@ -14,6 +14,9 @@ import {
 import { chunks } from './content.js';
 import type { FilesystemBuilder } from './fs/builder.js';
 import { assembleVolume } from './fs/lvm.js';
+
+export { assembleVolume };
+
 import { BUILDERS, builderOf } from './fs/registry.js';
 import { run } from './run.js';
 import { debianPackage } from './tools.js';

@@ -1,5 +1,5 @@
 // The inspection as DOM: summary, container, partition table and warnings.
-import type { InspectedPart, Inspection } from 'diskube';
+import type { InspectedPart, InspectedVolume, Inspection } from 'diskube';
 import { PART_COLOURS } from './blockmap.js';
 import { formatBytes, formatPercent } from './format.js';
 import { describeWarning, type Refusal } from './messages.js';
@@ -61,7 +61,10 @@ const HEADINGS = ['', '#', 'start', 'size', 'type', 'filesystem', 'label', 'used
 
 function renderParts(inspection: Inspection): HTMLElement {
   const head = el('tr', {}, ...HEADINGS.map((h) => el('th', {}, h)));
-  const rows = inspection.parts.map((part, index) => partRow(part, index));
+  const rows = inspection.parts.flatMap((part, index) => [
+    partRow(part, index),
+    ...(part.volumeGroup?.volumes ?? []).map((volume) => volumeRow(volume)),
+  ]);
   return el(
     'table',
     { class: 'parts', 'data-testid': 'parts' },
@@ -99,6 +102,36 @@ function partRow(part: InspectedPart, index: number): HTMLElement {
       'td',
       { class: 'num' },
       `${formatBytes(part.usedBytes)} (${formatPercent(part.usedBytes, part.size)})`,
+    ),
+  );
+}
+
+/** An LVM LV under its PV's row: name, what it holds, what of it is kept. */
+function volumeRow(volume: InspectedVolume): HTMLElement {
+  const fs = volume.filesystem;
+  const used = fs ? fs.usedBlocks * fs.blockSize : null;
+  return el(
+    'tr',
+    {
+      class: 'volume',
+      'data-testid': 'volume',
+      'data-name': volume.name,
+      'data-size': volume.size,
+      'data-content': volume.content ?? '',
+      'data-kept-bytes': volume.usedBytes,
+    },
+    el('td', {}, ''),
+    el('td', {}, ''),
+    el('td', {}, ''),
+    el('td', { class: 'num' }, formatBytes(volume.size)),
+    el('td', {}, `LV ${volume.name}`),
+    el('td', {}, volume.content ?? 'unknown'),
+    el('td', {}, volume.label ?? ''),
+    el('td', { class: 'num' }, used === null ? '—' : formatBytes(used)),
+    el(
+      'td',
+      { class: 'num' },
+      `${formatBytes(volume.usedBytes)} (${formatPercent(volume.usedBytes, volume.size)})`,
     ),
   );
 }

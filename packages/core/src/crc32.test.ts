@@ -10,7 +10,10 @@ describe('crc32', () => {
   it('matches zlib on random data, and chains', () => {
     const bytes = randomBytes(10_000, 7);
     expect(crc32(bytes)).toBe(zlibCrc32(bytes) >>> 0);
-    const split = crc32Update(crc32Update(0xffffffff, bytes.subarray(0, 3333)), bytes.subarray(3333));
+    const split = crc32Update(
+      crc32Update(0xffffffff, bytes.subarray(0, 3333)),
+      bytes.subarray(3333),
+    );
     expect((split ^ 0xffffffff) >>> 0).toBe(crc32(bytes));
   });
 });

@@ -29,3 +29,4 @@ export {
   type SharedCorruptReason,
 } from './reasons.js';
 export { type BlockSource, checkRange, memorySource, readBytes, sliceSource } from './source.js';
+export type { Volume, VolumeGroupLayout, VolumeManager } from './volumes.js';

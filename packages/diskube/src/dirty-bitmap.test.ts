@@ -1,10 +1,10 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hasErrorCode } from '@diskube/core';
 import { buildImage } from '@diskube/mkimage';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backup, restore } from './node.js';
 
 // Changed-block tracking from a qcow2 persistent dirty bitmap that QEMU itself keeps: the bitmap
@@ -47,6 +47,9 @@ describe.runIf(missing.length === 0)('backup --dirty-bitmap (qcow2 persistent bi
     rawStart = manifest.partitions[1]!.offset;
     const qcow = join(dir, 'vm.qcow2');
     sh('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', image, qcow]);
+  });
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   /** A fresh copy of the pristine qcow2 (tests change theirs). */

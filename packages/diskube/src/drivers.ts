@@ -1,6 +1,7 @@
-import type { FilesystemDriver } from '@diskube/core';
+import type { FilesystemDriver, VolumeManager } from '@diskube/core';
 import { extDriver } from '@diskube/ext';
 import { fatDriver } from '@diskube/fat';
+import { lvmVolumeManager } from '@diskube/lvm';
 import { ntfsDriver } from '@diskube/ntfs';
 import { xfsDriver } from '@diskube/xfs';
 
@@ -15,3 +16,9 @@ export const defaultDrivers: readonly FilesystemDriver[] = Object.freeze([
   xfsDriver,
   fatDriver,
 ]);
+
+/**
+ * Every volume manager diskube ships (LVM2): tried on a partition, or a whole disk without a
+ * table, that no driver claims. Pass `volumeManagers: []` to keep PVs whole instead.
+ */
+export const defaultVolumeManagers: readonly VolumeManager[] = Object.freeze([lvmVolumeManager]);

@@ -15,13 +15,26 @@ export {
   IoError,
   memorySource,
   UnsupportedError,
+  type Volume,
+  type VolumeGroupLayout,
+  type VolumeManager,
   type Warning,
 } from '@diskube/core';
-export type { DiskMap, DiskPart, Partition, PartitionTable } from '@diskube/partition';
-export { defaultDrivers } from './drivers.js';
+export type {
+  DiskMap,
+  DiskPart,
+  DiskVolume,
+  DiskVolumeGroup,
+  Partition,
+  PartitionTable,
+} from '@diskube/partition';
+export { defaultDrivers, defaultVolumeManagers } from './drivers.js';
 export { type DiskImage, type OpenImageOptions, openImage } from './image.js';
 export {
+  type InspectedFilesystem,
   type InspectedPart,
+  type InspectedVolume,
+  type InspectedVolumeGroup,
   type Inspection,
   type InspectOptions,
   inspectImage,

@@ -1,9 +1,45 @@
 import type { Bitmap } from '@diskube/bitmap';
 import type { ContainerInfo } from '@diskube/container';
-import type { BlockSource, CrossCheckReport, Tail, Warning } from '@diskube/core';
+import type { BlockSource, CrossCheckReport, Tail, UsedBlocks, Warning } from '@diskube/core';
 import type { DiskMap, DiskPart, Partition } from '@diskube/partition';
 import { type DiskImage, type OpenImageOptions, openImage } from './image.js';
 import { type MapOptions, mapImage, usedBytes } from './map.js';
+
+/** What a filesystem driver reported, without its bitmap. */
+export interface InspectedFilesystem {
+  type: string;
+  blockSize: number;
+  blockCount: number;
+  usedBlocks: number;
+  tail: Tail;
+  facts: Record<string, string | number | boolean | string[]>;
+  /** What the `crossCheck` walk found, when one was asked for and the driver has one. */
+  crossCheck: CrossCheckReport | null;
+}
+
+/** One volume of a volume group (an LVM LV): what it holds and what of it a backup keeps. */
+export interface InspectedVolume {
+  name: string;
+  size: number;
+  kind: 'filesystem' | 'swap' | 'unknown';
+  content: string | null;
+  label: string | null;
+  usedBytes: number;
+  filesystem: InspectedFilesystem | null;
+  /** Offsets relative to the volume. */
+  warnings: Warning[];
+}
+
+/** A volume manager's group on a partition or a whole disk (an LVM PV's VG). */
+export interface InspectedVolumeGroup {
+  /** `lvm2` */
+  format: string;
+  name: string;
+  facts: Readonly<Record<string, string | number>>;
+  /** Bytes kept as the manager's labels and metadata. */
+  metadataBytes: number;
+  volumes: InspectedVolume[];
+}
 
 /** One region of the disk: a partition, or the whole disk when it is a bare filesystem. */
 export interface InspectedPart {
@@ -13,24 +49,17 @@ export interface InspectedPart {
   size: number;
   /** The partition's type name (`Linux filesystem`, `EFI system`), or its raw type when unknown. */
   type: string | null;
-  kind: 'filesystem' | 'swap' | 'unknown';
-  /** `ext4`, `ntfs`, `swap` …, or null when nothing was recognised. */
+  kind: 'filesystem' | 'swap' | 'volume-group' | 'unknown';
+  /** `ext4`, `ntfs`, `swap`, `lvm2` …, or null when nothing was recognised. */
   content: string | null;
   label: string | null;
   /** Bytes of this region a backup keeps. */
   usedBytes: number;
-  filesystem: {
-    type: string;
-    blockSize: number;
-    blockCount: number;
-    usedBlocks: number;
-    tail: Tail;
-    facts: Record<string, string | number | boolean | string[]>;
-    /** What the `crossCheck` walk found, when one was asked for and the driver has one. */
-    crossCheck: CrossCheckReport | null;
-  } | null;
+  filesystem: InspectedFilesystem | null;
   /** The partition table entry, when there is one. */
   partition: Partition | null;
+  /** For an LVM PV: the VG and each LV with what it holds and what of it is kept. */
+  volumeGroup: InspectedVolumeGroup | null;
   warnings: Warning[];
 }
 
@@ -56,9 +85,27 @@ export interface Inspection {
 
 export interface InspectOptions extends MapOptions, OpenImageOptions {}
 
-function inspectPart(part: DiskPart): InspectedPart {
-  const { result, partition } = part;
+function inspectFilesystem(result: UsedBlocks | null): InspectedFilesystem | null {
+  return (
+    result && {
+      type: result.filesystem,
+      blockSize: result.blockSize,
+      blockCount: result.blockCount,
+      usedBlocks: result.used.count(),
+      tail: result.tail,
+      facts: result.facts,
+      crossCheck: result.crossCheck ?? null,
+    }
+  );
+}
+
+function labelOf(result: UsedBlocks | null): string | null {
   const label = result?.facts.label;
+  return typeof label === 'string' && label !== '' ? label : null;
+}
+
+function inspectPart(part: DiskPart): InspectedPart {
+  const { result, partition, volumeGroup } = part;
   return {
     number: partition?.number ?? null,
     offset: part.offset,
@@ -70,18 +117,28 @@ function inspectPart(part: DiskPart): InspectedPart {
       : null,
     kind: part.kind,
     content: part.content,
-    label: typeof label === 'string' && label !== '' ? label : null,
+    label: labelOf(result),
     usedBytes: part.usedBytes,
-    filesystem: result && {
-      type: result.filesystem,
-      blockSize: result.blockSize,
-      blockCount: result.blockCount,
-      usedBlocks: result.used.count(),
-      tail: result.tail,
-      facts: result.facts,
-      crossCheck: result.crossCheck ?? null,
-    },
+    filesystem: inspectFilesystem(result),
     partition,
+    volumeGroup: volumeGroup
+      ? {
+          format: volumeGroup.format,
+          name: volumeGroup.name,
+          facts: volumeGroup.facts,
+          metadataBytes: volumeGroup.metadataBytes,
+          volumes: volumeGroup.volumes.map((v) => ({
+            name: v.name,
+            size: v.size,
+            kind: v.kind,
+            content: v.content,
+            label: labelOf(v.result),
+            usedBytes: v.usedBytes,
+            filesystem: inspectFilesystem(v.result),
+            warnings: v.warnings,
+          })),
+        }
+      : null,
     warnings: part.warnings,
   };
 }

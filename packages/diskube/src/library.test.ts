@@ -1,11 +1,11 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Bitmap } from '@diskube/bitmap';
 import { type FilesystemDriver, hasErrorCode, memorySource, readBytes } from '@diskube/core';
 import { buildImage } from '@diskube/mkimage';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { blobSource, defaultDrivers, inspectImage, usedByteRanges } from './index.js';
 import { backup, inspectImageFile, openImageFile, restore, verify } from './node.js';
 
@@ -101,6 +101,7 @@ describe.runIf(missing.length === 0)('one call each, on a real GPT disk in a qco
       SPEC.replace('    delete /stale', '    delete /stale\n    file /new 2M random seed=55'),
     );
     const dir = await mkdtemp(join(tmpdir(), 'diskube-lib-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
     const qcow2 = join(dir, 'vm.qcow2');
     const qcow2b = join(dir, 'vm2.qcow2');
     execFileSync('qemu-img', ['convert', '-O', 'qcow2', image, qcow2]);
@@ -155,6 +156,7 @@ describe.runIf(missing.length === 0)('one call each, on a real GPT disk in a qco
   it('stops on an AbortSignal and leaves no backup file behind', async () => {
     const { image } = await buildImage(SPEC);
     const dir = await mkdtemp(join(tmpdir(), 'diskube-lib-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
     const controller = new AbortController();
     const out = join(dir, 'aborted.dkb');
     const run = backup({

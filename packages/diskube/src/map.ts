@@ -1,11 +1,13 @@
-import type { FilesystemDriver } from '@diskube/core';
+import type { FilesystemDriver, VolumeManager } from '@diskube/core';
 import { type DiskMap, mapDisk } from '@diskube/partition';
-import { defaultDrivers } from './drivers.js';
+import { defaultDrivers, defaultVolumeManagers } from './drivers.js';
 import type { DiskImage } from './image.js';
 
 export interface MapOptions {
   /** Filesystem drivers to probe, in order. Default `defaultDrivers`. */
   drivers?: readonly FilesystemDriver[];
+  /** Volume managers (LVM2) whose volumes are mapped with the drivers. Default `defaultVolumeManagers`. */
+  volumeManagers?: readonly VolumeManager[];
   /**
    * When a filesystem's allocation maps cannot be trusted (DIRTY or CORRUPT), keep all of it
    * with an `assumed-used` warning instead of refusing. See `assumeUsedOnDoubt` in
@@ -35,6 +37,7 @@ export interface MapOptions {
 export async function mapImage(image: DiskImage, options: MapOptions = {}): Promise<DiskMap> {
   const map = await mapDisk(image.disk, options.drivers ?? defaultDrivers, {
     assumeUsedOnDoubt: options.fullCopyOnDoubt ?? false,
+    volumeManagers: options.volumeManagers ?? defaultVolumeManagers,
     ...(options.crossCheck ? { crossCheck: true } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
   });

@@ -1,4 +1,5 @@
 export type { DiskLocation, PvLabel } from './label.js';
+export { lvmVolumeManager } from './manager.js';
 export type { LvEntry, PvEntry, Segment, Stripe, VolumeGroup } from './metadata.js';
 export { parseVolumeGroup } from './metadata.js';
 export {

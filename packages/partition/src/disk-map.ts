@@ -7,6 +7,7 @@ import {
   type Tail,
   type UsedBlocks,
   type UsedBlocksOptions,
+  type VolumeManager,
   type Warning,
 } from '@diskube/core';
 import type { Partition, PartitionTable } from './partition.js';
@@ -19,14 +20,39 @@ export interface DiskPart {
   partition: Partition | null;
   offset: number;
   size: number;
-  kind: 'filesystem' | 'swap' | 'unknown';
-  /** Filesystem name for `filesystem`, `swap` for swap. */
+  kind: 'filesystem' | 'swap' | 'volume-group' | 'unknown';
+  /** Filesystem name for `filesystem`, `swap` for swap, the format (`lvm2`) for `volume-group`. */
   content: string | null;
   /** Bytes of this region kept in the map. */
   usedBytes: number;
   /** The driver's result, for `filesystem` parts. */
   result: UsedBlocks | null;
+  /** The volume group and what is in each volume, for `volume-group` parts. */
+  volumeGroup?: DiskVolumeGroup;
   warnings: Warning[];
+}
+
+/** One volume of a volume group (an LVM logical volume) and what it holds. */
+export interface DiskVolume {
+  name: string;
+  size: number;
+  kind: 'filesystem' | 'swap' | 'unknown';
+  content: string | null;
+  /** Bytes of the volume kept in the map. */
+  usedBytes: number;
+  result: UsedBlocks | null;
+  /** Warnings of this volume, offsets relative to the volume. */
+  warnings: Warning[];
+}
+
+/** A volume manager's group on one region: its volumes, and the bytes of its own metadata. */
+export interface DiskVolumeGroup {
+  format: string;
+  name: string;
+  facts: Readonly<Record<string, string | number>>;
+  /** Bytes of the region kept as the manager's labels and metadata. */
+  metadataBytes: number;
+  volumes: DiskVolume[];
 }
 
 /** The used-block map of a whole disk: what a backup must keep, block by block. */
@@ -41,7 +67,14 @@ export interface DiskMap {
   warnings: Warning[];
 }
 
-export interface DiskMapOptions extends UsedBlocksOptions {}
+export interface DiskMapOptions extends UsedBlocksOptions {
+  /**
+   * Volume managers (LVM2) tried on a partition, or on a whole disk without a table, that no
+   * filesystem driver claims. Their volumes are mapped with the same drivers. Default none: a
+   * PV is then an unknown partition, kept whole.
+   */
+  volumeManagers?: readonly VolumeManager[];
+}
 
 /** Map granularity for a partitioned disk: 4 KiB when every partition is 4 KiB aligned. */
 function chooseBlockSize(table: PartitionTable): number {
@@ -55,7 +88,7 @@ function chooseBlockSize(table: PartitionTable): number {
  * copying a filesystem we cannot read); DIRTY and CORRUPT only with `assumeUsedOnDoubt`
  * (`assumed-used`); anything else (IO, a bug) is rethrown.
  */
-function doubtWarning(driver: FilesystemDriver, error: unknown, options: DiskMapOptions): Warning {
+function doubtWarning(driver: { name: string }, error: unknown, options: DiskMapOptions): Warning {
   if (!DiskubeError.isInstance(error)) throw error;
   if (error.code === 'UNSUPPORTED') {
     return {
@@ -182,10 +215,29 @@ export async function mapDisk(
     return wholeDiskKept(source, tableDoubtWarning(error, options));
   }
   if (!table) {
-    return wholeDiskKept(source, {
+    const unrecognised: Warning = {
       code: 'unrecognised-disk',
       message: 'no filesystem or partition table recognised: the whole image is kept',
-    });
+    };
+    const managers = options.volumeManagers ?? [];
+    // A whole disk used as an LVM PV (no table): the same region mapping as a partition's.
+    for (const manager of managers) {
+      if (!(await manager.probe(source))) continue;
+      const region = await mapVolumeGroup(source, manager, drivers, options);
+      if (!region) continue;
+      const blockSize = source.size % 4096 === 0 ? 4096 : 512;
+      const map = keptWholeMap(source, blockSize, null);
+      map.used.clearRange(0, map.blockCount);
+      for (const [offset, length] of region.keep) {
+        const first = Math.floor(offset / blockSize);
+        const end = Math.min(map.blockCount, Math.ceil((offset + length) / blockSize));
+        if (end > first) map.used.setRange(first, end - first);
+      }
+      map.parts.push(partInfo(null, 0, source.size, region));
+      map.warnings.push(...region.warnings);
+      return map;
+    }
+    return wholeDiskKept(source, unrecognised);
   }
   const blockSize = chooseBlockSize(table);
   const map = keptWholeMap(source, blockSize, table);
@@ -283,24 +335,47 @@ async function overlappingPartition(
   };
 }
 
-async function mapPartition(
-  disk: BlockSource,
-  partition: Partition,
+/** What one region (a partition, a whole disk, a volume) holds and which of its bytes are kept. */
+interface Region {
+  kind: DiskPart['kind'];
+  content: string | null;
+  result: UsedBlocks | null;
+  volumeGroup?: DiskVolumeGroup;
+  warnings: Warning[];
+  /** Byte ranges `[offset, length]` of the region kept. */
+  keep: Array<[number, number]>;
+}
+
+/** Sum of the lengths of `ranges` after merging overlaps. */
+function coveredBytes(ranges: Array<readonly [number, number]>): number {
+  let total = 0;
+  let end = 0;
+  for (const [offset, length] of [...ranges].sort((a, b) => a[0] - b[0])) {
+    const stop = offset + length;
+    if (stop <= end) continue;
+    total += stop - Math.max(offset, end);
+    end = stop;
+  }
+  return total;
+}
+
+/**
+ * Maps one region: a filesystem a driver claims, else (when `managers` is given) a volume
+ * group whose volumes are mapped in turn, else swap, else unknown and kept whole with `unknown`.
+ */
+async function mapRegion(
+  source: BlockSource,
   drivers: readonly FilesystemDriver[],
   options: DiskMapOptions,
-): Promise<{ info: DiskPart; keep: Array<[number, number]> }> {
-  const source = sliceSource(disk, partition.offset, partition.size);
-  const base = { partition, offset: partition.offset, size: partition.size };
-  const keepWhole = (warning: Warning, content: string | null = null) => ({
-    info: {
-      ...base,
-      kind: 'unknown' as const,
-      content,
-      usedBytes: partition.size,
-      result: null,
-      warnings: [warning],
-    },
-    keep: [[0, partition.size]] as Array<[number, number]>,
+  managers: readonly VolumeManager[] | null,
+  unknown: Warning,
+): Promise<Region> {
+  const keepWhole = (warning: Warning, content: string | null = null): Region => ({
+    kind: 'unknown',
+    content,
+    result: null,
+    warnings: [warning],
+    keep: [[0, source.size]],
   });
 
   const driver = await detect(source, drivers);
@@ -317,16 +392,18 @@ async function mapPartition(
     }
     if (result.tail.used) keep.push([result.tail.offset, result.tail.length]);
     return {
-      info: {
-        ...base,
-        kind: 'filesystem',
-        content: result.filesystem,
-        usedBytes: keep.reduce((sum, [, length]) => sum + length, 0),
-        result,
-        warnings: result.warnings,
-      },
+      kind: 'filesystem',
+      content: result.filesystem,
+      result,
+      warnings: result.warnings,
       keep,
     };
+  }
+
+  for (const manager of managers ?? []) {
+    if (!(await manager.probe(source))) continue;
+    const group = await mapVolumeGroup(source, manager, drivers, options);
+    if (group) return group;
   }
 
   const swap = await probeSwap(source);
@@ -341,19 +418,129 @@ async function mapPartition(
   }
   if (swap) {
     return {
-      info: {
-        ...base,
-        kind: 'swap',
-        content: 'swap',
-        usedBytes: swap.pageSize,
-        result: null,
-        warnings: [],
-      },
+      kind: 'swap',
+      content: 'swap',
+      result: null,
+      warnings: [],
       keep: [[0, swap.pageSize]],
     };
   }
-  return keepWhole({
+  return keepWhole(unknown);
+}
+
+/**
+ * A volume group on `source`: the manager's metadata kept, each mappable volume mapped with the
+ * drivers (no nested volume managers) and its kept ranges carried back onto `source`, every
+ * other volume kept whole, free space cleared. A manager's refusal follows the drivers' doubt
+ * policy. Resolves null when the manager finds no label after all.
+ */
+async function mapVolumeGroup(
+  source: BlockSource,
+  manager: VolumeManager,
+  drivers: readonly FilesystemDriver[],
+  options: DiskMapOptions,
+): Promise<Region | null> {
+  let layout: Awaited<ReturnType<VolumeManager['open']>>;
+  try {
+    layout = await manager.open(source, options.signal ? { signal: options.signal } : {});
+  } catch (error) {
+    return {
+      kind: 'unknown',
+      content: manager.name,
+      result: null,
+      warnings: [doubtWarning(manager, error, options)],
+      keep: [[0, source.size]],
+    };
+  }
+  if (!layout) return null;
+  const keep: Array<[number, number]> = layout.metadata.map(([o, l]) => [o, l]);
+  const metadataBytes = coveredBytes(keep);
+  const warnings: Warning[] = [...layout.warnings];
+  const volumes: DiskVolume[] = [];
+  for (const volume of layout.volumes) {
+    options.signal?.throwIfAborted();
+    if (!volume.source) {
+      for (const [o, l] of volume.parentRanges) keep.push([o, l]);
+      volumes.push({
+        name: volume.name,
+        size: volume.size,
+        kind: 'unknown',
+        content: null,
+        usedBytes: volume.size,
+        result: null,
+        warnings: volume.keptWhole ? [volume.keptWhole] : [],
+      });
+      continue;
+    }
+    const inner = await mapRegion(volume.source, drivers, options, null, {
+      code: 'unknown-volume',
+      message: `no filesystem recognised; kept whole`,
+    });
+    const onParent = volume.toParent(inner.keep);
+    keep.push(...onParent);
+    volumes.push({
+      name: volume.name,
+      size: volume.size,
+      kind: inner.kind === 'volume-group' ? 'unknown' : inner.kind,
+      content: inner.content,
+      usedBytes: coveredBytes(inner.keep),
+      result: inner.result,
+      warnings: inner.warnings,
+    });
+    for (const w of inner.warnings) {
+      const at = w.offset === undefined ? undefined : volume.toParent([[w.offset, 1]])[0]?.[0];
+      warnings.push({
+        ...w,
+        message: `${layout.format} volume ${volume.name}: ${w.message}`,
+        ...(at === undefined ? {} : { offset: at }),
+      });
+    }
+  }
+  return {
+    kind: 'volume-group',
+    content: layout.format,
+    result: null,
+    volumeGroup: {
+      format: layout.format,
+      name: layout.name,
+      facts: layout.facts,
+      metadataBytes,
+      volumes,
+    },
+    warnings,
+    keep,
+  };
+}
+
+async function mapPartition(
+  disk: BlockSource,
+  partition: Partition,
+  drivers: readonly FilesystemDriver[],
+  options: DiskMapOptions,
+): Promise<{ info: DiskPart; keep: Array<[number, number]> }> {
+  const source = sliceSource(disk, partition.offset, partition.size);
+  const region = await mapRegion(source, drivers, options, options.volumeManagers ?? null, {
     code: 'unknown-partition',
     message: `type ${partition.type} (${partition.typeName}): no filesystem recognised; kept whole`,
   });
+  return { info: partInfo(partition, partition.offset, partition.size, region), keep: region.keep };
+}
+
+function partInfo(
+  partition: Partition | null,
+  offset: number,
+  size: number,
+  region: Region,
+): DiskPart {
+  return {
+    partition,
+    offset,
+    size,
+    kind: region.kind,
+    content: region.content,
+    usedBytes: coveredBytes(region.keep),
+    result: region.result,
+    ...(region.volumeGroup ? { volumeGroup: region.volumeGroup } : {}),
+    warnings: region.warnings,
+  };
 }

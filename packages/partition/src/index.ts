@@ -1,4 +1,11 @@
-export { type DiskMap, type DiskMapOptions, type DiskPart, mapDisk } from './disk-map.js';
+export {
+  type DiskMap,
+  type DiskMapOptions,
+  type DiskPart,
+  type DiskVolume,
+  type DiskVolumeGroup,
+  mapDisk,
+} from './disk-map.js';
 export type { Partition, PartitionTable } from './partition.js';
 export {
   PARTITION_REASONS,

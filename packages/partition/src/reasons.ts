@@ -34,6 +34,7 @@ export const PARTITION_WARNINGS = Object.freeze([
   // The disk map.
   'unrecognised-disk',
   'unknown-partition',
+  'unknown-volume',
   'swap-hibernation',
   'filesystem-unsupported',
   'assumed-used',

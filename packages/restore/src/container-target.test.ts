@@ -1,13 +1,21 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openContainer } from '@diskube/container';
 import { hasErrorCode } from '@diskube/core';
 import { openFileSource } from '@diskube/core/node';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { type ContainerTargetFormat, containerTarget } from './container-target.js';
 import { restoreImage } from './restore.js';
+
+/** A temporary directory removed when the test ends. */
+async function scratchDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'diskube-container-target-'));
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
 import { makeChain, prng } from './test-support.js';
 
 /** True when qemu-img runs; under CI=true a missing qemu-img fails instead of skipping. */
@@ -131,7 +139,7 @@ describe.runIf(have)('containerTarget against qemu-img', () => {
   for (const size of [64 * MiB, 10 * MiB + 1536, 10 * MiB + 1000]) {
     for (const format of FORMATS) {
       it(`${format}, ${size} bytes: check clean, identical to the raw image for qemu-img and openContainer`, async () => {
-        const dir = await mkdtemp(join(tmpdir(), 'diskube-container-target-'));
+        const dir = await scratchDir();
         const disk = makeDisk(size, size % 977);
         const raw = join(dir, 'disk.raw');
         await writeFile(raw, disk);
@@ -161,7 +169,7 @@ describe.runIf(have)('containerTarget against qemu-img', () => {
   }
 
   it('qcow2 with 4 KiB clusters (several L2 tables) checks clean', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'diskube-container-target-'));
+    const dir = await scratchDir();
     const size = 40 * MiB;
     const disk = makeDisk(size, 3);
     const out = join(dir, 'small-clusters.qcow2');
@@ -178,7 +186,7 @@ describe.runIf(have)('containerTarget against qemu-img', () => {
     [12 * MiB + 512, 4096],
   ] as const) {
     it(`qcow2 deflate, ${size} bytes, ${clusterSize}-byte clusters: check clean, identical, smaller`, async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'diskube-container-target-'));
+      const dir = await scratchDir();
       const disk = makeDisk(size, 21);
       const raw = join(dir, 'disk.raw');
       await writeFile(raw, disk);
@@ -208,7 +216,7 @@ describe.runIf(have)('containerTarget against qemu-img', () => {
   }
 
   it('a writer that detects nothing leaves a valid empty image', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'diskube-container-target-'));
+    const dir = await scratchDir();
     for (const [format, compress] of [
       ['qcow2', undefined],
       ['vdi', undefined],
@@ -241,7 +249,7 @@ describe('containerTarget under restoreImage', async () => {
   ] as const) {
     for (const strategy of ['reverse', 'patch'] as const) {
       it(`${format}${compress ? ` ${compress}` : ''}, ${strategy}: the image reads back as the chain's last state`, async () => {
-        const dir = await mkdtemp(join(tmpdir(), 'diskube-container-target-'));
+        const dir = await scratchDir();
         const out = join(dir, `r.${format}`);
         const target = await containerTarget(out, want.length, {
           format,
@@ -256,7 +264,7 @@ describe('containerTarget under restoreImage', async () => {
   }
 
   it('a failed restore leaves no file behind', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'diskube-container-target-'));
+    const dir = await scratchDir();
     const out = join(dir, 'r.qcow2');
     const target = await containerTarget(out, want.length, { format: 'qcow2' });
     const controller = new AbortController();
@@ -268,7 +276,7 @@ describe('containerTarget under restoreImage', async () => {
   });
 
   it('refuses an existing file, a non-file and unknown formats', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'diskube-container-target-'));
+    const dir = await scratchDir();
     const reason = async (p: Promise<unknown>) =>
       p.then(
         () => 'no error',

@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import type { Command } from 'commander';
-import type { Inspection } from 'diskube';
+import type { InspectedPart, Inspection } from 'diskube';
 import { inspectImageFile } from 'diskube/node';
 import { formatBytes, formatPercent, printJson } from '../format.js';
 import { printWarning } from '../warnings.js';
@@ -81,6 +81,12 @@ export function inspectText(path: string, inspection: Inspection): string[] {
     }
     return out;
   }
+  if (!inspection.table && first?.volumeGroup) {
+    // A whole disk used as an LVM PV.
+    out.push(`contents     ${volumeGroupLabel(first)}`, '');
+    pushRows(out, [ROW_HEAD, ...volumeRows(first)]);
+    return out;
+  }
   if (!inspection.table) {
     // Kept whole: say why (nothing recognised, an unsupported filesystem, a doubt absorbed).
     out.push(
@@ -92,19 +98,49 @@ export function inspectText(path: string, inspection: Inspection): string[] {
     `table        ${inspection.table.scheme.toUpperCase()}, ${inspection.table.partitions} partitions`,
     '',
   );
-  const rows = [['#', 'start', 'size', 'type', 'contents', 'kept']];
+  const rows = [ROW_HEAD];
   for (const part of inspection.parts) {
     rows.push([
       String(part.number),
       formatBytes(part.offset),
       formatBytes(part.size),
       part.type ?? '',
-      part.content ?? (part.kind === 'unknown' ? 'unknown' : ''),
-      `${formatBytes(part.usedBytes)} (${formatPercent(part.usedBytes, part.size)})`,
+      part.volumeGroup
+        ? volumeGroupLabel(part)
+        : (part.content ?? (part.kind === 'unknown' ? 'unknown' : '')),
+      keptCell(part.usedBytes, part.size),
     ]);
+    rows.push(...volumeRows(part));
   }
+  pushRows(out, rows);
+  return out;
+}
+
+const ROW_HEAD = ['#', 'start', 'size', 'type', 'contents', 'kept'];
+
+const keptCell = (used: number, size: number) =>
+  `${formatBytes(used)} (${formatPercent(used, size)})`;
+
+function volumeGroupLabel(part: InspectedPart): string {
+  const group = part.volumeGroup!;
+  return `${group.format} PV of VG ${group.name}, ${group.volumes.length} LVs`;
+}
+
+/** One row per LV under its PV: name, what it holds, what of it is kept. */
+function volumeRows(part: InspectedPart): string[][] {
+  const volumes = part.volumeGroup?.volumes ?? [];
+  return volumes.map((v, i) => [
+    '',
+    '',
+    formatBytes(v.size),
+    `${i === volumes.length - 1 ? '└' : '├'} LV ${v.name}`,
+    v.content ?? (v.warnings[0] ? `unknown: ${v.warnings[0].code}` : 'unknown'),
+    keptCell(v.usedBytes, v.size),
+  ]);
+}
+
+function pushRows(out: string[], rows: string[][]): void {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   for (const row of rows)
     out.push(`  ${row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ')}`.trimEnd());
-  return out;
 }
