@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openContainer } from '@diskube/container';
-import { CorruptError, memorySource } from '@diskube/core';
+import { CorruptError, crc32Update, memorySource } from '@diskube/core';
 import { extDriver } from '@diskube/ext';
 import { verifyBackup } from '@diskube/format';
 import { buildImage } from '@diskube/mkimage';
@@ -116,6 +116,50 @@ const EXT_FILES = `
     file /stale 1M random seed=3
     delete /stale`;
 
+const LVM_DISK = `disk 12M gpt
+  partition rest lvm vg=fuzz-vg extent=1M
+    lv root 3M ext4
+      file /etc/hostname "fuzz"
+      file /a 256K random seed=6
+    lv swap 1M swap
+    lv home 3M ext4 segments=2
+      file /h 128K random seed=7`;
+
+/** LVM2's CRC: the CRC-32 register from 0xf597a6cf, no final inversion. */
+const lvmCrc = (/** @type {Uint8Array} */ b) => crc32Update(0xf597a6cf, b);
+
+/**
+ * Re-computes the checksums a mutant broke (label sector, metadata area header, committed
+ * metadata text) so that the mutation reaches the parsers behind them. mkimage's PVs: label in
+ * sector 1, one metadata area at 4096 whose text does not wrap.
+ * @param {Uint8Array} disk @param {number} pv the PV's offset in the disk
+ */
+function fixLvmChecksums(disk, pv) {
+  if (disk.length < pv + 8192) return;
+  const view = new DataView(disk.buffer, disk.byteOffset, disk.byteLength);
+  const label = pv + 512;
+  const mda = pv + 4096;
+  const textAt = Number(view.getBigUint64(mda + 0x28, true));
+  const textSize = Number(view.getBigUint64(mda + 0x30, true));
+  if (textAt > 0 && textSize > 0 && mda + textAt + textSize <= Math.min(pv + LVM_PV, disk.length)) {
+    view.setUint32(mda + 0x38, lvmCrc(disk.subarray(mda + textAt, mda + textAt + textSize)), true);
+  }
+  view.setUint32(mda, lvmCrc(disk.subarray(mda + 4, mda + 512)), true);
+  view.setUint32(label + 0x10, lvmCrc(disk.subarray(label + 0x14, label + 512)), true);
+}
+
+/** Where LVM_DISK's PV starts (its GPT's first partition); `run` works in a worker, without the manifest. */
+const LVM_PV = 1024 * 1024;
+
+/** The PV of LVM_DISK, built; `prepare` checks it is where `run` looks. */
+async function lvmDisk() {
+  const disk = await built(LVM_DISK);
+  if (disk.manifest.partitions[0]?.offset !== LVM_PV) throw new Error('the PV moved');
+  return disk;
+}
+
+const inspectBytes = (/** @type {Uint8Array} */ bytes) => inspectImage(memorySource(bytes));
+
 /** @type {Record<string, Target>} */
 export const TARGETS = {
   ext: {
@@ -190,6 +234,43 @@ export const TARGETS = {
       ];
     },
     run: (bytes) => inspectImage(memorySource(bytes)),
+  },
+  lvm: {
+    tools: ['losetup', 'pvcreate', 'vgcfgrestore', 'sfdisk', 'mke2fs', 'mkswap'],
+    async prepare() {
+      const disk = await lvmDisk();
+      const pv = LVM_PV;
+      // The label sector and the metadata area header: every byte under a checksum or checked.
+      return [{ name: 'pv label and metadata area', bytes: disk.bytes, regions: [[pv, 8 * KiB]] }];
+    },
+    run: inspectBytes,
+  },
+  'lvm metadata': {
+    tools: ['losetup', 'pvcreate', 'vgcfgrestore', 'sfdisk', 'mke2fs', 'mkswap'],
+    async prepare() {
+      const disk = await lvmDisk();
+      const pv = LVM_PV;
+      const view = new DataView(disk.bytes.buffer);
+      const textAt = pv + 4096 + Number(view.getBigUint64(pv + 4096 + 0x28, true));
+      const textSize = Number(view.getBigUint64(pv + 4096 + 0x30, true));
+      // Header fields and the metadata text, with the checksums fixed after each mutation so the
+      // text parser and the layout checks see it (the first six bytes are the label's id).
+      return [
+        {
+          name: 'pv metadata text',
+          bytes: disk.bytes,
+          regions: [
+            [pv + 512 + 0x14, 512 - 0x14],
+            [pv + 4096 + 4, 512 - 4],
+            [textAt, textSize],
+          ],
+        },
+      ];
+    },
+    async run(bytes) {
+      fixLvmChecksums(bytes, LVM_PV);
+      return inspectBytes(bytes);
+    },
   },
   container: {
     tools: ['qemu-img', 'sfdisk', 'mke2fs', 'debugfs'],
