@@ -1,6 +1,6 @@
 // The built page in real headless Chromium, on DSL-built images, checked against the CLI.
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -131,7 +131,7 @@ describe.runIf(have)('the inspector in headless Chromium', () => {
   let server: Server;
   let url: string;
   let page: Page;
-  let dir: string;
+  let dir = '';
   let gpt: string;
   let qcow2: string;
   let dirty: string;
@@ -159,6 +159,7 @@ describe.runIf(have)('the inspector in headless Chromium', () => {
   afterAll(async () => {
     await browser?.close();
     server?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   it('shows the layers, the kept bytes and the block map of a GPT disk (ext4, NTFS, swap)', async () => {
