@@ -92,7 +92,7 @@ disk 64M
     ['', 1, 1, 'empty spec'],
     ['disk 64Q', 1, 6, 'expected a disk size'],
     ['disk 64M zfs', 1, 10, 'expected mbr or gpt'],
-    ['disk 64M\n  filesystem btrfs', 2, 14, 'unknown filesystem type'],
+    ['disk 64M\n  filesystem zfs', 2, 14, 'unknown filesystem type'],
     ['disk 64M\n  filesystem ext4 blok=1K', 2, 19, "unknown option 'blok'"],
     ['disk 64M\n  filesystem ext4 block=3K', 2, 19, 'block must be one of'],
     ['disk 64M\n  filesystem ext4\n    file etc/x "a"', 3, 10, 'path must be absolute'],

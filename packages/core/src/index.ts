@@ -28,5 +28,12 @@ export {
   SHARED_CORRUPT_REASONS,
   type SharedCorruptReason,
 } from './reasons.js';
-export { type BlockSource, checkRange, memorySource, readBytes, sliceSource } from './source.js';
+export {
+  type BlockSource,
+  checkRange,
+  memorySource,
+  readBytes,
+  readStructure,
+  sliceSource,
+} from './source.js';
 export type { Volume, VolumeGroupLayout, VolumeManager } from './volumes.js';

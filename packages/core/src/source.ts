@@ -1,4 +1,4 @@
-import { InvalidArgumentError, IoError } from './errors.js';
+import { CorruptError, InvalidArgumentError, IoError } from './errors.js';
 
 /**
  * Random-access bytes: a disk image, a partition of one, a container's virtual disk.
@@ -26,6 +26,28 @@ export async function readBytes(
   const dst = new Uint8Array(length);
   await source.read(offset, dst);
   return dst;
+}
+
+/**
+ * Reads the `length` bytes of a structure a pointer from disk led to. The pointer is meant to be
+ * range-checked against the filesystem, and the filesystem against the source, so a read past the
+ * end is a truncated image: CORRUPT `truncated` naming `structure` and `offset`, not a caller's
+ * error.
+ */
+export async function readStructure(
+  source: BlockSource,
+  offset: number,
+  length: number,
+  structure: string,
+): Promise<Uint8Array> {
+  if (offset + length > source.size) {
+    throw new CorruptError(`${structure} lies past the end of the source`, {
+      structure,
+      offset,
+      reason: 'truncated',
+    });
+  }
+  return readBytes(source, offset, length);
 }
 
 /** Reject reads that fall outside `[0, size)`; shared by every source implementation. */

@@ -1,3 +1,4 @@
+import { btrfsDriver } from '@diskube/btrfs';
 import type { FilesystemDriver, VolumeManager } from '@diskube/core';
 import { extDriver } from '@diskube/ext';
 import { fatDriver } from '@diskube/fat';
@@ -15,6 +16,7 @@ export const defaultDrivers: readonly FilesystemDriver[] = Object.freeze([
   ntfsDriver,
   xfsDriver,
   fatDriver,
+  btrfsDriver,
 ]);
 
 /**

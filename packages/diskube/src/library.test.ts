@@ -73,8 +73,8 @@ describe('the driver registry', () => {
     expect(usedByteRanges(withToy.map)).toEqual([[0, 8192]]);
   });
 
-  it('lists ext, ntfs, xfs and fat and cannot be changed by accident', () => {
-    expect(defaultDrivers.map((d) => d.name)).toEqual(['ext', 'ntfs', 'xfs', 'fat']);
+  it('lists ext, ntfs, xfs, fat and btrfs and cannot be changed by accident', () => {
+    expect(defaultDrivers.map((d) => d.name)).toEqual(['ext', 'ntfs', 'xfs', 'fat', 'btrfs']);
     expect(Object.isFrozen(defaultDrivers)).toBe(true);
   });
 });

@@ -7,6 +7,7 @@ import {
   DiskubeError,
   type FilesystemDriver,
   type ProbeResult,
+  readStructure,
   UnsupportedError,
   type UsedBlocks,
   type UsedBlocksOptions,
@@ -62,28 +63,8 @@ export function filesystemName(sb: Superblock): 'ext2' | 'ext3' | 'ext4' {
   return hasCompat(sb, COMPAT.has_journal) ? 'ext3' : 'ext2';
 }
 
-async function readAt(
-  source: BlockSource,
-  offset: number,
-  length: number,
-  structure: string,
-): Promise<Uint8Array> {
-  // Pointers from disk are range-checked before we get here, so a short source is corruption
-  // (truncation), not a caller error.
-  if (offset + length > source.size) {
-    throw new CorruptError(`${structure} lies past the end of the source`, {
-      structure,
-      offset,
-      reason: 'truncated',
-    });
-  }
-  const dst = new Uint8Array(length);
-  await source.read(offset, dst);
-  return dst;
-}
-
 async function readSuperblock(source: BlockSource): Promise<{ bytes: Uint8Array; sb: Superblock }> {
-  const bytes = await readAt(source, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, 'ext4 superblock');
+  const bytes = await readStructure(source, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, 'ext4 superblock');
   return { bytes, sb: parseSuperblock(bytes, SUPERBLOCK_OFFSET) };
 }
 
@@ -124,7 +105,7 @@ async function mmpDoubt(source: BlockSource, sb: Superblock): Promise<DiskubeErr
   }
   const offset = sb.mmpBlock * sb.blockSize;
   try {
-    const mmp = parseMmp(await readAt(source, offset, 1024, structure), offset);
+    const mmp = parseMmp(await readStructure(source, offset, 1024, structure), offset);
     if (mmp.seq === MMP_SEQ_CLEAN) return null;
     const who = mmp.nodeName !== '' ? ` by ${mmp.nodeName}` : '';
     return new DirtyFilesystemError(
@@ -272,7 +253,7 @@ async function readGroups(
       });
     }
     const base = block * sb.blockSize;
-    const bytes = await readAt(source, base, count * sb.blockSize, structure);
+    const bytes = await readStructure(source, base, count * sb.blockSize, structure);
     const firstGroup = firstIndex * geo.descPerBlock;
     const lastGroup = Math.min(n, (firstIndex + count) * geo.descPerBlock);
     for (let g = firstGroup; g < lastGroup; g++) {
@@ -428,7 +409,7 @@ async function readBitmaps(
     ) {
       j++;
     }
-    const buffer = await readAt(
+    const buffer = await readStructure(
       source,
       first * sb.blockSize,
       (j - i) * sb.blockSize,

@@ -6,6 +6,7 @@ import {
   DiskubeError,
   type FilesystemDriver,
   type ProbeResult,
+  readStructure,
   UnsupportedError,
   type UsedBlocks,
   type UsedBlocksOptions,
@@ -31,33 +32,13 @@ import {
 
 const SB = 'XFS superblock';
 
-async function readAt(
-  source: BlockSource,
-  offset: number,
-  length: number,
-  structure: string,
-): Promise<Uint8Array> {
-  // Locations come from disk and are range-checked against the filesystem, which is checked
-  // against the source: a read past the end is a truncated image, not a caller error.
-  if (offset + length > source.size) {
-    throw new CorruptError(`${structure} lies past the end of the source`, {
-      structure,
-      offset,
-      reason: 'truncated',
-    });
-  }
-  const dst = new Uint8Array(length);
-  await source.read(offset, dst);
-  return dst;
-}
-
 /** The superblock sector (sb_sectsize bytes: the v5 CRC covers all of it) and its fields. */
 async function readSuperblock(
   source: BlockSource,
 ): Promise<{ sector: Uint8Array; sb: Superblock }> {
-  const first = await readAt(source, 0, 512, SB);
+  const first = await readStructure(source, 0, 512, SB);
   const sb = parseSuperblock(first);
-  const sector = sb.sectsize === 512 ? first : await readAt(source, 0, sb.sectsize, SB);
+  const sector = sb.sectsize === 512 ? first : await readStructure(source, 0, sb.sectsize, SB);
   return { sector, sb };
 }
 
@@ -143,7 +124,7 @@ async function doubts(
   const n = (sb.logblocks * sb.blockSize) / 512;
   const v2 = sb.version === 5 || (sb.versionnum & VERSION.logv2) !== 0;
   const state = await findLogState(
-    (start, count) => readAt(source, log.offset + start * 512, count * 512, 'XFS log'),
+    (start, count) => readStructure(source, log.offset + start * 512, count * 512, 'XFS log'),
     n,
     v2,
     sb.uuid,
@@ -202,7 +183,7 @@ async function scanAg(
   const base = agOffset(sb, agno);
   const length = agLength(sb, agno);
   // Sector 0 superblock (copy), 1 AGF, 2 AGI, 3 AGFL.
-  const headers = await readAt(source, base, 4 * sb.sectsize, `XFS AG ${agno} headers`);
+  const headers = await readStructure(source, base, 4 * sb.sectsize, `XFS AG ${agno} headers`);
   const agfAt = sb.sectsize;
   const agf = parseAgf(
     headers.subarray(agfAt, agfAt + sb.sectsize),
@@ -230,7 +211,12 @@ async function scanAg(
   }
   const readBlock = async (agbno: number) => {
     const offset = base + agbno * sb.blockSize;
-    const bytes = await readAt(source, offset, sb.blockSize, `XFS btree block ${agno}/${agbno}`);
+    const bytes = await readStructure(
+      source,
+      offset,
+      sb.blockSize,
+      `XFS btree block ${agno}/${agbno}`,
+    );
     return { bytes, offset };
   };
   const free = await walkBnoBtree(readBlock, sb, agno, length, agf.bnoRoot, agf.bnoLevel, signal);

@@ -1,5 +1,6 @@
 // The filesystems mkimage can build: one line per builder. The parser, the partition table,
 // the build and the test helpers (fsck, file extraction, required tools) all read this list.
+import { btrfsBuilder } from './btrfs.js';
 import type { FilesystemBuilder } from './builder.js';
 import { extBuilder } from './ext.js';
 import { fatBuilder } from './fat.js';
@@ -13,6 +14,7 @@ export const BUILDERS: readonly FilesystemBuilder[] = [
   ntfsBuilder,
   fatBuilder,
   xfsBuilder,
+  btrfsBuilder,
   swapBuilder,
   rawBuilder,
   lvmBuilder,

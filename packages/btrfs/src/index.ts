@@ -1,0 +1,7 @@
+export { btrfsDriver } from './driver.js';
+export {
+  BTRFS_REASONS,
+  BTRFS_WARNINGS,
+  type BtrfsReason,
+  type BtrfsWarning,
+} from './reasons.js';
