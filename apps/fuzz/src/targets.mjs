@@ -11,7 +11,7 @@ import { extDriver } from '@diskube/ext';
 import { verifyBackup } from '@diskube/format';
 import { buildImage } from '@diskube/mkimage';
 import { ntfsDriver } from '@diskube/ntfs';
-import { inspectImage } from 'diskube';
+import { defaultDrivers, inspectImage } from 'diskube';
 import { backup } from 'diskube/node';
 
 const KiB = 1024;
@@ -160,6 +160,10 @@ async function lvmDisk() {
 
 const inspectBytes = (/** @type {Uint8Array} */ bytes) => inspectImage(memorySource(bytes));
 
+/** A driver diskube ships, by name (the fuzz package depends on `diskube`, not on each driver). */
+const driver = (/** @type {string} */ name) =>
+  /** @type {typeof extDriver} */ (defaultDrivers.find((d) => d.name === name));
+
 /** @type {Record<string, Target>} */
 export const TARGETS = {
   ext: {
@@ -271,6 +275,41 @@ export const TARGETS = {
       fixLvmChecksums(bytes, LVM_PV);
       return inspectBytes(bytes);
     },
+  },
+  xfs: {
+    tools: ['mkfs.xfs', 'xfs_db'],
+    async prepare() {
+      const xfs = await built(`disk 32M\n  filesystem xfs${EXT_FILES}`);
+      const view = new DataView(xfs.bytes.buffer);
+      // sb_blocksize (0x04) × sb_agblocks (0x54): where AG 1's headers start.
+      const ag = view.getUint32(0x04) * view.getUint32(0x54);
+      return [
+        {
+          name: 'xfs v5',
+          bytes: xfs.bytes,
+          // AG 0's and AG 1's headers (superblock, AGF, AGI, AGFL) and their btree roots.
+          regions: [
+            [0, 64 * KiB],
+            [ag, 64 * KiB],
+          ],
+        },
+      ];
+    },
+    run: (bytes) => drive(driver('xfs'), bytes),
+  },
+  fat: {
+    tools: ['mkfs.vfat', 'mcopy'],
+    async prepare() {
+      const files = EXT_FILES.replace('    delete /stale', '');
+      const fat16 = await built(`disk 16M\n  filesystem fat fat=16${files}`);
+      const fat32 = await built(`disk 40M\n  filesystem fat fat=32 cluster=512${files}`);
+      // The boot sector, the FATs and the root directory all sit in the first few hundred KiB.
+      return [
+        { name: 'fat16', bytes: fat16.bytes, regions: [[0, 256 * KiB]] },
+        { name: 'fat32', bytes: fat32.bytes, regions: [[0, 1 * MiB]] },
+      ];
+    },
+    run: (bytes) => drive(driver('fat'), bytes),
   },
   container: {
     tools: ['qemu-img', 'sfdisk', 'mke2fs', 'debugfs'],
