@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { buildImage } from '@diskube/mkimage';
 import { describe, expect, it } from 'vitest';
+import { FEDORA_DISK } from './guests.js';
 import { compareMasked, expectFilesystemsIntact } from './images.js';
 import { diskube, diskubeJson, requireTools, scratch } from './support.js';
 
@@ -18,24 +19,6 @@ const have = requireTools(
   'qemu-img',
 );
 
-// Fedora's default layout, shrunk (mkfs.btrfs needs 109 MiB): an ESP, an ext4 /boot and a btrfs
-// root. Free space holds random bytes (mkimage prefills and mkfs.btrfs -K keeps them).
-// mkfs.btrfs --rootdir makes no subvolumes on this btrfs-progs, so the root is one tree.
-const FEDORA = `disk 320M gpt
-  partition 32M fat type=efi
-    file /EFI/fedora/shimx64.efi 300K random seed=60
-  partition 64M ext4 name=boot
-    prefill random seed=61
-    file /vmlinuz 6M random seed=62
-    file /stale 4M random seed=63
-    delete /stale
-  partition rest btrfs label=fedora
-    prefill random seed=64
-    file /etc/fedora-release "Fedora release 41"
-    file /usr/lib/big 12M random seed=65
-    files /etc/conf.d 200 small
-    file /var/log/messages 2M text`;
-
 type Part = {
   number: number;
   kind: string;
@@ -46,7 +29,7 @@ type Part = {
 
 describe.runIf(have)('a Fedora-like disk through the binary', () => {
   it('ESP, ext4 /boot, btrfs root: inspect, backup keeps what is used, restore checks clean', async () => {
-    const { image, manifest } = await buildImage(FEDORA);
+    const { image, manifest } = await buildImage(FEDORA_DISK);
     const dir = await scratch();
     const inspection = await diskubeJson<{ parts: Part[]; usedBytes: number }>(['inspect', image]);
     expect(inspection.parts.map((p) => [p.kind, p.content])).toEqual([

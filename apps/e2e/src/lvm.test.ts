@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { buildImage } from '@diskube/mkimage';
 import { vgcfgBackup } from '@diskube/mkimage/testing';
 import { describe, expect, it } from 'vitest';
+import { RHEL_LVM_DISK, UBUNTU_LVM_DISK } from './guests.js';
 import { compareMasked, expectFilesystemsIntact } from './images.js';
 import { diskube, diskubeJson, requireTools, scratch } from './support.js';
 
@@ -29,40 +30,10 @@ const have = requireTools(
 // Default server installs, shrunk: every LV prefilled with random bytes and a file deleted, so
 // free blocks hold stale data; the PV keeps free extents.
 const DISKS: Array<[string, string]> = [
-  [
-    'Ubuntu-like: BIOS boot, ESP, LVM PV with ext4 root and a swap LV',
-    `disk 192M gpt
-  partition 1M raw type=bios
-  partition 32M fat type=efi
-    file /EFI/BOOT/BOOTX64.EFI 300K random seed=80
-  partition rest lvm vg=ubuntu-vg
-    lv ubuntu-lv 96M ext4
-      prefill random seed=81
-      file /etc/hostname "ubuntu"
-      file /usr/lib/big 8M random seed=82
-      files /etc/conf 100 small
-      file /var/stale 12M random seed=83
-      delete /var/stale
-    lv swap 16M swap`,
-  ],
+  ['Ubuntu-like: BIOS boot, ESP, LVM PV with ext4 root and a swap LV', UBUNTU_LVM_DISK],
   [
     'RHEL-like: ESP, XFS /boot, LVM PV with XFS root, swap and an XFS /home in two segments',
-    `disk 400M gpt
-  partition 16M fat type=efi
-    file /EFI/redhat/shimx64.efi 200K random seed=84
-  partition 100M xfs name=boot
-    file /vmlinuz 4M random seed=85
-  partition rest lvm vg=rhel
-    lv root 120M xfs
-      prefill random seed=86
-      file /etc/redhat-release "Red Hat"
-      file /usr/lib/big 10M random seed=87
-      file /var/stale 10M random seed=88
-      delete /var/stale
-    lv swap 16M swap
-    lv home 100M xfs segments=2
-      prefill random seed=89
-      file /user/notes.txt 1M text`,
+    RHEL_LVM_DISK,
   ],
 ];
 
