@@ -132,6 +132,14 @@ function keptWholeMap(
   };
 }
 
+/** Marks the blocks of `map` holding any of the bytes `[offset, offset + length)` as kept. */
+function keepBytes(map: DiskMap, offset: number, length: number): void {
+  if (length <= 0) return;
+  const first = Math.floor(offset / map.blockSize);
+  const end = Math.min(map.blockCount, Math.ceil((offset + length) / map.blockSize));
+  if (end > first) map.used.setRange(first, end - first);
+}
+
 /** The whole disk kept as one region, with the warning that says why. */
 function wholeDiskKept(source: BlockSource, warning: Warning, content: string | null = null) {
   const map = keptWholeMap(source, 4096, null);
@@ -228,11 +236,7 @@ export async function mapDisk(
       const blockSize = source.size % 4096 === 0 ? 4096 : 512;
       const map = keptWholeMap(source, blockSize, null);
       map.used.clearRange(0, map.blockCount);
-      for (const [offset, length] of region.keep) {
-        const first = Math.floor(offset / blockSize);
-        const end = Math.min(map.blockCount, Math.ceil((offset + length) / blockSize));
-        if (end > first) map.used.setRange(first, end - first);
-      }
+      for (const [offset, length] of region.keep) keepBytes(map, offset, length);
       map.parts.push(partInfo(null, 0, source.size, region));
       map.warnings.push(...region.warnings);
       return map;
@@ -253,12 +257,7 @@ export async function mapDisk(
   // whose bytes parse as another filesystem would clear what that filesystem's map calls free
   // in the other's terms. So no overlapping entry's "free" clears anything.
   const overlaps = new Map(findOverlaps(table).map((o) => [o.partition, o]));
-  const keep = (offset: number, length: number) => {
-    if (length <= 0) return;
-    const first = Math.floor(offset / blockSize);
-    const end = Math.min(blockCount, Math.ceil((offset + length) / blockSize));
-    if (end > first) used.setRange(first, end - first);
-  };
+  const keep = (offset: number, length: number) => keepBytes(map, offset, length);
   for (const p of table.partitions) {
     if (overlaps.has(p)) continue;
     const first = Math.ceil(p.offset / blockSize);
