@@ -3,7 +3,7 @@
 // reaches the tests through `inject('s3')` (src/backends.test-support.ts).
 //
 // Swift missing: under CI=true the run fails; locally the S3 cases skip, loudly.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
@@ -21,8 +21,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
     return async () => rmSync(tmpRoot, { recursive: true, force: true });
   }
   const swift = await startSwift();
+  // Free space, so a run that fails on a full disk says so (the e2e images share it).
+  const fs = statfsSync(tmpRoot);
   console.log(
-    `Swift s3api at ${swift.endpoint} (cold start ${(swift.coldStartMs / 1000).toFixed(1)} s)`,
+    `Swift s3api at ${swift.endpoint} (cold start ${(swift.coldStartMs / 1000).toFixed(1)} s, ${((fs.bavail * fs.bsize) / 2 ** 30).toFixed(1)} GiB free in ${tmpdir()})`,
   );
   project.provide('s3', {
     endpoint: swift.endpoint,
