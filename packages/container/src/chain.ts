@@ -37,6 +37,11 @@ export interface ChainLayer {
   fileSize: number;
   /** Size of the layer's virtual disk in bytes (a parent may be smaller than its child). */
   virtualSize: number;
+  /**
+   * What the format records to identify this image to its children (VMDK CID, VDI UUIDs, VHD
+   * unique id, VHDX data write GUID); empty for qcow2 and raw, which record none.
+   */
+  identity: LayerIdentity;
 }
 
 /** What identifies a layer to its children (checked against what a child recorded). */

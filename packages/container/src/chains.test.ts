@@ -108,6 +108,28 @@ async function expectChainReads(disk: ContainerDisk, reference: Uint8Array): Pro
   }
 }
 
+async function layerRanges(disk: ContainerDisk): Promise<Array<[number, number, boolean]>> {
+  const ranges: Array<[number, number, boolean]> = [];
+  for await (const r of disk.layerRanges()) ranges.push(r);
+  return ranges;
+}
+
+/** `qemu-img map` of one image alone: the ranges at depth 0, as [offset, length, zero]. */
+function qemuMapDepth0(name: string): Array<[number, number, boolean]> {
+  const map = JSON.parse(
+    execFileSync('qemu-img', ['map', '--output=json', name], { cwd: work, encoding: 'utf8' }),
+  ) as Array<{ start: number; length: number; depth: number; present: boolean; data: boolean }>;
+  const out: Array<[number, number, boolean]> = [];
+  for (const e of map) {
+    if (e.depth !== 0 || !e.present) continue;
+    const zero = !e.data;
+    const last = out.at(-1);
+    if (last && last[0] + last[1] === e.start && last[2] === zero) last[1] += e.length;
+    else out.push([e.start, e.length, zero]);
+  }
+  return out;
+}
+
 async function failure(promise: Promise<unknown>) {
   try {
     await promise;
@@ -156,6 +178,16 @@ describe.runIf(hasQemu)('qcow2 backing chains (qemu-img create -b, qemu-io write
     expect(covered(9 * MiB, 64 * 1024)).toBe(true);
     expect(covered(0, 4096)).toBe(false); // base data
     expect(covered(6 * MiB, 3 * MiB)).toBe(true); // nowhere written
+
+    // What each layer holds itself (data, or zero clusters masking its parent) is what
+    // `qemu-img map` puts at depth 0 of that layer; the parents hang off `disk.parent`.
+    let layer: ContainerDisk | undefined = disk;
+    for (const name of ['top.qcow2', 'mid.qcow2', 'base.qcow2']) {
+      expect(layer, name).toBeDefined();
+      expect(await layerRanges(layer!)).toEqual(qemuMapDepth0(name));
+      layer = layer!.parent;
+    }
+    expect(layer).toBeUndefined();
   });
 
   it('a raw backing file (-F raw), smaller than the overlay', async () => {
@@ -261,7 +293,9 @@ describe.runIf(hasQemu)('qcow2 extended L2 entries (subclusters)', () => {
       'write -z 33k 2k',
       'write -P 0x43 5245952 5k',
     );
-    await expectChainReads((await openChain('xtop.qcow2')).disk, converted('xtop.qcow2'));
+    const xtop = (await openChain('xtop.qcow2')).disk;
+    await expectChainReads(xtop, converted('xtop.qcow2'));
+    expect(await layerRanges(xtop)).toEqual(qemuMapDepth0('xtop.qcow2'));
   });
 
   it('a subcluster both allocated and zero is CORRUPT', async () => {
@@ -295,6 +329,7 @@ describe.runIf(hasQemu)('VMDK chains (qemu-img create -f vmdk -o backing_file)',
       const { disk, info } = await openChain(name);
       expect(info.chain.at(-1)!.name).toBe('vbase.vmdk');
       await expectChainReads(disk, converted(name));
+      expect(await layerRanges(disk)).toEqual(qemuMapDepth0(name));
     }
     // parentCID is the parent's CID at creation: any other value means another parent.
     const child = bytesOf('v1.vmdk');

@@ -139,11 +139,12 @@ async function openLayer(
     checkParent(link, resolved.name, parent.format, parent.identity);
   }
   const disk = layer.mapper ? mappedDisk(file, layer.mapper, parent?.disk) : rawDisk(file);
-  const here: ChainLayer = { format, name, fileSize: file.size, virtualSize: disk.size };
+  const identity = layer.identity ?? {};
+  const here: ChainLayer = { format, name, fileSize: file.size, virtualSize: disk.size, identity };
   return {
     format,
     disk,
-    identity: layer.identity ?? {},
+    identity,
     info: {
       format,
       virtualSize: disk.size,

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
@@ -95,10 +95,11 @@ async function writeShuffled(writer: DiskWriter, disk: Uint8Array, seed: number)
   await Promise.all(inflight);
 }
 
-function qemuImg(args: string[]): { status: number | null; out: string } {
-  const r = spawnSync('qemu-img', args, { encoding: 'utf8' });
-  return { status: r.status, out: r.stdout + r.stderr };
+function qemu(tool: 'qemu-img' | 'qemu-io', args: string[]) {
+  const r = spawnSync(tool, args, { encoding: 'utf8', cwd: work });
+  return { status: r.status, out: r.stdout + r.stderr, stdout: r.stdout };
 }
+const qemuImg = (args: string[]) => qemu('qemu-img', args);
 
 async function written(
   format: DiskWriterFormat,
@@ -129,6 +130,7 @@ async function expectReadsBack(image: Uint8Array, format: string, disk: Uint8Arr
   return unallocated;
 }
 
+/** `qemu-img check` finds nothing in `name` (in `work`); `qemu-img compare` says it reads as `disk`. */
 function expectQemuClean(
   image: Uint8Array,
   format: DiskWriterFormat,
@@ -148,6 +150,16 @@ function expectQemuClean(
   const cmp = qemuImg(['compare', '-f', 'raw', '-F', format, raw, path]);
   expect(cmp.out).toContain('Images are identical');
   expect(cmp.status).toBe(0);
+}
+
+/** The INVALID_ARGUMENT reason `f` throws (or rejects with), else what happened. */
+async function reason(f: () => unknown): Promise<string> {
+  try {
+    await f();
+  } catch (e) {
+    return hasErrorCode(e, 'INVALID_ARGUMENT') ? (e as { reason: string }).reason : String(e);
+  }
+  return 'no error';
 }
 
 const CASES: Array<[string, DiskWriterFormat, number, Omit<DiskWriterOptions, 'staging'>]> = [
@@ -205,14 +217,6 @@ describe('createDiskWriter', () => {
   });
 
   it('refuses bad formats, options, late and out-of-range writes (INVALID_ARGUMENT)', async () => {
-    const reason = async (f: () => unknown) => {
-      try {
-        await f();
-      } catch (e) {
-        return hasErrorCode(e, 'INVALID_ARGUMENT') ? (e as { reason: string }).reason : String(e);
-      }
-      return 'no error';
-    };
     const sink = memorySink();
     expect(await reason(() => createDiskWriter('vmdk' as DiskWriterFormat, sink, MiB))).toBe(
       'format',
@@ -239,5 +243,196 @@ describe('createDiskWriter', () => {
     aborted.abort();
     expect(await reason(() => aborted.write(0, new Uint8Array(1)))).toBe('state');
     expect(sink.writes).toBe(2); // the VDI block map and header only: no data was written
+  });
+});
+
+describe('createDiskWriter with backing (qcow2 overlay)', () => {
+  const K = 1024;
+  const size = 8 * MiB;
+  /** The base: qemu-io patterns in a 64 KiB-cluster qcow2, holes elsewhere. */
+  const PATTERNS: Array<[number, number, number]> = [
+    [0x11, 0, MiB],
+    [0x22, 2 * MiB, MiB],
+    [0x33, 5 * MiB, 2 * MiB],
+  ];
+  const baseBytes = new Uint8Array(size);
+  for (const [value, at, length] of PATTERNS) baseBytes.fill(value, at, at + length);
+  const ZEROS_OVER_DATA: Array<[number, number]> = [
+    [512 * K, 256 * K], // over 0x11
+    [2 * MiB, 192 * K], // over 0x22
+  ];
+  const ZEROS_OVER_HOLE: [number, number] = [4 * MiB, 64 * K];
+  const NEW_DATA: Array<[number, number]> = [
+    [0, 256 * K], // over 0x11
+    [3 * MiB, 128 * K], // over a hole
+  ];
+  /** Zeros first, then a non-zero 4 KiB inside: allocated, the rest of it zeros (masks 0x33). */
+  const ZERO_THEN_DATA = 6 * MiB;
+  /** Data first, then zeros over it all (masks 0x33). */
+  const DATA_THEN_ZERO = 6 * MiB + 64 * K;
+  const UNTOUCHED = [256 * K, 768 * K, MiB + 5, 2 * MiB + 192 * K, 5 * MiB, 7 * MiB + 1];
+
+  let made = false;
+  function makeBase() {
+    if (made) return;
+    made = true;
+    expect(qemuImg(['create', '-f', 'qcow2', 'base.qcow2', String(size)]).status).toBe(0);
+    const writes = PATTERNS.flatMap(([v, at, l]) => [
+      '-c',
+      `write -P 0x${v.toString(16)} ${at} ${l}`,
+    ]);
+    const io = qemu('qemu-io', ['-f', 'qcow2', ...writes, 'base.qcow2']);
+    expect(io.status, io.out).toBe(0);
+  }
+
+  /** Write the overlay through the writer; return it and the bytes it must read as. */
+  async function overlay(options: Omit<DiskWriterOptions, 'staging' | 'backing'>) {
+    const expected = baseBytes.slice();
+    const sink = memorySink();
+    const staging = options.compress ? memorySink() : undefined;
+    const writer = createDiskWriter('qcow2', sink, size, {
+      ...options,
+      staging,
+      backing: { file: 'base.qcow2', format: 'qcow2' },
+    });
+    const put = async (at: number, bytes: Uint8Array) => {
+      await writer.write(at, bytes);
+      expected.set(bytes, at);
+    };
+    for (const [i, [at, length]] of NEW_DATA.entries()) await put(at, random(length, 40 + i));
+    for (const [at, length] of [...ZEROS_OVER_DATA, ZEROS_OVER_HOLE]) {
+      await put(at, new Uint8Array(length));
+    }
+    await put(ZERO_THEN_DATA, new Uint8Array(64 * K));
+    await put(ZERO_THEN_DATA + 4 * K, random(4 * K, 50));
+    await put(DATA_THEN_ZERO, random(64 * K, 51));
+    await put(DATA_THEN_ZERO, new Uint8Array(64 * K));
+    await writer.finish();
+    return { image: sink.bytes(), expected };
+  }
+
+  const OVERLAYS: Array<[string, Omit<DiskWriterOptions, 'staging' | 'backing'>]> = [
+    ['64 KiB clusters', {}],
+    ['4 KiB clusters', { clusterSize: 4096 }],
+    ['deflate', { compress: 'deflate' }],
+  ];
+
+  it.each(OVERLAYS)(
+    '%s: reads back through openContainer with resolveParent',
+    async (_, options) => {
+      const base = await written('qcow2', baseBytes); // our own writer's base: no qemu needed
+      const { image, expected } = await overlay(options);
+      const asked: string[] = [];
+      const opened = await openContainer(memorySource(image), {
+        resolveParent: async (hint) => {
+          asked.push(hint);
+          return memorySource(base);
+        },
+      });
+      expect(asked).toEqual(['base.qcow2']);
+      expect(opened.info.chain.map((l) => l.format)).toEqual(['qcow2', 'qcow2']);
+      const back = new Uint8Array(size);
+      await opened.disk.read(0, back);
+      expect(back.findIndex((b, i) => b !== expected[i])).toBe(-1);
+    },
+  );
+
+  it.runIf(hasQemu).each(OVERLAYS)(
+    '%s: over a qemu-img base, qemu-img check, info, compare and map agree',
+    async (name, options) => {
+      makeBase();
+      const { image, expected } = await overlay(options);
+      const file = `overlay-${name.replace(/\W+/g, '-')}.qcow2`;
+      expectQemuClean(image, 'qcow2', expected, file);
+      const info = JSON.parse(qemuImg(['info', '--output=json', join(work, file)]).stdout);
+      expect(info['backing-filename']).toBe('base.qcow2');
+      expect(info['backing-filename-format']).toBe('qcow2');
+      expect(info['full-backing-filename']).toBe(join(work, 'base.qcow2'));
+      // Our reader over qemu's base, too.
+      const opened = await openContainer(memorySource(image), {
+        resolveParent: async (hint) => memorySource(new Uint8Array(readFileSync(join(work, hint)))),
+      });
+      const back = new Uint8Array(size);
+      await opened.disk.read(0, back);
+      expect(back.findIndex((b, i) => b !== expected[i])).toBe(-1);
+
+      type MapEntry = {
+        start: number;
+        length: number;
+        depth: number;
+        zero: boolean;
+        data: boolean;
+      };
+      const map = JSON.parse(qemuImg(['map', '--output=json', file]).stdout) as MapEntry[];
+      const at = (offset: number) => {
+        const e = map.find((m) => m.start <= offset && offset < m.start + m.length);
+        return e && { depth: e.depth, zero: e.zero, data: e.data };
+      };
+      for (const [start, length] of [...ZEROS_OVER_DATA, ZEROS_OVER_HOLE]) {
+        for (const offset of [start, start + length - 1]) {
+          expect(at(offset), `zero cluster at ${offset}`).toEqual({
+            depth: 0,
+            zero: true,
+            data: false,
+          });
+        }
+      }
+      for (const [start, length] of NEW_DATA) {
+        expect(at(start)).toMatchObject({ depth: 0, data: true });
+        expect(at(start + length - 1)).toMatchObject({ depth: 0, data: true });
+      }
+      // Zeros, then data in its second 4 KiB: the unit holding that is allocated; the rest of
+      // the 64 KiB is in that unit (64 KiB clusters) or zero clusters (4 KiB): all masks 0x33.
+      expect(at(ZERO_THEN_DATA + 4 * K)).toMatchObject({ depth: 0, data: true });
+      expect(at(ZERO_THEN_DATA)?.depth).toBe(0);
+      // Allocated, then all zeros: kept as data, or a zero cluster when packed by `compress`.
+      expect(at(DATA_THEN_ZERO)).toMatchObject(
+        options.compress ? { depth: 0, zero: true, data: false } : { depth: 0 },
+      );
+      for (const offset of UNTOUCHED) expect(at(offset)?.depth, `untouched ${offset}`).toBe(1);
+      expect(at(256 * K)).toMatchObject({ data: true }); // base data shows through
+    },
+  );
+
+  it('stores the name and format in the header cluster, refuses what does not fit (backing)', async () => {
+    const name = (n: number) => 'n'.repeat(n);
+    const make = (file: string, clusterSize?: number, format?: string) => () =>
+      createDiskWriter('qcow2', memorySink(), MiB, { clusterSize, backing: { file, format } });
+    expect(await reason(make(name(1023)))).toBe('no error');
+    expect(await reason(make(name(1024)))).toBe('backing');
+    expect(await reason(make('€'.repeat(342)))).toBe('backing'); // 1026 UTF-8 bytes
+    expect(await reason(make(''))).toBe('backing');
+    expect(await reason(make('base.qcow2', undefined, ''))).toBe('backing');
+    // 512-byte clusters: 104 header bytes, the 8-byte end marker, then at most 400 name bytes
+    // (384 after a backing format extension of 16 bytes).
+    expect(await reason(make(name(400), 512))).toBe('no error');
+    expect(await reason(make(name(401), 512))).toBe('backing');
+    expect(await reason(make(name(384), 512, 'qcow2'))).toBe('no error');
+    expect(await reason(make(name(385), 512, 'qcow2'))).toBe('backing');
+    const vdi = () => createDiskWriter('vdi', memorySink(), MiB, { backing: { file: 'base.vdi' } });
+    expect(await reason(vdi)).toBe('backing');
+  });
+
+  it('a name that fills the header cluster exactly opens, with and without a format', async () => {
+    for (const format of [undefined, 'raw']) {
+      const file = 'b'.repeat(format ? 384 : 400);
+      const sink = memorySink();
+      const writer = createDiskWriter('qcow2', sink, MiB, {
+        clusterSize: 512,
+        backing: { file, format },
+      });
+      await writer.write(0, new Uint8Array(512)); // a zero cluster
+      await writer.finish();
+      const parent = new Uint8Array(MiB).fill(7);
+      const opened = await openContainer(memorySource(sink.bytes()), {
+        resolveParent: async (hint) => {
+          expect(hint).toBe(file);
+          return memorySource(parent);
+        },
+      });
+      const back = new Uint8Array(1024);
+      await opened.disk.read(0, back);
+      expect([back[0], back[511], back[512], back[1023]]).toEqual([0, 0, 7, 7]);
+    }
   });
 });

@@ -8,6 +8,8 @@ import {
   encodeQcow2RefcountBlock,
   encodeQcow2RefcountTable,
   planQcow2Metadata,
+  QCOW2_ZERO_CLUSTER,
+  qcow2BackingLayout,
   qcow2WriterGeometry,
 } from './qcow2-writer.js';
 import {
@@ -19,8 +21,9 @@ import {
 
 // Writing a virtual disk: the guest bytes arrive as `write(offset, bytes)` calls in any order;
 // each guest unit (qcow2 cluster, VDI block) gets its place in the file when a write first
-// brings it non-zero bytes, and `finish` writes the tables and, last, the header. The layouts
-// are described in FORMAT.md ("Writing qcow2 and VDI").
+// brings it non-zero bytes, and `finish` writes the tables and, last, the header. A qcow2
+// overlay (`backing`) also remembers the units given only zeros, as zero clusters that mask the
+// backing file. The layouts are described in FORMAT.md ("Writing qcow2 and VDI").
 
 export type DiskWriterFormat = 'qcow2' | 'vdi';
 
@@ -54,6 +57,13 @@ export interface DiskWriterOptions {
    * (level 6); in Node, `zlib.deflateRawSync` is faster.
    */
   deflateRaw?: (cluster: Uint8Array) => Uint8Array;
+  /**
+   * qcow2 only: make an overlay on this backing file (the name is stored as given, relative to
+   * the overlay's directory unless absolute), e.g. `{ file: 'base.qcow2', format: 'qcow2' }`.
+   * `format` is stored as the backing format (QEMU then does not probe the file). Units never
+   * written read from the backing file; see `DiskWriter.write` for the rest.
+   */
+  backing?: { file: string; format?: 'raw' | 'qcow2' | 'vmdk' | 'vdi' | 'vhd' | 'vhdx' | string };
 }
 
 /** A qcow2 or VDI image being written. */
@@ -68,6 +78,11 @@ export interface DiskWriter {
   /**
    * Write guest bytes at `offset` (any alignment, any order, overwrites allowed, several writes
    * in flight). A unit that only ever receives zeros stays unallocated.
+   *
+   * With `backing`, any write, zeros included, masks the backing file for the whole unit it
+   * touches: a unit given only zeros becomes a zero cluster, and one given non-zero bytes is
+   * allocated, its bytes not written reading as zeros. So write whole units (`allocationUnit`);
+   * units never written read from the backing file.
    */
   write(offset: number, bytes: Uint8Array): Promise<void>;
   /** Write the tables and the header (last), truncate the sink; nothing may follow. */
@@ -81,10 +96,13 @@ const MAX_WRITE = 4 * 1024 * 1024;
 /** VDI blocks per lazily created map table. */
 const VDI_TABLE_UNITS = 8192;
 
+/** A `UnitMap` entry: the unit was given only zeros (an overlay's zero cluster). */
+const ZERO_UNIT = 0xffffffff;
+
 /**
  * Guest allocation units → their place in the file, in the order they were first written.
  * Tables are created on first touch, so memory follows the data written, not the disk size. An
- * entry holds the 1-based allocation ordinal, 0 = unallocated.
+ * entry holds the 1-based allocation ordinal, 0 = unallocated, `ZERO_UNIT` = zeros only.
  */
 class UnitMap {
   readonly tables = new Map<number, Uint32Array>();
@@ -93,16 +111,26 @@ class UnitMap {
   get(unit: number): number {
     return this.tables.get(Math.floor(unit / this.perTable))?.[unit % this.perTable] ?? 0;
   }
-  allocate(unit: number): number {
+  /** Set `unit`'s entry to `value`, creating its table on first touch. */
+  private set(unit: number, value: number): void {
     const t = Math.floor(unit / this.perTable);
     let table = this.tables.get(t);
     if (table === undefined) {
       table = new Uint32Array(this.perTable);
       this.tables.set(t, table);
     }
+    table[unit % this.perTable] = value;
+  }
+  allocate(unit: number): number {
+    if (this.allocated + 1 >= ZERO_UNIT) {
+      throw new InvalidArgumentError('more than 2^32 - 2 units written', { reason: 'size' });
+    }
     this.allocated++;
-    table[unit % this.perTable] = this.allocated;
+    this.set(unit, this.allocated);
     return this.allocated;
+  }
+  markZero(unit: number): void {
+    this.set(unit, ZERO_UNIT);
   }
 }
 
@@ -121,6 +149,8 @@ interface Layout {
   unit: number;
   perTable: number;
   virtualSize: number;
+  /** Units given only zeros are kept (`ZERO_UNIT`) rather than left unallocated. */
+  keepZeroUnits: boolean;
   /** File offset of allocation ordinal `k` (1-based) in the file the writes go to. */
   hostOffset(k: number): number;
   /** Write the tables and the header; return the final file length. */
@@ -141,6 +171,11 @@ function qcow2Layout(
   }
   const g = qcow2WriterGeometry(size, clusterBits);
   const cs = g.clusterSize;
+  const { backing } = options;
+  // Refuse a name that cannot be stored now, not at `finish`.
+  if (backing !== undefined) qcow2BackingLayout(g, backing);
+  /** Host cluster of allocation ordinal `k`, or a zero cluster: `encodeQcow2L2Table`'s input. */
+  const hostCluster = (k: number) => (k === ZERO_UNIT ? QCOW2_ZERO_CLUSTER : k);
   const put = (offset: number, bytes: Uint8Array) => sink.write(offset, bytes);
   /** Metadata after `dataClusters` data clusters; `tables` are the encoded L2 tables by L1 index. */
   const writeMetadata = async (
@@ -162,7 +197,7 @@ function qcow2Layout(
       );
     }
     await put(plan.refcountTableOffset, encodeQcow2RefcountTable(g, plan));
-    await put(0, encodeQcow2Header(g, plan));
+    await put(0, encodeQcow2Header(g, plan, backing));
     return plan.totalClusters * cs;
   };
   const base = {
@@ -170,6 +205,7 @@ function qcow2Layout(
     // One map table per L2 table, so the L2 tables come straight out of the map.
     perTable: g.l2Entries,
     virtualSize: g.virtualSize,
+    keepZeroUnits: backing !== undefined,
     // Cluster 0 is the header; ordinal k is host cluster k (of the staging file when packing).
     hostOffset: (k: number) => k * cs,
   };
@@ -180,7 +216,7 @@ function qcow2Layout(
         const order = [...map.tables.keys()].sort((a, b) => a - b);
         const tables = order.map((t): [number, Uint8Array] => [
           t,
-          encodeQcow2L2Table(g, map.tables.get(t)!),
+          encodeQcow2L2Table(g, Float64Array.from(map.tables.get(t)!, hostCluster)),
         ]);
         return writeMetadata(map.allocated, tables);
       },
@@ -228,9 +264,17 @@ function qcow2Layout(
         for (let i = 0; i < staged.length; i++) {
           const k = staged[i]!;
           if (k === 0) continue;
+          if (k === ZERO_UNIT) {
+            host[i] = QCOW2_ZERO_CLUSTER;
+            continue;
+          }
           await staging.read(k * cs, cluster);
-          // Overwritten with zeros since it was allocated (patch strategy): drop it.
-          if (isZero(cluster)) continue;
+          // Overwritten with zeros since it was allocated (patch strategy): drop it, or keep it
+          // as a zero cluster masking the backing file.
+          if (isZero(cluster)) {
+            if (backing !== undefined) host[i] = QCOW2_ZERO_CLUSTER;
+            continue;
+          }
           const z = deflateRaw(cluster);
           if (z.length < cs) {
             const e = encodeQcow2CompressedEntry(g, pos, z.length);
@@ -275,6 +319,11 @@ function uuidBytes(): Uint8Array {
 }
 
 function vdiLayout(size: number, sink: DiskSink, options: DiskWriterOptions): Layout {
+  if (options.backing !== undefined) {
+    throw new InvalidArgumentError('the VDI writer cannot write differencing images (backing)', {
+      reason: 'backing',
+    });
+  }
   if (options.compress !== undefined) {
     throw new InvalidArgumentError(
       `VDI output cannot be compressed (${String(options.compress)})`,
@@ -288,6 +337,7 @@ function vdiLayout(size: number, sink: DiskSink, options: DiskWriterOptions): La
     unit: layout.blockSize,
     perTable: VDI_TABLE_UNITS,
     virtualSize: layout.diskSize,
+    keepZeroUnits: false,
     hostOffset: (k) => layout.offsetData + (k - 1) * layout.blockSize,
     async finish(map) {
       const entries = new Uint32Array(layout.blocks).fill(VDI_BLOCK_FREE);
@@ -363,11 +413,12 @@ export function createDiskWriter(
         const within = guest - u * unit;
         const length = Math.min(bytes.length - at, unit - within);
         let k = map.get(u);
-        if (k === 0 && isZero(bytes.subarray(at, at + length))) {
+        if ((k === 0 || k === ZERO_UNIT) && isZero(bytes.subarray(at, at + length))) {
+          if (k === 0 && layout.keepZeroUnits) map.markZero(u);
           at += length;
           continue;
         }
-        if (k === 0) k = map.allocate(u);
+        if (k === 0 || k === ZERO_UNIT) k = map.allocate(u);
         const host = layout.hostOffset(k) + within;
         // Adjacent in the file and in `bytes` (a skipped zero piece breaks the run).
         const extends_ =

@@ -22,6 +22,15 @@ export interface ContainerDisk extends BlockSource {
    * explicitly). Walks the metadata tables once per call; memory is one table at a time.
    */
   unallocatedRanges(): AsyncIterable<[offset: number, length: number]>;
+  /**
+   * Sorted, coalesced ranges that this layer itself holds, masking whatever lies below it: data
+   * (`zero` false) or ranges it marks zero (`zero` true, a qcow2 zero cluster). For an overlay
+   * these are the only ranges where it can differ from its parent; for an image without a
+   * parent, everything outside them reads as zeros. A raw disk holds all of itself.
+   */
+  layerRanges(): AsyncIterable<[offset: number, length: number, zero: boolean]>;
+  /** The disk of the layer below (the backing file's), for an overlay. */
+  readonly parent?: ContainerDisk;
 }
 
 /**
@@ -137,6 +146,8 @@ export function mappedDisk(
         }
       }
     },
+    ...(parent ? { parent } : {}),
+    layerRanges: () => coalesce(heldRanges(mapper.zeroRanges(), size)),
     async *unallocatedRanges() {
       let start = -1;
       let end = -1;
@@ -165,7 +176,46 @@ export function rawDisk(file: BlockSource): ContainerDisk {
     allocationUnit: 512,
     read: (offset, dst) => file.read(offset, dst),
     async *unallocatedRanges() {},
+    async *layerRanges() {
+      if (file.size > 0) yield [0, file.size, false] as [number, number, boolean];
+    },
   };
+}
+
+/**
+ * What a layer holds, from its mapper's zero ranges (sorted, maybe overlapping or unmerged):
+ * gaps are data, ranges it marks zero are zero, ranges it lacks (`absent`) are left out.
+ */
+async function* heldRanges(
+  ranges: AsyncIterable<[number, number, boolean?]>,
+  size: number,
+): AsyncIterable<[number, number, boolean]> {
+  let at = 0; // everything below `at` is accounted for
+  for await (const [o, l, absent] of ranges) {
+    const start = Math.max(o, at);
+    const end = Math.min(size, o + l);
+    if (end <= start) continue;
+    if (start > at) yield [at, start - at, false];
+    if (!absent) yield [start, end - start, true];
+    at = end;
+  }
+  if (at < size) yield [at, size - at, false];
+}
+
+/** Merge adjacent ranges of the same kind. */
+async function* coalesce(
+  ranges: AsyncIterable<[number, number, boolean]>,
+): AsyncIterable<[number, number, boolean]> {
+  let cur: [number, number, boolean] | undefined;
+  for await (const [o, l, zero] of ranges) {
+    if (cur && cur[0] + cur[1] === o && cur[2] === zero) {
+      cur[1] += l;
+      continue;
+    }
+    if (cur) yield cur;
+    cur = [o, l, zero];
+  }
+  if (cur) yield cur;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { hasErrorCode } from '@diskube/core';
 import { describe, expect, it } from 'vitest';
-import { parseQcow2Header } from './qcow2-header.js';
+import { parseQcow2Extensions, parseQcow2Header } from './qcow2-header.js';
 import {
   encodeQcow2CompressedEntry,
   encodeQcow2Header,
@@ -9,6 +9,7 @@ import {
   encodeQcow2RefcountBlock,
   encodeQcow2RefcountTable,
   planQcow2Metadata,
+  QCOW2_ZERO_CLUSTER,
   qcow2WriterGeometry,
 } from './qcow2-writer.js';
 
@@ -68,6 +69,32 @@ describe('qcow2 writer encoders', () => {
     expect(view.getUint32(104)).toBe(0);
   });
 
+  it('an overlay header: format extension, end marker, then the name it points at', () => {
+    const g = qcow2WriterGeometry(2 ** 20);
+    const layout = planQcow2Metadata(g, 1, 1);
+    const file = 'dir/base image €.qcow2';
+    const name = new TextEncoder().encode(file); // stored as UTF-8, not terminated
+    for (const [format, nameOffset] of [
+      ['qcow2', 104 + 8 + 8 + 8], // 5 bytes padded to 8
+      ['vhdx-abc', 104 + 8 + 8 + 8], // exactly 8
+      [undefined, 104 + 8],
+    ] as const) {
+      const bytes = encodeQcow2Header(g, layout, { file, format });
+      const h = parseQcow2Header(bytes);
+      expect(h.backingFileOffset).toBe(nameOffset);
+      expect(h.backingFileSize).toBe(name.length);
+      expect(bytes.subarray(nameOffset, nameOffset + name.length)).toEqual(name);
+      expect(parseQcow2Extensions(bytes, 104)).toEqual({
+        dataFile: undefined,
+        backingFormat: format,
+      });
+      const view = new DataView(bytes.buffer);
+      expect(view.getBigUint64(nameOffset - 8)).toBe(0n); // the end-of-extensions marker
+      if (format) expect(view.getUint32(104)).toBe(0xe2792aca);
+      expect(bytes.subarray(nameOffset + name.length).every((b) => b === 0)).toBe(true);
+    }
+  });
+
   it('places metadata after the data and counts refcount blocks at their fixed point', () => {
     const g = qcow2WriterGeometry(64 * 2 ** 20);
     const small = planQcow2Metadata(g, 10, 1);
@@ -106,6 +133,9 @@ describe('qcow2 writer encoders', () => {
     expect(l2.getBigUint64(0)).toBe((1n << 63n) | 65536n);
     expect(l2.getBigUint64(8)).toBe(0n);
     expect(l2.getBigUint64(40)).toBe((1n << 63n) | (1n << 46n));
+    host[7] = QCOW2_ZERO_CLUSTER;
+    const zero = new DataView(encodeQcow2L2Table(g, host).buffer);
+    expect(zero.getBigUint64(56)).toBe(1n); // bit 0 only: no host offset, no COPIED
     const layout = planQcow2Metadata(g, 40000, 1);
     const l1 = new DataView(encodeQcow2L1Table(g, layout, [0, layout.l2Offset]).buffer);
     expect(l1.getBigUint64(0)).toBe(0n);

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '@diskube/core';
-import { QCOW2_MAGIC, QCOW2_MAX_L1_BYTES } from './qcow2-header.js';
+import { QCOW2_EXT_BACKING_FORMAT, QCOW2_MAGIC, QCOW2_MAX_L1_BYTES } from './qcow2-header.js';
 
 // Sources: QEMU docs/interop/qcow2.txt ("Header", "Host cluster management", "Cluster
 // mapping"); QEMU block/qcow2-refcount.c (what `qemu-img check` counts). Big-endian throughout.
@@ -7,7 +7,9 @@ import { QCOW2_MAGIC, QCOW2_MAX_L1_BYTES } from './qcow2-header.js';
 // Pure encoders for the qcow2 v3 files a restore writes. The file layout is fixed and simple,
 // which keeps the refcounts trivially exact:
 //
-//   cluster 0                 header (header_length 104, no extensions, no feature table)
+//   cluster 0                 header (header_length 104, no feature table); for an overlay,
+//                             the backing format extension, the end marker and the backing
+//                             file name follow it (else the end marker alone: zeros)
 //   clusters 1 .. n           data clusters, in the order the writer first touched them
 //   next l2Tables clusters    L2 tables, one per L1 entry that maps at least one cluster
 //   next l1Clusters           L1 table
@@ -19,12 +21,17 @@ import { QCOW2_MAGIC, QCOW2_MAX_L1_BYTES } from './qcow2-header.js';
 // refcount 1 as an error). Optionally data clusters are deflate-compressed and packed at byte
 // granularity in the data area (as qemu-img convert -c does); a host cluster then holds pieces
 // of several, its refcount is the number of entries touching it, and those entries carry no
-// COPIED flag.
+// COPIED flag. An overlay's zero clusters are L2 entries with only bit 0 (reads as zeros,
+// masking the backing file) and no host cluster.
 
 /** refcount_order 4: 16-bit refcounts, QEMU's default. */
 const REFCOUNT_ORDER = 4;
 const HEADER_LENGTH = 104;
+/** The longest backing file name the spec allows (backing_file_size). */
+const MAX_BACKING_NAME = 1023;
 const COPIED_HI = 0x80000000;
+/** L2 entry bit 0 (QCOW_OFLAG_ZERO, v3): the cluster reads as zeros whatever the backing file. */
+const ZERO_FLAG_LO = 1;
 const TWO32 = 2 ** 32;
 /** Host offsets live in bits 9..55 of L1/L2 entries. */
 const MAX_HOST_OFFSET = 2 ** 56;
@@ -135,16 +142,71 @@ function setU64(view: DataView, at: number, value: number, hiFlags = 0): void {
   view.setUint32(at + 4, value % TWO32);
 }
 
-/** The header cluster (cluster 0): a v3 header, zeros after it (= end of extensions). */
+/** An overlay's backing file: its name (stored as given) and, optionally, its format name. */
+export interface Qcow2WriterBacking {
+  file: string;
+  format?: string;
+}
+
+/**
+ * Where the header cluster holds an overlay's backing file: the backing format extension
+ * (type 0xE2792ACA, the name padded to 8 bytes) when `format` is given, the end-of-extensions
+ * marker (8 zero bytes), then the file name (UTF-8, not terminated) at `nameOffset`. Refuses
+ * (`backing`) an empty name, one above 1023 bytes, and what does not fit in the cluster.
+ */
+export function qcow2BackingLayout(
+  geometry: Qcow2WriterGeometry,
+  backing: Qcow2WriterBacking,
+): { name: Uint8Array; format: Uint8Array | undefined; nameOffset: number } {
+  const encoder = new TextEncoder();
+  const name = encoder.encode(backing.file);
+  const format = backing.format === undefined ? undefined : encoder.encode(backing.format);
+  if (name.length === 0 || name.length > MAX_BACKING_NAME) {
+    throw new InvalidArgumentError(
+      `qcow2 backing file name of ${name.length} bytes outside 1..${MAX_BACKING_NAME}`,
+      { reason: 'backing' },
+    );
+  }
+  if (format !== undefined && format.length === 0) {
+    throw new InvalidArgumentError('qcow2 backing file format is empty', { reason: 'backing' });
+  }
+  const extensions = format === undefined ? 0 : 8 + Math.ceil(format.length / 8) * 8;
+  const nameOffset = HEADER_LENGTH + extensions + 8;
+  if (nameOffset + name.length > geometry.clusterSize) {
+    throw new InvalidArgumentError(
+      `qcow2 backing file name and format (${nameOffset + name.length} header bytes) do not fit a ${geometry.clusterSize}-byte header cluster; use larger clusters`,
+      { reason: 'backing' },
+    );
+  }
+  return { name, format, nameOffset };
+}
+
+/**
+ * The header cluster (cluster 0): a v3 header, then for an overlay the backing format extension
+ * and the backing file name after the end marker (`qcow2BackingLayout`), zeros elsewhere.
+ */
 export function encodeQcow2Header(
   geometry: Qcow2WriterGeometry,
   layout: Qcow2MetadataLayout,
+  backing?: Qcow2WriterBacking,
 ): Uint8Array {
   const out = new Uint8Array(geometry.clusterSize);
   const view = new DataView(out.buffer);
   view.setUint32(0x00, QCOW2_MAGIC);
   view.setUint32(0x04, 3); // version
-  // 0x08 backing_file_offset, 0x10 backing_file_size: 0 (no backing file)
+  // 0x08 backing_file_offset, 0x10 backing_file_size: 0 without a backing file
+  if (backing !== undefined) {
+    const { name, format, nameOffset } = qcow2BackingLayout(geometry, backing);
+    setU64(view, 0x08, nameOffset);
+    view.setUint32(0x10, name.length);
+    if (format !== undefined) {
+      view.setUint32(HEADER_LENGTH, QCOW2_EXT_BACKING_FORMAT);
+      view.setUint32(HEADER_LENGTH + 4, format.length);
+      out.set(format, HEADER_LENGTH + 8);
+    }
+    // The end-of-extensions marker (type 0, length 0) stays zeros, just before the name.
+    out.set(name, nameOffset);
+  }
   view.setUint32(0x14, geometry.clusterBits);
   setU64(view, 0x18, geometry.virtualSize);
   // 0x20 crypt_method: 0
@@ -159,9 +221,13 @@ export function encodeQcow2Header(
   return out;
 }
 
+/** In `encodeQcow2L2Table`'s `hostClusters`: a zero cluster (an overlay masking its backing). */
+export const QCOW2_ZERO_CLUSTER = -1;
+
 /**
- * One L2 table. `hostClusters[i]` is the host cluster index of guest cluster
- * `first + i` of this table, 0 for unallocated (reads as zeros: there is no backing file).
+ * One L2 table. `hostClusters[i]` is the host cluster index of guest cluster `first + i` of
+ * this table, 0 for unallocated (reads as zeros, or from the backing file of an overlay), or
+ * `QCOW2_ZERO_CLUSTER` for a zero cluster (bit 0 alone: zeros, masking the backing file).
  */
 export function encodeQcow2L2Table(
   geometry: Qcow2WriterGeometry,
@@ -172,7 +238,8 @@ export function encodeQcow2L2Table(
   const n = Math.min(hostClusters.length, geometry.l2Entries);
   for (let i = 0; i < n; i++) {
     const host = hostClusters[i]!;
-    if (host !== 0) setU64(view, i * 8, host * geometry.clusterSize, COPIED_HI);
+    if (host === QCOW2_ZERO_CLUSTER) view.setUint32(i * 8 + 4, ZERO_FLAG_LO);
+    else if (host !== 0) setU64(view, i * 8, host * geometry.clusterSize, COPIED_HI);
   }
   return out;
 }

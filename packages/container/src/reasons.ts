@@ -46,6 +46,7 @@ export const CONTAINER_REASONS = Object.freeze([
   'format',
   'cluster-size',
   'compress',
+  'backing',
   'size',
   'state',
   'internal',

@@ -13,6 +13,11 @@ export interface DiskImage {
   readonly disk: ContainerDisk;
   /** The container's format, virtual size, allocation unit and details. */
   readonly container: ContainerInfo;
+  /**
+   * The files of the backing chain, overlay first (one per `container.chain` layer), when the
+   * image was opened from files by `openImageFile` (`diskube/node`); undefined otherwise.
+   */
+  readonly files?: readonly string[];
   /** Closes the image file and any extent and parent files opened for it. */
   close(): Promise<void>;
 }

@@ -32,6 +32,7 @@ export { defaultDrivers, defaultVolumeManagers } from './drivers.js';
 export { type DiskImage, type OpenImageOptions, openImage } from './image.js';
 export {
   type InspectedFilesystem,
+  type InspectedLayer,
   type InspectedPart,
   type InspectedVolume,
   type InspectedVolumeGroup,

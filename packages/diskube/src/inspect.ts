@@ -1,5 +1,5 @@
 import type { Bitmap } from '@diskube/bitmap';
-import type { ContainerInfo } from '@diskube/container';
+import type { ChainLayer, ContainerDisk, ContainerInfo } from '@diskube/container';
 import type { BlockSource, CrossCheckReport, Tail, UsedBlocks, Warning } from '@diskube/core';
 import type { DiskMap, DiskPart, Partition } from '@diskube/partition';
 import { type DiskImage, type OpenImageOptions, openImage } from './image.js';
@@ -64,10 +64,20 @@ export interface InspectedPart {
 }
 
 /** Everything `diskube inspect` shows, as data: the layers of an image and what a backup keeps. */
+/** One layer of the backing chain and what it holds itself. */
+export interface InspectedLayer extends ChainLayer {
+  /** Bytes of the virtual disk this layer stores data for (its allocated size). */
+  dataBytes: number;
+  /** Bytes it marks zero over its parent (qcow2 zero clusters) without storing data. */
+  zeroBytes: number;
+}
+
 export interface Inspection {
   /** Size of the virtual disk in bytes. */
   size: number;
   container: ContainerInfo;
+  /** The backing chain, overlay first, each layer with what it holds (one layer without a chain). */
+  layers: InspectedLayer[];
   /** The granularity of `used`. */
   blockSize: number;
   blockCount: number;
@@ -160,9 +170,24 @@ export async function inspectImage(
   const opened = isDiskImage(image) ? image : await openImage(image, options);
   try {
     const map = await mapImage(opened, options);
+    const layers: InspectedLayer[] = [];
+    let disk: ContainerDisk | undefined = opened.disk;
+    for (const layer of opened.container.chain) {
+      let dataBytes = 0;
+      let zeroBytes = 0;
+      if (disk) {
+        for await (const [, length, zero] of disk.layerRanges()) {
+          if (zero) zeroBytes += length;
+          else dataBytes += length;
+        }
+      }
+      layers.push({ ...layer, dataBytes, zeroBytes });
+      disk = disk?.parent;
+    }
     return {
       size: map.size,
       container: opened.container,
+      layers,
       blockSize: map.blockSize,
       blockCount: map.blockCount,
       used: map.used,

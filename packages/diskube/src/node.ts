@@ -28,6 +28,7 @@ export {
 export type { RestoreStrategy, RestoreTarget } from '@diskube/restore';
 export { type BackupOptions, type BackupResult, backup } from './node/backup.js';
 export { inspectImageFile, type OpenImageFileOptions, openImageFile } from './node/open-file.js';
+export type { LayerFact } from './node/overlay.js';
 export {
   backupImageToRepository,
   initRepositoryAt,

@@ -11,6 +11,7 @@ export const RESTORE_REASONS = Object.freeze([
   'missing-parent',
   'target-size',
   'needs-zero-unused',
+  'needs-reverse',
   'window-mismatch',
   'not-a-file',
   'exists',

@@ -84,6 +84,34 @@ describe.each([[undefined], [64]])('restore (windows of %s blocks)', async (wind
     });
   }
 
+  test('a target over a backing file: used zero blocks written, unused ones left alone', async () => {
+    for (const k of [0, 3, 5]) {
+      const chain = readers.slice(0, k + 1);
+      const { expected: want, used } = states[k]!;
+      // What the backing file shows under every unwritten byte.
+      const target = { ...memoryTarget(want.length), needsZeroBlocks: true };
+      target.bytes.fill(0xbb);
+      const result = await restoreImage({ chain, target, recordWrites: true });
+      const counts = result.writeCounts!;
+      for (let i = 0; i < n; i++) {
+        const block = target.bytes.subarray(i * bs, (i + 1) * bs);
+        if (used.get(i)) {
+          expect(counts[i], `block ${i}`).toBe(1);
+          expect(Buffer.compare(block, want.subarray(i * bs, (i + 1) * bs))).toBe(0);
+        } else {
+          expect(counts[i], `block ${i}`).toBe(0);
+          expect(block.every((b) => b === 0xbb)).toBe(true);
+        }
+      }
+      // The incrementals turn some used blocks into zeros (the snapshot's data is random).
+      if (k > 0) expect(result.zeroBlocksWritten).toBeGreaterThan(0);
+      await expect(restoreImage({ chain, target, strategy: 'patch' })).rejects.toMatchObject({
+        code: 'INVALID_ARGUMENT',
+        reason: 'needs-reverse',
+      });
+    }
+  });
+
   test('damage at any offset of a backup in the chain: refused, or (reverse, frame not needed) exact', async () => {
     const victim = 2;
     const file = files[victim]!;

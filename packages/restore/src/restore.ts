@@ -174,6 +174,13 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreResu
         { reason: 'target-size' },
       );
     }
+    const zeroUsed = target.needsZeroBlocks === true && !zeroUnused;
+    if (zeroUsed && strategy !== 'reverse') {
+      throw new InvalidArgumentError(
+        'this target shows a backing file under unwritten blocks: restore it with the reverse strategy',
+        { reason: 'needs-reverse' },
+      );
+    }
     if (!zeroUnused && !target.zeroed) {
       throw new InvalidArgumentError('target does not read back zeros: restore with zeroUnused', {
         reason: 'needs-zero-unused',
@@ -237,6 +244,10 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreResu
         }
         // Writes of one window go to distinct blocks; they may stay in flight across windows.
         if (zeroUnused) zeroBlocks += await out.zeros(written.not(), top.start);
+        // Used blocks of zeros, which a snapshot does not store: over a backing file they
+        // must be written, or its bytes would show through.
+        else if (zeroUsed)
+          zeroBlocks += await out.zeros(top.used.clone().andNot(written), top.start);
       } else {
         // Writes of one backup go to distinct blocks and may overlap in flight; a later backup
         // rewrites the same blocks, so each backup's writes must land before the next begins.

@@ -12,6 +12,12 @@ export interface RestoreTarget {
    * the restore must then be asked for `zeroUnused`.
    */
   readonly zeroed: boolean;
+  /**
+   * True when a block never written shows something other than zeros that is fine for unused
+   * blocks but not for used ones (a qcow2 overlay's backing file): the restore then also writes
+   * the used blocks that are all zeros, and leaves unused blocks alone. Reverse strategy only.
+   */
+  readonly needsZeroBlocks?: boolean;
   write(offset: number, bytes: Uint8Array): Promise<void>;
   /** Make the result durable and visible. */
   finish(): Promise<void>;

@@ -20,6 +20,8 @@ interface BackupOptions extends RepoOptions {
   crossCheck?: boolean;
   allowBackingDir?: string[];
   dirtyBitmap?: string;
+  overlayOnly?: boolean;
+  parent?: string;
 }
 
 /** The zstd level when none is given (the library's default, shown in --help). */
@@ -67,6 +69,14 @@ export function registerBackup(program: Command): void {
       "read only what this qcow2 persistent dirty bitmap marks changed since --base (QEMU's changed-block tracking; record it on every backup of the chain)",
     )
     .option(
+      '--overlay-only',
+      'the image is an overlay and --base (or, with --repo, a snapshot) holds its backing file: read only what the overlay holds',
+    )
+    .option(
+      '--parent <snapshot>',
+      "with --repo: the snapshot to back up against (vm@latest or an id; default the VM's latest, or with --overlay-only the newest made of the backing file)",
+    )
+    .option(
       '--full-copy-on-doubt',
       'copy every block when the filesystem metadata cannot be trusted',
     )
@@ -81,13 +91,18 @@ export function registerBackup(program: Command): void {
       if (options.repo !== undefined) {
         if (out !== undefined || options.base || options.dirtyBitmap) {
           throw new InvalidArgumentError(
-            "--repo takes no output file, --base or --dirty-bitmap (the parent is the VM's latest snapshot)",
+            "--repo takes no output file, --base or --dirty-bitmap (the parent is --parent, or the VM's latest snapshot)",
             {
               reason: 'usage',
             },
           );
         }
         return backupToRepo(image, options);
+      }
+      if (options.parent !== undefined) {
+        throw new InvalidArgumentError('--parent is for --repo; a backup file takes --base', {
+          reason: 'usage',
+        });
       }
       if (out === undefined) {
         throw new InvalidArgumentError('give an output file, or --repo <repo> --name <vm>', {
@@ -111,6 +126,7 @@ export function registerBackup(program: Command): void {
           ...(options.base ? { base: options.base } : {}),
           ...(changedRanges ? { changedRanges } : {}),
           ...(options.dirtyBitmap !== undefined ? { dirtyBitmap: options.dirtyBitmap } : {}),
+          ...(options.overlayOnly ? { overlayOnly: true } : {}),
           compress,
           fullCopyOnDoubt: options.fullCopyOnDoubt ?? false,
           crossCheck: options.crossCheck ?? false,

@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import type { Command } from 'commander';
-import type { InspectedPart, Inspection } from 'diskube';
+import type { InspectedLayer, InspectedPart, Inspection } from 'diskube';
 import { inspectImageFile } from 'diskube/node';
 import { formatBytes, formatPercent, printJson } from '../format.js';
 import { printWarning } from '../warnings.js';
@@ -45,7 +45,7 @@ export function inspectJson(path: string, inspection: Inspection) {
 }
 
 export function inspectText(path: string, inspection: Inspection): string[] {
-  const { container, size, usedBytes: kept } = inspection;
+  const { container, layers, size, usedBytes: kept } = inspection;
   const out = [
     `image        ${path}`,
     ...(container.format !== 'raw'
@@ -53,10 +53,10 @@ export function inspectText(path: string, inspection: Inspection): string[] {
           `container    ${container.format}, virtual disk ${formatBytes(container.virtualSize)}, allocation unit ${formatBytes(container.allocationUnit)}`,
         ]
       : []),
-    ...(container.chain.length > 1
+    ...(layers.length > 1
       ? [
-          `chain        ${container.chain
-            .map((layer) => `${layer.name ?? basename(path)} (${formatBytes(layer.fileSize)})`)
+          `chain        ${layers
+            .map((layer) => `${layer.name ?? basename(path)} (${layerHolds(layer)})`)
             .join(' → ')}`,
         ]
       : []),
@@ -114,6 +114,12 @@ export function inspectText(path: string, inspection: Inspection): string[] {
   }
   pushRows(out, rows);
   return out;
+}
+
+/** What a chain layer holds itself: its allocated data, zero marks, and its file's size. */
+function layerHolds(layer: InspectedLayer): string {
+  const zero = layer.zeroBytes > 0 ? `, ${formatBytes(layer.zeroBytes)} zeroed` : '';
+  return `${formatBytes(layer.dataBytes)} allocated${zero}, file ${formatBytes(layer.fileSize)}`;
 }
 
 const ROW_HEAD = ['#', 'start', 'size', 'type', 'contents', 'kept'];

@@ -46,6 +46,8 @@ export async function backupToRepo(
     fullCopyOnDoubt?: boolean;
     crossCheck?: boolean;
     allowBackingDir?: string[];
+    overlayOnly?: boolean;
+    parent?: string;
   },
 ): Promise<void> {
   if (!options.name)
@@ -64,6 +66,8 @@ export async function backupToRepo(
       name: options.name,
       ...(options.s3Endpoint ? { s3Endpoint: options.s3Endpoint } : {}),
       ...(changedRanges ? { changedRanges } : {}),
+      ...(options.overlayOnly ? { overlayOnly: true } : {}),
+      ...(options.parent !== undefined ? { parent: options.parent } : {}),
       ...(options.allowBackingDir ? { allowBackingDir: options.allowBackingDir } : {}),
       fullCopyOnDoubt: options.fullCopyOnDoubt ?? false,
       crossCheck: options.crossCheck ?? false,

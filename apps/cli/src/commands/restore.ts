@@ -3,6 +3,7 @@ import { InvalidArgumentError } from 'diskube';
 import { type RestoreFormat, type RestoreStrategy, restore, restoreFormatOf } from 'diskube/node';
 import { formatBytes, printJson } from '../format.js';
 import { progressReporter } from '../progress.js';
+import { ALLOW_BACKING_DIR_HELP, collectDirs } from './inspect.js';
 import { type RepoOptions, restoreFromRepo } from './repository.js';
 
 interface RestoreCommandOptions extends RepoOptions {
@@ -12,6 +13,8 @@ interface RestoreCommandOptions extends RepoOptions {
   zeroUnused?: boolean;
   force?: boolean;
   json?: boolean;
+  backing?: string;
+  allowBackingDir?: string[];
 }
 
 export function registerRestore(program: Command): void {
@@ -38,6 +41,11 @@ export function registerRestore(program: Command): void {
     .option('--compressed', 'qcow2 only: deflate-compress clusters (smaller file, slower restore)')
     .option('--zero-unused', 'write zeros over unused blocks instead of leaving holes')
     .option(
+      '--backing <image>',
+      'write a qcow2 overlay on this image (the template the disk was an overlay of): only clusters whose used blocks differ from it; unused blocks read as its bytes',
+    )
+    .option('--allow-backing-dir <dir>', ALLOW_BACKING_DIR_HELP, collectDirs)
+    .option(
       '--repo <repo>',
       'restore a snapshot from this repository (a directory or s3://bucket/prefix)',
     )
@@ -45,12 +53,29 @@ export function registerRestore(program: Command): void {
     .option('-f, --force', 'overwrite an existing output file')
     .option('--json', 'print a JSON summary')
     .action(async (backup: string, output: string, options: RestoreCommandOptions) => {
-      if (options.repo !== undefined) return restoreFromRepo(backup, output, options);
+      if (options.repo !== undefined) {
+        if (options.backing !== undefined) {
+          throw new InvalidArgumentError(
+            '--backing restores a backup file; a repository snapshot restores whole',
+            { reason: 'usage' },
+          );
+        }
+        return restoreFromRepo(backup, output, options);
+      }
       const strategy = choice<RestoreStrategy>('--strategy', options.strategy, [
         'reverse',
         'patch',
       ]);
-      const format = outputFormat(output, options.format);
+      const format = outputFormat(
+        output,
+        options.format ?? (options.backing ? 'qcow2' : undefined),
+      );
+      if (options.backing !== undefined && (format !== 'qcow2' || options.zeroUnused)) {
+        throw new InvalidArgumentError(
+          '--backing writes a qcow2 overlay (not with --zero-unused or another --format)',
+          { reason: 'usage' },
+        );
+      }
       if (options.compressed && format !== 'qcow2') {
         throw new InvalidArgumentError(`--compressed needs qcow2 output, not ${format}`, {
           reason: 'usage',
@@ -67,6 +92,8 @@ export function registerRestore(program: Command): void {
           zeroUnused: options.zeroUnused ?? false,
           compressed: options.compressed ?? false,
           overwrite: options.force ?? false,
+          ...(options.backing !== undefined ? { backing: options.backing } : {}),
+          ...(options.allowBackingDir ? { allowBackingDir: options.allowBackingDir } : {}),
           onProgress: (p) => progress.update(p.bytesDone, p.bytesTotal),
         });
         progress.finish();

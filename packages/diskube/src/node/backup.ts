@@ -16,6 +16,7 @@ import type { DiskImage } from '../image.js';
 import { mapImage, usedBytes } from '../map.js';
 import { planDirtyBitmap } from './dirty-bitmap.js';
 import { openImageFile } from './open-file.js';
+import { layerFacts, planOverlayOnly } from './overlay.js';
 
 export interface BackupOptions {
   /** The image: a path (any container, detected by magic) or an image already opened. */
@@ -44,6 +45,16 @@ export interface BackupOptions {
    * (reason `bitmap-untrusted`). Not with `changedRanges`.
    */
   dirtyBitmap?: string;
+  /**
+   * With `base`, a backup of this overlay's backing chain (an OpenStack or libvirt instance's
+   * qcow2 over its template, say): read only what the overlay itself holds (its allocated and
+   * zero clusters), plus newly used blocks; the rest is the base's. Trusted only when `base`
+   * was made of exactly the backing files there are now (every backup records its chain's
+   * files: names, sizes, modification times, format ids); otherwise a warning
+   * `overlay-untrusted` says why and every used block is compared by digest. Not with
+   * `changedRanges` or `dirtyBitmap`.
+   */
+  overlayOnly?: boolean;
   /** Keep a filesystem whole, with a warning, when its metadata cannot be trusted (see `MapOptions`). */
   fullCopyOnDoubt?: boolean;
   /** Walk every filesystem's own references and keep referenced blocks its map calls free. */
@@ -83,6 +94,19 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   if (options.changedRanges && !options.base) {
     throw new InvalidArgumentError('changed ranges need a base backup', { reason: 'usage' });
   }
+  if (options.overlayOnly) {
+    if (!options.base) {
+      throw new InvalidArgumentError('--overlay-only needs a base backup of the backing file', {
+        reason: 'usage',
+      });
+    }
+    if (options.changedRanges || options.dirtyBitmap !== undefined) {
+      throw new InvalidArgumentError(
+        'overlay-only, a dirty bitmap and changed ranges are alternatives',
+        { reason: 'usage' },
+      );
+    }
+  }
   if (options.dirtyBitmap !== undefined) {
     if (options.changedRanges) {
       throw new InvalidArgumentError('a dirty bitmap and changed ranges are alternatives', {
@@ -111,7 +135,20 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       options.dirtyBitmap !== undefined
         ? await planDirtyBitmap(options.image as string, options.dirtyBitmap, chain.at(-1))
         : undefined;
-    const changedRanges = bitmap ? bitmap.changedRanges : options.changedRanges;
+    const layers = await layerFacts(image);
+    const overlay = options.overlayOnly
+      ? await planOverlayOnly(
+          image,
+          layers,
+          chain.at(-1)!.header.meta.layers,
+          basename(options.base!),
+        )
+      : undefined;
+    const changedRanges = bitmap
+      ? bitmap.changedRanges
+      : overlay
+        ? overlay.changedRanges
+        : options.changedRanges;
     const map = await mapImage(image, {
       ...(options.drivers ? { drivers: options.drivers } : {}),
       fullCopyOnDoubt: options.fullCopyOnDoubt ?? false,
@@ -119,7 +156,11 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       dropUnallocated: true,
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    const warnings = bitmap?.warning ? [...map.warnings, bitmap.warning] : map.warnings;
+    const warnings = [
+      ...map.warnings,
+      ...(bitmap?.warning ? [bitmap.warning] : []),
+      ...(overlay?.warning ? [overlay.warning] : []),
+    ];
     for (const warning of warnings) options.onWarning?.(warning);
     const sourceName =
       options.sourceName ?? (typeof options.image === 'string' ? basename(options.image) : 'image');
@@ -137,6 +178,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
           container: image.container.format,
           warnings: warnings.map((w) => w.message),
           ...(bitmap ? { dirtyBitmap: bitmap.tie } : {}),
+          ...(layers ? { layers } : {}),
         },
         filesystem: map.parts.map((p) => p.content ?? 'unknown').join('+'),
       },

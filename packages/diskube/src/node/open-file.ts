@@ -90,7 +90,15 @@ export async function openImageFile(
     paths.set(source, target);
     return source;
   };
-  const resolveParent: ResolveParent = async (hint, { kind, child }) => {
+  // The chain's files in the order the container asks for them: each parent after its child.
+  const files = [path];
+  const resolveParent: ResolveParent = async (hint, context) => {
+    const source = await findParent(hint, context);
+    const file = paths.get(source);
+    if (file !== undefined) files.push(file);
+    return source;
+  };
+  const findParent: ResolveParent = async (hint, { kind, child }) => {
     const childDir = dirname(paths.get(child) ?? path);
     if (kind === 'uuid') {
       for (const dir of [childDir, ...allowed]) {
@@ -115,7 +123,7 @@ export async function openImageFile(
     }
     return open(target);
   };
-  return openImage(file, {
+  const image = await openImage(file, {
     ...rest,
     async resolveExtent(name) {
       if (!isBeside(name)) {
@@ -127,6 +135,7 @@ export async function openImageFile(
     },
     resolveParent,
   });
+  return { ...image, files };
 }
 
 /** `inspectImage` of an image file: opens it, describes it, closes it. */

@@ -1,21 +1,25 @@
 import { basename } from 'node:path';
-import type { FilesystemDriver, Warning } from '@diskube/core';
+import { type FilesystemDriver, InvalidArgumentError, type Warning } from '@diskube/core';
 import type { DiskMap } from '@diskube/partition';
 import {
   type BackupToRepositoryResult,
   backupToRepository,
   initRepository,
+  listSnapshots,
   openRepository,
   type Repository,
   type RepositoryProgress,
   type RestoreSnapshotResult,
+  resolveSnapshot,
   restoreSnapshot,
+  type SnapshotInfo,
 } from '@diskube/repository';
 import { openBackend, processOwner } from '@diskube/repository/node';
 import { containerTarget, fileTarget } from '@diskube/restore';
 import type { DiskImage } from '../image.js';
 import { mapImage, usedBytes } from '../map.js';
 import { openImageFile } from './open-file.js';
+import { type LayerFact, layerFacts, layersMismatch, planOverlayOnly } from './overlay.js';
 import { type RestoreFormat, restoreFormatOf } from './restore.js';
 
 export interface RepositoryLocationOptions {
@@ -64,8 +68,17 @@ export interface RepositoryBackupOptions extends RepositoryLocationOptions {
   name: string;
   /** Byte ranges that may have changed since the VM's latest snapshot. */
   changedRanges?: ReadonlyArray<readonly [number, number]>;
-  /** Snapshot id to back up against (default the VM's latest; `none` for none). */
+  /** Snapshot to back up against: `vm@latest`, an id or a prefix (default the VM's latest; `none` for none). */
   parent?: string;
+  /**
+   * The image is an overlay (a qcow2 over its template, say): back it up against a snapshot of
+   * its backing chain, reading only what the overlay itself holds (see `BackupOptions`). That
+   * snapshot is `parent` when given, else the newest snapshot in the repository made of exactly
+   * these backing files (snapshots record their chain's files). Without one, a warning
+   * `overlay-untrusted` says why and the backup compares every used block with the VM's latest
+   * snapshot by digest, as without this option.
+   */
+  overlayOnly?: boolean;
   fullCopyOnDoubt?: boolean;
   crossCheck?: boolean;
   drivers?: readonly FilesystemDriver[];
@@ -108,7 +121,35 @@ export async function backupImageToRepository(
       dropUnallocated: true,
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    for (const warning of map.warnings) options.onWarning?.(warning);
+    const layers = await layerFacts(image);
+    let parent = options.parent;
+    let changedRanges = options.changedRanges;
+    const warnings = [...map.warnings];
+    if (options.overlayOnly) {
+      if (changedRanges) {
+        throw new InvalidArgumentError('overlay-only and changed ranges are alternatives', {
+          reason: 'usage',
+        });
+      }
+      const base =
+        parent !== undefined && parent !== 'none'
+          ? await resolveSnapshot(repo, parent, options.signal)
+          : await snapshotOf(repo, layers?.slice(1), options.signal);
+      const plan = await planOverlayOnly(
+        image,
+        layers,
+        base?.facts.layers,
+        base ? `snapshot ${base.id.slice(0, 12)}` : 'no snapshot in the repository',
+      );
+      if (plan.warning) warnings.push(plan.warning);
+      if (base && plan.changedRanges) {
+        parent = base.id;
+        changedRanges = plan.changedRanges.map((r) => [r.offset, r.length] as const);
+      }
+    } else if (parent !== undefined && parent !== 'none') {
+      parent = (await resolveSnapshot(repo, parent, options.signal)).id;
+    }
+    for (const warning of warnings) options.onWarning?.(warning);
     const result = await backupToRepository(repo, {
       source: image.disk,
       used: map.used,
@@ -118,7 +159,8 @@ export async function backupImageToRepository(
       facts: {
         image: typeof options.image === 'string' ? basename(options.image) : 'image',
         container: image.container.format,
-        warnings: map.warnings.map((w) => w.message),
+        warnings: warnings.map((w) => w.message),
+        ...(layers ? { layers } : {}),
       },
       summary: {
         table: map.table?.scheme ?? null,
@@ -129,8 +171,8 @@ export async function backupImageToRepository(
           usedBytes: p.usedBytes,
         })),
       },
-      ...(options.parent ? { parent: options.parent } : {}),
-      ...(options.changedRanges ? { changedRanges: options.changedRanges } : {}),
+      ...(parent ? { parent } : {}),
+      ...(changedRanges ? { changedRanges } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
@@ -138,12 +180,23 @@ export async function backupImageToRepository(
       ...result,
       imageBytes: map.size,
       usedBytes: usedBytes(map),
-      warnings: map.warnings,
+      warnings,
       map,
     };
   } finally {
     if (typeof options.image === 'string') await image.close();
   }
+}
+
+/** The newest snapshot made of exactly the files `layers` describes, if any. */
+async function snapshotOf(
+  repo: Repository,
+  layers: readonly LayerFact[] | undefined,
+  signal: AbortSignal | undefined,
+): Promise<SnapshotInfo | undefined> {
+  if (!layers) return undefined;
+  const all = await listSnapshots(repo, signal ? { signal } : {});
+  return all.reverse().find((s) => layersMismatch(layers, s.facts.layers, s.id) === undefined);
 }
 
 export interface RepositoryRestoreOptions extends RepositoryLocationOptions {

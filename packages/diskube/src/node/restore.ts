@@ -1,4 +1,4 @@
-import { extname } from 'node:path';
+import { dirname, extname, isAbsolute, relative, resolve } from 'node:path';
 import { InvalidArgumentError } from '@diskube/core';
 import type { BackupReader, Progress } from '@diskube/format';
 import {
@@ -9,6 +9,8 @@ import {
   type RestoreTarget,
   restoreImage,
 } from '@diskube/restore';
+import type { DiskImage } from '../image.js';
+import { openImageFile } from './open-file.js';
 
 /** What a restore writes: a raw image (or device), or a qcow2 v3 or dynamic VDI container. */
 export type RestoreFormat = 'raw' | 'qcow2' | 'vdi';
@@ -28,6 +30,16 @@ export interface RestoreOptions {
   compressed?: boolean;
   /** Replace an existing file at `out`. Default false. */
   overwrite?: boolean;
+  /**
+   * Write a qcow2 overlay on this image (a path: the template the backed-up disk was an overlay
+   * of, say) instead of a whole disk. The overlay names it relative to its own directory
+   * (absolute when given absolute) with its format, and holds only the clusters where a used
+   * block differs from it; unused blocks read as the backing image's bytes, not as zeros.
+   * qcow2 output and the reverse strategy only.
+   */
+  backing?: string;
+  /** With `backing`: where the backing image's own parents may be (see `openImageFile`). */
+  allowBackingDir?: string | readonly string[];
   onProgress?: (progress: Progress) => void;
   signal?: AbortSignal;
 }
@@ -64,8 +76,24 @@ export async function restore(options: RestoreOptions): Promise<RestoreSummary> 
       reason: 'usage',
     });
   }
+  if (
+    options.backing !== undefined &&
+    (format !== 'qcow2' || typeof options.out !== 'string' || options.zeroUnused)
+  ) {
+    throw new InvalidArgumentError(
+      'a restore over a backing image writes a qcow2 file, and leaves unused blocks to it (no zeroUnused)',
+      { reason: 'usage' },
+    );
+  }
   const chain: BackupReader[] = await discoverChain(options.backup);
+  let base: DiskImage | undefined;
   try {
+    if (options.backing !== undefined) {
+      base = await openImageFile(
+        options.backing,
+        options.allowBackingDir ? { allowBackingDir: options.allowBackingDir } : {},
+      );
+    }
     // A container is built by its own target; raw goes to restoreImage's file/device target.
     const target: string | RestoreTarget =
       typeof options.out !== 'string' || format === 'raw'
@@ -74,6 +102,15 @@ export async function restore(options: RestoreOptions): Promise<RestoreSummary> 
             format,
             overwrite: options.overwrite ?? false,
             ...(options.compressed ? { compress: 'deflate' as const } : {}),
+            ...(base
+              ? {
+                  backing: {
+                    file: backingName(options.out, options.backing!),
+                    format: base.container.format,
+                    disk: base.disk,
+                  },
+                }
+              : {}),
           });
     const { writeCounts: _, ...result } = await restoreImage({
       chain,
@@ -87,5 +124,11 @@ export async function restore(options: RestoreOptions): Promise<RestoreSummary> 
     return { ...result, format, chain: chain.map((reader) => reader.path) };
   } finally {
     for (const reader of chain) await reader.close();
+    await base?.close();
   }
+}
+
+/** How an overlay at `out` names `backing`: as given when absolute, else relative to `out`'s directory. */
+function backingName(out: string, backing: string): string {
+  return isAbsolute(backing) ? backing : relative(dirname(resolve(out)), resolve(backing));
 }
