@@ -219,6 +219,8 @@ if (peers.has('dkb')) {
     stored: () => duBytes(dir),
   });
 }
+/** A clone's first backup into a repository is made against the template's snapshot. */
+const againstTemplate = (/** @type {number} */ d) => (d === 0 ? ' --parent template@latest' : '');
 /** @type {Map<string, string>} repository location per peer name */
 const repoOf = new Map();
 if (peers.has('repo') && repoCli) {
@@ -228,13 +230,15 @@ if (peers.has('repo') && repoCli) {
     repoOf.set(name, repo);
     fleetPeers.push({
       name,
+      // The template goes in first (as an operator's golden image would), and each clone's
+      // first backup is made against it: its chunks become patches where the clone differs.
       init: () =>
-        sh(`${diskube} repo init ${q(repo)} --chunk-size ${chunkBytes(cs)} > /dev/null`).then(
-          () => {},
-        ),
-      store: (k, _d, image) =>
         sh(
-          `${diskube} backup ${q(image)} --repo ${q(repo)} --name vm-${k} --json > /dev/null`,
+          `${diskube} repo init ${q(repo)} --chunk-size ${chunkBytes(cs)} > /dev/null && ${diskube} backup ${q(templateImage)} --repo ${q(repo)} --name template --json > /dev/null`,
+        ).then(() => {}),
+      store: (k, d, image) =>
+        sh(
+          `${diskube} backup ${q(image)} --repo ${q(repo)} --name vm-${k}${againstTemplate(d)} --json > /dev/null`,
         ).then(() => {}),
       stored: () => duBytes(repo),
     });
@@ -254,17 +258,17 @@ if (peers.has('s3') && repoCli && swift) {
         'bash',
         [
           '-c',
-          `${diskube} repo init ${q(repo)} --chunk-size ${chunkBytes(cs)} --s3-endpoint ${q(swift.endpoint)} > /dev/null`,
+          `${diskube} repo init ${q(repo)} --chunk-size ${chunkBytes(cs)} --s3-endpoint ${q(swift.endpoint)} > /dev/null && ${diskube} backup ${q(templateImage)} --repo ${q(repo)} --s3-endpoint ${q(swift.endpoint)} --name template --json > /dev/null`,
         ],
         { env: s3env },
       );
     },
-    store: (k, _d, image) =>
+    store: (k, d, image) =>
       run(
         'bash',
         [
           '-c',
-          `${diskube} backup ${q(image)} --repo ${q(repo)} --s3-endpoint ${q(swift.endpoint)} --name vm-${k} --json > /dev/null`,
+          `${diskube} backup ${q(image)} --repo ${q(repo)} --s3-endpoint ${q(swift.endpoint)} --name vm-${k}${againstTemplate(d)} --json > /dev/null`,
         ],
         { env: s3env },
       ).then(() => {}),
@@ -707,7 +711,7 @@ const report = `# diskube fleet benchmark (${scale.name} scale)
 - Tools: ${await versions('borg2 --version')}; ${await versions('restic version')}; ${await versions('zstd --version')}; ${await versions('partclone.ext4 -v')}
 - Fleet (all built by @diskube/mkimage: a clone is the template's spec plus its own lines, a day is the previous spec plus that day's lines, so a clone differs from the template only in the blocks its lines touch): ${mib(scale.diskMiB * MiB)} GPT disks, ext4 root ${mib(scale.rootMiB * MiB)} holding an OS-like tree of ${template.tree.files} files in ${template.tree.dirs} directories (${mib(template.tree.bytes)}, ${mib(template.tree.textBytes)} of it text), NTFS data partition with ${mib(scale.ntfsDataMiB * MiB)}. ${scale.clones} clones, each with its own configs, logs and a ${mib(scale.ownMiB * MiB * 0.75)} database file; ${scale.bigClones} of them also ${mib(scale.bigUniqueMiB * MiB)} of unique data; each wrote and deleted ${mib(scale.garbageMiB * MiB)} (ext4) + ${mib((scale.garbageMiB / 4) * MiB)} (NTFS) of random garbage of its own. Then ${scale.days} days, each changing about ${scale.dayPercent} % of each VM's used bytes (database pages overwritten in place, new logs, a template package directory deleted, an NTFS document replaced). Clone and day data is random, so raw and compressed sizes agree.
 - One VM's snapshot = the template's \`.dkb\` snapshot: ${mib(templateSnapshot)}. Clones' unique data (sum): ${mib(uniqueTotal)}. Data really changed over the days (sum of bytes written): ${mib(changedTotal)}.
-- Stored bytes: \`du -sb\` of each repository directory (borg, restic, diskube directory repository), the sum of \`.dkb\` files, the sum of \`zstd -3 -T0\` outputs of every raw image at every stage; S3: \`diskube stats --json\`. Walls are single runs per disk, summed; every peer backs up one disk before the next disk (interleaved).
+- Stored bytes: \`du -sb\` of each repository directory (borg, restic, diskube directory repository), the sum of \`.dkb\` files, the sum of \`zstd -3 -T0\` outputs of every raw image at every stage; S3: \`diskube stats --json\`. Walls are single runs per disk, summed; every peer backs up one disk before the next disk (interleaved). The diskube repositories also hold the template (backed up first as VM \`template\`, not timed, its bytes counted in the clones' stage), and each clone's first backup is made with \`--parent template@latest\`, so a clone's chunks are patches over the template's where they differ; later days back up against the VM's own latest snapshot.
 - One-VM comparison: ${runs} interleaved runs (hyperfine when installed), median (min–max); partclone runs on the two partitions extracted beforehand with \`dd\` (not timed), its restore writes the two partitions; peak RSS from one extra run under \`/usr/bin/time -v\`. Repository one-VM runs use ${oneRepoCs} chunks${repoCli ? `; restored image from the repository = restored image from the .dkb (cmp): ${restoredSame}` : ''}.
 
 ## Targets

@@ -225,7 +225,7 @@ describe.runIf(have)('fleet repository on a local directory', () => {
     await diskubeJson(['repo', 'init', repo]);
     // The config envelope by hand (SPEC.md): magic, type 1, method 0, lengths, then the JSON.
     const json = Buffer.from(
-      JSON.stringify({ format: 'diskube-repository', version: 2, chunkSize: 1048576, id: 'x' }),
+      JSON.stringify({ format: 'diskube-repository', version: 3, chunkSize: 1048576, id: 'x' }),
     );
     const header = Buffer.alloc(24);
     header.write('DKRO', 0, 'latin1');
@@ -235,6 +235,6 @@ describe.runIf(have)('fleet repository on a local directory', () => {
     await writeFile(join(repo, 'config'), Buffer.concat([header, json]));
     const result = await diskube(['snapshots', '--repo', repo]);
     expect(result.code).toBe(4);
-    expect(result.stderr).toMatch(/version 2 repository.*up to 1.*upgrade diskube/);
+    expect(result.stderr).toMatch(/version 3 repository.*up to 2.*upgrade diskube/);
   });
 });

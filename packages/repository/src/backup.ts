@@ -1,7 +1,16 @@
 import { Bitmap } from '@diskube/bitmap';
 import { type BlockSource, InvalidArgumentError } from '@diskube/core';
+import {
+  type ChunkRef,
+  encodeIndex,
+  encodePatch,
+  fetchChunk,
+  MAX_PATCH_DEPTH,
+  patchKey,
+  ZERO_ID,
+} from './chunks.js';
 import { acquireLock } from './locks.js';
-import { encodeObject, fromHex, ObjectType, sha256Hex } from './object.js';
+import { encodeObject, ObjectType, sha256Hex } from './object.js';
 import {
   CHUNKS_PER_INDEX,
   chunkKey,
@@ -20,7 +29,6 @@ import {
   type SnapshotInfo,
   type SnapshotManifest,
   USED_MAP_PIECE,
-  ZERO_ID,
 } from './snapshots.js';
 
 export interface RepositoryProgress {
@@ -63,19 +71,21 @@ export interface BackupToRepositoryResult {
   /** Chunks found already in the repository (by HEAD). */
   chunksDeduplicated: number;
   newChunks: number;
+  /** Chunks stored as patches over the parent's chunk at the same position. */
+  newPatches: number;
   newStoredBytes: number;
 }
 
 /** A bounded set of recently handled chunk ids (dedup within one backup, bounded memory). */
-class RecentIds {
-  private readonly ids = new Set<string>();
+class RecentRefs {
+  private readonly refs = new Map<string, ChunkRef>();
   constructor(private readonly max: number) {}
-  has(id: string): boolean {
-    return this.ids.has(id);
+  get(id: string): ChunkRef | undefined {
+    return this.refs.get(id);
   }
-  add(id: string): void {
-    if (this.ids.size >= this.max) this.ids.delete(this.ids.values().next().value as string);
-    this.ids.add(id);
+  add(ref: ChunkRef): void {
+    if (this.refs.size >= this.max) this.refs.delete(this.refs.keys().next().value as string);
+    this.refs.set(ref.id, ref);
   }
 }
 
@@ -225,7 +235,9 @@ export async function backupToRepository(
         else mustRead.setAll();
       }
     }
-    const recent = new RecentIds(65536);
+    const recent = new RecentRefs(65536);
+    // Version 1 repositories hold whole chunks only (their readers know no patches).
+    const patches = repo.config.version >= 2;
     const result = {
       zeroChunks: 0,
       chunksRead: 0,
@@ -233,59 +245,86 @@ export async function backupToRepository(
       chunksFromParent: 0,
       chunksDeduplicated: 0,
       newChunks: 0,
+      newPatches: 0,
       newStoredBytes: 0,
     };
     const indexes: string[] = [];
     let bytesDone = 0;
+    const zero: ChunkRef = { id: ZERO_ID, bases: [] };
+    /** Store a chunk that neither the parent nor the repository has: a patch over the parent's. */
+    const store = async (id: string, raw: Uint8Array, parentRef: ChunkRef | undefined) => {
+      if (
+        patches &&
+        parentRef !== undefined &&
+        parentRef.id !== ZERO_ID &&
+        parentRef.bases.length < MAX_PATCH_DEPTH
+      ) {
+        const base = await fetchChunk(repo, parentRef, signal);
+        const patch = encodePatch(parentRef.id, base, raw);
+        if (patch !== null) {
+          const object = encodeObject(ObjectType.patch, patch, repo.codec);
+          await repo.backend.put(patchKey(id, parentRef.id), object, signal);
+          result.newPatches++;
+          result.newStoredBytes += object.length;
+          return { id, bases: [parentRef.id, ...parentRef.bases] };
+        }
+      }
+      const object = encodeObject(ObjectType.chunk, raw, repo.codec);
+      await repo.backend.put(chunkKey(id), object, signal);
+      result.newChunks++;
+      result.newStoredBytes += object.length;
+      return { id, bases: [] };
+    };
     for (let first = 0; first < chunkCount; first += CHUNKS_PER_INDEX) {
       const count = Math.min(CHUNKS_PER_INDEX, chunkCount - first);
       const n = first / CHUNKS_PER_INDEX;
-      const parentIds =
+      const parentRefs =
         parent && n < parent.indexes.length ? await readIndex(repo, parent, n, signal) : null;
-      const ids = new Uint8Array(count * 32);
+      const refs: ChunkRef[] = new Array(count).fill(zero);
       await pool(count, repo.concurrency, async (k) => {
         signal?.throwIfAborted();
         const i = first + k;
         const start = i * chunkSize;
         const length = Math.min(chunkSize, source.size - start);
-        const parentId = parentIds?.[k];
-        let id: string;
-        if (mustRead && !mustRead.get(i) && parentId !== undefined) {
-          id = parentId;
+        const parentRef = parentRefs?.[k];
+        let ref = zero;
+        if (mustRead && !mustRead.get(i) && parentRef !== undefined) {
+          ref = parentRef;
           result.chunksFromParent++;
         } else {
           const runs = usedRuns(plan, i);
-          if (runs.length === 0) {
-            id = ZERO_ID;
-          } else {
+          if (runs.length > 0) {
             const raw = new Uint8Array(length);
             for (const [s, len] of runs)
               await source.read(s, raw.subarray(s - start, s - start + len));
             result.chunksRead++;
             result.bytesRead += runs.reduce((sum, [, len]) => sum + len, 0);
-            if (isZero(raw)) id = ZERO_ID;
-            else {
-              id = await sha256Hex(raw);
-              if (id === parentId) result.chunksFromParent++;
-              else if (recent.has(id)) result.chunksDeduplicated++;
-              else if ((await repo.backend.head(chunkKey(id), signal)) !== undefined) {
+            if (!isZero(raw)) {
+              const id = await sha256Hex(raw);
+              const known = recent.get(id);
+              if (id === parentRef?.id) {
+                ref = parentRef;
+                result.chunksFromParent++;
+              } else if (known) {
+                ref = known;
                 result.chunksDeduplicated++;
-                recent.add(id);
+              } else if ((await repo.backend.head(chunkKey(id), signal)) !== undefined) {
+                ref = { id, bases: [] };
+                result.chunksDeduplicated++;
+                recent.add(ref);
               } else {
-                const object = encodeObject(ObjectType.chunk, raw, repo.codec);
-                await repo.backend.put(chunkKey(id), object, signal);
-                result.newChunks++;
-                result.newStoredBytes += object.length;
-                recent.add(id);
+                ref = await store(id, raw, parentRef);
+                recent.add(ref);
               }
             }
           }
         }
-        if (id === ZERO_ID) result.zeroChunks++;
-        else fromHex(id, ids, k * 32);
+        if (ref.id === ZERO_ID) result.zeroChunks++;
+        refs[k] = ref;
         bytesDone += length;
         options.onProgress?.({ bytesDone, bytesTotal: source.size });
       });
+      const ids = encodeIndex(refs, patches ? 2 : 1);
       indexes.push((await putObject(repo, ObjectType.index, ids, indexKey, signal)).id);
     }
     const usedBytes = used.toBytes();
@@ -305,7 +344,7 @@ export async function backupToRepository(
     }
     const tailBytes = plan.tailUsed ? source.size - plan.tailStart : 0;
     const manifest: SnapshotManifest = {
-      version: 1,
+      version: patches ? 2 : 1,
       name: options.name,
       time,
       host: repo.owner.host,
@@ -322,6 +361,7 @@ export async function backupToRepository(
       chunkCount,
       indexes,
       newChunks: result.newChunks,
+      newPatches: result.newPatches,
       newStoredBytes: result.newStoredBytes,
     };
     signal?.throwIfAborted();

@@ -1,19 +1,22 @@
 import { DiskubeError, InvalidArgumentError } from '@diskube/core';
+import { type ChunkRef, fetchChunk, keyOfError, refKeys, ZERO_ID } from './chunks.js';
 import { acquireLock } from './locks.js';
 import { ObjectType } from './object.js';
-import { chunkKey, getObject, type Repository, snapshotKey, usedMapKey } from './repository.js';
+import { getObject, type Repository, snapshotKey, usedMapKey } from './repository.js';
 import {
   listSnapshots,
   readIndex,
   readManifest,
   type SnapshotInfo,
   snapshotIds,
-  ZERO_ID,
 } from './snapshots.js';
+
+/** Prefixes of the objects chunk content lives in: whole chunks and patches. */
+const CHUNK_PREFIXES = ['chunks/', 'patches/'] as const;
 
 export interface VerifyProblem {
   kind: 'missing' | 'damaged';
-  /** The object's key (`chunks/ab/ab…`, `index/…`, `snapshots/…`). */
+  /** The object's key (`chunks/ab/ab…`, `patches/ab/ab…-cd…`, `index/…`, `snapshots/…`). */
   key: string;
   /** The error's reason (`chunk-digest`, `not-found` …). */
   reason: string;
@@ -25,22 +28,31 @@ export interface VerifyProblem {
 export interface VerifyRepositoryResult {
   ok: boolean;
   snapshots: number;
-  /** Distinct chunks the snapshots reference. */
+  /** Distinct chunks the snapshots reference (a patched chunk counts once, with its bases). */
   chunksReferenced: number;
-  /** Chunks read and re-hashed (`readData`). */
+  /** Chunks read and re-hashed (`readData`), each through its whole patch chain. */
   chunksRead: number;
   problems: VerifyProblem[];
 }
 
-/** Each chunk id of snapshot `m`, in order, with its position. */
+/** Each non-zero chunk of snapshot `m`, in disk order. */
 async function* chunksOf(
   repo: Repository,
   m: SnapshotInfo,
   signal?: AbortSignal,
-): AsyncGenerator<string> {
+): AsyncGenerator<ChunkRef> {
   for (let n = 0; n < m.indexes.length; n++) {
-    for (const id of await readIndex(repo, m, n, signal)) if (id !== ZERO_ID) yield id;
+    for (const ref of await readIndex(repo, m, n, signal)) if (ref.id !== ZERO_ID) yield ref;
   }
+}
+
+/** Every key under the chunk prefixes, with its size. */
+async function chunkObjects(repo: Repository, signal?: AbortSignal): Promise<Map<string, number>> {
+  const sizes = new Map<string, number>();
+  for (const prefix of CHUNK_PREFIXES) {
+    for await (const info of repo.backend.list(prefix, signal)) sizes.set(info.key, info.size);
+  }
+  return sizes;
 }
 
 function problemOf(error: unknown, key: string, snapshots: string[]): VerifyProblem {
@@ -69,9 +81,7 @@ export async function verifyRepository(
   } = {},
 ): Promise<VerifyRepositoryResult> {
   const { signal } = options;
-  const present = new Set<string>();
-  for await (const info of repo.backend.list('chunks/', signal))
-    present.add(info.key.slice(info.key.lastIndexOf('/') + 1));
+  const present = await chunkObjects(repo, signal);
   const problems = new Map<string, VerifyProblem>();
   const add = (p: VerifyProblem, snapshot: string) => {
     const known = problems.get(p.key);
@@ -79,7 +89,8 @@ export async function verifyRepository(
       if (!known.snapshots.includes(snapshot)) known.snapshots.push(snapshot);
     } else problems.set(p.key, p);
   };
-  const referenced = new Set<string>();
+  /** Distinct chunks by the key of their top object. */
+  const referenced = new Map<string, ChunkRef>();
   const ids = await snapshotIds(repo, signal);
   const manifests: SnapshotInfo[] = [];
   for (const sid of ids) {
@@ -99,23 +110,25 @@ export async function verifyRepository(
       }
     }
     for (let n = 0; n < m.indexes.length; n++) {
-      let chunkIds: string[];
+      let refs: ChunkRef[];
       try {
-        chunkIds = await readIndex(repo, m, n, signal);
+        refs = await readIndex(repo, m, n, signal);
       } catch (error) {
         add(problemOf(error, `index/${m.indexes[n]}`, [sid]), sid);
         continue;
       }
-      for (const cid of chunkIds) {
-        if (cid === ZERO_ID) continue;
-        referenced.add(cid);
-        if (!present.has(cid)) {
+      for (const ref of refs) {
+        const keys = refKeys(ref);
+        if (keys.length === 0) continue;
+        referenced.set(keys[0]!, ref);
+        for (const key of keys) {
+          if (present.has(key)) continue;
           add(
             {
               kind: 'missing',
-              key: chunkKey(cid),
+              key,
               reason: 'not-found',
-              message: `chunk ${cid} is missing`,
+              message: `${key} (chunk ${ref.id}) is missing`,
               snapshots: [sid],
             },
             sid,
@@ -127,16 +140,19 @@ export async function verifyRepository(
   let chunksRead = 0;
   if (options.readData) {
     const damaged = new Map<string, VerifyProblem>();
-    const todo = [...referenced].filter((id) => present.has(id));
+    const todo = [...referenced.entries()].filter(([, ref]) =>
+      refKeys(ref).every((key) => present.has(key)),
+    );
     let next = 0;
     const worker = async () => {
       while (next < todo.length) {
-        const id = todo[next++]!;
+        const [top, ref] = todo[next++]!;
         signal?.throwIfAborted();
         try {
-          await getObject(repo, ObjectType.chunk, id, chunkKey, signal);
+          await fetchChunk(repo, ref, signal);
         } catch (error) {
-          damaged.set(id, problemOf(error, chunkKey(id), []));
+          const key = keyOfError(error, top);
+          if (!damaged.has(key)) damaged.set(key, problemOf(error, key, []));
         }
         chunksRead++;
         options.onProgress?.(chunksRead, todo.length);
@@ -144,11 +160,13 @@ export async function verifyRepository(
     };
     await Promise.all(Array.from({ length: repo.concurrency }, worker));
     if (damaged.size > 0) {
-      // Second pass: which snapshots need each damaged chunk.
+      // Second pass: which snapshots need each damaged object.
       for (const m of manifests) {
-        for await (const cid of chunksOf(repo, m, signal)) {
-          const p = damaged.get(cid);
-          if (p && !p.snapshots.includes(m.id)) p.snapshots.push(m.id);
+        for await (const ref of chunksOf(repo, m, signal)) {
+          for (const key of refKeys(ref)) {
+            const p = damaged.get(key);
+            if (p && !p.snapshots.includes(m.id)) p.snapshots.push(m.id);
+          }
         }
       }
       for (const p of damaged.values()) problems.set(p.key, p);
@@ -277,7 +295,8 @@ export async function prune(
       const m = await readManifest(repo, sid, signal);
       for (const id of m.indexes) marked.add(`index/${id}`);
       for (const id of m.usedMaps) marked.add(`used/${id}`);
-      for await (const cid of chunksOf(repo, m, signal)) marked.add(chunkKey(cid));
+      for await (const ref of chunksOf(repo, m, signal))
+        for (const key of refKeys(ref)) marked.add(key);
     }
     const result: PruneResult = {
       snapshots: ids.length,
@@ -287,16 +306,17 @@ export async function prune(
       keptChunks: 0,
       dryRun: options.dryRun ?? false,
     };
-    for (const prefix of ['chunks/', 'index/', 'used/']) {
+    for (const prefix of [...CHUNK_PREFIXES, 'index/', 'used/']) {
+      const chunk = (CHUNK_PREFIXES as readonly string[]).includes(prefix);
       for await (const info of repo.backend.list(prefix, signal)) {
         if (marked.has(info.key)) {
-          if (prefix === 'chunks/') result.keptChunks++;
+          if (chunk) result.keptChunks++;
           continue;
         }
         if (!result.dryRun) await repo.backend.delete(info.key, signal);
         result.deletedObjects++;
         result.deletedBytes += info.size;
-        if (prefix === 'chunks/') result.deletedChunks++;
+        if (chunk) result.deletedChunks++;
       }
     }
     return result;
@@ -329,11 +349,9 @@ export async function stats(
   options: { signal?: AbortSignal } = {},
 ): Promise<StatsResult> {
   const { signal } = options;
-  const sizes = new Map<string, number>();
-  for await (const info of repo.backend.list('chunks/', signal))
-    sizes.set(info.key.slice(info.key.lastIndexOf('/') + 1), info.size);
+  const sizes = await chunkObjects(repo, signal);
   let totalStored = 0;
-  for (const prefix of ['chunks/', 'index/', 'used/', 'snapshots/', 'config']) {
+  for (const prefix of [...CHUNK_PREFIXES, 'index/', 'used/', 'snapshots/', 'config']) {
     for await (const info of repo.backend.list(prefix, signal)) totalStored += info.size;
   }
   const ratio = (used: number, stored: number) => (stored > 0 ? used / stored : 0);
@@ -365,10 +383,12 @@ export async function stats(
     total.snapshots++;
     total.logicalBytes += m.diskSize;
     total.usedBytes += m.usedBytes;
-    for await (const cid of chunksOf(repo, m, signal)) {
-      if (mine.has(cid)) continue;
-      mine.add(cid);
-      g.storedBytes += sizes.get(cid) ?? 0;
+    for await (const ref of chunksOf(repo, m, signal)) {
+      for (const key of refKeys(ref)) {
+        if (mine.has(key)) continue;
+        mine.add(key);
+        g.storedBytes += sizes.get(key) ?? 0;
+      }
     }
   }
   for (const g of Object.values(vms)) g.dedupRatio = ratio(g.usedBytes, g.storedBytes);

@@ -15,6 +15,7 @@ export const ObjectType = Object.freeze({
   index: 3,
   usedMap: 4,
   manifest: 5,
+  patch: 6,
 } as const);
 export type ObjectTypeName = keyof typeof ObjectType;
 

@@ -13,6 +13,7 @@ export const REPOSITORY_REASONS = Object.freeze([
   'bad-length',
   'decompress',
   'chunk-digest',
+  'bad-patch',
   'object-digest',
   'bad-config',
   'bad-manifest',

@@ -4,6 +4,7 @@ import { randomBytes } from '@diskube/core/test';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { Backend } from './backend.js';
 import { TEST_BACKENDS } from './backends.test-support.js';
+import { MAX_PATCH_DEPTH } from './chunks.js';
 import {
   acquireLock,
   backupToRepository,
@@ -12,6 +13,7 @@ import {
   listSnapshots,
   openRepository,
   prune,
+  REPOSITORY_VERSION,
   type Repository,
   type RestoreSink,
   restoreSnapshot,
@@ -101,7 +103,7 @@ function countingBackend(inner: Backend) {
       return inner.head(k, s);
     },
     put: (k, d, s) => {
-      if (k.startsWith('chunks/')) count.put++;
+      if (k.startsWith('chunks/') || k.startsWith('patches/')) count.put++;
       return inner.put(k, d, s);
     },
     get: (k, s) => inner.get(k, s),
@@ -205,7 +207,10 @@ describe.each(TEST_BACKENDS)('$name backend', (b) => {
         const counted = countingBackend(repo.backend);
         const again = { ...repo, backend: counted.backend };
         const result = await backUp(bytes, used, 'vm', again);
-        expect(result.newChunks).toBe(1);
+        // One byte changed: a patch over the parent's chunk, not a whole chunk.
+        expect(result.newChunks).toBe(0);
+        expect(result.newPatches).toBe(1);
+        expect(result.newStoredBytes).toBeLessThan(BLOCK * 2);
         expect(counted.count.head).toBe(1);
         expect(counted.count.put).toBe(1);
         expect(result.chunksFromParent).toBe(USED_CHUNKS - 1);
@@ -345,7 +350,7 @@ describe.each(TEST_BACKENDS)('$name backend', (b) => {
         const config = new TextEncoder().encode(
           JSON.stringify({
             format: 'diskube-repository',
-            version: 2,
+            version: REPOSITORY_VERSION + 1,
             chunkSize: CHUNK,
             id: 'x',
             created: '',
@@ -356,6 +361,124 @@ describe.each(TEST_BACKENDS)('$name backend', (b) => {
           code: 'UNSUPPORTED',
           reason: 'repository-version',
         });
+      },
+    );
+  });
+
+  describe('patches', () => {
+    /** Change one byte in chunk 4 and one in chunk 12 (`step` picks which). */
+    const touch = (bytes: Uint8Array, step: number) => {
+      bytes[65 * BLOCK + step]! ^= 0x5a;
+      bytes[201 * BLOCK + step]! ^= 0xa5;
+    };
+
+    it.skipIf(b.skip)(
+      'changed blocks become patches over the parent chunk, chains stop at the depth limit, and forgetting the parents keeps every base',
+      async () => {
+        const used = usedMap();
+        const bytes = disk(1, used, content);
+        const snapshots = [await backUp(bytes, used, 'vm')];
+        const states = [bytes.slice()];
+        for (let d = 1; d <= MAX_PATCH_DEPTH + 1; d++) {
+          touch(bytes, d);
+          const result = await backUp(bytes, used, 'vm');
+          if (d <= MAX_PATCH_DEPTH) {
+            expect([result.newPatches, result.newChunks], `step ${d}`).toEqual([2, 0]);
+            expect(result.newStoredBytes).toBeLessThan(4 * BLOCK);
+          } else {
+            // The chain would grow past the limit: the chunks are stored whole again.
+            expect([result.newPatches, result.newChunks], `step ${d}`).toEqual([0, 2]);
+          }
+          snapshots.push(result);
+          states.push(bytes.slice());
+        }
+        expect(await keys('patches/')).toHaveLength(2 * MAX_PATCH_DEPTH);
+        for (const [k, s] of snapshots.entries()) await expectRestores(s.id, states[k]!, used);
+
+        // Keep only the deepest chain and the one after it: every patch and base stays.
+        await forget(repo, { keepLast: 2 });
+        const pruned = await prune(repo);
+        expect(pruned.deletedChunks).toBe(0);
+        expect(await keys('patches/')).toHaveLength(2 * MAX_PATCH_DEPTH);
+        await expectRestores(snapshots[MAX_PATCH_DEPTH]!.id, states[MAX_PATCH_DEPTH]!, used);
+        await expectRestores('vm@latest', bytes, used);
+        expect((await verifyRepository(repo, { readData: true })).ok).toBe(true);
+        // Keep the last only: the patches and the bases only they needed go.
+        await forget(repo, { keepLast: 1 });
+        const second = await prune(repo);
+        expect(second.deletedChunks).toBe(2 * MAX_PATCH_DEPTH + 2);
+        expect(await keys('patches/')).toHaveLength(0);
+        await expectRestores('vm@latest', bytes, used);
+        const s = await stats(repo);
+        expect(s.total.chunks).toBe(USED_CHUNKS);
+      },
+    );
+
+    it.skipIf(b.skip)(
+      'a flipped bit in a patch or in its base: verify names that object and the snapshots; restore is CORRUPT',
+      async () => {
+        const used = usedMap();
+        const bytes = disk(1, used, content);
+        const first = await backUp(bytes, used, 'vm');
+        touch(bytes, 1);
+        const second = await backUp(bytes, used, 'vm');
+        const patches = await keys('patches/');
+        expect(patches).toHaveLength(2);
+        const patch = patches[0]!;
+        const original = Uint8Array.from(await repo.backend.get(patch));
+        const damaged = original.slice();
+        damaged[damaged.length - 1]! ^= 0x10;
+        await repo.backend.put(patch, damaged);
+        let report = await verifyRepository(repo, { readData: true });
+        expect(report.problems.map((p) => [p.key, p.snapshots])).toEqual([[patch, [second.id]]]);
+        const out = sink(SIZE);
+        await expect(
+          restoreSnapshot(repo, { snapshot: second.id, target: out.target }),
+        ).rejects.toMatchObject({ code: 'CORRUPT' });
+        expect(out.state.aborted).toBe(true);
+        await repo.backend.put(patch, original);
+        // Its base, a whole chunk of the first snapshot: both snapshots need it.
+        const base = `chunks/${patch.split('-')[1]!.slice(0, 2)}/${patch.split('-')[1]}`;
+        const chunk = Uint8Array.from(await repo.backend.get(base));
+        chunk[chunk.length - 1]! ^= 0x10;
+        await repo.backend.put(base, chunk);
+        report = await verifyRepository(repo, { readData: true });
+        expect(report.problems).toHaveLength(1);
+        expect(report.problems[0]!.key).toBe(base);
+        expect([...report.problems[0]!.snapshots].sort()).toEqual([first.id, second.id].sort());
+        // A missing patch: verify (without reading data) names it.
+        await repo.backend.delete(patch);
+        report = await verifyRepository(repo);
+        expect(report.problems.map((p) => [p.kind, p.key])).toEqual([['missing', patch]]);
+      },
+    );
+
+    it.skipIf(b.skip)(
+      'a version 1 repository gets whole chunks and version 1 manifests only',
+      async () => {
+        const backend = await b.make();
+        const config = {
+          format: 'diskube-repository',
+          version: 1,
+          chunkSize: CHUNK,
+          id: 'v1',
+          created: '',
+        };
+        await backend.put(
+          'config',
+          encodeObject(ObjectType.config, new TextEncoder().encode(JSON.stringify(config)), null),
+        );
+        const v1 = await openRepository(backend, { owner: processOwner() });
+        const used = usedMap();
+        const bytes = disk(1, used, content);
+        await backUp(bytes, used, 'vm', v1);
+        touch(bytes, 1);
+        const result = await backUp(bytes, used, 'vm', v1);
+        expect([result.newPatches, result.newChunks]).toEqual([0, 2]);
+        expect(result.snapshot.version).toBe(1);
+        const out = sink(SIZE);
+        await restoreSnapshot(v1, { snapshot: 'vm@latest', target: out.target });
+        expect(Buffer.compare(out.bytes, expected(bytes, used))).toBe(0);
       },
     );
   });
@@ -375,7 +498,9 @@ describe.each(TEST_BACKENDS)('$name backend', (b) => {
         await forget(repo, { keepLast: 1 });
         expect((await listSnapshots(repo)).map((s) => s.id)).toEqual([latest.id]);
         const pruned = await prune(repo);
-        expect(pruned.deletedChunks).toBe(USED_CHUNKS);
+        // Chunks mostly unused changed little: stored as patches, their old bases stay.
+        expect(latest.newPatches).toBeGreaterThan(0);
+        expect(pruned.deletedChunks).toBe(USED_CHUNKS - latest.newPatches);
         expect((await verifyRepository(repo, { readData: true })).ok).toBe(true);
         await expectRestores('vm@latest', bytes, used);
       },

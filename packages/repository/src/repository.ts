@@ -11,7 +11,7 @@ import {
 import { zstdCodec } from './zstd.js';
 
 /** The repository format this library writes and the newest it reads. */
-export const REPOSITORY_VERSION = 1;
+export const REPOSITORY_VERSION = 2;
 export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
 export const MIN_CHUNK_SIZE = 64 * 1024;
 export const MAX_CHUNK_SIZE = 16 * 1024 * 1024;

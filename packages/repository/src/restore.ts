@@ -1,15 +1,9 @@
 import { CorruptError, IoError } from '@diskube/core';
 import { isNotFound } from './backend.js';
 import type { RepositoryProgress } from './backup.js';
-import { ObjectType } from './object.js';
-import { CHUNKS_PER_INDEX, chunkKey, getObject, type Repository } from './repository.js';
-import {
-  readIndex,
-  readUsedMap,
-  resolveSnapshot,
-  type SnapshotInfo,
-  ZERO_ID,
-} from './snapshots.js';
+import { fetchChunk, ZERO_ID } from './chunks.js';
+import { CHUNKS_PER_INDEX, type Repository } from './repository.js';
+import { readIndex, readUsedMap, resolveSnapshot, type SnapshotInfo } from './snapshots.js';
 
 /** Where a restore writes (the shape of `@diskube/restore`'s `RestoreTarget`). */
 export interface RestoreSink {
@@ -68,15 +62,16 @@ export async function restoreSnapshot(
           const i = n * CHUNKS_PER_INDEX + k;
           const start = i * chunkSize;
           const length = Math.min(chunkSize, diskSize - start);
-          const id = ids[k]!;
+          const ref = ids[k]!;
+          const id = ref.id;
           let data: Uint8Array | null = null;
           if (id !== ZERO_ID) {
             try {
-              data = await getObject(repo, ObjectType.chunk, id, chunkKey, signal);
+              data = await fetchChunk(repo, ref, signal);
             } catch (error) {
               if (isNotFound(error)) {
                 throw new IoError(
-                  `chunk ${id} of snapshot ${snapshot.id} is missing from ${repo.backend.location}`,
+                  `chunk ${id} of snapshot ${snapshot.id} is missing from ${repo.backend.location} (${(error as Error).message})`,
                   {
                     reason: 'not-found',
                     cause: error,

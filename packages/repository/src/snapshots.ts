@@ -1,6 +1,7 @@
 import { Bitmap } from '@diskube/bitmap';
 import { CorruptError, InvalidArgumentError } from '@diskube/core';
-import { isObjectId, ObjectType, toHex } from './object.js';
+import { type ChunkRef, decodeIndex } from './chunks.js';
+import { isObjectId, ObjectType } from './object.js';
 import {
   CHUNKS_PER_INDEX,
   getObject,
@@ -17,7 +18,8 @@ import {
 export const USED_MAP_PIECE = 4 * 1024 * 1024;
 
 export interface SnapshotManifest {
-  version: 1;
+  /** 1: index objects hold whole chunks only; 2: they may name patch chains (SPEC.md). */
+  version: 1 | 2;
   /** The VM (group) name. */
   name: string;
   /** ISO time the backup started. */
@@ -41,8 +43,10 @@ export interface SnapshotManifest {
   chunkCount: number;
   /** Index objects in order, CHUNKS_PER_INDEX ids each (the last may hold fewer). */
   indexes: string[];
-  /** Chunks this backup uploaded and their stored bytes. */
+  /** Whole chunks and patches this backup uploaded, and their stored bytes. */
   newChunks: number;
+  /** Absent in version 1 manifests. */
+  newPatches?: number;
   newStoredBytes: number;
 }
 
@@ -61,7 +65,7 @@ function checkManifest(value: unknown, id: string): SnapshotManifest {
   };
   if (value === null || typeof value !== 'object') bad('not an object');
   const m = value as SnapshotManifest;
-  if (m.version !== 1) bad(`manifest version ${m.version}`);
+  if (m.version !== 1 && m.version !== 2) bad(`manifest version ${m.version}`);
   if (typeof m.name !== 'string' || typeof m.time !== 'string') bad('no name or time');
   for (const field of [
     'diskSize',
@@ -184,27 +188,15 @@ export async function readUsedMap(
   return Bitmap.fromBytes(bytes, m.usedBlockCount);
 }
 
-/** The all-zero id marks a chunk that is all zeros and not stored. */
-export const ZERO_ID = '0'.repeat(64);
-
-/** Index object `n` of a snapshot: its chunk ids (ZERO_ID for all-zero chunks). */
+/** Index object `n` of a snapshot: its chunks (ZERO_ID for all-zero chunks), in disk order. */
 export async function readIndex(
   repo: Repository,
   m: SnapshotInfo,
   n: number,
   signal?: AbortSignal,
-): Promise<string[]> {
+): Promise<ChunkRef[]> {
   const id = m.indexes[n]!;
   const raw = await getObject(repo, ObjectType.index, id, indexKey, signal);
   const expected = Math.min(CHUNKS_PER_INDEX, m.chunkCount - n * CHUNKS_PER_INDEX);
-  if (raw.length !== expected * 32) {
-    throw new CorruptError(`index ${id} holds ${raw.length / 32} ids, expected ${expected}`, {
-      structure: `index object ${id}`,
-      offset: 0,
-      reason: 'bad-length',
-    });
-  }
-  const ids: string[] = [];
-  for (let i = 0; i < expected; i++) ids.push(toHex(raw.subarray(i * 32, i * 32 + 32)));
-  return ids;
+  return decodeIndex(raw, expected, m.version, `index object ${id}`);
 }

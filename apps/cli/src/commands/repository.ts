@@ -89,7 +89,7 @@ export async function backupToRepo(
     }
     process.stdout.write(
       `snapshot ${result.id.slice(0, 12)} of ${options.name}: ${formatBytes(result.usedBytes)} in use of ${formatBytes(result.imageBytes)}, ` +
-        `${result.newChunks} new chunks (${formatBytes(result.newStoredBytes)} stored), ${result.chunksFromParent} from the parent, ` +
+        `${result.newChunks} new chunks and ${result.newPatches} patches (${formatBytes(result.newStoredBytes)} stored), ${result.chunksFromParent} from the parent, ` +
         `${result.chunksDeduplicated} already in the repository, in ${seconds.toFixed(2)} s\n`,
     );
   } finally {

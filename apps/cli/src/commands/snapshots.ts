@@ -25,6 +25,7 @@ export function registerSnapshots(program: Command): void {
             diskSize: s.diskSize,
             usedBytes: s.usedBytes,
             newChunks: s.newChunks,
+            newPatches: s.newPatches ?? 0,
             newStoredBytes: s.newStoredBytes,
             facts: s.facts,
             summary: s.summary,

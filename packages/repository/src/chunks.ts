@@ -1,0 +1,251 @@
+import { CorruptError, FieldReader, IoError } from '@diskube/core';
+import { isNotFound } from './backend.js';
+import { decodeObject, ObjectType, sha256Hex, toHex } from './object.js';
+import type { RepositoryReason } from './reasons.js';
+import { chunkKey, type Repository } from './repository.js';
+
+// Sources: SPEC.md, "Chunks", "Patches" and "Index objects". A chunk is stored whole
+// (`chunks/…`), or as a patch: the blocks where it differs from another chunk, its base
+// (`patches/…`). An index entry names the chunk and the chain of bases down to a whole chunk,
+// so readers, verify and prune find every object a snapshot needs from its indexes alone.
+
+/** Longest chain of patches over a whole chunk; a backup stores the chunk whole instead. */
+export const MAX_PATCH_DEPTH = 4;
+/** Bytes per block a patch replaces. */
+export const PATCH_BLOCK = 4096;
+/** A patch is stored only when its blocks are at most this share of the chunk. */
+const PATCH_MAX_SHARE = 0.5;
+
+/** The all-zero id marks a chunk that is all zeros and not stored. */
+export const ZERO_ID = '0'.repeat(64);
+
+/**
+ * One chunk of a snapshot: its id (the SHA-256 of its content) and, for a patch, the ids of its
+ * bases, nearest first, the last a whole chunk.
+ */
+export interface ChunkRef {
+  id: string;
+  bases: readonly string[];
+}
+
+export const patchKey = (id: string, base: string): string =>
+  `patches/${id.slice(0, 2)}/${id}-${base}`;
+
+/** The keys of every object `ref` needs, top first (none for the zero chunk). */
+export function refKeys(ref: ChunkRef): string[] {
+  if (ref.id === ZERO_ID) return [];
+  const chain = [ref.id, ...ref.bases];
+  return chain.map((id, k) => (k + 1 < chain.length ? patchKey(id, chain[k + 1]!) : chunkKey(id)));
+}
+
+/**
+ * The patch that turns `base` (the content of chunk `baseId`) into `next`: the blocks of
+ * `PATCH_BLOCK` bytes that differ. Null when they are more than half the chunk (store it whole).
+ */
+export function encodePatch(baseId: string, base: Uint8Array, next: Uint8Array): Uint8Array | null {
+  if (base.length !== next.length) return null;
+  const blocks: number[] = [];
+  let bytes = 0;
+  for (let at = 0, b = 0; at < next.length; at += PATCH_BLOCK, b++) {
+    const end = Math.min(next.length, at + PATCH_BLOCK);
+    if (!sameRange(base, next, at, end)) {
+      blocks.push(b);
+      bytes += end - at;
+      if (bytes > next.length * PATCH_MAX_SHARE) return null;
+    }
+  }
+  const out = new Uint8Array(44 + blocks.length * 4 + bytes);
+  const view = new DataView(out.buffer);
+  for (let i = 0; i < 32; i++) out[i] = Number.parseInt(baseId.slice(2 * i, 2 * i + 2), 16);
+  view.setUint32(32, next.length, true);
+  view.setUint32(36, PATCH_BLOCK, true);
+  view.setUint32(40, blocks.length, true);
+  let at = 44 + blocks.length * 4;
+  for (const [i, b] of blocks.entries()) {
+    view.setUint32(44 + i * 4, b, true);
+    const piece = next.subarray(b * PATCH_BLOCK, Math.min(next.length, (b + 1) * PATCH_BLOCK));
+    out.set(piece, at);
+    at += piece.length;
+  }
+  return out;
+}
+
+function sameRange(a: Uint8Array, b: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Apply the patch `raw` (read from `key`) to `base`, the content of chunk `baseId`; the result
+ * is not checked here (its SHA-256 must be the patched chunk's id).
+ */
+export function applyPatch(
+  raw: Uint8Array,
+  key: string,
+  baseId: string,
+  base: Uint8Array,
+): Uint8Array {
+  const structure = `repository object ${key}`;
+  const r = new FieldReader<RepositoryReason>(raw, structure, 0).need(44);
+  const bad = (what: string, at: number): never => {
+    throw new CorruptError(`${key}: ${what}`, { structure, offset: at, reason: 'bad-patch' });
+  };
+  if (toHex(raw.subarray(0, 32)) !== baseId) bad(`names base ${toHex(raw.subarray(0, 32))}`, 0);
+  const length = r.u32le(32);
+  const block = r.u32le(36);
+  const count = r.u32le(40);
+  if (length !== base.length)
+    bad(`is for a ${length}-byte chunk, its base holds ${base.length}`, 32);
+  if (block === 0 || block > 16 * 1024 * 1024) bad(`block size ${block}`, 36);
+  const blocks = Math.ceil(length / block);
+  if (count > blocks) bad(`${count} blocks, the chunk has ${blocks}`, 40);
+  const out = base.slice();
+  let at = 44 + count * 4;
+  let previous = -1;
+  for (let i = 0; i < count; i++) {
+    const b = r.u32le(44 + i * 4);
+    if (b <= previous || b >= blocks) bad(`block ${b} out of order or past the chunk`, 44 + i * 4);
+    previous = b;
+    const size = Math.min(block, length - b * block);
+    if (at + size > raw.length) bad('ends early', raw.length);
+    out.set(raw.subarray(at, at + size), b * block);
+    at += size;
+  }
+  if (at !== raw.length) bad(`holds ${raw.length - at} bytes after its blocks`, at);
+  return out;
+}
+
+/** Read an object, turning "not found" into an IO error that names the chunk and the key. */
+async function fetch(repo: Repository, key: string, signal?: AbortSignal): Promise<Uint8Array> {
+  try {
+    return await repo.backend.get(key, signal);
+  } catch (error) {
+    if (isNotFound(error)) {
+      throw new IoError(`${key} is missing from ${repo.backend.location}`, {
+        reason: 'not-found',
+        cause: error,
+      });
+    }
+    throw error;
+  }
+}
+
+/**
+ * The content of a chunk, checked: a whole chunk by its SHA-256; a patch chain from its whole
+ * base up, each step's result checked against the id it must have. Errors name the object at
+ * fault (the key in `structure`): CORRUPT `chunk-digest`, `bad-patch`, or IO `not-found`.
+ */
+export async function fetchChunk(
+  repo: Repository,
+  ref: ChunkRef,
+  signal?: AbortSignal,
+): Promise<Uint8Array> {
+  const chain = [ref.id, ...ref.bases];
+  const keys = refKeys(ref);
+  const bottom = chain.length - 1;
+  let content = await decodeObject(
+    await fetch(repo, keys[bottom]!, signal),
+    ObjectType.chunk,
+    keys[bottom]!,
+    chain[bottom]!,
+    repo.codec,
+  );
+  for (let k = bottom - 1; k >= 0; k--) {
+    const key = keys[k]!;
+    const raw = await decodeObject(
+      await fetch(repo, key, signal),
+      ObjectType.patch,
+      key,
+      null,
+      repo.codec,
+    );
+    content = applyPatch(raw, key, chain[k + 1]!, content);
+    const digest = await sha256Hex(content);
+    if (digest !== chain[k]) {
+      throw new CorruptError(`${key}: patched content has digest ${digest}, not ${chain[k]}`, {
+        structure: `repository object ${key}`,
+        offset: 0,
+        reason: 'chunk-digest',
+      });
+    }
+  }
+  return content;
+}
+
+/** The key of the object at fault in an error from `fetchChunk` (from its structure). */
+export function keyOfError(error: unknown, fallback: string): string {
+  const structure = (error as { structure?: unknown }).structure;
+  return typeof structure === 'string' && structure.startsWith('repository object ')
+    ? structure.slice('repository object '.length)
+    : fallback;
+}
+
+/**
+ * Index object content: version 1 holds 32-byte ids only (whole chunks); version 2 holds, per
+ * chunk, a depth byte `d` (0 … MAX_PATCH_DEPTH), the id, then the `d` base ids.
+ */
+export function encodeIndex(refs: readonly ChunkRef[], version: number): Uint8Array {
+  const size =
+    version === 1 ? refs.length * 32 : refs.reduce((n, r) => n + 33 + 32 * r.bases.length, 0);
+  const out = new Uint8Array(size);
+  let at = 0;
+  const put = (id: string) => {
+    for (let i = 0; i < 32; i++) out[at + i] = Number.parseInt(id.slice(2 * i, 2 * i + 2), 16);
+    at += 32;
+  };
+  for (const ref of refs) {
+    if (version !== 1) out[at++] = ref.bases.length;
+    put(ref.id);
+    for (const base of ref.bases) put(base);
+  }
+  return out;
+}
+
+export function decodeIndex(
+  raw: Uint8Array,
+  count: number,
+  version: number,
+  structure: string,
+): ChunkRef[] {
+  const bad = (what: string, at: number): never => {
+    throw new CorruptError(`${structure}: ${what}`, {
+      structure,
+      offset: at,
+      reason: 'bad-length',
+    });
+  };
+  const refs: ChunkRef[] = [];
+  if (version === 1) {
+    if (raw.length !== count * 32) bad(`holds ${raw.length / 32} ids, expected ${count}`, 0);
+    for (let i = 0; i < count; i++)
+      refs.push({ id: toHex(raw.subarray(i * 32, i * 32 + 32)), bases: [] });
+    return refs;
+  }
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    if (at >= raw.length) bad(`holds ${i} entries, expected ${count}`, at);
+    const depth = raw[at]!;
+    if (depth > MAX_PATCH_DEPTH) {
+      throw new CorruptError(`${structure}: patch depth ${depth} above ${MAX_PATCH_DEPTH}`, {
+        structure,
+        offset: at,
+        reason: 'bad-patch',
+      });
+    }
+    if (at + 1 + 32 * (depth + 1) > raw.length) bad('ends inside an entry', at);
+    const ids: string[] = [];
+    for (let k = 0; k <= depth; k++)
+      ids.push(toHex(raw.subarray(at + 1 + 32 * k, at + 33 + 32 * k)));
+    if (depth > 0 && ids.includes(ZERO_ID)) {
+      throw new CorruptError(`${structure}: a patch of or over the zero chunk`, {
+        structure,
+        offset: at,
+        reason: 'bad-patch',
+      });
+    }
+    refs.push({ id: ids[0]!, bases: ids.slice(1) });
+    at += 1 + 32 * (depth + 1);
+  }
+  if (at !== raw.length) bad(`holds ${raw.length - at} bytes after its ${count} entries`, at);
+  return refs;
+}
