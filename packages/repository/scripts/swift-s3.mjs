@@ -84,11 +84,11 @@ function listening(port) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function serverConf(base, name, port, extra = '') {
+function serverConf(base, name, port, extra = '', workers = 0) {
   const common = `[DEFAULT]
 bind_ip = 127.0.0.1
 bind_port = ${port}
-workers = 0
+workers = ${workers}
 swift_dir = ${base}/etc
 devices = ${base}/srv
 mount_check = false
@@ -175,7 +175,7 @@ for name, port in zip(('account', 'container', 'object'), sys.argv[3:6]):
  * A Swift server set on a data directory. `start()` (again after `stop()`, on the same data and
  * ports) and `stop()`; `destroy()` stops and removes the directory.
  *
- * @param {{ dir?: string, readyTimeoutMs?: number }} [options]
+ * @param {{ dir?: string, readyTimeoutMs?: number, workers?: number }} [options]
  */
 export async function createSwift(options = {}) {
   const missing = missingSwiftTools();
@@ -183,6 +183,9 @@ export async function createSwift(options = {}) {
   const base = options.dir ?? mkdtempSync(join(tmpdir(), 'diskube-swift-'));
   const ownsDir = options.dir === undefined;
   const readyTimeoutMs = options.readyTimeoutMs ?? 90_000;
+  // 0: each server one process (the tests); a benchmark may give the proxy and object servers
+  // several worker processes, as a production Swift would have.
+  const workers = options.workers ?? 0;
   for (const sub of ['etc', 'srv/d1', 'log', 'run'])
     mkdirSync(join(base, sub), { recursive: true });
 
@@ -197,7 +200,13 @@ export async function createSwift(options = {}) {
     const extra = name === 'proxy' ? proxyPipeline(ports.memcached) : '';
     writeFileSync(
       join(base, `etc/${name}-server.conf`),
-      serverConf(base, name, ports[name], extra),
+      serverConf(
+        base,
+        name,
+        ports[name],
+        extra,
+        name === 'proxy' || name === 'object' ? workers : 0,
+      ),
     );
   }
   const portArgs = [ports.account, ports.container, ports.object].map(String);

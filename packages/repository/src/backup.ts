@@ -4,7 +4,7 @@ import {
   type ChunkRef,
   encodeIndex,
   encodePatch,
-  fetchChunk,
+  fetchChain,
   MAX_PATCH_DEPTH,
   patchKey,
   ZERO_ID,
@@ -251,22 +251,24 @@ export async function backupToRepository(
     const indexes: string[] = [];
     let bytesDone = 0;
     const zero: ChunkRef = { id: ZERO_ID, bases: [] };
-    /** Store a chunk that neither the parent nor the repository has: a patch over the parent's. */
+    /**
+     * Store a chunk that neither the parent nor the repository has: a patch over the parent's
+     * chunk at the same position, or, where that chain is as deep as allowed, over its whole
+     * chunk (every change since, in one patch); whole when more than half of it changed.
+     */
     const store = async (id: string, raw: Uint8Array, parentRef: ChunkRef | undefined) => {
-      if (
-        patches &&
-        parentRef !== undefined &&
-        parentRef.id !== ZERO_ID &&
-        parentRef.bases.length < MAX_PATCH_DEPTH
-      ) {
-        const base = await fetchChunk(repo, parentRef, signal);
-        const patch = encodePatch(parentRef.id, base, raw);
+      if (patches && parentRef !== undefined && parentRef.id !== ZERO_ID) {
+        const contents = await fetchChain(repo, parentRef, signal);
+        const chain = [parentRef.id, ...parentRef.bases];
+        const over = chain.length <= MAX_PATCH_DEPTH ? 0 : chain.length - 1;
+        const baseId = chain[over]!;
+        const patch = encodePatch(baseId, contents[contents.length - 1 - over]!, raw);
         if (patch !== null) {
           const object = encodeObject(ObjectType.patch, patch, repo.codec);
-          await repo.backend.put(patchKey(id, parentRef.id), object, signal);
+          await repo.backend.put(patchKey(id, baseId), object, signal);
           result.newPatches++;
           result.newStoredBytes += object.length;
-          return { id, bases: [parentRef.id, ...parentRef.bases] };
+          return { id, bases: chain.slice(over) };
         }
       }
       const object = encodeObject(ObjectType.chunk, raw, repo.codec);

@@ -9,8 +9,11 @@ import { chunkKey, type Repository } from './repository.js';
 // (`patches/…`). An index entry names the chunk and the chain of bases down to a whole chunk,
 // so readers, verify and prune find every object a snapshot needs from its indexes alone.
 
-/** Longest chain of patches over a whole chunk; a backup stores the chunk whole instead. */
-export const MAX_PATCH_DEPTH = 4;
+/**
+ * Longest chain of patches over a whole chunk. A backup whose patch would go deeper patches the
+ * chain's whole chunk instead (all changes since it, in one patch), or stores the chunk whole.
+ */
+export const MAX_PATCH_DEPTH = 8;
 /** Bytes per block a patch replaces. */
 export const PATCH_BLOCK = 4096;
 /** A patch is stored only when its blocks are at most this share of the chunk. */
@@ -140,6 +143,18 @@ export async function fetchChunk(
   ref: ChunkRef,
   signal?: AbortSignal,
 ): Promise<Uint8Array> {
+  return (await fetchChain(repo, ref, signal)).at(-1)!;
+}
+
+/**
+ * `fetchChunk`, keeping each step: the contents of the whole chunk at the bottom of `ref`'s
+ * chain first, `ref`'s own content last.
+ */
+export async function fetchChain(
+  repo: Repository,
+  ref: ChunkRef,
+  signal?: AbortSignal,
+): Promise<Uint8Array[]> {
   const chain = [ref.id, ...ref.bases];
   const keys = refKeys(ref);
   const bottom = chain.length - 1;
@@ -150,6 +165,7 @@ export async function fetchChunk(
     chain[bottom]!,
     repo.codec,
   );
+  const contents = [content];
   for (let k = bottom - 1; k >= 0; k--) {
     const key = keys[k]!;
     const raw = await decodeObject(
@@ -168,8 +184,9 @@ export async function fetchChunk(
         reason: 'chunk-digest',
       });
     }
+    contents.push(content);
   }
-  return content;
+  return contents;
 }
 
 /** The key of the object at fault in an error from `fetchChunk` (from its structure). */

@@ -373,7 +373,7 @@ describe.each(TEST_BACKENDS)('$name backend', (b) => {
     };
 
     it.skipIf(b.skip)(
-      'changed blocks become patches over the parent chunk, chains stop at the depth limit, and forgetting the parents keeps every base',
+      'changed blocks become patches over the parent chunk; past the depth limit, over the whole chunk below; forgetting the parents keeps every base',
       async () => {
         const used = usedMap();
         const bytes = disk(1, used, content);
@@ -382,35 +382,34 @@ describe.each(TEST_BACKENDS)('$name backend', (b) => {
         for (let d = 1; d <= MAX_PATCH_DEPTH + 1; d++) {
           touch(bytes, d);
           const result = await backUp(bytes, used, 'vm');
-          if (d <= MAX_PATCH_DEPTH) {
-            expect([result.newPatches, result.newChunks], `step ${d}`).toEqual([2, 0]);
-            expect(result.newStoredBytes).toBeLessThan(4 * BLOCK);
-          } else {
-            // The chain would grow past the limit: the chunks are stored whole again.
-            expect([result.newPatches, result.newChunks], `step ${d}`).toEqual([0, 2]);
-          }
+          // Two changed chunks, each a patch; step MAX + 1 patches the whole chunk of step 0
+          // (both changes since it), so its chain is one deep again.
+          expect([result.newPatches, result.newChunks], `step ${d}`).toEqual([2, 0]);
+          expect(result.newStoredBytes).toBeLessThan(4 * BLOCK);
           snapshots.push(result);
           states.push(bytes.slice());
         }
-        expect(await keys('patches/')).toHaveLength(2 * MAX_PATCH_DEPTH);
+        const patchCount = 2 * (MAX_PATCH_DEPTH + 1);
+        expect(await keys('patches/')).toHaveLength(patchCount);
         for (const [k, s] of snapshots.entries()) await expectRestores(s.id, states[k]!, used);
 
         // Keep only the deepest chain and the one after it: every patch and base stays.
         await forget(repo, { keepLast: 2 });
         const pruned = await prune(repo);
         expect(pruned.deletedChunks).toBe(0);
-        expect(await keys('patches/')).toHaveLength(2 * MAX_PATCH_DEPTH);
+        expect(await keys('patches/')).toHaveLength(patchCount);
         await expectRestores(snapshots[MAX_PATCH_DEPTH]!.id, states[MAX_PATCH_DEPTH]!, used);
         await expectRestores('vm@latest', bytes, used);
         expect((await verifyRepository(repo, { readData: true })).ok).toBe(true);
-        // Keep the last only: the patches and the bases only they needed go.
+        // Keep the last only: the deep chains go; its own patches and their whole base stay.
         await forget(repo, { keepLast: 1 });
         const second = await prune(repo);
-        expect(second.deletedChunks).toBe(2 * MAX_PATCH_DEPTH + 2);
-        expect(await keys('patches/')).toHaveLength(0);
+        expect(second.deletedChunks).toBe(2 * MAX_PATCH_DEPTH);
+        expect(await keys('patches/')).toHaveLength(2);
         await expectRestores('vm@latest', bytes, used);
+        expect((await verifyRepository(repo, { readData: true })).ok).toBe(true);
         const s = await stats(repo);
-        expect(s.total.chunks).toBe(USED_CHUNKS);
+        expect(s.total.chunks).toBe(USED_CHUNKS + 2);
       },
     );
 
