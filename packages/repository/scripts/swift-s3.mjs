@@ -31,7 +31,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { connect, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -89,6 +89,8 @@ function serverConf(base, name, port, extra = '', workers = 0) {
 bind_ip = 127.0.0.1
 bind_port = ${port}
 workers = ${workers}
+# Worker processes switch to this user (default "swift"): stay who we are.
+user = ${userInfo().username}
 swift_dir = ${base}/etc
 devices = ${base}/srv
 mount_check = false
