@@ -16,6 +16,16 @@ describe('mutants', () => {
       for (let k = 0; k < Math.min(4096, bytes.length); k++) expect(bytes[k]).toBe(0x11);
     }
   });
+
+  it('always differ from the original (writing a byte it already held is no mutation)', () => {
+    // All zeros: "byte = 0x00" and "u32 = 0" change nothing unless the mutator notices.
+    const zeros = new Uint8Array(8192);
+    for (let i = 0; i < 500; i++) {
+      const { bytes } = mutant(zeros, [[4096, 512]], 3, i);
+      const same = bytes.length === zeros.length && bytes.every((b) => b === 0);
+      expect(same, `mutant ${i}`).toBe(false);
+    }
+  });
 });
 
 describe('the referenced-blocks invariant', () => {

@@ -74,5 +74,12 @@ export function mutant(original, regions, seed, index) {
       steps.push(`truncate to ${end}`);
     }
   }
+  // A mutation may write what was there (an interesting byte the image already held): a mutant
+  // equal to its original tests nothing, and "accepted" would then be no finding. Make it differ.
+  if (bytes.length === original.length && bytes.every((b, i) => b === original[i])) {
+    const at = touched[0]?.[0] ?? 0;
+    bytes[at] = (bytes[at] ?? 0) ^ 1;
+    steps.push(`flip bit 0 of byte ${at} (the mutations above changed nothing)`);
+  }
   return { bytes, description: steps.join('; '), touched };
 }
