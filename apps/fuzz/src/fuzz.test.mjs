@@ -16,15 +16,17 @@ for (const [name, target] of Object.entries(TARGETS)) {
     if (process.env.CI === 'true') throw new Error(message);
     console.warn(`\n*** ${message}: SKIPPED ***\n`);
   }
+  // Targets whose seeds are large (btrfs: 128 MiB copied per mutant) run fewer cases here.
+  const cases = Math.min(CASES, target.cases ?? CASES);
   describe.runIf(missing.length === 0)(`fuzz ${name}`, () => {
-    it(`${CASES} mutants: no crash, no hang, no untyped error, input errors never blamed on the caller`, async () => {
-      const report = await runFuzz({ target: name, cases: CASES, seed: SEED });
+    it(`${cases} mutants: no crash, no hang, no untyped error, input errors never blamed on the caller`, async () => {
+      const report = await runFuzz({ target: name, cases, seed: SEED });
       const lines = report.failures.map(
         (f) => `case ${f.case} (${f.seed}) ${f.kind}: ${f.message} [${f.mutation}]`,
       );
       expect(lines).toEqual([]);
       const refused = Object.values(report.refused).reduce((a, b) => a + b, 0);
-      expect(report.accepted + refused).toBe(CASES);
+      expect(report.accepted + refused).toBe(cases);
       if (target.everyByteChecked) {
         expect(report.accepted, 'a mutant got past every checksum').toBe(0);
       } else {

@@ -26,8 +26,9 @@ const MiB = 1024 * KiB;
  * @typedef {{ blockSize: number, ranges: Array<[number, number]> }} UsedSummary
  * @typedef {{ tools: string[], prepare(): Promise<Seed[]>,
  *             run(bytes: Uint8Array): Promise<UsedSummary | null | unknown>,
- *             everyByteChecked?: boolean }} Target
+ *             everyByteChecked?: boolean, cases?: number }} Target
  *   `everyByteChecked`: every byte of the seed is under a checksum, so no mutant may be accepted.
+ *   `cases`: at most this many mutants in the test suite (large seeds); `pnpm fuzz` runs any.
  *   A `run` that resolves a `UsedSummary` (used blocks as `[first, count]` runs) is checked
  *   against the seed's `referenced` blocks when the mutants left the bitmaps alone.
  */
@@ -161,6 +162,33 @@ async function lvmDisk() {
 const inspectBytes = (/** @type {Uint8Array} */ bytes) => inspectImage(memorySource(bytes));
 
 /** A driver diskube ships, by name (the fuzz package depends on `diskube`, not on each driver). */
+/**
+ * Where a small btrfs keeps its metadata: the primary superblock and the start of its SYSTEM
+ * (chunk tree) and METADATA chunks (root, extent, fs and csum trees), first physical copy, as
+ * btrfs-progs' chunk tree dump places them.
+ * @param {string} image
+ * @returns {Array<[number, number]>}
+ */
+function btrfsMetadata(image) {
+  const dump = execFileSync('btrfs', ['inspect-internal', 'dump-tree', '-t', 'chunk', image], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  /** @type {Array<[number, number]>} */
+  const regions = [[64 * KiB, 4 * KiB]];
+  const chunks = dump.split('CHUNK_ITEM').slice(1);
+  for (const chunk of chunks) {
+    const type = /type (\S+)/.exec(chunk)?.[1] ?? '';
+    const length = Number(/length (\d+)/.exec(chunk)?.[1]);
+    const offset = Number(/stripe 0 devid \d+ offset (\d+)/.exec(chunk)?.[1]);
+    if (/SYSTEM|METADATA/.test(type) && offset > 0)
+      regions.push([offset, Math.min(length, 1 * MiB)]);
+  }
+  if (regions.length < 3)
+    throw new Error(`btrfs fuzz seed: no SYSTEM and METADATA chunks in\n${dump}`);
+  return regions;
+}
+
 const driver = (/** @type {string} */ name) =>
   /** @type {typeof extDriver} */ (defaultDrivers.find((d) => d.name === name));
 
@@ -296,6 +324,18 @@ export const TARGETS = {
       ];
     },
     run: (bytes) => drive(driver('xfs'), bytes),
+  },
+  btrfs: {
+    tools: ['mkfs.btrfs', 'btrfs'],
+    cases: 100,
+    async prepare() {
+      // mkfs.btrfs's smallest image is 109 MiB; each mutant is a copy of it (~0.1 s a case).
+      // The ext file set without its deleted file (the btrfs builder cannot delete unmounted).
+      const files = EXT_FILES.replace(/\n\s*file \/stale.*\n\s*delete \/stale/, '');
+      const fs = await built(`disk 128M\n  filesystem btrfs${files}`);
+      return [{ name: 'btrfs', bytes: fs.bytes, regions: btrfsMetadata(fs.image) }];
+    },
+    run: (bytes) => drive(driver('btrfs'), bytes),
   },
   fat: {
     tools: ['mkfs.vfat', 'mcopy'],
