@@ -1,6 +1,6 @@
 import { CorruptError, FieldReader, IoError } from '@diskube/core';
 import { isNotFound } from './backend.js';
-import { decodeObject, ObjectType, sha256Hex, toHex } from './object.js';
+import { decodeObject, fromHex, ObjectType, sha256Hex, toHex } from './object.js';
 import type { RepositoryReason } from './reasons.js';
 import { chunkKey, type Repository } from './repository.js';
 
@@ -59,7 +59,7 @@ export function encodePatch(baseId: string, base: Uint8Array, next: Uint8Array):
   }
   const out = new Uint8Array(44 + blocks.length * 4 + bytes);
   const view = new DataView(out.buffer);
-  for (let i = 0; i < 32; i++) out[i] = Number.parseInt(baseId.slice(2 * i, 2 * i + 2), 16);
+  fromHex(baseId, out, 0);
   view.setUint32(32, next.length, true);
   view.setUint32(36, PATCH_BLOCK, true);
   view.setUint32(40, blocks.length, true);
@@ -207,7 +207,7 @@ export function encodeIndex(refs: readonly ChunkRef[], version: number): Uint8Ar
   const out = new Uint8Array(size);
   let at = 0;
   const put = (id: string) => {
-    for (let i = 0; i < 32; i++) out[at + i] = Number.parseInt(id.slice(2 * i, 2 * i + 2), 16);
+    fromHex(id, out, at);
     at += 32;
   };
   for (const ref of refs) {

@@ -140,13 +140,13 @@ export async function verifyRepository(
   let chunksRead = 0;
   if (options.readData) {
     const damaged = new Map<string, VerifyProblem>();
-    const todo = [...referenced.entries()].filter(([, ref]) =>
+    const toRead = [...referenced.entries()].filter(([, ref]) =>
       refKeys(ref).every((key) => present.has(key)),
     );
     let next = 0;
     const worker = async () => {
-      while (next < todo.length) {
-        const [top, ref] = todo[next++]!;
+      while (next < toRead.length) {
+        const [top, ref] = toRead[next++]!;
         signal?.throwIfAborted();
         try {
           await fetchChunk(repo, ref, signal);
@@ -155,7 +155,7 @@ export async function verifyRepository(
           if (!damaged.has(key)) damaged.set(key, problemOf(error, key, []));
         }
         chunksRead++;
-        options.onProgress?.(chunksRead, todo.length);
+        options.onProgress?.(chunksRead, toRead.length);
       }
     };
     await Promise.all(Array.from({ length: repo.concurrency }, worker));
