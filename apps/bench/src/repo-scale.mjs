@@ -107,9 +107,19 @@ async function phase(name, work, diskBytes, stride) {
         },
       });
       result = { chunksFetched: r.chunksFetched, bytesWritten: written };
-    } else if (name === 'verify') {
-      const r = await verifyRepository(repo);
-      result = { ok: r.ok, chunksReferenced: r.chunksReferenced };
+    } else if (name.startsWith('verify')) {
+      // verify: one pass (the keys fit the default 2^20); verify-keys-2^18: at most 2^18 keys
+      // held at once; verify-read-data: every chunk read and checked as well.
+      const r = await verifyRepository(repo, {
+        readData: name === 'verify-read-data',
+        keysPerPass: name === 'verify-keys-2^18' ? 2 ** 18 : undefined,
+      });
+      result = {
+        ok: r.ok,
+        chunksReferenced: r.chunksReferenced,
+        chunksRead: r.chunksRead,
+        passes: r.passes,
+      };
     } else if (name === 'stats') {
       const r = await stats(repo);
       result = { chunks: r.total.chunks, storedBytes: r.total.storedBytes };
@@ -140,7 +150,17 @@ async function main() {
   const load0 = loadavg();
   const started = new Date();
   try {
-    for (const name of ['init', 'backup', 'backup-again', 'restore', 'verify', 'stats', 'prune']) {
+    for (const name of [
+      'init',
+      'backup',
+      'backup-again',
+      'restore',
+      'verify',
+      'verify-keys-2^18',
+      'verify-read-data',
+      'stats',
+      'prune',
+    ]) {
       const run = spawnSync(
         process.execPath,
         [self, '--phase', name, root, String(diskBytes), String(stride)],

@@ -18,6 +18,7 @@ export {
   type ForgetResult,
   forget,
   type GroupStats,
+  type MaintenanceOptions,
   type PruneResult,
   prune,
   type StatsResult,

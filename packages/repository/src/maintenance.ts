@@ -1,5 +1,18 @@
 import { DiskubeError, InvalidArgumentError } from '@diskube/core';
+import type { ObjectInfo } from './backend.js';
 import { type ChunkRef, fetchChunk, keyOfError, refKeys, ZERO_ID } from './chunks.js';
+import {
+  CHUNK_PREFIXES,
+  DEFAULT_KEYS_PER_PASS,
+  inPasses,
+  KEY_PRESENT,
+  KEY_READ,
+  KEY_REFERENCED,
+  KEY_TOP,
+  listPassObjects,
+  NO_KEY,
+  type PassKeys,
+} from './keyset.js';
 import { acquireLock } from './locks.js';
 import { ObjectType } from './object.js';
 import { getObject, type Repository, snapshotKey, usedMapKey } from './repository.js';
@@ -10,9 +23,6 @@ import {
   type SnapshotInfo,
   snapshotIds,
 } from './snapshots.js';
-
-/** Prefixes of the objects chunk content lives in: whole chunks and patches. */
-const CHUNK_PREFIXES = ['chunks/', 'patches/'] as const;
 
 export interface VerifyProblem {
   kind: 'missing' | 'damaged';
@@ -32,7 +42,19 @@ export interface VerifyRepositoryResult {
   chunksReferenced: number;
   /** Chunks read and re-hashed (`readData`), each through its whole patch chain. */
   chunksRead: number;
+  /** Passes over the snapshots' indexes (more than one when the keys outgrow `keysPerPass`). */
+  passes: number;
   problems: VerifyProblem[];
+}
+
+/** Options verify, prune and stats share. */
+export interface MaintenanceOptions {
+  signal?: AbortSignal;
+  /**
+   * Chunk and patch keys held in memory at once (about 80 bytes each; 2^20 by default). A
+   * repository with more is processed in several passes over ranges of its ids.
+   */
+  keysPerPass?: number;
 }
 
 /** Each non-zero chunk of snapshot `m`, in disk order. */
@@ -46,13 +68,31 @@ async function* chunksOf(
   }
 }
 
-/** Every key under the chunk prefixes, with its size. */
-async function chunkObjects(repo: Repository, signal?: AbortSignal): Promise<Map<string, number>> {
-  const sizes = new Map<string, number>();
-  for (const prefix of CHUNK_PREFIXES) {
-    for await (const info of repo.backend.list(prefix, signal)) sizes.set(info.key, info.size);
+/**
+ * Call `each` with the handle (in `keys`, added when `insert`) of every object of `ref`'s chain
+ * that lies in the pass's range, and its position in the chain (0: the chunk itself).
+ */
+function forEachKey(
+  keys: PassKeys,
+  ref: ChunkRef,
+  insert: boolean,
+  each: (handle: number, k: number) => void,
+): void {
+  const chain = [ref.id, ...ref.bases];
+  for (let k = 0; k < chain.length; k++) {
+    const handle = keys.ref(chain[k]!, chain[k + 1] ?? null, insert);
+    if (handle !== NO_KEY) each(handle, k);
   }
-  return sizes;
+}
+
+/** Mark each listed object of the pass's range present, with its size. */
+async function listPresent(repo: Repository, keys: PassKeys, signal?: AbortSignal): Promise<void> {
+  for await (const info of listPassObjects(repo, keys, signal)) {
+    const handle = keys.listed(info.key, true);
+    if (handle === NO_KEY) continue;
+    keys.setFlags(handle, KEY_PRESENT);
+    keys.setStoredSize(handle, info.size);
+  }
 }
 
 function problemOf(error: unknown, key: string, snapshots: string[]): VerifyProblem {
@@ -67,21 +107,42 @@ function problemOf(error: unknown, key: string, snapshots: string[]): VerifyProb
   };
 }
 
+/** Run tasks with at most `limit` in flight; `run` waits for a free place. The first error wins. */
+function taskPool(limit: number) {
+  const running = new Set<Promise<void>>();
+  let failure: { error: unknown } | null = null;
+  return {
+    async run(task: () => Promise<void>): Promise<void> {
+      while (running.size >= limit) await Promise.race(running);
+      if (failure) throw failure.error;
+      const p: Promise<void> = task()
+        .catch((error: unknown) => {
+          failure ??= { error };
+        })
+        .finally(() => running.delete(p));
+      running.add(p);
+    },
+    async drain(): Promise<void> {
+      await Promise.all(running);
+      if (failure) throw failure.error;
+    },
+  };
+}
+
 /**
  * Check the repository: every manifest, index object and used map is read and re-hashed, and
  * every chunk a snapshot references must exist; with `readData` every chunk is read and
- * re-hashed too. Each problem names the object and every snapshot that needs it.
+ * re-hashed too. Each problem names the object and every snapshot that needs it. Memory holds
+ * at most `keysPerPass` keys (SPEC.md "Verify, prune and stats at scale").
  */
 export async function verifyRepository(
   repo: Repository,
-  options: {
+  options: MaintenanceOptions & {
     readData?: boolean;
-    signal?: AbortSignal;
     onProgress?: (done: number, total: number) => void;
   } = {},
 ): Promise<VerifyRepositoryResult> {
   const { signal } = options;
-  const present = await chunkObjects(repo, signal);
   const problems = new Map<string, VerifyProblem>();
   const add = (p: VerifyProblem, snapshot: string) => {
     const known = problems.get(p.key);
@@ -89,8 +150,6 @@ export async function verifyRepository(
       if (!known.snapshots.includes(snapshot)) known.snapshots.push(snapshot);
     } else problems.set(p.key, p);
   };
-  /** Distinct chunks by the key of their top object. */
-  const referenced = new Map<string, ChunkRef>();
   const ids = await snapshotIds(repo, signal);
   const manifests: SnapshotInfo[] = [];
   for (const sid of ids) {
@@ -109,74 +168,91 @@ export async function verifyRepository(
         add(problemOf(error, usedMapKey(uid), [sid]), sid);
       }
     }
-    for (let n = 0; n < m.indexes.length; n++) {
-      let refs: ChunkRef[];
-      try {
-        refs = await readIndex(repo, m, n, signal);
-      } catch (error) {
-        add(problemOf(error, `index/${m.indexes[n]}`, [sid]), sid);
-        continue;
-      }
-      for (const ref of refs) {
-        const keys = refKeys(ref);
-        if (keys.length === 0) continue;
-        referenced.set(keys[0]!, ref);
-        for (const key of keys) {
-          if (present.has(key)) continue;
-          add(
-            {
-              kind: 'missing',
-              key,
-              reason: 'not-found',
-              message: `${key} (chunk ${ref.id}) is missing`,
-              snapshots: [sid],
-            },
-            sid,
-          );
+  }
+  /** Each readable index's chunks, with the snapshot; unreadable indexes become problems. */
+  async function* everyRef(): AsyncGenerator<[ChunkRef, string]> {
+    for (const m of manifests) {
+      for (let n = 0; n < m.indexes.length; n++) {
+        let refs: ChunkRef[];
+        try {
+          refs = await readIndex(repo, m, n, signal);
+        } catch (error) {
+          add(problemOf(error, `index/${m.indexes[n]}`, [m.id]), m.id);
+          continue;
         }
+        for (const ref of refs) if (ref.id !== ZERO_ID) yield [ref, m.id];
       }
     }
   }
+  let chunksReferenced = 0;
   let chunksRead = 0;
-  if (options.readData) {
-    const damaged = new Map<string, VerifyProblem>();
-    const toRead = [...referenced.entries()].filter(([, ref]) =>
-      refKeys(ref).every((key) => present.has(key)),
-    );
-    let next = 0;
-    const worker = async () => {
-      while (next < toRead.length) {
-        const [top, ref] = toRead[next++]!;
-        signal?.throwIfAborted();
+  let readBefore = 0;
+  const damaged = new Map<string, VerifyProblem>();
+  const passes = await inPasses(options.keysPerPass ?? DEFAULT_KEYS_PER_PASS, async (keys) => {
+    await listPresent(repo, keys, signal);
+    for await (const [ref, sid] of everyRef()) {
+      forEachKey(keys, ref, true, (handle, k) => {
+        keys.setFlags(handle, KEY_REFERENCED | (k === 0 ? KEY_TOP : 0));
+        if (keys.flags(handle) & KEY_PRESENT) return;
+        const key = refKeys(ref)[k]!;
+        add(
+          {
+            kind: 'missing',
+            key,
+            reason: 'not-found',
+            message: `${key} (chunk ${ref.id}) is missing`,
+            snapshots: [sid],
+          },
+          sid,
+        );
+      });
+    }
+    chunksReferenced += keys.count(KEY_TOP);
+    if (!options.readData) return;
+    // The set is complete for this range: read each chunk whose top object lies in it once.
+    const total = keys.count(KEY_TOP | KEY_PRESENT);
+    const pool = taskPool(repo.concurrency);
+    for await (const [ref] of everyRef()) {
+      const top = keys.ref(ref.id, ref.bases[0] ?? null, false);
+      if (top === NO_KEY) continue;
+      const flags = keys.flags(top);
+      if (flags & KEY_READ || !(flags & KEY_PRESENT)) continue;
+      keys.setFlags(top, KEY_READ);
+      await pool.run(async () => {
         try {
           await fetchChunk(repo, ref, signal);
         } catch (error) {
-          const key = keyOfError(error, top);
+          // A missing object further down the chain is reported by the pass of its range.
+          if (DiskubeError.isInstance(error) && error.reason === 'not-found') return;
+          const key = keyOfError(error, refKeys(ref)[0]!);
           if (!damaged.has(key)) damaged.set(key, problemOf(error, key, []));
+        } finally {
+          chunksRead++;
+          options.onProgress?.(chunksRead, readBefore + total);
         }
-        chunksRead++;
-        options.onProgress?.(chunksRead, toRead.length);
-      }
-    };
-    await Promise.all(Array.from({ length: repo.concurrency }, worker));
-    if (damaged.size > 0) {
-      // Second pass: which snapshots need each damaged object.
-      for (const m of manifests) {
-        for await (const ref of chunksOf(repo, m, signal)) {
-          for (const key of refKeys(ref)) {
-            const p = damaged.get(key);
-            if (p && !p.snapshots.includes(m.id)) p.snapshots.push(m.id);
-          }
-        }
-      }
-      for (const p of damaged.values()) problems.set(p.key, p);
+      });
     }
+    await pool.drain();
+    readBefore += total;
+  });
+  if (damaged.size > 0) {
+    // Second pass: which snapshots need each damaged object.
+    for (const m of manifests) {
+      for await (const ref of chunksOf(repo, m, signal)) {
+        for (const key of refKeys(ref)) {
+          const p = damaged.get(key);
+          if (p && !p.snapshots.includes(m.id)) p.snapshots.push(m.id);
+        }
+      }
+    }
+    for (const p of damaged.values()) problems.set(p.key, p);
   }
   return {
     ok: problems.size === 0,
     snapshots: ids.length,
-    chunksReferenced: referenced.size,
+    chunksReferenced,
     chunksRead,
+    passes,
     problems: [...problems.values()],
   };
 }
@@ -280,23 +356,25 @@ export interface PruneResult {
  * Mark and sweep (SPEC.md "Prune"): under an exclusive lock (refused while a backup or another
  * prune holds a live lock), mark every object the manifests reference, then delete every chunk,
  * index object and used map not marked. A manifest that cannot be read stops the prune: its
- * chunks cannot be marked.
+ * chunks cannot be marked. Chunks are marked and swept a range of ids at a time when they
+ * outgrow `keysPerPass`.
  */
 export async function prune(
   repo: Repository,
-  options: { dryRun?: boolean; signal?: AbortSignal } = {},
+  options: MaintenanceOptions & { dryRun?: boolean } = {},
 ): Promise<PruneResult> {
   const { signal } = options;
   const lock = await acquireLock(repo, true, 'prune', signal);
   try {
+    /** Index objects and used maps: a few per snapshot. */
     const marked = new Set<string>();
     const ids = await snapshotIds(repo, signal);
+    const manifests: SnapshotInfo[] = [];
     for (const sid of ids) {
       const m = await readManifest(repo, sid, signal);
+      manifests.push(m);
       for (const id of m.indexes) marked.add(`index/${id}`);
       for (const id of m.usedMaps) marked.add(`used/${id}`);
-      for await (const ref of chunksOf(repo, m, signal))
-        for (const key of refKeys(ref)) marked.add(key);
     }
     const result: PruneResult = {
       snapshots: ids.length,
@@ -306,18 +384,27 @@ export async function prune(
       keptChunks: 0,
       dryRun: options.dryRun ?? false,
     };
-    for (const prefix of [...CHUNK_PREFIXES, 'index/', 'used/']) {
-      const chunk = (CHUNK_PREFIXES as readonly string[]).includes(prefix);
-      for await (const info of repo.backend.list(prefix, signal)) {
-        if (marked.has(info.key)) {
-          if (chunk) result.keptChunks++;
-          continue;
-        }
-        if (!result.dryRun) await repo.backend.delete(info.key, signal);
-        result.deletedObjects++;
-        result.deletedBytes += info.size;
-        if (chunk) result.deletedChunks++;
+    const sweep = async (info: ObjectInfo, keep: boolean, chunk: boolean) => {
+      if (keep) {
+        if (chunk) result.keptChunks++;
+        return;
       }
+      if (!result.dryRun) await repo.backend.delete(info.key, signal);
+      result.deletedObjects++;
+      result.deletedBytes += info.size;
+      if (chunk) result.deletedChunks++;
+    };
+    await inPasses(options.keysPerPass ?? DEFAULT_KEYS_PER_PASS, async (keys) => {
+      for (const m of manifests) {
+        for await (const ref of chunksOf(repo, m, signal))
+          forEachKey(keys, ref, true, (handle) => keys.setFlags(handle, KEY_REFERENCED));
+      }
+      for await (const info of listPassObjects(repo, keys, signal))
+        await sweep(info, keys.listed(info.key, false) !== NO_KEY, true);
+    });
+    for (const prefix of ['index/', 'used/']) {
+      for await (const info of repo.backend.list(prefix, signal))
+        await sweep(info, marked.has(info.key), false);
     }
     return result;
   } finally {
@@ -346,27 +433,30 @@ export interface StatsResult {
 /** Logical, used and stored bytes and the dedup ratio, per VM and in total. */
 export async function stats(
   repo: Repository,
-  options: { signal?: AbortSignal } = {},
+  options: MaintenanceOptions = {},
 ): Promise<StatsResult> {
   const { signal } = options;
-  const sizes = await chunkObjects(repo, signal);
-  let totalStored = 0;
-  for (const prefix of [...CHUNK_PREFIXES, 'index/', 'used/', 'snapshots/', 'config']) {
-    for await (const info of repo.backend.list(prefix, signal)) totalStored += info.size;
-  }
-  const ratio = (used: number, stored: number) => (stored > 0 ? used / stored : 0);
-  const vms: Record<string, GroupStats> = {};
-  const seen = new Map<string, Set<string>>();
   const total = {
     snapshots: 0,
     logicalBytes: 0,
     usedBytes: 0,
-    storedBytes: totalStored,
+    storedBytes: 0,
     dedupRatio: 0,
-    chunks: sizes.size,
+    chunks: 0,
   };
+  for (const prefix of [...CHUNK_PREFIXES, 'index/', 'used/', 'snapshots/', 'config']) {
+    const chunk = (CHUNK_PREFIXES as readonly string[]).includes(prefix);
+    for await (const info of repo.backend.list(prefix, signal)) {
+      total.storedBytes += info.size;
+      if (chunk) total.chunks++;
+    }
+  }
+  const ratio = (used: number, stored: number) => (stored > 0 ? used / stored : 0);
+  const vms: Record<string, GroupStats> = {};
+  const manifests: SnapshotInfo[] = [];
   for (const sid of await snapshotIds(repo, signal)) {
     const m = await readManifest(repo, sid, signal);
+    manifests.push(m);
     const g = vms[m.name] ?? {
       snapshots: 0,
       logicalBytes: 0,
@@ -375,22 +465,34 @@ export async function stats(
       dedupRatio: 0,
     };
     vms[m.name] = g;
-    const mine = seen.get(m.name) ?? new Set<string>();
-    seen.set(m.name, mine);
     g.snapshots++;
     g.logicalBytes += m.diskSize;
     g.usedBytes += m.usedBytes;
     total.snapshots++;
     total.logicalBytes += m.diskSize;
     total.usedBytes += m.usedBytes;
-    for await (const ref of chunksOf(repo, m, signal)) {
-      for (const key of refKeys(ref)) {
-        if (mine.has(key)) continue;
-        mine.add(key);
-        g.storedBytes += sizes.get(key) ?? 0;
+  }
+  // A VM's stored bytes count each object it references once: its snapshots are walked one
+  // after another, and an object's mark is the last VM (numbered from 1) that counted it.
+  const names = Object.keys(vms);
+  const byVm = names.map((name) => manifests.filter((m) => m.name === name));
+  await inPasses(options.keysPerPass ?? DEFAULT_KEYS_PER_PASS, async (keys) => {
+    await listPresent(repo, keys, signal);
+    const stored = names.map(() => 0);
+    for (const [v, group] of byVm.entries()) {
+      for (const m of group) {
+        for await (const ref of chunksOf(repo, m, signal)) {
+          forEachKey(keys, ref, true, (handle) => {
+            if (keys.mark(handle) === v + 1) return;
+            keys.setMark(handle, v + 1);
+            stored[v]! += keys.storedSize(handle);
+          });
+        }
       }
     }
-  }
+    // Counted only once the pass is complete: a pass that overflows is run again.
+    for (const [v, name] of names.entries()) vms[name]!.storedBytes += stored[v]!;
+  });
   for (const g of Object.values(vms)) g.dedupRatio = ratio(g.usedBytes, g.storedBytes);
   total.dedupRatio = ratio(total.usedBytes, total.storedBytes);
   return { vms, total };

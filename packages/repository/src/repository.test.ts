@@ -482,6 +482,57 @@ describe.each(TEST_BACKENDS)('$name backend', (b) => {
     );
   });
 
+  describe('verify, prune and stats in several passes (keysPerPass)', () => {
+    const byKey = (r: { problems: Array<{ key: string; snapshots: string[] }> }) =>
+      r.problems
+        .map((p) => ({ ...p, snapshots: [...p.snapshots].sort() }))
+        .sort((x, y) => x.key.localeCompare(y.key));
+
+    it.skipIf(b.skip)(
+      'give the results of one pass: stats, verify (clean and damaged), prune',
+      async () => {
+        const used = usedMap();
+        const first = disk(1, used, content);
+        await backUp(first, used, 'a');
+        const second = Uint8Array.from(first);
+        second[4 * CHUNK + 100]! ^= 1; // a patch over chunk 4
+        await backUp(second, used, 'a');
+        const other = disk(2, used, (o) => (o * 13) & 0xff);
+        await backUp(other, used, 'b');
+        const narrow = { keysPerPass: 4 };
+
+        expect(await stats(repo, narrow)).toEqual(await stats(repo));
+        const clean = await verifyRepository(repo, { readData: true });
+        const cleanNarrow = await verifyRepository(repo, { readData: true, ...narrow });
+        expect(clean).toMatchObject({ ok: true, passes: 1 });
+        expect(cleanNarrow.passes).toBeGreaterThan(2);
+        expect({ ...cleanNarrow, passes: 1 }).toEqual(clean);
+
+        await forget(repo, { keepLast: 1, name: 'a' });
+        const dry = await prune(repo, { dryRun: true });
+        expect(dry.deletedObjects).toBeGreaterThan(0);
+        expect(await prune(repo, { dryRun: true, ...narrow })).toEqual(dry);
+        expect(await prune(repo, narrow)).toEqual({ ...dry, dryRun: false });
+        expect(await verifyRepository(repo, { readData: true, ...narrow })).toMatchObject({
+          ok: true,
+        });
+        await expectRestores('a@latest', second, used);
+        await expectRestores('b@latest', other, used);
+
+        const chunks = await keys('chunks/');
+        await repo.backend.delete(chunks[0]!);
+        const bytes = Uint8Array.from(await repo.backend.get(chunks[1]!));
+        bytes[40]! ^= 0x10;
+        await repo.backend.put(chunks[1]!, bytes);
+        const damaged = await verifyRepository(repo, { readData: true });
+        expect(damaged.problems.map((p) => p.kind).sort()).toEqual(['damaged', 'missing']);
+        const damagedNarrow = await verifyRepository(repo, { readData: true, ...narrow });
+        expect(byKey(damagedNarrow)).toEqual(byKey(damaged));
+        expect(damagedNarrow.chunksReferenced).toBe(damaged.chunksReferenced);
+      },
+    );
+  });
+
   describe('forget, prune and locks', () => {
     it.skipIf(b.skip)(
       'forget --keep-last 1 then prune frees the old chunks; the kept snapshot restores',

@@ -147,7 +147,8 @@ export async function verifyRepo(options: RepoOptions & { readData?: boolean }):
   else {
     process.stdout.write(
       `${report.ok ? 'ok' : 'DAMAGED'} ${repo.backend.location}: ${report.snapshots} snapshots, ${report.chunksReferenced} chunks referenced` +
-        `${options.readData ? `, ${report.chunksRead} read and checked` : ' (listed; --read-data checks their content)'}\n`,
+        `${options.readData ? `, ${report.chunksRead} read and checked` : ' (listed; --read-data checks their content)'}` +
+        `${report.passes > 1 ? `, in ${report.passes} passes over the ids` : ''}\n`,
     );
     for (const p of report.problems) {
       process.stdout.write(
