@@ -18,6 +18,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# mkfs.btrfs --subvol and --compress (the btrfs feature matrix, the Fedora-like guest) came after
+# Debian 12's btrfs-progs 6.2: on bookworm, btrfs-progs comes from bookworm-backports (6.14).
+if [ "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" = bookworm ] &&
+  ! mkfs.btrfs --help 2>&1 | grep -q -- '--subvol'; then
+  echo "setup: installing btrfs-progs from bookworm-backports" >&2
+  if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo 'deb http://deb.debian.org/debian bookworm-backports main' |
+      $SUDO tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    -t bookworm-backports btrfs-progs >/dev/null
+fi
+
 PNPM_VERSION="$(node -p "require('./package.json').packageManager.split('@')[1]")"
 if [ "$(pnpm --version 2>/dev/null || true)" != "$PNPM_VERSION" ]; then
   echo "setup: installing pnpm $PNPM_VERSION" >&2

@@ -28,7 +28,7 @@ type Part = {
 };
 
 describe.runIf(have)('a Fedora-like disk through the binary', () => {
-  it('ESP, ext4 /boot, btrfs root: inspect, backup keeps what is used, restore checks clean', async () => {
+  it('ESP, ext4 /boot, btrfs root (subvolumes root and home, zstd): inspect, backup keeps what is used, restore checks clean', async () => {
     const { image, manifest } = await buildImage(FEDORA_DISK);
     const dir = await scratch();
     const inspection = await diskubeJson<{ parts: Part[]; usedBytes: number }>(['inspect', image]);

@@ -36,8 +36,9 @@ export const RHEL_LVM_DISK = `disk 400M gpt
       file /user/notes.txt 1M text`;
 
 /**
- * Fedora: ESP, ext4 /boot and a btrfs root (mkfs.btrfs needs 109 MiB). mkimage prefills and
- * mkfs.btrfs -K keeps the random bytes; --rootdir makes no subvolumes on this btrfs-progs.
+ * Fedora: ESP, ext4 /boot and a btrfs root (mkfs.btrfs needs 109 MiB) with Fedora's subvolumes
+ * `root` and `home` and its zstd:1 compression. mkimage prefills and mkfs.btrfs -K keeps the
+ * random bytes, so free space holds stale data.
  */
 export const FEDORA_DISK = `disk 320M gpt
   partition 32M fat type=efi
@@ -47,9 +48,10 @@ export const FEDORA_DISK = `disk 320M gpt
     file /vmlinuz 6M random seed=62
     file /stale 4M random seed=63
     delete /stale
-  partition rest btrfs label=fedora
+  partition rest btrfs label=fedora compress=zstd:1 subvol=root,home
     prefill random seed=64
-    file /etc/fedora-release "Fedora release 41"
-    file /usr/lib/big 12M random seed=65
-    files /etc/conf.d 200 small
-    file /var/log/messages 2M text`;
+    file /root/etc/fedora-release "Fedora release 41"
+    file /root/usr/lib/big 12M random seed=65
+    files /root/etc/conf.d 200 small
+    file /root/var/log/messages 2M text
+    file /home/user/notes.txt 1M text`;

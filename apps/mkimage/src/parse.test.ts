@@ -130,6 +130,11 @@ disk 64M
     ['disk 64M\n  filesystem ext4\n    file /x "a\\q"', 3, 15, 'unknown escape'],
     ['disk 64M\ndisk 32M\n  filesystem ext4', 2, 1, 'only one disk'],
     ['disk 64M\n  filesystem ext4\n    dirty\n    file /a "x"', 4, 5, "'dirty' must be the last"],
+    ['disk 128M\n  filesystem btrfs compress=gzip', 2, 20, 'compress must be'],
+    ['disk 128M\n  filesystem btrfs compress=zstd:16', 2, 20, 'compress must be'],
+    ['disk 128M\n  filesystem btrfs subvol=a,../b', 2, 20, 'subvol must be'],
+    ['disk 128M\n  filesystem btrfs subvol=default:a,default-ro:b', 2, 20, 'at most one default'],
+    ['disk 128M\n  filesystem btrfs subvol=rw:a,,b', 2, 20, 'subvol must be'],
   ])('rejects %j at line %i column %i', (text, line, column, message) => {
     const e = specError(text);
     expect(e.code).toBe('spec');

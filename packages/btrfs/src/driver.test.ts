@@ -12,6 +12,7 @@ import {
   MATRIX,
   partcloneExplained,
   partcloneView,
+  progsContent,
   progsView,
   readImage,
 } from './images.test-support.js';
@@ -79,6 +80,27 @@ describe.runIf(tools)('btrfs used blocks against btrfs-progs and partclone', () 
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
+    }
+  });
+
+  it('the matrix holds what it names: subvolumes, compressed and inline extents', async () => {
+    // Counted by btrfs-progs, so a builder that silently dropped compress= or subvol= fails here.
+    const [, , , , zstd, lzo] = Object.values(MATRIX);
+    const z = progsContent(await buildBtrfs(zstd!));
+    expect(z.subvolumes).toBe(4);
+    expect(z.compressed).toBeGreaterThan(10);
+    expect(z.inline).toBeGreaterThan(100);
+    const l = progsContent(await buildBtrfs(lzo!));
+    expect(l.subvolumes).toBe(2);
+    expect(l.compressed).toBeGreaterThan(10);
+    for (const [spec, features] of [
+      [zstd!, ['compressZstd', 'defaultSubvol']],
+      [lzo!, ['compressLzo']],
+    ] as const) {
+      const { facts } = await btrfsDriver.usedBlocks(
+        memorySource(readImage(await buildBtrfs(spec))),
+      );
+      expect(facts.features).toEqual(expect.arrayContaining([...features]));
     }
   });
 

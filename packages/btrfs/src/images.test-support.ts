@@ -45,6 +45,27 @@ export const MATRIX: Record<string, string> = {
     files /m 20 20K seed=15
     file /big 3M random seed=6
 `,
+  // Fedora's layout: subvolumes root and home (here also a read-only one and a default one),
+  // zstd-compressed extents beside incompressible ones, and inline files (under 2 KiB).
+  'subvolumes (rw, ro, default), zstd compression, inline files': `disk 128M
+  filesystem btrfs compress=zstd:3 subvol=root,home,ro:snap,default:var
+    prefill random seed=16
+    file /root/etc/os-release 2K text
+    files /root/usr/lib 150 small seed=17
+    file /home/u/notes.txt 3M text
+    file /home/u/photo 2M random seed=18
+    file /snap/etc/fstab 700 text
+    file /var/log/messages 600K text
+    file /top.txt "outside every subvolume"
+`,
+  'lzo compression, nested subvolumes': `disk 128M
+  filesystem btrfs compress=lzo subvol=a,a/b
+    prefill random seed=19
+    file /a/one 1M text
+    file /a/b/two 1200K text
+    files /a/b/small 40 small seed=20
+    file /plain 300K random seed=21
+`,
 };
 
 export async function buildBtrfs(spec: string): Promise<string> {
@@ -54,6 +75,25 @@ export async function buildBtrfs(spec: string): Promise<string> {
 /** A copy of the image file in memory, for patching. */
 export function readImage(path: string): Uint8Array {
   return new Uint8Array(readFileSync(path));
+}
+
+/** What btrfs-progs' dump of every tree shows: subvolumes, compressed and inline extents. */
+export function progsContent(path: string): {
+  subvolumes: number;
+  compressed: number;
+  inline: number;
+} {
+  const all = dumpTree(path, 'root');
+  const everything = execFileSync('btrfs', ['inspect-internal', 'dump-tree', path], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    maxBuffer: 1 << 28,
+  });
+  return {
+    subvolumes: new Set([...all.matchAll(/key \((\d+) ROOT_ITEM /g)].map((m) => Number(m[1]))).size,
+    compressed: [...everything.matchAll(/compression [1-9]/g)].length,
+    inline: [...everything.matchAll(/inline extent data size/g)].length,
+  };
 }
 
 function dumpTree(path: string, tree: string): string {

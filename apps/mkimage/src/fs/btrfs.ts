@@ -36,6 +36,14 @@ export const btrfsBuilder: FilesystemBuilder = {
     features: (v) => (/^[\w^,-]+$/.test(v) ? undefined : 'features must be a comma-separated list'),
     // mkfs.btrfs -M: data and metadata share block groups.
     mixed: null,
+    // mkfs.btrfs --compress ALGO[:LEVEL]: files are written compressed (zstd, lzo, zlib).
+    compress: (v) =>
+      /^(zstd(:([1-9]|1[0-5]))?|lzo|zlib(:[1-9])?)$/.test(v)
+        ? undefined
+        : 'compress must be zstd[:1-15], lzo or zlib[:1-9]',
+    // mkfs.btrfs --subvol: a comma-separated list of directories made subvolumes, each
+    // optionally prefixed `ro:`, `default:` or `default-ro:` (as mkfs.btrfs's TYPE:SUBDIR).
+    subvol: (v) => (subvolumes(v) ? undefined : SUBVOL_MESSAGE),
   },
   content: 'files',
   partitionType: { mbr: '83', gpt: 'linux' },
@@ -70,9 +78,14 @@ export const btrfsBuilder: FilesystemBuilder = {
     if (o.sector) args.push('-s', String(parseSize(o.sector)));
     if (o.features) args.push('-O', o.features);
     if (o.mixed !== undefined) args.push('-M');
+    if (o.compress) args.push('--compress', o.compress);
+    const subvols = o.subvol ? subvolumes(o.subvol)! : [];
+    for (const { type, dir } of subvols) args.push('--subvol', `${type}:${dir}`);
+    if (o.compress || subvols.length > 0) await needNewMkfs();
     const root = join(ctx.tmpDir, 'rootdir');
     await mkdir(root);
     for (const d of ctx.plan.dirs) await mkdir(join(root, d), { recursive: true });
+    for (const { dir } of subvols) await mkdir(join(root, dir), { recursive: true });
     for (const f of ctx.plan.files) {
       const slash = f.path.lastIndexOf('/');
       await mkdir(join(root, f.path.slice(0, slash)), { recursive: true });
@@ -94,6 +107,37 @@ export const btrfsBuilder: FilesystemBuilder = {
     return { ...o, uuid };
   },
 };
+
+const SUBVOL_MESSAGE =
+  'subvol must be a comma-separated list of directories, each optionally prefixed ro:, default: or default-ro: (at most one default)';
+
+/** `subvol=` as mkfs.btrfs --subvol arguments; null when malformed. */
+function subvolumes(value: string): Array<{ type: string; dir: string }> | null {
+  const out: Array<{ type: string; dir: string }> = [];
+  for (const item of value.split(',')) {
+    const m = /^(?:(rw|ro|default|default-ro):)?\/?([\w@.-]+(?:\/[\w@.-]+)*)$/.exec(item);
+    if (!m || m[2]!.split('/').some((c) => c === '.' || c === '..')) return null;
+    out.push({ type: m[1] ?? 'rw', dir: m[2]! });
+  }
+  return out.filter((s) => s.type.startsWith('default')).length <= 1 ? out : null;
+}
+
+let newMkfs: Promise<void> | undefined;
+
+/** `--compress` and `--subvol` arrived in btrfs-progs 6.x; bookworm's 6.2 has neither. */
+function needNewMkfs(): Promise<void> {
+  newMkfs ??= run('mkfs.btrfs', ['--help'], { okCodes: [0, 1] }).then((r) => {
+    const help = r.stdout + r.stderr;
+    if (!help.includes('--subvol') || !help.includes('--compress')) {
+      throw new BuildError(
+        'btrfs: compress= and subvol= need mkfs.btrfs with --compress and --subvol (btrfs-progs 6.14 from bookworm-backports; scripts/setup.sh installs it)',
+        'mkfs.btrfs --help',
+        help,
+      );
+    }
+  });
+  return newMkfs;
+}
 
 /** Content lines that need a mounted filesystem: a SpecError at the first one. */
 function refuseUnbuildable(ctx: BuildContext): void {
