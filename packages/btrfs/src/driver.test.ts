@@ -1,4 +1,5 @@
-import { statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { memorySource } from '@diskube/core';
@@ -9,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { btrfsDriver } from './driver.js';
 import {
   buildBtrfs,
+  CONVERTED_EXT4,
   MATRIX,
   partcloneExplained,
   partcloneView,
@@ -17,7 +19,10 @@ import {
   readImage,
 } from './images.test-support.js';
 
-const tools = requireTools(['mkfs.btrfs', 'btrfs', 'partclone.btrfs'], 'btrfs image tests');
+const tools = requireTools(
+  ['mkfs.btrfs', 'btrfs', 'btrfs-convert', 'partclone.btrfs', 'mke2fs', 'debugfs', 'e2fsck'],
+  'btrfs image tests',
+);
 
 describe.runIf(tools)('btrfs used blocks against btrfs-progs and partclone', () => {
   for (const [name, spec] of Object.entries(MATRIX)) {
@@ -101,6 +106,49 @@ describe.runIf(tools)('btrfs used blocks against btrfs-progs and partclone', () 
         memorySource(readImage(await buildBtrfs(spec))),
       );
       expect(facts.features).toEqual(expect.arrayContaining([...features]));
+    }
+  });
+
+  it('btrfs-convert from ext4: data extents shared by two subvolumes, as reflinks share them', async () => {
+    // btrfs-convert keeps the ext4 image as the file ext2_saved/image in subvolume 256, whose
+    // extents are the converted files' own: data extents with several references. Every block
+    // diskube drops is overwritten; then btrfs check, the files, and a rollback to ext4 (which
+    // reads the shared extents back through the image file) must all be intact.
+    const { image, manifest } = await buildImage(CONVERTED_EXT4);
+    const dir = await scratchDir();
+    try {
+      const path = join(dir, 'converted.img');
+      copyFileSync(image, path);
+      execFileSync('btrfs-convert', ['--no-progress', path], { stdio: 'ignore' });
+      expect(progsContent(path).sharedExtents).toBeGreaterThan(0);
+      const bytes = readImage(path);
+      const result = await btrfsDriver.usedBlocks(memorySource(bytes));
+      const progs = progsView(path, result.blockSize, result.blockCount);
+      expect(bitmapDifferences(result.used, progs)).toEqual({ missing: [], extra: [] });
+
+      for (const [first, count] of result.used.clone().not().toRanges()) {
+        bytes.fill(0xa5, first * result.blockSize, (first + count) * result.blockSize);
+      }
+      writeFileSync(path, bytes);
+      await fsck('btrfs', path);
+      const files = manifest.partitions[0]!.files;
+      const want = new Map(files.map((f) => [f.path, f.sha256] as const).sort());
+      const found = await extractedFiles('btrfs', path, [], dir);
+      expect(found.has('/ext2_saved/image')).toBe(true);
+      found.delete('/ext2_saved/image');
+      expect(new Map([...found].sort())).toEqual(want);
+
+      execFileSync('btrfs-convert', ['--rollback', path], { stdio: 'ignore' });
+      await fsck('ext4', path);
+      const back = await extractedFiles(
+        'ext4',
+        path,
+        files.map((f) => f.path),
+        dir,
+      );
+      expect(new Map([...back].sort())).toEqual(want);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

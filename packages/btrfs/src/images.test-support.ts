@@ -68,6 +68,17 @@ export const MATRIX: Record<string, string> = {
 `,
 };
 
+/** An ext4 volume for btrfs-convert (which needs the block size to be the page size). */
+export const CONVERTED_EXT4 = `disk 160M
+  filesystem ext4 block=4K
+    prefill random seed=22
+    file /big 3M random seed=23
+    files /etc 120 small seed=24
+    file /var/log/syslog 1M text
+    file /stale 4M random seed=25
+    delete /stale
+`;
+
 export async function buildBtrfs(spec: string): Promise<string> {
   return (await buildImage(spec)).image;
 }
@@ -82,6 +93,7 @@ export function progsContent(path: string): {
   subvolumes: number;
   compressed: number;
   inline: number;
+  sharedExtents: number;
 } {
   const all = dumpTree(path, 'root');
   const everything = execFileSync('btrfs', ['inspect-internal', 'dump-tree', path], {
@@ -93,6 +105,8 @@ export function progsContent(path: string): {
     subvolumes: new Set([...all.matchAll(/key \((\d+) ROOT_ITEM /g)].map((m) => Number(m[1]))).size,
     compressed: [...everything.matchAll(/compression [1-9]/g)].length,
     inline: [...everything.matchAll(/inline extent data size/g)].length,
+    sharedExtents: [...dumpTree(path, 'extent').matchAll(/refs ([2-9]|\d\d+) gen \d+ flags DATA/g)]
+      .length,
   };
 }
 
