@@ -164,7 +164,7 @@ const inspectBytes = (/** @type {Uint8Array} */ bytes) => inspectImage(memorySou
 /** A driver diskube ships, by name (the fuzz package depends on `diskube`, not on each driver). */
 /**
  * Where a small btrfs keeps its metadata: the primary superblock and the start of its SYSTEM
- * (chunk tree) and METADATA chunks (root, extent, fs and csum trees), first physical copy, as
+ * (chunk tree) and METADATA chunks (root, extent, fs and csum trees), every physical copy, as
  * btrfs-progs' chunk tree dump places them.
  * @param {string} image
  * @returns {Array<[number, number]>}
@@ -180,9 +180,13 @@ function btrfsMetadata(image) {
   for (const chunk of chunks) {
     const type = /type (\S+)/.exec(chunk)?.[1] ?? '';
     const length = Number(/length (\d+)/.exec(chunk)?.[1]);
-    const offset = Number(/stripe 0 devid \d+ offset (\d+)/.exec(chunk)?.[1]);
-    if (/SYSTEM|METADATA/.test(type) && offset > 0)
-      regions.push([offset, Math.min(length, 1 * MiB)]);
+    if (!/SYSTEM|METADATA/.test(type)) continue;
+    // Every copy (both stripes of DUP): mutations then also hit a block whose other copy is
+    // damaged too, not only blocks the driver can read again from an intact copy.
+    for (const m of chunk.matchAll(/stripe \d+ devid \d+ offset (\d+)/g)) {
+      const offset = Number(m[1]);
+      if (offset > 0) regions.push([offset, Math.min(length, 1 * MiB)]);
+    }
   }
   if (regions.length < 3)
     throw new Error(`btrfs fuzz seed: no SYSTEM and METADATA chunks in\n${dump}`);

@@ -9,6 +9,7 @@ import {
   patchKey,
   ZERO_ID,
 } from './chunks.js';
+import { NO_KEY, PassKeys } from './keyset.js';
 import { acquireLock } from './locks.js';
 import { encodeObject, ObjectType, sha256Hex } from './object.js';
 import {
@@ -99,6 +100,49 @@ interface Plan {
 }
 
 /** The byte runs of chunk `i` that hold used blocks (clipped to the disk). */
+/** How many chunks hold a used byte: the most a backup without a parent asks about. */
+function chunksWithUsedBytes(plan: Plan): number {
+  let count = 0;
+  let last = -1;
+  const add = (start: number, end: number) => {
+    const first = Math.max(Math.floor(start / plan.chunkSize), last + 1);
+    const final = Math.floor((end - 1) / plan.chunkSize);
+    if (final >= first) count += final - first + 1;
+    last = Math.max(last, final);
+  };
+  plan.used.forEachRun((b, n) =>
+    add(b * plan.blockSize, Math.min((b + n) * plan.blockSize, plan.size)),
+  );
+  if (plan.tailUsed && plan.size > plan.tailStart) add(plan.tailStart, plan.size);
+  return count;
+}
+
+/** Keys a backup lists before it asks about chunks one by one instead (about 30 MiB). */
+const MAX_LISTED_CHUNKS = 1 << 19;
+/** Chunk keys per LIST page (S3's maximum and default). */
+const KEYS_PER_PAGE = 1000;
+
+/**
+ * Every chunk in the repository, from one listing of `chunks/`, when that costs at most an eighth
+ * of a request per chunk to check (`candidates` chunks, 1,000 keys a page) and at most
+ * MAX_LISTED_CHUNKS keys; null when it would cost more (the listing stops there). The set only
+ * saves requests: a chunk missing from it is uploaded again (same key, same bytes), and prune,
+ * which alone deletes chunks, cannot run while the backup holds its lock.
+ */
+async function listedChunks(
+  repo: Repository,
+  candidates: number,
+  signal?: AbortSignal,
+): Promise<PassKeys | null> {
+  const limit = Math.min(MAX_LISTED_CHUNKS, Math.floor((candidates / 8) * KEYS_PER_PAGE));
+  const keys = new PassKeys(limit);
+  for await (const info of repo.backend.list('chunks/', signal)) {
+    if (keys.size >= limit) return null;
+    keys.listed(info.key, true);
+  }
+  return keys;
+}
+
 function usedRuns(plan: Plan, i: number): Array<[number, number]> {
   const start = i * plan.chunkSize;
   const end = Math.min(start + plan.chunkSize, plan.size);
@@ -158,7 +202,8 @@ async function pool(
  * Back up a disk into the repository (SPEC.md "Backup"). Unused blocks are zero inside a chunk
  * before it is hashed; chunks with no used byte are not read; all-zero chunks are not stored;
  * chunks equal to the parent's chunk at the same position are neither uploaded nor asked about;
- * other chunks are HEADed and uploaded when missing. The manifest is written last, under a
+ * other chunks are HEADed (or, without a parent, looked up in one listing of the repository's
+ * chunks when that is cheaper) and uploaded when missing. The manifest is written last, under a
  * shared lock, so an interrupted backup leaves no snapshot.
  */
 export async function backupToRepository(
@@ -235,6 +280,10 @@ export async function backupToRepository(
         else mustRead.setAll();
       }
     }
+    // Without a parent every chunk with a used byte needs asking about: one listing may answer
+    // for all of them (a first backup into a small or empty repository).
+    const listed =
+      parent === null ? await listedChunks(repo, chunksWithUsedBytes(plan), signal) : null;
     const recent = new RecentRefs(65536);
     // Version 1 repositories hold whole chunks only (their readers know no patches).
     const patches = repo.config.version >= 2;
@@ -310,7 +359,11 @@ export async function backupToRepository(
               } else if (known) {
                 ref = known;
                 result.chunksDeduplicated++;
-              } else if ((await repo.backend.head(chunkKey(id), signal)) !== undefined) {
+              } else if (
+                listed
+                  ? listed.ref(id, null, false) !== NO_KEY
+                  : (await repo.backend.head(chunkKey(id), signal)) !== undefined
+              ) {
                 ref = { id, bases: [] };
                 result.chunksDeduplicated++;
                 recent.add(ref);

@@ -94,7 +94,7 @@ function counting(source: BlockSource) {
 
 /** A backend that counts HEAD and PUT requests. */
 function countingBackend(inner: Backend) {
-  const count = { head: 0, put: 0 };
+  const count = { head: 0, put: 0, list: 0 };
   const backend: Backend = {
     ...inner,
     location: inner.location,
@@ -108,7 +108,10 @@ function countingBackend(inner: Backend) {
     },
     get: (k, s) => inner.get(k, s),
     getRange: (k, o, l, s) => inner.getRange(k, o, l, s),
-    list: (p, s) => inner.list(p, s),
+    list: (p, s) => {
+      count.list++;
+      return inner.list(p, s);
+    },
     delete: (k, s) => inner.delete(k, s),
   };
   return { backend, count };
@@ -196,6 +199,38 @@ describe.each(TEST_BACKENDS)('$name backend', (b) => {
       expect(s.total.chunks).toBe(USED_CHUNKS);
       expect(s.total.dedupRatio).toBeGreaterThan(1.5);
     });
+
+    it.skipIf(b.skip)(
+      'a backup without a parent looks chunks up in one listing when that is cheaper than HEADs',
+      async () => {
+        const used = usedMap();
+        const counted = countingBackend(repo.backend);
+        const via = { ...repo, backend: counted.backend };
+        // An empty repository: one listing, no HEAD, every chunk uploaded.
+        const first = await backUp(disk(1, used, content), used, 'a', via);
+        expect(first.newChunks).toBe(USED_CHUNKS);
+        expect(counted.count).toMatchObject({ head: 0, put: USED_CHUNKS });
+        // A clone: every chunk found in the listing, nothing uploaded.
+        const second = await backUp(disk(2, used, content), used, 'b', via);
+        expect(second.chunksDeduplicated).toBe(USED_CHUNKS);
+        expect(counted.count).toMatchObject({ head: 0, put: USED_CHUNKS });
+        // 250 more chunk keys: a VM with one used block and the used tail (two chunks) may list
+        // 250 keys (one page per 8 chunks), so it stops listing and HEADs its two chunks.
+        for (let i = 0; i < 250; i++)
+          await repo.backend.put(
+            `chunks/ff/ff${i.toString(16).padStart(62, '0')}`,
+            new Uint8Array(1),
+          );
+        const one = new Bitmap(used.length).set(3);
+        const bytes = disk(3, one, (o) => (o * 11) & 0xff);
+        const third = await backUp(bytes, one, 'c', via);
+        expect(third.newChunks).toBe(2);
+        expect(counted.count).toMatchObject({ head: 2, put: USED_CHUNKS + 2 });
+        await expectRestores('a@latest', disk(1, used, content), used);
+        await expectRestores('b@latest', disk(2, used, content), used);
+        await expectRestores('c@latest', bytes, one);
+      },
+    );
 
     it.skipIf(b.skip)(
       'a backup against its parent uploads and HEADs only changed chunks',
