@@ -41,7 +41,7 @@ function option(name, fallback) {
 /**
  * The disk: one used 4 KiB block at the start of every `stride`-th 64 KiB chunk, its bytes a
  * stamp of the block's index and the version (so every used chunk is distinct), zeros elsewhere.
- * Version 2 changes one chunk in a thousand.
+ * Version 2 changes every chunk whose index is a multiple of 1,000.
  */
 /** @param {number} diskBytes @param {number} stride @param {number} version */
 function generated(diskBytes, stride, version) {
@@ -185,7 +185,7 @@ async function main() {
     '# diskube repository scale benchmark',
     '',
     `- Date: ${started.toISOString()}; ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}; load average at start ${load0.map((l) => l.toFixed(1)).join(' / ')}`,
-    `- Disk: ${diskBytes / TiB} TiB generated, ${BLOCK}-byte blocks (used map ${(diskBytes / BLOCK / 8 / 2 ** 20).toFixed(0)} MiB), one used block at the start of every ${stride}th ${CHUNK / 1024} KiB chunk: ${chunks} distinct non-zero chunks. Local directory repository in ${root.startsWith('/dev/shm') ? 'tmpfs (/dev/shm)' : root}, ${CHUNK / 1024} KiB chunks. "backup-again" changes one used chunk in a thousand (patches over the first snapshot).`,
+    `- Disk: ${diskBytes / TiB} TiB generated, ${BLOCK}-byte blocks (used map ${(diskBytes / BLOCK / 8 / 2 ** 20).toFixed(0)} MiB), one used block at the start of every ${stride}th ${CHUNK / 1024} KiB chunk: ${chunks} distinct non-zero chunks. Local directory repository in ${root.startsWith('/dev/shm') ? 'tmpfs (/dev/shm)' : root}, ${CHUNK / 1024} KiB chunks. "backup-again" changes every used chunk whose index is a multiple of 1,000 (patches over the first snapshot).`,
     `- Budget: 300 MiB + one bit per block = ${budgetMiB.toFixed(0)} MiB.`,
     '',
     markdownTable(
