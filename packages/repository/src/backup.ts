@@ -99,7 +99,6 @@ interface Plan {
   size: number;
 }
 
-/** The byte runs of chunk `i` that hold used blocks (clipped to the disk). */
 /** How many chunks hold a used byte: the most a backup without a parent asks about. */
 function chunksWithUsedBytes(plan: Plan): number {
   let count = 0;
@@ -117,7 +116,7 @@ function chunksWithUsedBytes(plan: Plan): number {
   return count;
 }
 
-/** Keys a backup lists before it asks about chunks one by one instead (about 30 MiB). */
+/** Keys a backup lists before it asks about chunks one by one instead (about 40 MiB). */
 const MAX_LISTED_CHUNKS = 1 << 19;
 /** Chunk keys per LIST page (S3's maximum and default). */
 const KEYS_PER_PAGE = 1000;
@@ -143,6 +142,7 @@ async function listedChunks(
   return keys;
 }
 
+/** The byte runs of chunk `i` that hold used blocks (clipped to the disk). */
 function usedRuns(plan: Plan, i: number): Array<[number, number]> {
   const start = i * plan.chunkSize;
   const end = Math.min(start + plan.chunkSize, plan.size);
