@@ -20,8 +20,8 @@ fi
 
 # mkfs.btrfs --subvol and --compress (the btrfs feature matrix, the Fedora-like guest) came after
 # Debian 12's btrfs-progs 6.2: on bookworm, btrfs-progs comes from bookworm-backports (6.14).
-if [ "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" = bookworm ] &&
-  ! mkfs.btrfs --help 2>&1 | grep -q -- '--subvol'; then
+btrfs_help="$(mkfs.btrfs --help 2>&1 || true)"
+if [ "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" = bookworm ] && [[ "$btrfs_help" != *--subvol* ]]; then
   echo "setup: installing btrfs-progs from bookworm-backports" >&2
   if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
     echo 'deb http://deb.debian.org/debian bookworm-backports main' |
