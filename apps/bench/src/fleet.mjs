@@ -622,7 +622,7 @@ if (s3Speed) {
 }
 targets.push([
   'peak RSS with a 1 TiB sparse disk and > 1 million chunks',
-  'not measured by this benchmark (see bench:scale for the .dkb path)',
+  'measured by bench:repo-scale (RESULTS-repo-scale.md), not here',
   '—',
 ]);
 

@@ -218,12 +218,24 @@ export function encodeIndex(refs: readonly ChunkRef[], version: number): Uint8Ar
   return out;
 }
 
-export function decodeIndex(
+/** Whether the 32 bytes of `raw` at `at` are all zero (the zero chunk's id). */
+export function isZeroIdAt(raw: Uint8Array, at: number): boolean {
+  for (let i = 0; i < 32; i++) if (raw[at + i] !== 0) return false;
+  return true;
+}
+
+/**
+ * Check index object content (`count` entries) and call `each` with every entry's place: `at`,
+ * the offset of its 32-byte id, followed by its `depth` base ids (version 1: depth 0). The
+ * binary form of `decodeIndex`, for readers that look at millions of entries.
+ */
+export function forEachIndexEntry(
   raw: Uint8Array,
   count: number,
   version: number,
   structure: string,
-): ChunkRef[] {
+  each: (at: number, depth: number) => void,
+): void {
   const bad = (what: string, at: number): never => {
     throw new CorruptError(`${structure}: ${what}`, {
       structure,
@@ -231,12 +243,10 @@ export function decodeIndex(
       reason: 'bad-length',
     });
   };
-  const refs: ChunkRef[] = [];
   if (version === 1) {
     if (raw.length !== count * 32) bad(`holds ${raw.length / 32} ids, expected ${count}`, 0);
-    for (let i = 0; i < count; i++)
-      refs.push({ id: toHex(raw.subarray(i * 32, i * 32 + 32)), bases: [] });
-    return refs;
+    for (let i = 0; i < count; i++) each(i * 32, 0);
+    return;
   }
   let at = 0;
   for (let i = 0; i < count; i++) {
@@ -250,19 +260,37 @@ export function decodeIndex(
       });
     }
     if (at + 1 + 32 * (depth + 1) > raw.length) bad('ends inside an entry', at);
-    const ids: string[] = [];
-    for (let k = 0; k <= depth; k++)
-      ids.push(toHex(raw.subarray(at + 1 + 32 * k, at + 33 + 32 * k)));
-    if (depth > 0 && ids.includes(ZERO_ID)) {
-      throw new CorruptError(`${structure}: a patch of or over the zero chunk`, {
-        structure,
-        offset: at,
-        reason: 'bad-patch',
-      });
+    for (let k = 0; depth > 0 && k <= depth; k++) {
+      if (isZeroIdAt(raw, at + 1 + 32 * k)) {
+        throw new CorruptError(`${structure}: a patch of or over the zero chunk`, {
+          structure,
+          offset: at,
+          reason: 'bad-patch',
+        });
+      }
     }
-    refs.push({ id: ids[0]!, bases: ids.slice(1) });
+    each(at + 1, depth);
     at += 1 + 32 * (depth + 1);
   }
   if (at !== raw.length) bad(`holds ${raw.length - at} bytes after its ${count} entries`, at);
+}
+
+/** The entry of index content `raw` whose id is at `at`, with `depth` bases. */
+export function refAt(raw: Uint8Array, at: number, depth: number): ChunkRef {
+  const bases: string[] = [];
+  for (let k = 1; k <= depth; k++) bases.push(toHex(raw.subarray(at + 32 * k, at + 32 * k + 32)));
+  return { id: toHex(raw.subarray(at, at + 32)), bases };
+}
+
+export function decodeIndex(
+  raw: Uint8Array,
+  count: number,
+  version: number,
+  structure: string,
+): ChunkRef[] {
+  const refs: ChunkRef[] = [];
+  forEachIndexEntry(raw, count, version, structure, (at, depth) =>
+    refs.push(refAt(raw, at, depth)),
+  );
   return refs;
 }

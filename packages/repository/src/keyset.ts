@@ -163,6 +163,17 @@ export class PassKeys {
     return this.found(this.patches.find(this.scratch, 0, insert), insert, -1);
   }
 
+  /**
+   * The object whose 32-byte id is `src[at…at+32)`: a whole chunk, or with `patch` the patch of
+   * that id over the base id that follows it (`src[at+32…at+64)`, as index entries lay them out).
+   */
+  refBytes(src: Uint8Array, at: number, patch: boolean, insert: boolean): number {
+    const first = src[at]!;
+    if (first < this.lo || first >= this.hi) return NO_KEY;
+    if (!patch) return this.found(this.chunks.find(src, at, insert), insert, 1);
+    return this.found(this.patches.find(src, at, insert), insert, -1);
+  }
+
   /** The object of a listed key (`chunks/ab/<id>` or `patches/ab/<id>-<base>`). */
   listed(key: string, insert: boolean): number {
     if (key.startsWith('chunks/')) {

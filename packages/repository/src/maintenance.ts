@@ -1,6 +1,14 @@
 import { DiskubeError, InvalidArgumentError } from '@diskube/core';
 import type { ObjectInfo } from './backend.js';
-import { type ChunkRef, fetchChunk, keyOfError, refKeys, ZERO_ID } from './chunks.js';
+import {
+  type ChunkRef,
+  fetchChunk,
+  isZeroIdAt,
+  keyOfError,
+  refAt,
+  refKeys,
+  ZERO_ID,
+} from './chunks.js';
 import {
   CHUNK_PREFIXES,
   DEFAULT_KEYS_PER_PASS,
@@ -19,6 +27,7 @@ import { getObject, type Repository, snapshotKey, usedMapKey } from './repositor
 import {
   listSnapshots,
   readIndex,
+  readIndexEntries,
   readManifest,
   type SnapshotInfo,
   snapshotIds,
@@ -69,18 +78,50 @@ async function* chunksOf(
 }
 
 /**
- * Call `each` with the handle (in `keys`, added when `insert`) of every object of `ref`'s chain
- * that lies in the pass's range, and its position in the chain (0: the chunk itself).
+ * Call `each` for every non-zero entry of `m`'s index objects with its place in the index
+ * content (`raw`, the id's offset `at`, its `depth` of bases): no strings or objects per entry.
+ * An index object that cannot be read goes to `failed` when given, else throws.
+ */
+async function forEachEntry(
+  repo: Repository,
+  m: SnapshotInfo,
+  each: (raw: Uint8Array, at: number, depth: number) => void,
+  signal?: AbortSignal,
+  failed?: (error: unknown, n: number) => void,
+): Promise<void> {
+  for (let n = 0; n < m.indexes.length; n++) {
+    try {
+      await readIndexEntries(
+        repo,
+        m,
+        n,
+        (raw, at, depth) => {
+          if (depth > 0 || !isZeroIdAt(raw, at)) each(raw, at, depth);
+        },
+        signal,
+      );
+    } catch (error) {
+      if (!failed || !DiskubeError.isInstance(error)) throw error;
+      failed(error, n);
+    }
+  }
+}
+
+/**
+ * Call `each` with the handle (in `keys`, added when `insert`) of every object of the chain of
+ * the index entry at `at` (`depth` bases) that lies in the pass's range, and its position in
+ * the chain (0: the chunk itself).
  */
 function forEachKey(
   keys: PassKeys,
-  ref: ChunkRef,
+  raw: Uint8Array,
+  at: number,
+  depth: number,
   insert: boolean,
   each: (handle: number, k: number) => void,
 ): void {
-  const chain = [ref.id, ...ref.bases];
-  for (let k = 0; k < chain.length; k++) {
-    const handle = keys.ref(chain[k]!, chain[k + 1] ?? null, insert);
+  for (let k = 0; k <= depth; k++) {
+    const handle = keys.refBytes(raw, at + 32 * k, k < depth, insert);
     if (handle !== NO_KEY) each(handle, k);
   }
 }
@@ -169,31 +210,31 @@ export async function verifyRepository(
       }
     }
   }
-  /** Each readable index's chunks, with the snapshot; unreadable indexes become problems. */
-  async function* everyRef(): AsyncGenerator<[ChunkRef, string]> {
+  /** Each readable index entry, with its snapshot; unreadable indexes become problems. */
+  const everyEntry = async (
+    each: (raw: Uint8Array, at: number, depth: number, sid: string) => void,
+  ) => {
     for (const m of manifests) {
-      for (let n = 0; n < m.indexes.length; n++) {
-        let refs: ChunkRef[];
-        try {
-          refs = await readIndex(repo, m, n, signal);
-        } catch (error) {
-          add(problemOf(error, `index/${m.indexes[n]}`, [m.id]), m.id);
-          continue;
-        }
-        for (const ref of refs) if (ref.id !== ZERO_ID) yield [ref, m.id];
-      }
+      await forEachEntry(
+        repo,
+        m,
+        (raw, at, depth) => each(raw, at, depth, m.id),
+        signal,
+        (error, n) => add(problemOf(error, `index/${m.indexes[n]}`, [m.id]), m.id),
+      );
     }
-  }
+  };
   let chunksReferenced = 0;
   let chunksRead = 0;
   let readBefore = 0;
   const damaged = new Map<string, VerifyProblem>();
   const passes = await inPasses(options.keysPerPass ?? DEFAULT_KEYS_PER_PASS, async (keys) => {
     await listPresent(repo, keys, signal);
-    for await (const [ref, sid] of everyRef()) {
-      forEachKey(keys, ref, true, (handle, k) => {
+    await everyEntry((raw, at, depth, sid) => {
+      forEachKey(keys, raw, at, depth, true, (handle, k) => {
         keys.setFlags(handle, KEY_REFERENCED | (k === 0 ? KEY_TOP : 0));
         if (keys.flags(handle) & KEY_PRESENT) return;
+        const ref = refAt(raw, at, depth);
         const key = refKeys(ref)[k]!;
         add(
           {
@@ -206,31 +247,52 @@ export async function verifyRepository(
           sid,
         );
       });
-    }
+    });
     chunksReferenced += keys.count(KEY_TOP);
     if (!options.readData) return;
-    // The set is complete for this range: read each chunk whose top object lies in it once.
+    // The set is complete for this range: read each chunk whose top object lies in it once,
+    // collected an index object at a time.
     const total = keys.count(KEY_TOP | KEY_PRESENT);
     const pool = taskPool(repo.concurrency);
-    for await (const [ref] of everyRef()) {
-      const top = keys.ref(ref.id, ref.bases[0] ?? null, false);
-      if (top === NO_KEY) continue;
-      const flags = keys.flags(top);
-      if (flags & KEY_READ || !(flags & KEY_PRESENT)) continue;
-      keys.setFlags(top, KEY_READ);
-      await pool.run(async () => {
+    for (const m of manifests) {
+      for (let n = 0; n < m.indexes.length; n++) {
+        const toRead: ChunkRef[] = [];
         try {
-          await fetchChunk(repo, ref, signal);
+          await readIndexEntries(
+            repo,
+            m,
+            n,
+            (raw, at, depth) => {
+              if (depth === 0 && isZeroIdAt(raw, at)) return;
+              const top = keys.refBytes(raw, at, depth > 0, false);
+              if (top === NO_KEY) return;
+              const flags = keys.flags(top);
+              if (flags & KEY_READ || !(flags & KEY_PRESENT)) return;
+              keys.setFlags(top, KEY_READ);
+              toRead.push(refAt(raw, at, depth));
+            },
+            signal,
+          );
         } catch (error) {
-          // A missing object further down the chain is reported by the pass of its range.
-          if (DiskubeError.isInstance(error) && error.reason === 'not-found') return;
-          const key = keyOfError(error, refKeys(ref)[0]!);
-          if (!damaged.has(key)) damaged.set(key, problemOf(error, key, []));
-        } finally {
-          chunksRead++;
-          options.onProgress?.(chunksRead, readBefore + total);
+          // An unreadable index object is already a problem from the first scan.
+          if (!DiskubeError.isInstance(error)) throw error;
         }
-      });
+        for (const ref of toRead) {
+          await pool.run(async () => {
+            try {
+              await fetchChunk(repo, ref, signal);
+            } catch (error) {
+              // A missing object further down the chain is reported by the pass of its range.
+              if (DiskubeError.isInstance(error) && error.reason === 'not-found') return;
+              const key = keyOfError(error, refKeys(ref)[0]!);
+              if (!damaged.has(key)) damaged.set(key, problemOf(error, key, []));
+            } finally {
+              chunksRead++;
+              options.onProgress?.(chunksRead, readBefore + total);
+            }
+          });
+        }
+      }
     }
     await pool.drain();
     readBefore += total;
@@ -396,8 +458,15 @@ export async function prune(
     };
     await inPasses(options.keysPerPass ?? DEFAULT_KEYS_PER_PASS, async (keys) => {
       for (const m of manifests) {
-        for await (const ref of chunksOf(repo, m, signal))
-          forEachKey(keys, ref, true, (handle) => keys.setFlags(handle, KEY_REFERENCED));
+        await forEachEntry(
+          repo,
+          m,
+          (raw, at, depth) =>
+            forEachKey(keys, raw, at, depth, true, (handle) =>
+              keys.setFlags(handle, KEY_REFERENCED),
+            ),
+          signal,
+        );
       }
       for await (const info of listPassObjects(repo, keys, signal))
         await sweep(info, keys.listed(info.key, false) !== NO_KEY, true);
@@ -481,13 +550,17 @@ export async function stats(
     const stored = names.map(() => 0);
     for (const [v, group] of byVm.entries()) {
       for (const m of group) {
-        for await (const ref of chunksOf(repo, m, signal)) {
-          forEachKey(keys, ref, true, (handle) => {
-            if (keys.mark(handle) === v + 1) return;
-            keys.setMark(handle, v + 1);
-            stored[v]! += keys.storedSize(handle);
-          });
-        }
+        await forEachEntry(
+          repo,
+          m,
+          (raw, at, depth) =>
+            forEachKey(keys, raw, at, depth, true, (handle) => {
+              if (keys.mark(handle) === v + 1) return;
+              keys.setMark(handle, v + 1);
+              stored[v]! += keys.storedSize(handle);
+            }),
+          signal,
+        );
       }
     }
     // Counted only once the pass is complete: a pass that overflows is run again.

@@ -1,6 +1,6 @@
 import { Bitmap } from '@diskube/bitmap';
 import { CorruptError, InvalidArgumentError } from '@diskube/core';
-import { type ChunkRef, decodeIndex } from './chunks.js';
+import { type ChunkRef, decodeIndex, forEachIndexEntry } from './chunks.js';
 import { isObjectId, ObjectType } from './object.js';
 import {
   CHUNKS_PER_INDEX,
@@ -199,4 +199,23 @@ export async function readIndex(
   const raw = await getObject(repo, ObjectType.index, id, indexKey, signal);
   const expected = Math.min(CHUNKS_PER_INDEX, m.chunkCount - n * CHUNKS_PER_INDEX);
   return decodeIndex(raw, expected, m.version, `index object ${id}`);
+}
+
+/**
+ * Index object `n` of `m`, checked, with `each` called for every entry's place in its content
+ * (`forEachIndexEntry`): no strings or objects per entry.
+ */
+export async function readIndexEntries(
+  repo: Repository,
+  m: SnapshotInfo,
+  n: number,
+  each: (raw: Uint8Array, at: number, depth: number) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  const id = m.indexes[n]!;
+  const raw = await getObject(repo, ObjectType.index, id, indexKey, signal);
+  const expected = Math.min(CHUNKS_PER_INDEX, m.chunkCount - n * CHUNKS_PER_INDEX);
+  forEachIndexEntry(raw, expected, m.version, `index object ${id}`, (at, depth) =>
+    each(raw, at, depth),
+  );
 }
