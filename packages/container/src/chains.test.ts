@@ -587,6 +587,6 @@ describe.runIf(hasQemu)(
       const got = await failure(openChain('other.vhdx'));
       expect(got).toMatchObject({ code: 'CORRUPT', reason: 'parent-mismatch' });
       expect((got as { message: string }).message).toContain('"pbase.vhdx"');
-    });
+    }, 180_000); // 7 s alone; qemu-io writes 64 MiB, which took over 60 s on a fully loaded CI machine
   },
 );
