@@ -1,14 +1,6 @@
 import { DiskubeError, InvalidArgumentError } from '@diskube/core';
 import type { ObjectInfo } from './backend.js';
-import {
-  type ChunkRef,
-  fetchChunk,
-  isZeroIdAt,
-  keyOfError,
-  refAt,
-  refKeys,
-  ZERO_ID,
-} from './chunks.js';
+import { type ChunkRef, fetchChunk, isZeroIdAt, keyOfError, refAt, refKeys } from './chunks.js';
 import {
   CHUNK_PREFIXES,
   DEFAULT_KEYS_PER_PASS,
@@ -26,7 +18,6 @@ import { ObjectType } from './object.js';
 import { getObject, type Repository, snapshotKey, usedMapKey } from './repository.js';
 import {
   listSnapshots,
-  readIndex,
   readIndexEntries,
   readManifest,
   type SnapshotInfo,
@@ -66,21 +57,11 @@ export interface MaintenanceOptions {
   keysPerPass?: number;
 }
 
-/** Each non-zero chunk of snapshot `m`, in disk order. */
-async function* chunksOf(
-  repo: Repository,
-  m: SnapshotInfo,
-  signal?: AbortSignal,
-): AsyncGenerator<ChunkRef> {
-  for (let n = 0; n < m.indexes.length; n++) {
-    for (const ref of await readIndex(repo, m, n, signal)) if (ref.id !== ZERO_ID) yield ref;
-  }
-}
-
 /**
  * Call `each` for every non-zero entry of `m`'s index objects with its place in the index
  * content (`raw`, the id's offset `at`, its `depth` of bases): no strings or objects per entry.
- * An index object that cannot be read goes to `failed` when given, else throws.
+ * An index object that cannot be read goes to `failed` when given, else throws; `afterIndex`
+ * runs after each index object.
  */
 async function forEachEntry(
   repo: Repository,
@@ -88,6 +69,7 @@ async function forEachEntry(
   each: (raw: Uint8Array, at: number, depth: number) => void,
   signal?: AbortSignal,
   failed?: (error: unknown, n: number) => void,
+  afterIndex?: () => Promise<void>,
 ): Promise<void> {
   for (let n = 0; n < m.indexes.length; n++) {
     try {
@@ -104,6 +86,7 @@ async function forEachEntry(
       if (!failed || !DiskubeError.isInstance(error)) throw error;
       failed(error, n);
     }
+    await afterIndex?.();
   }
 }
 
@@ -255,44 +238,39 @@ export async function verifyRepository(
     const total = keys.count(KEY_TOP | KEY_PRESENT);
     const pool = taskPool(repo.concurrency);
     for (const m of manifests) {
-      for (let n = 0; n < m.indexes.length; n++) {
-        const toRead: ChunkRef[] = [];
-        try {
-          await readIndexEntries(
-            repo,
-            m,
-            n,
-            (raw, at, depth) => {
-              if (depth === 0 && isZeroIdAt(raw, at)) return;
-              const top = keys.refBytes(raw, at, depth > 0, false);
-              if (top === NO_KEY) return;
-              const flags = keys.flags(top);
-              if (flags & KEY_READ || !(flags & KEY_PRESENT)) return;
-              keys.setFlags(top, KEY_READ);
-              toRead.push(refAt(raw, at, depth));
-            },
-            signal,
-          );
-        } catch (error) {
-          // An unreadable index object is already a problem from the first scan.
-          if (!DiskubeError.isInstance(error)) throw error;
-        }
-        for (const ref of toRead) {
-          await pool.run(async () => {
-            try {
-              await fetchChunk(repo, ref, signal);
-            } catch (error) {
-              // A missing object further down the chain is reported by the pass of its range.
-              if (DiskubeError.isInstance(error) && error.reason === 'not-found') return;
-              const key = keyOfError(error, refKeys(ref)[0]!);
-              if (!damaged.has(key)) damaged.set(key, problemOf(error, key, []));
-            } finally {
-              chunksRead++;
-              options.onProgress?.(chunksRead, readBefore + total);
-            }
-          });
-        }
-      }
+      // Collected an index object at a time, then read.
+      const toRead: ChunkRef[] = [];
+      await forEachEntry(
+        repo,
+        m,
+        (raw, at, depth) => {
+          const top = keys.refBytes(raw, at, depth > 0, false);
+          if (top === NO_KEY) return;
+          const flags = keys.flags(top);
+          if (flags & KEY_READ || !(flags & KEY_PRESENT)) return;
+          keys.setFlags(top, KEY_READ);
+          toRead.push(refAt(raw, at, depth));
+        },
+        signal,
+        () => {}, // an unreadable index object is already a problem from the first scan
+        async () => {
+          for (const ref of toRead.splice(0)) {
+            await pool.run(async () => {
+              try {
+                await fetchChunk(repo, ref, signal);
+              } catch (error) {
+                // A missing object further down the chain is reported by the pass of its range.
+                if (DiskubeError.isInstance(error) && error.reason === 'not-found') return;
+                const key = keyOfError(error, refKeys(ref)[0]!);
+                if (!damaged.has(key)) damaged.set(key, problemOf(error, key, []));
+              } finally {
+                chunksRead++;
+                options.onProgress?.(chunksRead, readBefore + total);
+              }
+            });
+          }
+        },
+      );
     }
     await pool.drain();
     readBefore += total;
@@ -300,12 +278,18 @@ export async function verifyRepository(
   if (damaged.size > 0) {
     // Second pass: which snapshots need each damaged object.
     for (const m of manifests) {
-      for await (const ref of chunksOf(repo, m, signal)) {
-        for (const key of refKeys(ref)) {
-          const p = damaged.get(key);
-          if (p && !p.snapshots.includes(m.id)) p.snapshots.push(m.id);
-        }
-      }
+      await forEachEntry(
+        repo,
+        m,
+        (raw, at, depth) => {
+          for (const key of refKeys(refAt(raw, at, depth))) {
+            const p = damaged.get(key);
+            if (p && !p.snapshots.includes(m.id)) p.snapshots.push(m.id);
+          }
+        },
+        signal,
+        () => {}, // already a problem from the first scan
+      );
     }
     for (const p of damaged.values()) problems.set(p.key, p);
   }
