@@ -1,6 +1,14 @@
 import { randomBytes } from '@diskube/core/test';
 import { describe, expect, it } from 'vitest';
-import { inPasses, KEY_PRESENT, KEY_TOP, merged, NO_KEY, PassKeys } from './keyset.js';
+import {
+  inPasses,
+  KEY_PRESENT,
+  KEY_TOP,
+  merged,
+  NO_KEY,
+  PassKeys,
+  rangePrefixes,
+} from './keyset.js';
 import { toHex } from './object.js';
 
 /** `n` distinct random ids (hex). */
@@ -81,6 +89,34 @@ describe('PassKeys', () => {
       for (const id of ids(10_000, 6)) keys.ref(id, null, true);
     });
     expect(passes).toBe(1);
+  });
+});
+
+describe('rangePrefixes', () => {
+  it('matches the keys of exactly the first bytes in range, each by one prefix, few prefixes', () => {
+    const key = (b: number) =>
+      `chunks/${b.toString(16).padStart(2, '0')}/${b.toString(16).padStart(2, '0')}ab`;
+    for (const [lo, hi] of [
+      [0, 256],
+      [0, 128],
+      [128, 192],
+      [3, 250],
+      [15, 17],
+      [16, 32],
+      [200, 201],
+    ] as const) {
+      const prefixes = rangePrefixes('chunks/', lo, hi);
+      for (let b = 0; b < 256; b++) {
+        const hits = prefixes.filter((p) => key(b).startsWith(p)).length;
+        expect(hits, `byte ${b} in [${lo}, ${hi})`).toBe(b >= lo && b < hi ? 1 : 0);
+      }
+      // Whole hex digits take one prefix: at most 15 single bytes on each side.
+      expect(prefixes.length).toBeLessThanOrEqual(16 + 30);
+    }
+    expect(rangePrefixes('patches/', 0, 128)).toEqual(
+      '01234567'.split('').map((d) => `patches/${d}`),
+    );
+    expect(rangePrefixes('chunks/', 15, 17)).toEqual(['chunks/0f/', 'chunks/10/']);
   });
 });
 

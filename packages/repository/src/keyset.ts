@@ -313,8 +313,27 @@ export async function* merged<T>(
 }
 
 /**
+ * The listing prefixes under `prefix` whose keys are exactly those with a first id byte in
+ * [lo, hi): one per first hex digit the range covers whole, one per first byte elsewhere. So a
+ * pass over half the ids lists 8 prefixes, not 128, and every key is in at most one pass.
+ */
+export function rangePrefixes(prefix: string, lo: number, hi: number): string[] {
+  const out: string[] = [];
+  for (let b = lo; b < hi; ) {
+    if (b % 16 === 0 && b + 16 <= hi) {
+      out.push(`${prefix}${(b >> 4).toString(16)}`);
+      b += 16;
+    } else {
+      out.push(`${prefix}${b.toString(16).padStart(2, '0')}/`);
+      b++;
+    }
+  }
+  return out;
+}
+
+/**
  * The chunk and patch objects of the pass's range: one listing per prefix when the range is
- * everything, else one per first byte, `repo.concurrency` of them at once.
+ * everything, else one per `rangePrefixes`, `repo.concurrency` of them at once.
  */
 export function listPassObjects(
   repo: Repository,
@@ -324,9 +343,7 @@ export function listPassObjects(
   const prefixes: string[] = [];
   for (const prefix of CHUNK_PREFIXES) {
     if (keys.whole) prefixes.push(prefix);
-    else
-      for (let b = keys.lo; b < keys.hi; b++)
-        prefixes.push(`${prefix}${b.toString(16).padStart(2, '0')}/`);
+    else prefixes.push(...rangePrefixes(prefix, keys.lo, keys.hi));
   }
   return merged(
     prefixes.map((prefix) => () => repo.backend.list(prefix, signal)),
