@@ -12,6 +12,7 @@ import {
 import { NO_KEY, PassKeys } from './keyset.js';
 import { acquireLock } from './locks.js';
 import { encodeObject, ObjectType, sha256Hex } from './object.js';
+import { pool } from './pool.js';
 import {
   CHUNKS_PER_INDEX,
   chunkKey,
@@ -176,28 +177,6 @@ function isZero(bytes: Uint8Array): boolean {
   return true;
 }
 
-/** Run `task(i)` for i in [0, count) with at most `limit` in flight. */
-async function pool(
-  count: number,
-  limit: number,
-  task: (i: number) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  let failed: unknown = null;
-  const worker = async () => {
-    while (next < count && failed === null) {
-      const i = next++;
-      try {
-        await task(i);
-      } catch (error) {
-        failed ??= error;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, count) }, worker));
-  if (failed !== null) throw failed;
-}
-
 /**
  * Back up a disk into the repository (SPEC.md "Backup"). Unused blocks are zero inside a chunk
  * before it is hashed; chunks with no used byte are not read; all-zero chunks are not stored;
@@ -307,11 +286,11 @@ export async function backupToRepository(
      */
     const store = async (id: string, raw: Uint8Array, parentRef: ChunkRef | undefined) => {
       if (patches && parentRef !== undefined && parentRef.id !== ZERO_ID) {
-        const contents = await fetchChain(repo, parentRef, signal);
+        const { bottom, top } = await fetchChain(repo, parentRef, signal);
         const chain = [parentRef.id, ...parentRef.bases];
         const over = chain.length <= MAX_PATCH_DEPTH ? 0 : chain.length - 1;
         const baseId = chain[over]!;
-        const patch = encodePatch(baseId, contents[contents.length - 1 - over]!, raw);
+        const patch = encodePatch(baseId, over === 0 ? top : bottom, raw);
         if (patch !== null) {
           const object = encodeObject(ObjectType.patch, patch, repo.codec);
           await repo.backend.put(patchKey(id, baseId), object, signal);

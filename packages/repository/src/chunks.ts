@@ -49,9 +49,11 @@ export function encodePatch(baseId: string, base: Uint8Array, next: Uint8Array):
   if (base.length !== next.length) return null;
   const blocks: number[] = [];
   let bytes = 0;
+  const wBase = words(base);
+  const wNext = words(next);
   for (let at = 0, b = 0; at < next.length; at += PATCH_BLOCK, b++) {
     const end = Math.min(next.length, at + PATCH_BLOCK);
-    if (!sameRange(base, next, at, end)) {
+    if (!sameRange(base, next, wBase, wNext, at, end)) {
       blocks.push(b);
       bytes += end - at;
       if (bytes > next.length * PATCH_MAX_SHARE) return null;
@@ -73,20 +75,41 @@ export function encodePatch(baseId: string, base: Uint8Array, next: Uint8Array):
   return out;
 }
 
-function sameRange(a: Uint8Array, b: Uint8Array, start: number, end: number): boolean {
-  for (let i = start; i < end; i++) if (a[i] !== b[i]) return false;
+/** 32-bit words over `a` when it starts on a word boundary, else null. */
+function words(a: Uint8Array): Uint32Array | null {
+  return a.byteOffset % 4 === 0 ? new Uint32Array(a.buffer, a.byteOffset, a.length >> 2) : null;
+}
+
+function sameRange(
+  a: Uint8Array,
+  b: Uint8Array,
+  wa: Uint32Array | null,
+  wb: Uint32Array | null,
+  start: number,
+  end: number,
+): boolean {
+  let i = start;
+  if (wa && wb && start % 4 === 0) {
+    // A word at a time (four times fewer steps), then the bytes after the last whole word.
+    const last = end >> 2;
+    for (let w = start >> 2; w < last; w++) if (wa[w] !== wb[w]) return false;
+    i = last << 2;
+  }
+  for (; i < end; i++) if (a[i] !== b[i]) return false;
   return true;
 }
 
 /**
  * Apply the patch `raw` (read from `key`) to `base`, the content of chunk `baseId`; the result
- * is not checked here (its SHA-256 must be the patched chunk's id).
+ * is not checked here (its SHA-256 must be the patched chunk's id). `inPlace`: into `base`
+ * itself (left part-patched when the patch is bad), else into a copy.
  */
 export function applyPatch(
   raw: Uint8Array,
   key: string,
   baseId: string,
   base: Uint8Array,
+  inPlace = false,
 ): Uint8Array {
   const structure = `repository object ${key}`;
   const r = new FieldReader<RepositoryReason>(raw, structure, 0).need(44);
@@ -102,7 +125,7 @@ export function applyPatch(
   if (block === 0 || block > 16 * 1024 * 1024) bad(`block size ${block}`, 36);
   const blocks = Math.ceil(length / block);
   if (count > blocks) bad(`${count} blocks, the chunk has ${blocks}`, 40);
-  const out = base.slice();
+  const out = inPlace ? base : base.slice();
   let at = 44 + count * 4;
   let previous = -1;
   for (let i = 0; i < count; i++) {
@@ -135,58 +158,77 @@ async function fetch(repo: Repository, key: string, signal?: AbortSignal): Promi
 
 /**
  * The content of a chunk, checked: a whole chunk by its SHA-256; a patch chain from its whole
- * base up, each step's result checked against the id it must have. Errors name the object at
- * fault (the key in `structure`): CORRUPT `chunk-digest`, `bad-patch`, or IO `not-found`.
+ * base up, its result checked against the chunk's id (`everyStep`: each step's result against
+ * the id it must have, so that a damaged patch whose blocks a later patch overwrites is found
+ * too, as verify needs). Errors name the object at fault (the key in `structure`): CORRUPT
+ * `chunk-digest`, `bad-patch`, or IO `not-found`.
  */
 export async function fetchChunk(
   repo: Repository,
   ref: ChunkRef,
   signal?: AbortSignal,
+  everyStep = false,
 ): Promise<Uint8Array> {
-  return (await fetchChain(repo, ref, signal)).at(-1)!;
+  return (await fetchChain(repo, ref, signal, everyStep)).top;
 }
 
 /**
- * `fetchChunk`, keeping each step: the contents of the whole chunk at the bottom of `ref`'s
- * chain first, `ref`'s own content last.
+ * `fetchChunk`, with the content of the whole chunk at the bottom of `ref`'s chain (`bottom`)
+ * besides `ref`'s own (`top`); both checked against their ids.
  */
 export async function fetchChain(
   repo: Repository,
   ref: ChunkRef,
   signal?: AbortSignal,
-): Promise<Uint8Array[]> {
+  everyStep = false,
+): Promise<{ bottom: Uint8Array; top: Uint8Array }> {
   const chain = [ref.id, ...ref.bases];
   const keys = refKeys(ref);
-  const bottom = chain.length - 1;
-  let content = await decodeObject(
-    await fetch(repo, keys[bottom]!, signal),
+  const last = chain.length - 1;
+  // Every object of the chain is requested at once (one round trip, not one per step: a chain
+  // of 8 over S3 otherwise costs 8 latencies), then checked from the bottom up, so the error
+  // reported is the lowest object's, as when they are read one by one.
+  const settled = await Promise.allSettled(keys.map((key) => fetch(repo, key, signal)));
+  const got = (k: number): Uint8Array => {
+    const r = settled[k]!;
+    if (r.status === 'rejected') throw r.reason;
+    return r.value;
+  };
+  const bottom = await decodeObject(
+    got(last),
     ObjectType.chunk,
-    keys[bottom]!,
-    chain[bottom]!,
+    keys[last]!,
+    chain[last]!,
     repo.codec,
   );
-  const contents = [content];
-  for (let k = bottom - 1; k >= 0; k--) {
-    const key = keys[k]!;
-    const raw = await decodeObject(
-      await fetch(repo, key, signal),
-      ObjectType.patch,
-      key,
-      null,
-      repo.codec,
-    );
-    content = applyPatch(raw, key, chain[k + 1]!, content);
-    const digest = await sha256Hex(content);
-    if (digest !== chain[k]) {
-      throw new CorruptError(`${key}: patched content has digest ${digest}, not ${chain[k]}`, {
-        structure: `repository object ${key}`,
-        offset: 0,
-        reason: 'chunk-digest',
-      });
+  const climb = async (checkEach: boolean): Promise<Uint8Array> => {
+    // One copy of the base, patched in place step by step.
+    const content = last > 0 ? bottom.slice() : bottom;
+    for (let k = last - 1; k >= 0; k--) {
+      const key = keys[k]!;
+      const raw = await decodeObject(got(k), ObjectType.patch, key, null, repo.codec);
+      applyPatch(raw, key, chain[k + 1]!, content, true);
+      if (checkEach || k === 0) {
+        const digest = await sha256Hex(content);
+        if (digest !== chain[k]) {
+          throw new CorruptError(`${key}: patched content has digest ${digest}, not ${chain[k]}`, {
+            structure: `repository object ${key}`,
+            offset: 0,
+            reason: 'chunk-digest',
+          });
+        }
+      }
     }
-    contents.push(content);
+    return content;
+  };
+  if (everyStep || last <= 1) return { bottom, top: await climb(true) };
+  try {
+    return { bottom, top: await climb(false) };
+  } catch (error) {
+    // Wrong at the top: check every step to name the patch at fault.
+    if (!CorruptError.isInstance(error)) throw error;
+    return { bottom, top: await climb(true) };
   }
-  return contents;
 }
 
 /** The key of the object at fault in an error from `fetchChunk` (from its structure). */

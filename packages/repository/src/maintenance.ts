@@ -15,10 +15,11 @@ import {
 } from './keyset.js';
 import { acquireLock } from './locks.js';
 import { ObjectType } from './object.js';
-import { getObject, type Repository, snapshotKey, usedMapKey } from './repository.js';
+import { mapPool } from './pool.js';
+import { getObject, indexKey, type Repository, snapshotKey, usedMapKey } from './repository.js';
 import {
+  indexEntries,
   listSnapshots,
-  readIndexEntries,
   readManifest,
   type SnapshotInfo,
   snapshotIds,
@@ -58,33 +59,46 @@ export interface MaintenanceOptions {
 }
 
 /**
- * Call `each` for every non-zero entry of `m`'s index objects with its place in the index
- * content (`raw`, the id's offset `at`, its `depth` of bases): no strings or objects per entry.
- * An index object that cannot be read goes to `failed` when given, else throws; `afterIndex`
- * runs after each index object.
+ * Call `each` for every non-zero entry of the index objects of `manifests`, in order, with its
+ * place in the index content (`raw`, the id's offset `at`, its `depth` of bases) and its
+ * snapshot: no strings or objects per entry. The index objects are read `repo.concurrency`
+ * ahead (a repository on S3 pays a round trip per object). An index object that cannot be read
+ * goes to `failed` when given, else throws; `afterIndex` runs after each index object.
  */
 async function forEachEntry(
   repo: Repository,
-  m: SnapshotInfo,
-  each: (raw: Uint8Array, at: number, depth: number) => void,
+  manifests: readonly SnapshotInfo[],
+  each: (raw: Uint8Array, at: number, depth: number, m: SnapshotInfo) => void,
   signal?: AbortSignal,
-  failed?: (error: unknown, n: number) => void,
+  failed?: (error: unknown, m: SnapshotInfo, n: number) => void,
   afterIndex?: () => Promise<void>,
 ): Promise<void> {
-  for (let n = 0; n < m.indexes.length; n++) {
+  const jobs: Array<[SnapshotInfo, number]> = [];
+  for (const m of manifests) for (let n = 0; n < m.indexes.length; n++) jobs.push([m, n]);
+  type Read = { raw: Uint8Array } | { error: unknown };
+  const ahead: Array<Promise<Read>> = [];
+  const start = (j: number) => {
+    const [m, n] = jobs[j]!;
+    ahead.push(
+      getObject(repo, ObjectType.index, m.indexes[n]!, indexKey, signal).then(
+        (raw) => ({ raw }),
+        (error: unknown) => ({ error }),
+      ),
+    );
+  };
+  let next = 0;
+  for (let j = 0; j < jobs.length; j++) {
+    while (next < jobs.length && next < j + Math.max(1, repo.concurrency)) start(next++);
+    const [m, n] = jobs[j]!;
+    const read = await ahead.shift()!;
     try {
-      await readIndexEntries(
-        repo,
-        m,
-        n,
-        (raw, at, depth) => {
-          if (depth > 0 || !isZeroIdAt(raw, at)) each(raw, at, depth);
-        },
-        signal,
-      );
+      if ('error' in read) throw read.error;
+      indexEntries(m, n, read.raw, (raw, at, depth) => {
+        if (depth > 0 || !isZeroIdAt(raw, at)) each(raw, at, depth, m);
+      });
     } catch (error) {
       if (!failed || !DiskubeError.isInstance(error)) throw error;
-      failed(error, n);
+      failed(error, m, n);
     }
     await afterIndex?.();
   }
@@ -176,36 +190,39 @@ export async function verifyRepository(
   };
   const ids = await snapshotIds(repo, signal);
   const manifests: SnapshotInfo[] = [];
-  for (const sid of ids) {
+  // Read `repo.concurrency` snapshots at once; problems are added in the snapshots' order.
+  const read = await mapPool(ids, repo.concurrency, async (sid) => {
+    const found: VerifyProblem[] = [];
     let m: SnapshotInfo;
     try {
       m = await readManifest(repo, sid, signal);
     } catch (error) {
-      add(problemOf(error, snapshotKey(sid), [sid]), sid);
-      continue;
+      return { m: null, found: [problemOf(error, snapshotKey(sid), [sid])] };
     }
-    manifests.push(m);
     for (const uid of m.usedMaps) {
       try {
         await getObject(repo, ObjectType.usedMap, uid, usedMapKey, signal);
       } catch (error) {
-        add(problemOf(error, usedMapKey(uid), [sid]), sid);
+        found.push(problemOf(error, usedMapKey(uid), [sid]));
       }
     }
+    return { m, found };
+  });
+  for (const [i, { m, found }] of read.entries()) {
+    if (m) manifests.push(m);
+    for (const p of found) add(p, ids[i]!);
   }
   /** Each readable index entry, with its snapshot; unreadable indexes become problems. */
   const everyEntry = async (
     each: (raw: Uint8Array, at: number, depth: number, sid: string) => void,
   ) => {
-    for (const m of manifests) {
-      await forEachEntry(
-        repo,
-        m,
-        (raw, at, depth) => each(raw, at, depth, m.id),
-        signal,
-        (error, n) => add(problemOf(error, `index/${m.indexes[n]}`, [m.id]), m.id),
-      );
-    }
+    await forEachEntry(
+      repo,
+      manifests,
+      (raw, at, depth, m) => each(raw, at, depth, m.id),
+      signal,
+      (error, m, n) => add(problemOf(error, `index/${m.indexes[n]}`, [m.id]), m.id),
+    );
   };
   let chunksReferenced = 0;
   let chunksRead = 0;
@@ -237,60 +254,56 @@ export async function verifyRepository(
     // collected an index object at a time.
     const total = keys.count(KEY_TOP | KEY_PRESENT);
     const pool = taskPool(repo.concurrency);
-    for (const m of manifests) {
-      // Collected an index object at a time, then read.
-      const toRead: ChunkRef[] = [];
-      await forEachEntry(
-        repo,
-        m,
-        (raw, at, depth) => {
-          const top = keys.refBytes(raw, at, depth > 0, false);
-          if (top === NO_KEY) return;
-          const flags = keys.flags(top);
-          if (flags & KEY_READ || !(flags & KEY_PRESENT)) return;
-          keys.setFlags(top, KEY_READ);
-          toRead.push(refAt(raw, at, depth));
-        },
-        signal,
-        () => {}, // an unreadable index object is already a problem from the first scan
-        async () => {
-          for (const ref of toRead.splice(0)) {
-            await pool.run(async () => {
-              try {
-                await fetchChunk(repo, ref, signal);
-              } catch (error) {
-                // A missing object further down the chain is reported by the pass of its range.
-                if (DiskubeError.isInstance(error) && error.reason === 'not-found') return;
-                const key = keyOfError(error, refKeys(ref)[0]!);
-                if (!damaged.has(key)) damaged.set(key, problemOf(error, key, []));
-              } finally {
-                chunksRead++;
-                options.onProgress?.(chunksRead, readBefore + total);
-              }
-            });
-          }
-        },
-      );
-    }
+    // Collected an index object at a time, then read.
+    const toRead: ChunkRef[] = [];
+    await forEachEntry(
+      repo,
+      manifests,
+      (raw, at, depth) => {
+        const top = keys.refBytes(raw, at, depth > 0, false);
+        if (top === NO_KEY) return;
+        const flags = keys.flags(top);
+        if (flags & KEY_READ || !(flags & KEY_PRESENT)) return;
+        keys.setFlags(top, KEY_READ);
+        toRead.push(refAt(raw, at, depth));
+      },
+      signal,
+      () => {}, // an unreadable index object is already a problem from the first scan
+      async () => {
+        for (const ref of toRead.splice(0)) {
+          await pool.run(async () => {
+            try {
+              await fetchChunk(repo, ref, signal, true);
+            } catch (error) {
+              // A missing object further down the chain is reported by the pass of its range.
+              if (DiskubeError.isInstance(error) && error.reason === 'not-found') return;
+              const key = keyOfError(error, refKeys(ref)[0]!);
+              if (!damaged.has(key)) damaged.set(key, problemOf(error, key, []));
+            } finally {
+              chunksRead++;
+              options.onProgress?.(chunksRead, readBefore + total);
+            }
+          });
+        }
+      },
+    );
     await pool.drain();
     readBefore += total;
   });
   if (damaged.size > 0) {
     // Second pass: which snapshots need each damaged object.
-    for (const m of manifests) {
-      await forEachEntry(
-        repo,
-        m,
-        (raw, at, depth) => {
-          for (const key of refKeys(refAt(raw, at, depth))) {
-            const p = damaged.get(key);
-            if (p && !p.snapshots.includes(m.id)) p.snapshots.push(m.id);
-          }
-        },
-        signal,
-        () => {}, // already a problem from the first scan
-      );
-    }
+    await forEachEntry(
+      repo,
+      manifests,
+      (raw, at, depth, m) => {
+        for (const key of refKeys(refAt(raw, at, depth))) {
+          const p = damaged.get(key);
+          if (p && !p.snapshots.includes(m.id)) p.snapshots.push(m.id);
+        }
+      },
+      signal,
+      () => {}, // already a problem from the first scan
+    );
     for (const p of damaged.values()) problems.set(p.key, p);
   }
   return {
@@ -415,10 +428,10 @@ export async function prune(
     /** Index objects and used maps: a few per snapshot. */
     const marked = new Set<string>();
     const ids = await snapshotIds(repo, signal);
-    const manifests: SnapshotInfo[] = [];
-    for (const sid of ids) {
-      const m = await readManifest(repo, sid, signal);
-      manifests.push(m);
+    const manifests = await mapPool(ids, repo.concurrency, (sid) =>
+      readManifest(repo, sid, signal),
+    );
+    for (const m of manifests) {
       for (const id of m.indexes) marked.add(`index/${id}`);
       for (const id of m.usedMaps) marked.add(`used/${id}`);
     }
@@ -441,17 +454,13 @@ export async function prune(
       if (chunk) result.deletedChunks++;
     };
     await inPasses(options.keysPerPass ?? DEFAULT_KEYS_PER_PASS, async (keys) => {
-      for (const m of manifests) {
-        await forEachEntry(
-          repo,
-          m,
-          (raw, at, depth) =>
-            forEachKey(keys, raw, at, depth, true, (handle) =>
-              keys.setFlags(handle, KEY_REFERENCED),
-            ),
-          signal,
-        );
-      }
+      await forEachEntry(
+        repo,
+        manifests,
+        (raw, at, depth) =>
+          forEachKey(keys, raw, at, depth, true, (handle) => keys.setFlags(handle, KEY_REFERENCED)),
+        signal,
+      );
       for await (const info of listPassObjects(repo, keys, signal))
         await sweep(info, keys.listed(info.key, false) !== NO_KEY, true);
     });
@@ -506,10 +515,10 @@ export async function stats(
   }
   const ratio = (used: number, stored: number) => (stored > 0 ? used / stored : 0);
   const vms: Record<string, GroupStats> = {};
-  const manifests: SnapshotInfo[] = [];
-  for (const sid of await snapshotIds(repo, signal)) {
-    const m = await readManifest(repo, sid, signal);
-    manifests.push(m);
+  const manifests = await mapPool(await snapshotIds(repo, signal), repo.concurrency, (sid) =>
+    readManifest(repo, sid, signal),
+  );
+  for (const m of manifests) {
     const g = vms[m.name] ?? {
       snapshots: 0,
       logicalBytes: 0,
@@ -533,19 +542,17 @@ export async function stats(
     await listPresent(repo, keys, signal);
     const stored = names.map(() => 0);
     for (const [v, group] of byVm.entries()) {
-      for (const m of group) {
-        await forEachEntry(
-          repo,
-          m,
-          (raw, at, depth) =>
-            forEachKey(keys, raw, at, depth, true, (handle) => {
-              if (keys.mark(handle) === v + 1) return;
-              keys.setMark(handle, v + 1);
-              stored[v]! += keys.storedSize(handle);
-            }),
-          signal,
-        );
-      }
+      await forEachEntry(
+        repo,
+        group,
+        (raw, at, depth) =>
+          forEachKey(keys, raw, at, depth, true, (handle) => {
+            if (keys.mark(handle) === v + 1) return;
+            keys.setMark(handle, v + 1);
+            stored[v]! += keys.storedSize(handle);
+          }),
+        signal,
+      );
     }
     // Counted only once the pass is complete: a pass that overflows is run again.
     for (const [v, name] of names.entries()) vms[name]!.storedBytes += stored[v]!;

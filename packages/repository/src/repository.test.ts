@@ -117,6 +117,39 @@ function countingBackend(inner: Backend) {
   return { backend, count };
 }
 
+/**
+ * A backend whose GETs take a few milliseconds and record how many run at once, in all and per
+ * first key segment (`index`, `snapshots`, ...).
+ */
+function inFlightBackend(inner: Backend) {
+  const gets = {
+    now: 0,
+    most: 0,
+    nowOf: new Map<string, number>(),
+    mostOf: new Map<string, number>(),
+  };
+  const backend: Backend = {
+    ...inner,
+    location: inner.location,
+    get: async (k, s) => {
+      const kind = k.split('/')[0]!;
+      const of = (gets.nowOf.get(kind) ?? 0) + 1;
+      gets.nowOf.set(kind, of);
+      gets.mostOf.set(kind, Math.max(gets.mostOf.get(kind) ?? 0, of));
+      gets.now++;
+      gets.most = Math.max(gets.most, gets.now);
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 3));
+        return await inner.get(k, s);
+      } finally {
+        gets.now--;
+        gets.nowOf.set(kind, gets.nowOf.get(kind)! - 1);
+      }
+    },
+  };
+  return { backend, gets };
+}
+
 let repo: Repository;
 
 /** Every key under `prefix`, sorted. */
@@ -406,6 +439,34 @@ describe.each(TEST_BACKENDS)('$name backend', (b) => {
       bytes[65 * BLOCK + step]! ^= 0x5a;
       bytes[201 * BLOCK + step]! ^= 0xa5;
     };
+
+    it.skipIf(b.skip)(
+      "a chain's objects are fetched at once; manifests and index objects several at a time",
+      async () => {
+        const used = usedMap();
+        const bytes = disk(1, used, content);
+        await backUp(bytes, used, 'vm');
+        for (let d = 1; d <= 4; d++) {
+          touch(bytes, d);
+          await backUp(bytes, used, 'vm');
+        }
+        // One chunk at a time, yet a chain of four patches over a whole chunk is one round trip.
+        const serial = inFlightBackend(repo.backend);
+        await restoreSnapshot(
+          { ...repo, backend: serial.backend, concurrency: 1 },
+          { snapshot: 'vm@latest', target: sink(SIZE).target },
+        );
+        expect(serial.gets.most).toBe(5);
+        // Four at a time: the five manifests, and the index objects that verify scans.
+        const wide = inFlightBackend(repo.backend);
+        const via = { ...repo, backend: wide.backend, concurrency: 4 };
+        expect(await listSnapshots(via)).toHaveLength(5);
+        expect(wide.gets.mostOf.get('snapshots')).toBe(4);
+        expect((await verifyRepository(via)).ok).toBe(true);
+        expect(wide.gets.mostOf.get('index')).toBe(4);
+        await expectRestores('vm@latest', bytes, used);
+      },
+    );
 
     it.skipIf(b.skip)(
       'changed blocks become patches over the parent chunk; past the depth limit, over the whole chunk below; forgetting the parents keeps every base',

@@ -2,6 +2,7 @@ import { Bitmap } from '@diskube/bitmap';
 import { CorruptError, InvalidArgumentError } from '@diskube/core';
 import { type ChunkRef, decodeIndex, forEachIndexEntry } from './chunks.js';
 import { isObjectId, ObjectType } from './object.js';
+import { mapPool } from './pool.js';
 import {
   CHUNKS_PER_INDEX,
   getObject,
@@ -117,11 +118,10 @@ export async function listSnapshots(
   repo: Repository,
   options: { name?: string; signal?: AbortSignal } = {},
 ): Promise<SnapshotInfo[]> {
-  const out: SnapshotInfo[] = [];
-  for (const id of await snapshotIds(repo, options.signal)) {
-    const m = await readManifest(repo, id, options.signal);
-    if (options.name === undefined || m.name === options.name) out.push(m);
-  }
+  const all = await mapPool(await snapshotIds(repo, options.signal), repo.concurrency, (id) =>
+    readManifest(repo, id, options.signal),
+  );
+  const out = all.filter((m) => options.name === undefined || m.name === options.name);
   return out.sort((a, b) => a.time.localeCompare(b.time) || a.id.localeCompare(b.id));
 }
 
@@ -202,18 +202,16 @@ export async function readIndex(
 }
 
 /**
- * Index object `n` of `m`, checked, with `each` called for every entry's place in its content
- * (`forEachIndexEntry`): no strings or objects per entry.
+ * The content `raw` of index object `n` of `m`, checked, with `each` called for every entry's
+ * place in it (`forEachIndexEntry`): no strings or objects per entry.
  */
-export async function readIndexEntries(
-  repo: Repository,
+export function indexEntries(
   m: SnapshotInfo,
   n: number,
+  raw: Uint8Array,
   each: (raw: Uint8Array, at: number, depth: number) => void,
-  signal?: AbortSignal,
-): Promise<void> {
+): void {
   const id = m.indexes[n]!;
-  const raw = await getObject(repo, ObjectType.index, id, indexKey, signal);
   const expected = Math.min(CHUNKS_PER_INDEX, m.chunkCount - n * CHUNKS_PER_INDEX);
   forEachIndexEntry(raw, expected, m.version, `index object ${id}`, (at, depth) =>
     each(raw, at, depth),
