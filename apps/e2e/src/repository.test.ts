@@ -219,6 +219,35 @@ describe.runIf(have)('fleet repository on a local directory', () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it('keeps copies of manifests in the cache directory, drops forgotten ones; --no-cache keeps none', async () => {
+    const dir = await scratch();
+    const repo = join(dir, 'repo');
+    const env = { DISKUBE_CACHE_DIR: join(dir, 'cache') };
+    const a = await buildImage(clone(21));
+    const { id: repoId } = await diskubeJson<{ id: string }>(['repo', 'init', repo]);
+    const cached = () => files(join(dir, 'cache', repoId, 'snapshots'));
+    const backUp = async () => {
+      const r = await diskube(['backup', a.image, '--repo', repo, '--name', 'vm', '--json'], {
+        env,
+      });
+      expect(r.code, r.stderr).toBe(0);
+      return (JSON.parse(r.stdout) as { id: string }).id;
+    };
+    const first = await backUp();
+    const second = await backUp(); // reads the first manifest looking for its parent: cached
+    expect((await cached()).map((f) => f.split('/').at(-1))).toEqual([first]);
+    const none = await diskube(['snapshots', '--repo', repo, '--no-cache', '--json'], {
+      env: { DISKUBE_CACHE_DIR: join(dir, 'elsewhere') },
+    });
+    expect(JSON.parse(none.stdout)).toHaveLength(2);
+    expect(existsSync(join(dir, 'elsewhere'))).toBe(false);
+    const forgot = await diskube(['forget', '--repo', repo, '--keep-last', '1', '--json'], { env });
+    expect(forgot.code, forgot.stderr).toBe(0);
+    const listed = await diskube(['snapshots', '--repo', repo, '--json'], { env });
+    expect(JSON.parse(listed.stdout).map((s: { id: string }) => s.id)).toEqual([second]);
+    expect((await cached()).map((f) => f.split('/').at(-1))).toEqual([second]);
+  });
+
   it('a repository of a newer format version is refused with exit 4 and a clear message', async () => {
     const dir = await scratch();
     const repo = join(dir, 'repo');

@@ -25,6 +25,7 @@ export {
   type VerifyRepositoryResult,
   verifyRepository,
 } from '@diskube/repository';
+export { defaultCacheDir } from '@diskube/repository/node';
 export type { RestoreStrategy, RestoreTarget } from '@diskube/restore';
 export { type BackupOptions, type BackupResult, backup } from './node/backup.js';
 export { inspectImageFile, type OpenImageFileOptions, openImageFile } from './node/open-file.js';

@@ -35,6 +35,7 @@ export {
   type InitOptions,
   initRepository,
   type LockOwner,
+  type ObjectCache,
   type OpenOptions,
   openRepository,
   REPOSITORY_VERSION,

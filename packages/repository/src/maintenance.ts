@@ -195,7 +195,7 @@ export async function verifyRepository(
     const found: VerifyProblem[] = [];
     let m: SnapshotInfo;
     try {
-      m = await readManifest(repo, sid, signal);
+      m = await readManifest(repo, sid, signal, true); // the repository's own, not a cached copy
     } catch (error) {
       return { m: null, found: [problemOf(error, snapshotKey(sid), [sid])] };
     }

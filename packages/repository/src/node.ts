@@ -1,7 +1,9 @@
-import { hostname } from 'node:os';
-import type { Backend } from './backend.js';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { homedir, hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { type Backend, isValidKey } from './backend.js';
 import { localBackend } from './local.js';
-import type { LockOwner } from './repository.js';
+import type { LockOwner, ObjectCache, RepositoryConfig } from './repository.js';
 
 export { localBackend } from './local.js';
 
@@ -40,4 +42,76 @@ export function processOwner(): LockOwner {
       }
     },
   };
+}
+
+/**
+ * The per-user cache directory: `$DISKUBE_CACHE_DIR`, else `$XDG_CACHE_HOME/diskube`, else
+ * `~/.cache/diskube`.
+ */
+export function defaultCacheDir(): string {
+  const env = process.env;
+  if (env.DISKUBE_CACHE_DIR) return env.DISKUBE_CACHE_DIR;
+  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'diskube');
+}
+
+/**
+ * An `ObjectCache` in a directory: one file per key, written under a temporary name and renamed
+ * (no fsync: a copy lost in a crash is fetched again). For `OpenOptions.cache`, keep one
+ * directory per repository: `(config) => directoryCache(join(root, config.id))`.
+ */
+export function directoryCache(dir: string): ObjectCache {
+  const file = (key: string) => {
+    if (!isValidKey(key)) throw new Error(`bad cache key ${key}`);
+    return join(dir, key);
+  };
+  return {
+    async get(key) {
+      try {
+        return new Uint8Array(await readFile(file(key)));
+      } catch (error) {
+        if ((error as { code?: string }).code === 'ENOENT') return undefined;
+        throw error;
+      }
+    },
+    async put(key, bytes) {
+      const path = file(key);
+      await mkdir(dirname(path), { recursive: true });
+      const temp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+      try {
+        await writeFile(temp, bytes);
+        await rename(temp, path);
+      } catch (error) {
+        await rm(temp, { force: true });
+        throw error;
+      }
+    },
+    async delete(key) {
+      await rm(file(key), { force: true });
+    },
+    async retain(keys) {
+      // Only the folders the kept keys live in are swept (all of a repository's manifests).
+      const folders = new Set([...keys].map((k) => dirname(k)));
+      for (const folder of folders) {
+        let names: string[];
+        try {
+          names = await readdir(join(dir, folder));
+        } catch {
+          continue;
+        }
+        for (const name of names) {
+          if (name.includes('.tmp-') || !keys.has(`${folder}/${name}`))
+            await rm(join(dir, folder, name), { force: true });
+        }
+      }
+    },
+  };
+}
+
+/**
+ * `OpenOptions.cache` with one `directoryCache` per repository under `root`, named by the
+ * repository's id (none for an id that is no plain name: it comes from the repository).
+ */
+export function cacheUnder(root: string): (config: RepositoryConfig) => ObjectCache | undefined {
+  return (config) =>
+    /^[A-Za-z0-9_-]{1,64}$/.test(config.id) ? directoryCache(join(root, config.id)) : undefined;
 }

@@ -36,6 +36,20 @@ export interface LockOwner {
   isAlive?: (pid: number) => boolean;
 }
 
+/**
+ * Where a reader keeps copies of the repository's snapshot manifests, so that listing snapshots
+ * and finding a VM's parent do not fetch every manifest again. Manifests never change (their key
+ * is the SHA-256 of their content, checked on every read from here too), so a copy is never
+ * stale; a cache that fails or returns damaged bytes only costs a fetch. `retain`, when given,
+ * drops every entry whose key is not in `keys` (snapshots forgotten meanwhile).
+ */
+export interface ObjectCache {
+  get(key: string): Promise<Uint8Array | undefined>;
+  put(key: string, bytes: Uint8Array): Promise<void>;
+  delete(key: string): Promise<void>;
+  retain?(keys: ReadonlySet<string>): Promise<void>;
+}
+
 export interface OpenOptions {
   /** Per-object compression; default zstd level 3. */
   codec?: ChunkCodec;
@@ -43,6 +57,8 @@ export interface OpenOptions {
   owner?: LockOwner;
   /** Parallel requests (uploads, fetches). Default 8. */
   concurrency?: number;
+  /** The cache of manifests for the repository with `config` (its `id`, say). Default none. */
+  cache?: (config: RepositoryConfig) => ObjectCache | undefined;
   signal?: AbortSignal;
 }
 
@@ -52,6 +68,8 @@ export interface Repository {
   readonly codec: ChunkCodec;
   readonly owner: LockOwner;
   readonly concurrency: number;
+  /** Copies of manifests (`OpenOptions.cache`). */
+  readonly cache?: ObjectCache | undefined;
 }
 
 export interface InitOptions extends OpenOptions {
@@ -137,6 +155,7 @@ function makeRepository(
     codec: options.codec ?? zstdCodec(),
     owner: options.owner ?? { host: 'unknown', pid: 0 },
     concurrency: options.concurrency ?? 8,
+    cache: options.cache?.(config),
   };
 }
 

@@ -3,7 +3,13 @@ import { isNotFound } from './backend.js';
 import type { RepositoryProgress } from './backup.js';
 import { fetchChunk, ZERO_ID } from './chunks.js';
 import { CHUNKS_PER_INDEX, type Repository } from './repository.js';
-import { readIndex, readUsedMap, resolveSnapshot, type SnapshotInfo } from './snapshots.js';
+import {
+  readIndex,
+  readManifest,
+  readUsedMap,
+  resolveSnapshot,
+  type SnapshotInfo,
+} from './snapshots.js';
 
 /** Where a restore writes (the shape of `@diskube/restore`'s `RestoreTarget`). */
 export interface RestoreSink {
@@ -42,7 +48,10 @@ export async function restoreSnapshot(
   options: RestoreSnapshotOptions,
 ): Promise<RestoreSnapshotResult> {
   const { signal } = options;
-  const snapshot = await resolveSnapshot(repo, options.snapshot, signal);
+  // Found through the cache, if any; then read from the repository itself, so that a restore
+  // refuses a damaged manifest there as verify reports it (one request).
+  const found = await resolveSnapshot(repo, options.snapshot, signal);
+  const snapshot = repo.cache ? await readManifest(repo, found.id, signal, true) : found;
   const used = await readUsedMap(repo, snapshot, signal);
   const target =
     typeof options.target === 'function' ? await options.target(snapshot) : options.target;

@@ -1,7 +1,7 @@
 import { Bitmap } from '@diskube/bitmap';
 import { CorruptError, InvalidArgumentError } from '@diskube/core';
 import { type ChunkRef, decodeIndex, forEachIndexEntry } from './chunks.js';
-import { isObjectId, ObjectType } from './object.js';
+import { decodeObject, isObjectId, ObjectType } from './object.js';
 import { mapPool } from './pool.js';
 import {
   CHUNKS_PER_INDEX,
@@ -93,14 +93,35 @@ function checkManifest(value: unknown, id: string): SnapshotManifest {
   return m;
 }
 
-/** Read and check one manifest. */
+/**
+ * Read and check one manifest: from `repo.cache` when it holds an intact copy (not with
+ * `fresh`, which reads the repository's own, as verify must), else from the repository, then
+ * kept in the cache. A cache that fails is passed over.
+ */
 export async function readManifest(
   repo: Repository,
   id: string,
   signal?: AbortSignal,
+  fresh = false,
 ): Promise<SnapshotInfo> {
-  const raw = await getObject(repo, ObjectType.manifest, id, snapshotKey, signal);
-  return { id, ...checkManifest(parseJson(raw, snapshotKey(id), 'bad-manifest'), id) };
+  const key = snapshotKey(id);
+  const cache = fresh ? undefined : repo.cache;
+  const parse = (raw: Uint8Array) => ({
+    id,
+    ...checkManifest(parseJson(raw, key, 'bad-manifest'), id),
+  });
+  const cached = await cache?.get(key).catch(() => undefined);
+  if (cached) {
+    try {
+      return parse(await decodeObject(cached, ObjectType.manifest, key, id, repo.codec));
+    } catch {
+      await cache?.delete(key).catch(() => {});
+    }
+  }
+  const bytes = await repo.backend.get(key, signal);
+  const info = parse(await decodeObject(bytes, ObjectType.manifest, key, id, repo.codec));
+  await repo.cache?.put(key, bytes).catch(() => {});
+  return info;
 }
 
 /** The ids of every snapshot manifest present. */
@@ -118,9 +139,10 @@ export async function listSnapshots(
   repo: Repository,
   options: { name?: string; signal?: AbortSignal } = {},
 ): Promise<SnapshotInfo[]> {
-  const all = await mapPool(await snapshotIds(repo, options.signal), repo.concurrency, (id) =>
-    readManifest(repo, id, options.signal),
-  );
+  const ids = await snapshotIds(repo, options.signal);
+  const all = await mapPool(ids, repo.concurrency, (id) => readManifest(repo, id, options.signal));
+  // Forgotten snapshots leave the cache too.
+  await repo.cache?.retain?.(new Set(ids.map(snapshotKey))).catch(() => {});
   const out = all.filter((m) => options.name === undefined || m.name === options.name);
   return out.sort((a, b) => a.time.localeCompare(b.time) || a.id.localeCompare(b.id));
 }

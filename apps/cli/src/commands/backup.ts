@@ -6,7 +6,7 @@ import { formatBytes, formatPercent, printJson } from '../format.js';
 import { progressReporter } from '../progress.js';
 import { printWarning } from '../warnings.js';
 import { ALLOW_BACKING_DIR_HELP, collectDirs } from './inspect.js';
-import { backupToRepo, type RepoOptions } from './repository.js';
+import { backupToRepo, locationOptions, type RepoOptions } from './repository.js';
 
 interface BackupOptions extends RepoOptions {
   name?: string;
@@ -46,8 +46,7 @@ function compression(options: BackupOptions): CompressOptions {
 }
 
 export function registerBackup(program: Command): void {
-  program
-    .command('backup')
+  locationOptions(program.command('backup'), 'with --repo: ')
     .description('Back up the used blocks of an image: a snapshot, or an incremental with --base.')
     .argument('<image>', 'filesystem image or whole disk')
     .argument('[out]', 'backup file to write (omit with --repo)')
@@ -56,7 +55,6 @@ export function registerBackup(program: Command): void {
       'back up into this repository instead (a directory or s3://bucket/prefix)',
     )
     .option('--name <vm>', 'with --repo: the VM (group) the snapshot belongs to')
-    .option('--s3-endpoint <url>', 'with --repo: endpoint URL of a non-AWS S3-compatible store')
     .option('--base <parent>', 'make an incremental relative to this backup')
     .option('--compress <type>', 'zstd or none', 'zstd')
     .option('--level <n>', `zstd level 1-19 (default ${DEFAULT_LEVEL})`)

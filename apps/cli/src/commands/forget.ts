@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'diskube';
 import { type ForgetPolicy, forget } from 'diskube/node';
 import { printJson } from '../format.js';
-import { openRepo, REPO_HELP, type RepoOptions, S3_ENDPOINT_HELP } from './repository.js';
+import { openRepo, type RepoOptions, repoCommand } from './repository.js';
 
 type Keep = { keepLast?: string; keepDaily?: string; keepWeekly?: string; keepMonthly?: string };
 
@@ -18,19 +18,17 @@ function count(flag: string, value: string | undefined): number | undefined {
 }
 
 export function registerForget(program: Command): void {
-  program
-    .command('forget')
-    .description(
-      'Remove snapshots a retention policy does not keep (per VM); "prune" then frees their chunks.',
-    )
-    .requiredOption('--repo <repo>', REPO_HELP)
+  repoCommand(
+    program,
+    'forget',
+    'Remove snapshots a retention policy does not keep (per VM); "prune" then frees their chunks.',
+  )
     .option('--keep-last <n>', 'keep the n newest snapshots')
     .option('--keep-daily <n>', 'keep the newest snapshot of each of the last n days with one')
     .option('--keep-weekly <n>', 'keep the newest snapshot of each of the last n weeks with one')
     .option('--keep-monthly <n>', 'keep the newest snapshot of each of the last n months with one')
     .option('--name <vm>', 'only this VM')
     .option('--dry-run', 'only show what would be removed')
-    .option('--s3-endpoint <url>', S3_ENDPOINT_HELP)
     .option('--json', 'print JSON')
     .action(async (options: RepoOptions & Keep & { name?: string; dryRun?: boolean }) => {
       const policy: ForgetPolicy = {};

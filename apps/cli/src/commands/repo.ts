@@ -2,7 +2,13 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'diskube';
 import { initRepositoryAt, unlockRepository } from 'diskube/node';
 import { formatBytes, printJson } from '../format.js';
-import { openRepo, REPO_HELP, type RepoOptions, S3_ENDPOINT_HELP } from './repository.js';
+import {
+  openRepo,
+  REPO_HELP,
+  type RepoOptions,
+  repoCommand,
+  S3_ENDPOINT_HELP,
+} from './repository.js';
 
 /** `diskube repo init <repo>` and `diskube repo unlock --repo <repo>`. */
 export function registerRepo(program: Command): void {
@@ -37,12 +43,12 @@ export function registerRepo(program: Command): void {
           `created repository ${created.backend.location} (${formatBytes(created.config.chunkSize)} chunks, id ${created.config.id})\n`,
         );
     });
-  repo
-    .command('unlock')
-    .description('Remove stale locks (left by a killed backup or prune); --all removes every lock.')
-    .requiredOption('--repo <repo>', REPO_HELP)
+  repoCommand(
+    repo,
+    'unlock',
+    'Remove stale locks (left by a killed backup or prune); --all removes every lock.',
+  )
     .option('--all', 'remove every lock, live or not (only when nothing runs on the repository)')
-    .option('--s3-endpoint <url>', S3_ENDPOINT_HELP)
     .option('--json', 'print a JSON summary')
     .action(async (options: RepoOptions & { all?: boolean }) => {
       const removed = await unlockRepository(await openRepo(options), {

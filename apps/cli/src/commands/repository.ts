@@ -1,9 +1,12 @@
 import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
 import { CorruptError, InvalidArgumentError } from 'diskube';
 import {
   backupImageToRepository,
+  defaultCacheDir,
   openRepositoryAt,
   parseChangedRanges,
+  type RepositoryLocationOptions,
   restoreFromRepository,
   verifyRepository,
 } from 'diskube/node';
@@ -16,11 +19,37 @@ import { outputFormat } from './restore.js';
 export interface RepoOptions {
   repo?: string;
   s3Endpoint?: string;
+  /** False with `--no-cache`. */
+  cache?: boolean;
   json?: boolean;
 }
 
 export const REPO_HELP = 'repository: a directory or s3://bucket/prefix';
 export const S3_ENDPOINT_HELP = 'endpoint URL of a non-AWS S3-compatible store';
+export const NO_CACHE_HELP =
+  "keep no copies of the repository's snapshot manifests (default: kept in $DISKUBE_CACHE_DIR, else ~/.cache/diskube)";
+
+/** `parent`'s subcommand `name` on a repository: `--repo`, `--s3-endpoint`, `--no-cache`. */
+export function repoCommand(parent: Command, name: string, description: string): Command {
+  return locationOptions(
+    parent.command(name).description(description).requiredOption('--repo <repo>', REPO_HELP),
+  );
+}
+
+/** `--s3-endpoint` and `--no-cache` for a command on a repository (`prefix`: when it is one). */
+export function locationOptions(command: Command, prefix = ''): Command {
+  return command
+    .option('--s3-endpoint <url>', `${prefix}${S3_ENDPOINT_HELP}`)
+    .option('--no-cache', `${prefix}${NO_CACHE_HELP}`);
+}
+
+/** How to reach `--repo`: `--s3-endpoint`, and the per-user manifest cache unless `--no-cache`. */
+export function locationOf(options: RepoOptions): RepositoryLocationOptions {
+  return {
+    ...(options.s3Endpoint ? { s3Endpoint: options.s3Endpoint } : {}),
+    ...(options.cache !== false ? { cacheDir: defaultCacheDir() } : {}),
+  };
+}
 
 /** The `--repo` value, required. */
 export function repoOf(options: RepoOptions): string {
@@ -29,12 +58,9 @@ export function repoOf(options: RepoOptions): string {
   return options.repo;
 }
 
-/** Open the repository named by `--repo` (and `--s3-endpoint`). */
+/** Open the repository named by `--repo` (with `--s3-endpoint`, `--no-cache`). */
 export function openRepo(options: RepoOptions) {
-  return openRepositoryAt(
-    repoOf(options),
-    options.s3Endpoint ? { s3Endpoint: options.s3Endpoint } : {},
-  );
+  return openRepositoryAt(repoOf(options), locationOf(options));
 }
 
 /** `diskube backup <image> --repo <repo> --name <vm>`. */
@@ -64,7 +90,7 @@ export async function backupToRepo(
       image,
       repo: repoOf(options),
       name: options.name,
-      ...(options.s3Endpoint ? { s3Endpoint: options.s3Endpoint } : {}),
+      ...locationOf(options),
       ...(changedRanges ? { changedRanges } : {}),
       ...(options.overlayOnly ? { overlayOnly: true } : {}),
       ...(options.parent !== undefined ? { parent: options.parent } : {}),
@@ -113,7 +139,7 @@ export async function restoreFromRepo(
       out: output,
       format,
       overwrite: options.force ?? false,
-      ...(options.s3Endpoint ? { s3Endpoint: options.s3Endpoint } : {}),
+      ...locationOf(options),
       onProgress: (p) => progress.update(p.bytesDone, p.bytesTotal),
     });
     progress.finish();

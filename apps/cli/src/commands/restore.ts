@@ -4,7 +4,7 @@ import { type RestoreFormat, type RestoreStrategy, restore, restoreFormatOf } fr
 import { formatBytes, printJson } from '../format.js';
 import { progressReporter } from '../progress.js';
 import { ALLOW_BACKING_DIR_HELP, collectDirs } from './inspect.js';
-import { type RepoOptions, restoreFromRepo } from './repository.js';
+import { locationOptions, type RepoOptions, restoreFromRepo } from './repository.js';
 
 interface RestoreCommandOptions extends RepoOptions {
   strategy?: string;
@@ -18,8 +18,7 @@ interface RestoreCommandOptions extends RepoOptions {
 }
 
 export function registerRestore(program: Command): void {
-  program
-    .command('restore')
+  locationOptions(program.command('restore'), 'with --repo: ')
     .description('Restore the image a backup (and the chain of backups before it) describes.')
     .argument(
       '<backup>',
@@ -49,7 +48,6 @@ export function registerRestore(program: Command): void {
       '--repo <repo>',
       'restore a snapshot from this repository (a directory or s3://bucket/prefix)',
     )
-    .option('--s3-endpoint <url>', 'with --repo: endpoint URL of a non-AWS S3-compatible store')
     .option('-f, --force', 'overwrite an existing output file')
     .option('--json', 'print a JSON summary')
     .action(async (backup: string, output: string, options: RestoreCommandOptions) => {

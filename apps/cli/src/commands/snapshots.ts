@@ -1,15 +1,11 @@
 import type { Command } from 'commander';
 import { listSnapshots } from 'diskube/node';
 import { formatBytes, printJson } from '../format.js';
-import { openRepo, REPO_HELP, type RepoOptions, S3_ENDPOINT_HELP } from './repository.js';
+import { openRepo, type RepoOptions, repoCommand } from './repository.js';
 
 export function registerSnapshots(program: Command): void {
-  program
-    .command('snapshots')
-    .description('List the snapshots in a repository, oldest first.')
-    .requiredOption('--repo <repo>', REPO_HELP)
+  repoCommand(program, 'snapshots', 'List the snapshots in a repository, oldest first.')
     .option('--name <vm>', 'only this VM')
-    .option('--s3-endpoint <url>', S3_ENDPOINT_HELP)
     .option('--json', 'print JSON')
     .action(async (options: RepoOptions & { name?: string }) => {
       const repo = await openRepo(options);

@@ -1,14 +1,14 @@
 import type { Command } from 'commander';
 import { stats } from 'diskube/node';
 import { formatBytes, printJson } from '../format.js';
-import { openRepo, REPO_HELP, type RepoOptions, S3_ENDPOINT_HELP } from './repository.js';
+import { openRepo, type RepoOptions, repoCommand } from './repository.js';
 
 export function registerStats(program: Command): void {
-  program
-    .command('stats')
-    .description('Logical, used and stored bytes and the dedup ratio, per VM and in total.')
-    .requiredOption('--repo <repo>', REPO_HELP)
-    .option('--s3-endpoint <url>', S3_ENDPOINT_HELP)
+  repoCommand(
+    program,
+    'stats',
+    'Logical, used and stored bytes and the dedup ratio, per VM and in total.',
+  )
     .option('--json', 'print JSON')
     .action(async (options: RepoOptions) => {
       const result = await stats(await openRepo(options));

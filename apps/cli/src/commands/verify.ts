@@ -2,20 +2,18 @@ import type { Command } from 'commander';
 import { CorruptError, InvalidArgumentError } from 'diskube';
 import { verify } from 'diskube/node';
 import { printJson } from '../format.js';
-import { type RepoOptions, verifyRepo } from './repository.js';
+import { locationOptions, type RepoOptions, verifyRepo } from './repository.js';
 
 interface VerifyOptions extends RepoOptions {
   readData?: boolean;
 }
 
 export function registerVerify(program: Command): void {
-  program
-    .command('verify')
+  locationOptions(program.command('verify'), 'with --repo: ')
     .description('Check every checksum of a backup and of the chain it depends on.')
     .argument('[backup]', 'snapshot or incremental (omit with --repo)')
     .option('--repo <repo>', 'check a repository instead (a directory or s3://bucket/prefix)')
     .option('--read-data', 'with --repo: read and re-hash every chunk, not only list them')
-    .option('--s3-endpoint <url>', 'with --repo: endpoint URL of a non-AWS S3-compatible store')
     .option('--json', 'print a JSON report')
     .action(async (backup: string | undefined, options: VerifyOptions) => {
       if (options.repo !== undefined) {

@@ -14,7 +14,7 @@ import {
   restoreSnapshot,
   type SnapshotInfo,
 } from '@diskube/repository';
-import { openBackend, processOwner } from '@diskube/repository/node';
+import { cacheUnder, openBackend, processOwner } from '@diskube/repository/node';
 import { containerTarget, fileTarget } from '@diskube/restore';
 import type { DiskImage } from '../image.js';
 import { mapImage, usedBytes } from '../map.js';
@@ -25,6 +25,12 @@ import { type RestoreFormat, restoreFormatOf } from './restore.js';
 export interface RepositoryLocationOptions {
   /** Endpoint URL of a non-AWS S3-compatible store (for `s3://` locations). */
   s3Endpoint?: string;
+  /**
+   * Keep copies of the repository's snapshot manifests under this directory (one folder per
+   * repository), so that listing snapshots and finding a VM's parent fetch only new ones
+   * (`defaultCacheDir()` is the per-user one). Default: no cache.
+   */
+  cacheDir?: string;
   signal?: AbortSignal;
 }
 
@@ -39,6 +45,7 @@ export async function openRepositoryAt(
   );
   return openRepository(backend, {
     owner: processOwner(),
+    ...(options.cacheDir ? { cache: cacheUnder(options.cacheDir) } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
   });
 }
