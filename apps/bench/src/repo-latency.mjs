@@ -7,6 +7,7 @@
 //   pnpm --filter @diskube/bench bench:latency                       # 20 ms, 12 VMs × 6 days
 //   pnpm --filter @diskube/bench bench:latency -- --latency 50 --vms 30 --days 10
 //   … -- --lib /path/to/repository/dist      (another build of @diskube/repository, to compare)
+//   … -- --cache                             (with the manifest cache the CLI keeps)
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -25,6 +26,7 @@ const latency = Number(option('latency', '20'));
 const vmCount = Number(option('vms', '12'));
 const days = Number(option('days', '6'));
 const lib = option('lib', '');
+const useCache = process.argv.includes('--cache');
 const repoLib = await import(
   lib ? pathToFileURL(join(lib, 'index.js')).href : '@diskube/repository'
 );
@@ -92,6 +94,8 @@ try {
   await repoLib.initRepository(nodeLib.localBackend(dir), {});
   const opened = await repoLib.openRepository(nodeLib.localBackend(dir), {
     owner: nodeLib.processOwner(),
+    // --cache: the manifest cache the CLI keeps (a build without one ignores it).
+    ...(useCache && nodeLib.cacheUnder ? { cache: nodeLib.cacheUnder(join(work, 'cache')) } : {}),
   });
   const { backend, count } = slow(opened.backend, latency);
   const repo = { ...opened, backend };
@@ -185,7 +189,7 @@ try {
   await time('stats', () => repoLib.stats(repo));
   await time('prune (nothing to delete)', () => repoLib.prune(repo));
   console.log(
-    `# Round trips at ${latency} ms per request (${lib || '@diskube/repository'})\n\n` +
+    `# Round trips at ${latency} ms per request (${lib || '@diskube/repository'}${opened.cache ? ', manifest cache' : ''})\n\n` +
       `${vmCount} VMs of ${SIZE / 2 ** 20} MiB (half used) cloned from a template, ${days} days of 2 % changes each, ` +
       `${snapshots} snapshots, 1 MiB chunks, concurrency ${repo.concurrency}.\n`,
   );
