@@ -438,4 +438,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   };
   process.once('SIGINT', shutdown);
   process.once('SIGTERM', shutdown);
+  // The servers are detached children: without a handle of its own this process would end here,
+  // and its exit handler would stop them.
+  setInterval(() => {}, 2 ** 30);
 }

@@ -1,4 +1,10 @@
-export { type Backend, isNotFound, isValidKey, type ObjectInfo } from './backend.js';
+export {
+  type Backend,
+  isNotFound,
+  isValidKey,
+  OBJECT_STORE_CHUNK_SIZE,
+  type ObjectInfo,
+} from './backend.js';
 export {
   type BackupToRepositoryOptions,
   type BackupToRepositoryResult,

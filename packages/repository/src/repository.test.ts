@@ -8,9 +8,11 @@ import { MAX_PATCH_DEPTH } from './chunks.js';
 import {
   acquireLock,
   backupToRepository,
+  DEFAULT_CHUNK_SIZE,
   forget,
   initRepository,
   listSnapshots,
+  OBJECT_STORE_CHUNK_SIZE,
   openRepository,
   prune,
   REPOSITORY_VERSION,
@@ -429,6 +431,23 @@ describe.each(TEST_BACKENDS)('$name backend', (b) => {
           code: 'UNSUPPORTED',
           reason: 'repository-version',
         });
+      },
+    );
+  });
+
+  describe('a new repository', () => {
+    it.skipIf(b.skip)(
+      "takes the backend's chunk size unless one is named: 4 MiB on S3, 1 MiB on a directory",
+      async () => {
+        const fresh = await initRepository(await b.make());
+        expect(fresh.config.chunkSize).toBe(
+          b.name === 's3' ? OBJECT_STORE_CHUNK_SIZE : DEFAULT_CHUNK_SIZE,
+        );
+        expect(OBJECT_STORE_CHUNK_SIZE).toBe(4 * DEFAULT_CHUNK_SIZE);
+        // The chunk size is the config's, whatever backend later opens it.
+        expect((await openRepository(fresh.backend)).config.chunkSize).toBe(fresh.config.chunkSize);
+        const named = await initRepository(await b.make(), { chunkSize: 256 * 1024 });
+        expect(named.config.chunkSize).toBe(256 * 1024);
       },
     );
   });

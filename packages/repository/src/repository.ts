@@ -12,6 +12,7 @@ import { zstdCodec } from './zstd.js';
 
 /** The repository format this library writes and the newest it reads. */
 export const REPOSITORY_VERSION = 2;
+/** The chunk size of a new repository on a backend that names none (a local directory). */
 export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
 export const MIN_CHUNK_SIZE = 64 * 1024;
 export const MAX_CHUNK_SIZE = 16 * 1024 * 1024;
@@ -73,7 +74,10 @@ export interface Repository {
 }
 
 export interface InitOptions extends OpenOptions {
-  /** Default 1 MiB. A power of two from 64 KiB to 16 MiB. */
+  /**
+   * A power of two from 64 KiB to 16 MiB. Default: the backend's `defaultChunkSize` (4 MiB on
+   * S3), else `DEFAULT_CHUNK_SIZE` (1 MiB).
+   */
   chunkSize?: number;
 }
 
@@ -124,7 +128,7 @@ export async function initRepository(
   backend: Backend,
   options: InitOptions = {},
 ): Promise<Repository> {
-  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  const chunkSize = options.chunkSize ?? backend.defaultChunkSize ?? DEFAULT_CHUNK_SIZE;
   checkChunkSize(chunkSize);
   if ((await backend.head('config', options.signal)) !== undefined) {
     throw new IoError(`${backend.location} already holds a repository`, { reason: 'exists' });

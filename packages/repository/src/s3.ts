@@ -8,7 +8,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { InvalidArgumentError, IoError } from '@diskube/core';
-import { type Backend, isValidKey, type ObjectInfo } from './backend.js';
+import { type Backend, isValidKey, OBJECT_STORE_CHUNK_SIZE, type ObjectInfo } from './backend.js';
 
 /**
  * The `reason` values the S3 backend gives its errors, beside `not-found` (the `Backend`
@@ -362,6 +362,7 @@ export function s3Backend(options: S3BackendOptions): S3Backend {
 
   return {
     location,
+    defaultChunkSize: OBJECT_STORE_CHUNK_SIZE,
     bucket,
     prefix,
 

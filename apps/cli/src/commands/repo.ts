@@ -19,7 +19,7 @@ export function registerRepo(program: Command): void {
     .argument('<repo>', REPO_HELP)
     .option(
       '--chunk-size <bytes>',
-      'chunk size, a power of two from 64 KiB to 16 MiB (default 1 MiB)',
+      'chunk size, a power of two from 64 KiB to 16 MiB (default 1 MiB on a directory, 4 MiB on S3)',
     )
     .option('--s3-endpoint <url>', S3_ENDPOINT_HELP)
     .option('--json', 'print a JSON summary')
