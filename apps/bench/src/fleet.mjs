@@ -8,7 +8,7 @@
 //
 //   node src/fleet.mjs [--scale quick|full] [--clones N] [--days N] [--runs N]
 //                      [--chunk-sizes 64K,256K,1M,4M] [--peers dkb,repo,s3,borg,restic,zstd]
-//                      [--work DIR] [--keep] [--out FILE]
+//                      [--work DIR] [--keep] [--no-cache] [--out FILE]
 //
 // FLEET_SCALE=full in the environment does the same as --scale full.
 
@@ -39,9 +39,12 @@ const { values: args } = parseArgs({
     peers: { type: 'string', default: 'dkb,repo,s3,borg,restic,zstd' },
     work: { type: 'string' },
     keep: { type: 'boolean', default: false },
+    // The fleet's repository backups without diskube's client cache (the before of the digest cache).
+    'no-cache': { type: 'boolean', default: false },
     out: { type: 'string' },
   },
 });
+const noCache = args['no-cache'] ? ' --no-cache' : '';
 const base = FLEET_SCALES[args.scale ?? 'quick'];
 if (!base) throw new Error(`--scale: one of ${Object.keys(FLEET_SCALES).join(', ')}`);
 const scale = {
@@ -71,6 +74,9 @@ const cli = join(dirname(require.resolve('@diskube/cli/package.json')), 'dist', 
 const diskube = `${q(process.execPath)} ${q(cli)}`;
 const work = args.work ?? join(tmpdir(), `diskube-fleet-${scale.name}`);
 const w = (/** @type {string} */ name) => join(work, name);
+// diskube's client cache (manifests, block digest tables) lives in the work folder, so every run
+// starts from none and the user's own cache is left alone.
+process.env.DISKUBE_CACHE_DIR = w('diskube-cache');
 const MiB = 2 ** 20;
 const started = performance.now();
 const loadBefore = loadavg();
@@ -238,11 +244,11 @@ if (peers.has('repo') && repoCli) {
       // first backup is made against it: its chunks become patches where the clone differs.
       init: () =>
         sh(
-          `${diskube} repo init ${q(repo)} --chunk-size ${chunkBytes(cs)} > /dev/null && ${diskube} backup ${q(templateImage)} --repo ${q(repo)} --name template --json > /dev/null`,
+          `${diskube} repo init ${q(repo)} --chunk-size ${chunkBytes(cs)} > /dev/null && ${diskube} backup ${q(templateImage)} --repo ${q(repo)} --name template${noCache} --json > /dev/null`,
         ).then(() => {}),
       store: (k, d, image) =>
         sh(
-          `${diskube} backup ${q(image)} --repo ${q(repo)} --name vm-${k}${againstTemplate(d)} --json > /dev/null`,
+          `${diskube} backup ${q(image)} --repo ${q(repo)} --name vm-${k}${againstTemplate(d)}${noCache} --json > /dev/null`,
         ).then(() => {}),
       stored: () => duBytes(repo),
     });
@@ -263,7 +269,7 @@ for (const cs of server ? s3ChunkSizes : []) {
         'bash',
         [
           '-c',
-          `${diskube} repo init ${q(repo)} --chunk-size ${chunkBytes(cs)} --s3-endpoint ${q(server.endpoint)} > /dev/null && ${diskube} backup ${q(templateImage)} --repo ${q(repo)} --s3-endpoint ${q(server.endpoint)} --name template --json > /dev/null`,
+          `${diskube} repo init ${q(repo)} --chunk-size ${chunkBytes(cs)} --s3-endpoint ${q(server.endpoint)} > /dev/null && ${diskube} backup ${q(templateImage)} --repo ${q(repo)} --s3-endpoint ${q(server.endpoint)} --name template${noCache} --json > /dev/null`,
         ],
         { env: s3env },
       );
@@ -273,7 +279,7 @@ for (const cs of server ? s3ChunkSizes : []) {
         'bash',
         [
           '-c',
-          `${diskube} backup ${q(image)} --repo ${q(repo)} --s3-endpoint ${q(server.endpoint)} --name vm-${k}${againstTemplate(d)} --json > /dev/null`,
+          `${diskube} backup ${q(image)} --repo ${q(repo)} --s3-endpoint ${q(server.endpoint)} --name vm-${k}${againstTemplate(d)}${noCache} --json > /dev/null`,
         ],
         { env: s3env },
       ).then(() => {}),
@@ -729,7 +735,7 @@ const report = `# diskube fleet benchmark (${scale.name} scale)
 - Tools: ${await versions('borg2 --version')}; ${await versions('restic version')}; ${await versions('zstd --version')}; ${await versions('partclone.ext4 -v')}
 - Fleet (all built by @diskube/mkimage: a clone is the template's spec plus its own lines, a day is the previous spec plus that day's lines, so a clone differs from the template only in the blocks its lines touch): ${mib(scale.diskMiB * MiB)} GPT disks, ext4 root ${mib(scale.rootMiB * MiB)} holding an OS-like tree of ${template.tree.files} files in ${template.tree.dirs} directories (${mib(template.tree.bytes)}, ${mib(template.tree.textBytes)} of it text), NTFS data partition with ${mib(scale.ntfsDataMiB * MiB)}. ${scale.clones} clones, each with its own configs, logs and a ${mib(scale.ownMiB * MiB * 0.75)} database file; ${scale.bigClones} of them also ${mib(scale.bigUniqueMiB * MiB)} of unique data; each wrote and deleted ${mib(scale.garbageMiB * MiB)} (ext4) + ${mib((scale.garbageMiB / 4) * MiB)} (NTFS) of random garbage of its own. Then ${scale.days} days, each changing about ${scale.dayPercent} % of each VM's used bytes (database pages overwritten in place, new logs, a template package directory deleted, an NTFS document replaced). Clone and day data is random, so raw and compressed sizes agree.
 - One VM's snapshot = the template's \`.dkb\` snapshot: ${mib(templateSnapshot)}. Clones' unique data (sum): ${mib(uniqueTotal)}. Data really changed over the days (sum of bytes written): ${mib(changedTotal)}.
-- Stored bytes: \`du -sb\` of each repository directory (borg, restic, diskube directory repository), the sum of \`.dkb\` files, the sum of \`zstd -3 -T0\` outputs of every raw image at every stage; S3: \`diskube stats --json\`. Walls are single runs per disk, summed; every peer backs up one disk before the next disk (interleaved). The diskube repositories also hold the template (backed up first as VM \`template\`, not timed, its bytes counted in the clones' stage), and each clone's first backup is made with \`--parent template@latest\`, so a clone's chunks are patches over the template's where they differ; later days back up against the VM's own latest snapshot.
+- Stored bytes: \`du -sb\` of each repository directory (borg, restic, diskube directory repository), the sum of \`.dkb\` files, the sum of \`zstd -3 -T0\` outputs of every raw image at every stage; S3: \`diskube stats --json\`. Walls are single runs per disk, summed; every peer backs up one disk before the next disk (interleaved). The diskube repositories also hold the template (backed up first as VM \`template\`, not timed, its bytes counted in the clones' stage), and each clone's first backup is made with \`--parent template@latest\`, so a clone's chunks are patches over the template's where they differ; later days back up against the VM's own latest snapshot. diskube's client cache (manifests and block digest tables, \`$DISKUBE_CACHE_DIR\` in the work folder): ${noCache ? 'off (`--no-cache`)' : 'on'}.
 - One-VM comparison: ${runs} interleaved runs (hyperfine when installed), median (min–max); partclone runs on the two partitions extracted beforehand with \`dd\` (not timed), its restore writes the two partitions; peak RSS from one extra run under \`/usr/bin/time -v\`. Repository one-VM runs use ${oneRepoCs} chunks; the S3 speed runs time \`backup\` alone on each backend, into a repository initialised just before (not timed), S3 with \`--no-cache\`${repoCli ? `; restored image from the repository = restored image from the .dkb (cmp): ${restoredSame}` : ''}.
 
 ## Targets

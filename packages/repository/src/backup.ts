@@ -1,14 +1,18 @@
 import { Bitmap } from '@diskube/bitmap';
 import { type BlockSource, InvalidArgumentError } from '@diskube/core';
 import {
+  blockDigests,
   type ChunkRef,
+  changedBlocks,
+  changedBlocksByDigest,
   encodeIndex,
-  encodePatch,
+  encodePatchBlocks,
   fetchChain,
   MAX_PATCH_DEPTH,
   patchKey,
   ZERO_ID,
 } from './chunks.js';
+import { cacheDigests, cachedDigests } from './digest-cache.js';
 import { NO_KEY, PassKeys } from './keyset.js';
 import { acquireLock } from './locks.js';
 import { encodeObject, ObjectType, sha256Hex } from './object.js';
@@ -286,13 +290,31 @@ export async function backupToRepository(
      */
     const store = async (id: string, raw: Uint8Array, parentRef: ChunkRef | undefined) => {
       if (patches && parentRef !== undefined && parentRef.id !== ZERO_ID) {
-        const { bottom, top } = await fetchChain(repo, parentRef, signal);
         const chain = [parentRef.id, ...parentRef.bases];
         const over = chain.length <= MAX_PATCH_DEPTH ? 0 : chain.length - 1;
         const baseId = chain[over]!;
-        const patch = encodePatch(baseId, over === 0 ? top : bottom, raw);
-        if (patch !== null) {
-          const object = encodeObject(ObjectType.patch, patch, repo.codec);
+        // With a cache, the blocks that changed come from the two chunks' block digest tables
+        // when the base's is cached (no fetch); the new chunk's is kept for the next backup.
+        const nextTable = repo.cache ? await blockDigests(raw) : undefined;
+        let blocks: number[] | null | undefined;
+        if (nextTable) {
+          const base = await cachedDigests(repo, baseId);
+          if (base?.length === raw.length)
+            blocks = changedBlocksByDigest(base.table, nextTable, raw.length);
+        }
+        if (blocks === undefined) {
+          const { bottom, top } = await fetchChain(repo, parentRef, signal);
+          const base = over === 0 ? top : bottom;
+          blocks = changedBlocks(base, raw);
+          if (nextTable) await cacheDigests(repo, baseId, base.length, await blockDigests(base));
+        }
+        if (nextTable) await cacheDigests(repo, id, raw.length, nextTable);
+        if (blocks !== null) {
+          const object = encodeObject(
+            ObjectType.patch,
+            encodePatchBlocks(baseId, raw, blocks),
+            repo.codec,
+          );
           await repo.backend.put(patchKey(id, baseId), object, signal);
           result.newPatches++;
           result.newStoredBytes += object.length;

@@ -46,19 +46,60 @@ export function refKeys(ref: ChunkRef): string[] {
  * `PATCH_BLOCK` bytes that differ. Null when they are more than half the chunk (store it whole).
  */
 export function encodePatch(baseId: string, base: Uint8Array, next: Uint8Array): Uint8Array | null {
+  const blocks = changedBlocks(base, next);
+  return blocks === null ? null : encodePatchBlocks(baseId, next, blocks);
+}
+
+/**
+ * The numbers of the `PATCH_BLOCK`-byte blocks where `next` differs from `base`, ascending; null
+ * when the chunks differ in length or in more than half of `next`'s bytes.
+ */
+export function changedBlocks(base: Uint8Array, next: Uint8Array): number[] | null {
   if (base.length !== next.length) return null;
   const blocks: number[] = [];
-  let bytes = 0;
   const wBase = words(base);
   const wNext = words(next);
   for (let at = 0, b = 0; at < next.length; at += PATCH_BLOCK, b++) {
-    const end = Math.min(next.length, at + PATCH_BLOCK);
-    if (!sameRange(base, next, wBase, wNext, at, end)) {
+    if (!sameRange(base, next, wBase, wNext, at, Math.min(next.length, at + PATCH_BLOCK)))
       blocks.push(b);
-      bytes += end - at;
-      if (bytes > next.length * PATCH_MAX_SHARE) return null;
-    }
   }
+  return withinShare(blocks, next.length);
+}
+
+/**
+ * `changedBlocks` from the block digest tables (`blockDigests`) of two chunks of `length` bytes:
+ * the blocks whose digests differ. Null as there, and when a table does not fit `length` (the
+ * chunk is then stored whole, which is always right).
+ */
+export function changedBlocksByDigest(
+  base: Uint8Array,
+  next: Uint8Array,
+  length: number,
+): number[] | null {
+  const count = Math.ceil(length / PATCH_BLOCK);
+  if (base.length !== count * BLOCK_DIGEST || next.length !== base.length) return null;
+  const wBase = words(base);
+  const wNext = words(next);
+  const blocks: number[] = [];
+  for (let b = 0; b < count; b++) {
+    const at = b * BLOCK_DIGEST;
+    if (!sameRange(base, next, wBase, wNext, at, at + BLOCK_DIGEST)) blocks.push(b);
+  }
+  return withinShare(blocks, length);
+}
+
+/** `blocks` unless their bytes are more than `PATCH_MAX_SHARE` of a `length`-byte chunk. */
+function withinShare(blocks: number[], length: number): number[] | null {
+  const last = Math.ceil(length / PATCH_BLOCK) - 1;
+  let bytes = blocks.length * PATCH_BLOCK;
+  if (blocks.at(-1) === last) bytes -= (last + 1) * PATCH_BLOCK - length;
+  return bytes > length * PATCH_MAX_SHARE ? null : blocks;
+}
+
+/** The patch over chunk `baseId` that holds `next`'s `blocks` (SPEC.md "Patches"). */
+export function encodePatchBlocks(baseId: string, next: Uint8Array, blocks: number[]): Uint8Array {
+  let bytes = 0;
+  for (const b of blocks) bytes += Math.min(PATCH_BLOCK, next.length - b * PATCH_BLOCK);
   const out = new Uint8Array(44 + blocks.length * 4 + bytes);
   const view = new DataView(out.buffer);
   fromHex(baseId, out, 0);
@@ -74,6 +115,49 @@ export function encodePatch(baseId: string, base: Uint8Array, next: Uint8Array):
   }
   return out;
 }
+
+/** Bytes of one block's digest in a block digest table: the first 16 of its SHA-256. */
+export const BLOCK_DIGEST = 16;
+
+/**
+ * The block digest table of a chunk's content: for each `PATCH_BLOCK`-byte block (the last may
+ * be shorter), the first `BLOCK_DIGEST` bytes of its SHA-256. Two chunks at one position differ
+ * in a block exactly where their tables do (but for a 2^-128 chance), so a backup that holds
+ * the parent's table makes the patch without fetching the parent's chunk. `webCrypto`: hash
+ * through WebCrypto even in Node (tests).
+ */
+export async function blockDigests(
+  content: Uint8Array,
+  webCrypto = nodeHash === undefined,
+): Promise<Uint8Array> {
+  const count = Math.ceil(content.length / PATCH_BLOCK);
+  const out = new Uint8Array(count * BLOCK_DIGEST);
+  const piece = (b: number) => content.subarray(b * PATCH_BLOCK, (b + 1) * PATCH_BLOCK);
+  if (nodeHash && !webCrypto) {
+    for (let b = 0; b < count; b++)
+      out.set(nodeHash('sha256', piece(b), 'buffer').subarray(0, BLOCK_DIGEST), b * BLOCK_DIGEST);
+    return out;
+  }
+  await Promise.all(
+    Array.from({ length: count }, async (_, b) => {
+      const digest = new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', piece(b)));
+      out.set(digest.subarray(0, BLOCK_DIGEST), b * BLOCK_DIGEST);
+    }),
+  );
+  return out;
+}
+
+/**
+ * Node's one-shot `crypto.hash` when this runs in Node (found at run time, so the package still
+ * loads where there is no Node): about 2.5 × faster than a WebCrypto call per 4 KiB block.
+ */
+const nodeHash = (
+  globalThis as {
+    process?: { getBuiltinModule?: (id: string) => { hash?: unknown } | undefined };
+  }
+).process?.getBuiltinModule?.('node:crypto')?.hash as
+  | ((algorithm: string, data: Uint8Array, encoding: 'buffer') => Uint8Array)
+  | undefined;
 
 /** 32-bit words over `a` when it starts on a word boundary, else null. */
 function words(a: Uint8Array): Uint32Array | null {

@@ -38,11 +38,14 @@ export interface LockOwner {
 }
 
 /**
- * Where a reader keeps copies of the repository's snapshot manifests, so that listing snapshots
- * and finding a VM's parent do not fetch every manifest again. Manifests never change (their key
- * is the SHA-256 of their content, checked on every read from here too), so a copy is never
- * stale; a cache that fails or returns damaged bytes only costs a fetch. `retain`, when given,
- * drops every entry whose key is not in `keys` (snapshots forgotten meanwhile).
+ * Where a client keeps copies of the repository's snapshot manifests (keys `snapshots/…`), so
+ * that listing snapshots and finding a VM's parent do not fetch every manifest again, and the
+ * block digest tables of chunks it stored over a parent (keys `digests/…`, SPEC.md "Block digest
+ * cache"), so that the next backup makes their patches without fetching them. Neither ever
+ * changes under its key (a manifest's key is the SHA-256 of its content, checked on every read
+ * from here too; a table carries its own check), so a copy is never stale; a cache that fails or
+ * returns damaged bytes only costs a fetch. `retain`, when given, drops every `snapshots/` entry
+ * whose key is not in `keys` (snapshots forgotten meanwhile), and may leave other entries.
  */
 export interface ObjectCache {
   get(key: string): Promise<Uint8Array | undefined>;
@@ -58,7 +61,10 @@ export interface OpenOptions {
   owner?: LockOwner;
   /** Parallel requests (uploads, fetches). Default 8. */
   concurrency?: number;
-  /** The cache of manifests for the repository with `config` (its `id`, say). Default none. */
+  /**
+   * The cache of manifests and block digest tables for the repository with `config` (its `id`,
+   * say). Default none.
+   */
   cache?: (config: RepositoryConfig) => ObjectCache | undefined;
   signal?: AbortSignal;
 }
@@ -69,7 +75,7 @@ export interface Repository {
   readonly codec: ChunkCodec;
   readonly owner: LockOwner;
   readonly concurrency: number;
-  /** Copies of manifests (`OpenOptions.cache`). */
+  /** Copies of manifests and block digest tables (`OpenOptions.cache`). */
   readonly cache?: ObjectCache | undefined;
 }
 

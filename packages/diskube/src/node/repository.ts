@@ -26,9 +26,11 @@ export interface RepositoryLocationOptions {
   /** Endpoint URL of a non-AWS S3-compatible store (for `s3://` locations). */
   s3Endpoint?: string;
   /**
-   * Keep copies of the repository's snapshot manifests under this directory (one folder per
-   * repository), so that listing snapshots and finding a VM's parent fetch only new ones
-   * (`defaultCacheDir()` is the per-user one). Default: no cache.
+   * Keep copies of the repository's snapshot manifests, and the block digest tables of the
+   * chunks this host stored, under this directory (one folder per repository), so that listing
+   * snapshots and finding a VM's parent fetch only new manifests, and a backup makes the patches
+   * of chunks that changed before without fetching them (`defaultCacheDir()` is the per-user
+   * one). Default: no cache.
    */
   cacheDir?: string;
   signal?: AbortSignal;

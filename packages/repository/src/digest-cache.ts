@@ -1,0 +1,69 @@
+import { BLOCK_DIGEST, PATCH_BLOCK } from './chunks.js';
+import { fromHex, sha256Hex } from './object.js';
+import type { Repository } from './repository.js';
+
+// Sources: SPEC.md, "Block digest cache". A client-side cache beside the manifests' copies
+// (`OpenOptions.cache`): for a chunk id, the chunk's length (u32 LE), the block digest table of
+// its content (`blockDigests`), then the SHA-256 of the id's 32 bytes and all before, so a
+// damaged, truncated or misplaced copy is found and passed over. Nothing in the repository
+// depends on it: a backup without a copy fetches the parent's chunk, as it does without a cache.
+
+const CHECK = 32;
+
+export const digestKey = (id: string): string => `digests/${id.slice(0, 2)}/${id}`;
+
+/** A chunk's length and block digest table. */
+export interface CachedDigests {
+  length: number;
+  table: Uint8Array;
+}
+
+async function check(id: string, body: Uint8Array): Promise<Uint8Array> {
+  const both = new Uint8Array(32 + body.length);
+  fromHex(id, both, 0);
+  both.set(body, 32);
+  const out = new Uint8Array(CHECK);
+  fromHex(await sha256Hex(both), out, 0);
+  return out;
+}
+
+/** The cached length and block digest table of chunk `id`, when the cache holds an intact copy. */
+export async function cachedDigests(
+  repo: Repository,
+  id: string,
+): Promise<CachedDigests | undefined> {
+  const cache = repo.cache;
+  if (!cache) return undefined;
+  const bytes = await cache.get(digestKey(id)).catch(() => undefined);
+  if (!bytes) return undefined;
+  if (bytes.length >= 4 + CHECK) {
+    const body = bytes.subarray(0, bytes.length - CHECK);
+    const length = new DataView(body.buffer, body.byteOffset, 4).getUint32(0, true);
+    const table = body.subarray(4);
+    const expected = await check(id, body);
+    const stored = bytes.subarray(body.length);
+    if (
+      table.length === Math.ceil(length / PATCH_BLOCK) * BLOCK_DIGEST &&
+      expected.every((b, i) => b === stored[i])
+    )
+      return { length, table };
+  }
+  await cache.delete(digestKey(id)).catch(() => {});
+  return undefined;
+}
+
+/** Keep chunk `id`'s block digest table in the cache, if there is one; a failing cache is passed over. */
+export async function cacheDigests(
+  repo: Repository,
+  id: string,
+  length: number,
+  table: Uint8Array,
+): Promise<void> {
+  const cache = repo.cache;
+  if (!cache) return;
+  const bytes = new Uint8Array(4 + table.length + CHECK);
+  new DataView(bytes.buffer).setUint32(0, length, true);
+  bytes.set(table, 4);
+  bytes.set(await check(id, bytes.subarray(0, 4 + table.length)), 4 + table.length);
+  await cache.put(digestKey(id), bytes).catch(() => {});
+}
