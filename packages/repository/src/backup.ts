@@ -12,7 +12,7 @@ import {
   patchKey,
   ZERO_ID,
 } from './chunks.js';
-import { cacheDigests, cachedDigests } from './digest-cache.js';
+import { cacheDigests, cachedDigests, sweepDigests } from './digest-cache.js';
 import { NO_KEY, PassKeys } from './keyset.js';
 import { acquireLock } from './locks.js';
 import { encodeObject, ObjectType, sha256Hex } from './object.js';
@@ -218,6 +218,8 @@ export async function backupToRepository(
   };
   const chunkCount = Math.ceil(source.size / chunkSize);
   const time = new Date().toISOString();
+  // The client cache's old block digest tables go first (a day apart at most; local only).
+  await sweepDigests(repo);
   const lock = await acquireLock(repo, false, `backup ${options.name}`, signal);
   try {
     // The parent: given, or the newest snapshot of this VM.

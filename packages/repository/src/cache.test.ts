@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Bitmap } from '@diskube/bitmap';
 import { memorySource } from '@diskube/core';
@@ -241,6 +241,30 @@ describe('the block digest cache', () => {
     expect(gets.get('chunks')).toBe(3); // chunks 0, 1 and 6: every damaged table was refused
     expect(b.newPatches).toBe(3);
     expect(Buffer.compare(await restored(repo, b.id), day2)).toBe(0);
+  });
+
+  it('a backup drops the tables not written for 30 days, at most once a day', async () => {
+    const { repo, cacheDir } = await open(true);
+    await backUpInto(repo, day0);
+    await backUpInto(repo, day1); // four tables: chunks 0 and 1, before and after
+    const folder = join(cacheDir, 'digests');
+    const tables = async () => {
+      const files: string[] = [];
+      for (const sub of await readdir(folder))
+        for (const name of await readdir(join(folder, sub))) files.push(join(folder, sub, name));
+      return files.sort();
+    };
+    const [oldest, ...rest] = await tables();
+    expect(rest.length).toBe(3);
+    const longAgo = new Date(Date.now() - 31 * 24 * 3600 * 1000);
+    await utimes(oldest!, longAgo, longAgo);
+    // The first backups swept an empty cache a moment ago: not again within a day.
+    await backUpInto(repo, day1);
+    expect((await tables()).length).toBe(4);
+    // A day later (the mark moved back), the old table goes and the others stay.
+    await writeFile(join(cacheDir, 'digests-swept'), String(Date.now() - 25 * 3600 * 1000));
+    await backUpInto(repo, day1);
+    expect(await tables()).toEqual(rest);
   });
 
   it("a table holds the first 16 bytes of each 4 KiB block's SHA-256, through Node and WebCrypto alike", async () => {

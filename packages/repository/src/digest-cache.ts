@@ -67,3 +67,23 @@ export async function cacheDigests(
   bytes.set(await check(id, bytes.subarray(0, 4 + table.length)), 4 + table.length);
   await cache.put(digestKey(id), bytes).catch(() => {});
 }
+
+/** Tables not written for this long are dropped (SPEC.md, "Block digest cache"). */
+export const TABLE_MAX_AGE_MS = 30 * 24 * 3600 * 1000;
+const SWEEP_EVERY_MS = 24 * 3600 * 1000;
+const SWEPT = 'digests-swept';
+
+/**
+ * Drop the tables not written for `TABLE_MAX_AGE_MS`, at most once a day per cache (the time of
+ * the last sweep is kept under `digests-swept`), when the cache can (`ObjectCache.sweep`). A
+ * dropped table costs one fetch of its chunk, which keeps it again.
+ */
+export async function sweepDigests(repo: Repository, now = Date.now()): Promise<void> {
+  const cache = repo.cache;
+  if (!cache?.sweep) return;
+  const mark = await cache.get(SWEPT).catch(() => undefined);
+  const last = mark ? Number(new TextDecoder().decode(mark)) : Number.NaN;
+  if (last <= now && now - last < SWEEP_EVERY_MS) return;
+  await cache.put(SWEPT, new TextEncoder().encode(String(now))).catch(() => {});
+  await cache.sweep('digests', now - TABLE_MAX_AGE_MS).catch(() => {});
+}

@@ -1,4 +1,5 @@
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { type Backend, isValidKey } from './backend.js';
@@ -103,6 +104,27 @@ export function directoryCache(dir: string): ObjectCache {
             await rm(join(dir, folder, name), { force: true });
         }
       }
+    },
+    async sweep(prefix, before) {
+      // Every file under the prefix's folder, any depth, by its modification time.
+      const walk = async (folder: string): Promise<void> => {
+        let entries: Dirent[];
+        try {
+          entries = await readdir(folder, { withFileTypes: true });
+        } catch {
+          return;
+        }
+        for (const entry of entries) {
+          const path = join(folder, entry.name);
+          if (entry.isDirectory()) {
+            await walk(path);
+            continue;
+          }
+          const written = (await stat(path).catch(() => null))?.mtimeMs;
+          if (written !== undefined && written < before) await rm(path, { force: true });
+        }
+      };
+      await walk(file(prefix));
     },
   };
 }

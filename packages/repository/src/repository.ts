@@ -45,13 +45,16 @@ export interface LockOwner {
  * changes under its key (a manifest's key is the SHA-256 of its content, checked on every read
  * from here too; a table carries its own check), so a copy is never stale; a cache that fails or
  * returns damaged bytes only costs a fetch. `retain`, when given, drops every `snapshots/` entry
- * whose key is not in `keys` (snapshots forgotten meanwhile), and may leave other entries.
+ * whose key is not in `keys` (snapshots forgotten meanwhile), and may leave other entries;
+ * `sweep` lets a backup drop block digest tables not written for 30 days (a day apart at most).
  */
 export interface ObjectCache {
   get(key: string): Promise<Uint8Array | undefined>;
   put(key: string, bytes: Uint8Array): Promise<void>;
   delete(key: string): Promise<void>;
   retain?(keys: ReadonlySet<string>): Promise<void>;
+  /** Drop every entry under `prefix` written before `before` (ms since the epoch). */
+  sweep?(prefix: string, before: number): Promise<void>;
 }
 
 export interface OpenOptions {
