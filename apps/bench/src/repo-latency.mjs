@@ -70,6 +70,8 @@ function slow(inner, ms) {
     backend: {
       ...inner,
       location: inner.location,
+      // A store across a network: with --cache, backups keep block digest tables as on S3.
+      remote: true,
       get: (k, s) => after(() => inner.get(k, s)),
       getRange: (k, o, l, s) => after(() => inner.getRange(k, o, l, s)),
       head: (k, s) => after(() => inner.head(k, s)),

@@ -22,6 +22,12 @@ export interface Backend {
    * on the server and often money, prefers fewer, larger objects.
    */
   readonly defaultChunkSize?: number;
+  /**
+   * True where a request crosses a network (object storage): a backup then keeps block digest
+   * tables in the client cache rather than fetch a parent's chunk again (SPEC.md, "Block digest
+   * cache"). A local directory reads a chunk for less than a table costs to keep.
+   */
+  readonly remote?: boolean;
   /** The whole object. */
   get(key: string, signal?: AbortSignal): Promise<Uint8Array>;
   /** `length` bytes at `offset` of the object; fewer only if the object ends first. */

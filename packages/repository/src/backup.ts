@@ -219,7 +219,7 @@ export async function backupToRepository(
   const chunkCount = Math.ceil(source.size / chunkSize);
   const time = new Date().toISOString();
   // The client cache's old block digest tables go first (a day apart at most; local only).
-  await sweepDigests(repo);
+  if (repo.backend.remote) await sweepDigests(repo);
   const lock = await acquireLock(repo, false, `backup ${options.name}`, signal);
   try {
     // The parent: given, or the newest snapshot of this VM.
@@ -285,6 +285,8 @@ export async function backupToRepository(
     const indexes: string[] = [];
     let bytesDone = 0;
     const zero: ChunkRef = { id: ZERO_ID, bases: [] };
+    const tables = repo.cache !== undefined && repo.backend.remote === true;
+    const shared = parent !== null && parent.name !== options.name;
     /**
      * Store a chunk that neither the parent nor the repository has: a patch over the parent's
      * chunk at the same position, or, where that chain is as deep as allowed, over its whole
@@ -295,9 +297,10 @@ export async function backupToRepository(
         const chain = [parentRef.id, ...parentRef.bases];
         const over = chain.length <= MAX_PATCH_DEPTH ? 0 : chain.length - 1;
         const baseId = chain[over]!;
-        // With a cache, the blocks that changed come from the two chunks' block digest tables
-        // when the base's is cached (no fetch); the new chunk's is kept for the next backup.
-        const nextTable = repo.cache ? await blockDigests(raw) : undefined;
+        // With a cache and a remote store, the blocks that changed come from the two chunks'
+        // block digest tables when the base's is cached (no fetch); the new chunk's is kept for
+        // the next backup.
+        const nextTable = tables ? await blockDigests(raw) : undefined;
         let blocks: number[] | null | undefined;
         if (nextTable) {
           const base = await cachedDigests(repo, baseId);
@@ -308,7 +311,11 @@ export async function backupToRepository(
           const { bottom, top } = await fetchChain(repo, parentRef, signal);
           const base = over === 0 ? top : bottom;
           blocks = changedBlocks(base, raw);
-          if (nextTable) await cacheDigests(repo, baseId, base.length, await blockDigests(base));
+          // The base's table is kept only where it is likely to serve again: a chain's whole
+          // chunk (the base of every patch past the depth limit) or another VM's chunk (a
+          // template's, for the next clones). The VM's own parent chunk is superseded by this one.
+          if (nextTable && (over > 0 || shared))
+            await cacheDigests(repo, baseId, base.length, await blockDigests(base));
         }
         if (nextTable) await cacheDigests(repo, id, raw.length, nextTable);
         if (blocks !== null) {

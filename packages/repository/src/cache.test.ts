@@ -156,13 +156,17 @@ describe('the block digest cache', () => {
     return next;
   };
 
-  const open = async (withCache: boolean) => {
+  /** A repository with the cache or not, on a directory taken for a remote store or not. */
+  const open = async (withCache: boolean, remote = true) => {
     const root = await mkdtemp(join(inject('tmpRoot'), 'digests-'));
     await initRepository(localBackend(join(root, 'repo')), { chunkSize: CHUNK });
     const counted = countingGets(localBackend(join(root, 'repo')));
-    const repo = await openRepository(counted.backend, {
-      ...(withCache ? { cache: cacheUnder(join(root, 'cache')) } : {}),
-    });
+    const repo = await openRepository(
+      { ...counted.backend, remote },
+      {
+        ...(withCache ? { cache: cacheUnder(join(root, 'cache')) } : {}),
+      },
+    );
     return { repo, gets: counted.gets, cacheDir: join(root, 'cache', repo.config.id) };
   };
 
@@ -222,6 +226,41 @@ describe('the block digest cache', () => {
     expect(perDay.map((d) => d.cached)).toEqual([0, 2, 1, 0]);
   });
 
+  it("keeps a template's tables, so only the first clone backed up against it fetches its chunks", async () => {
+    const { repo, gets } = await open(true);
+    const t = await backupToRepository(repo, {
+      source: memorySource(day0),
+      used,
+      blockSize: BLOCK,
+      name: 't',
+    });
+    const clone = (bytes: Uint8Array, name: string) =>
+      backupToRepository(repo, {
+        source: memorySource(bytes),
+        used,
+        blockSize: BLOCK,
+        name,
+        parent: t.id,
+      });
+    gets.clear();
+    const a = await clone(day1, 'a'); // chunks 0 and 1 patched over the template's
+    expect([a.newPatches, gets.get('chunks')]).toEqual([2, 2]);
+    gets.clear();
+    const b = await clone(rewrite(day0, [5, 17], 7), 'b');
+    expect([b.newPatches, gets.get('chunks')]).toEqual([2, undefined]);
+  });
+
+  it('keeps no tables for a local directory, where reading a chunk costs less', async () => {
+    const { repo, gets, cacheDir } = await open(true, false);
+    await backUpInto(repo, day0);
+    await backUpInto(repo, day1);
+    gets.clear();
+    await backUpInto(repo, day2);
+    expect(gets.get('chunks')).toBe(3);
+    expect(await readdir(join(cacheDir, 'digests')).catch(() => [])).toEqual([]);
+    expect(await readdir(join(cacheDir, 'snapshots'))).not.toEqual([]); // the manifests' copies
+  });
+
   it('passes over a damaged copy of a table and fetches the chunk instead', async () => {
     const { repo, gets, cacheDir } = await open(true);
     await backUpInto(repo, day0);
@@ -230,7 +269,7 @@ describe('the block digest cache', () => {
     const files: string[] = [];
     for (const sub of await readdir(folder))
       for (const name of await readdir(join(folder, sub))) files.push(join(folder, sub, name));
-    expect(files.length).toBe(4); // chunks 0 and 1, before and after day 1
+    expect(files.length).toBe(2); // chunks 0 and 1 of day 1 (the VM's own day-0 chunks are not kept)
     for (const file of files) {
       const bytes = await readFile(file);
       bytes[7]! ^= 0x01;
@@ -246,7 +285,7 @@ describe('the block digest cache', () => {
   it('a backup drops the tables not written for 30 days, at most once a day', async () => {
     const { repo, cacheDir } = await open(true);
     await backUpInto(repo, day0);
-    await backUpInto(repo, day1); // four tables: chunks 0 and 1, before and after
+    await backUpInto(repo, day1); // two tables: chunks 0 and 1 of day 1
     const folder = join(cacheDir, 'digests');
     const tables = async () => {
       const files: string[] = [];
@@ -255,12 +294,12 @@ describe('the block digest cache', () => {
       return files.sort();
     };
     const [oldest, ...rest] = await tables();
-    expect(rest.length).toBe(3);
+    expect(rest.length).toBe(1);
     const longAgo = new Date(Date.now() - 31 * 24 * 3600 * 1000);
     await utimes(oldest!, longAgo, longAgo);
     // The first backups swept an empty cache a moment ago: not again within a day.
     await backUpInto(repo, day1);
-    expect((await tables()).length).toBe(4);
+    expect((await tables()).length).toBe(2);
     // A day later (the mark moved back), the old table goes and the others stay.
     await writeFile(join(cacheDir, 'digests-swept'), String(Date.now() - 25 * 3600 * 1000));
     await backUpInto(repo, day1);

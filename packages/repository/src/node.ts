@@ -65,6 +65,7 @@ export function directoryCache(dir: string): ObjectCache {
     if (!isValidKey(key)) throw new Error(`bad cache key ${key}`);
     return join(dir, key);
   };
+  const made = new Set<string>(); // folders known to exist: one mkdir each, not one per put
   return {
     async get(key) {
       try {
@@ -76,7 +77,10 @@ export function directoryCache(dir: string): ObjectCache {
     },
     async put(key, bytes) {
       const path = file(key);
-      await mkdir(dirname(path), { recursive: true });
+      if (!made.has(dirname(path))) {
+        await mkdir(dirname(path), { recursive: true });
+        made.add(dirname(path));
+      }
       const temp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
       try {
         await writeFile(temp, bytes);

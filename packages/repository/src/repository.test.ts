@@ -1,7 +1,9 @@
+import { mkdtemp, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Bitmap } from '@diskube/bitmap';
 import { type BlockSource, memorySource } from '@diskube/core';
 import { randomBytes } from '@diskube/core/test';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, inject, it } from 'vitest';
 import type { Backend } from './backend.js';
 import { TEST_BACKENDS } from './backends.test-support.js';
 import { MAX_PATCH_DEPTH } from './chunks.js';
@@ -22,7 +24,7 @@ import {
   stats,
   verifyRepository,
 } from './index.js';
-import { processOwner } from './node.js';
+import { cacheUnder, processOwner } from './node.js';
 import { encodeObject, ObjectType } from './object.js';
 
 const CHUNK = 64 * 1024;
@@ -431,6 +433,48 @@ describe.each(TEST_BACKENDS)('$name backend', (b) => {
           code: 'UNSUPPORTED',
           reason: 'repository-version',
         });
+      },
+    );
+  });
+
+  describe('the block digest cache', () => {
+    it.skipIf(b.skip)(
+      'keeps tables on S3 only: there a day backup fetches no chunk that changed the day before',
+      async () => {
+        expect(repo.backend.remote === true).toBe(b.name === 's3');
+        const inner = repo.backend;
+        let fetched = 0;
+        const backend: Backend = {
+          ...inner,
+          get: (k, s) => {
+            if (k.startsWith('chunks/') || k.startsWith('patches/')) fetched++;
+            return inner.get(k, s);
+          },
+        };
+        const cacheRoot = await mkdtemp(join(inject('tmpRoot'), 'tables-'));
+        const cached = await openRepository(backend, {
+          cache: cacheUnder(cacheRoot),
+          owner: processOwner(),
+        });
+        const used = usedMap();
+        const flip = (bytes: Uint8Array, offsets: number[]) => {
+          const next = bytes.slice();
+          for (const o of offsets) next[o]! ^= 0xff;
+          return next;
+        };
+        // Chunk 0 and the partial last chunk (its used block and the tail) change every day.
+        const day0 = disk(1, used, content);
+        const day1 = flip(day0, [100, SIZE - 10, SIZE - 600]);
+        const day2 = flip(day1, [5 * BLOCK + 1, SIZE - 20, SIZE - 700]);
+        await backUp(day0, used, 'vm', cached);
+        await backUp(day1, used, 'vm', cached);
+        fetched = 0;
+        const last = await backUp(day2, used, 'vm', cached);
+        expect(last.newPatches).toBe(2);
+        expect(fetched).toBe(b.name === 's3' ? 0 : 4); // else each chain: a patch and its base
+        const tables = await readdir(join(cacheRoot, repo.config.id, 'digests')).catch(() => []);
+        expect(tables.length > 0).toBe(b.name === 's3');
+        await expectRestores(last.id, day2, used);
       },
     );
   });

@@ -363,6 +363,7 @@ export function s3Backend(options: S3BackendOptions): S3Backend {
   return {
     location,
     defaultChunkSize: OBJECT_STORE_CHUNK_SIZE,
+    remote: true,
     bucket,
     prefix,
 

@@ -27,7 +27,7 @@ export interface RepoOptions {
 export const REPO_HELP = 'repository: a directory or s3://bucket/prefix';
 export const S3_ENDPOINT_HELP = 'endpoint URL of a non-AWS S3-compatible store';
 export const NO_CACHE_HELP =
-  "keep no copies of the repository's snapshot manifests and no block digests of stored chunks (default: kept in $DISKUBE_CACHE_DIR, else ~/.cache/diskube)";
+  "keep no copies of the repository's snapshot manifests and (on S3) no block digests of stored chunks (default: kept in $DISKUBE_CACHE_DIR, else ~/.cache/diskube)";
 
 /** `parent`'s subcommand `name` on a repository: `--repo`, `--s3-endpoint`, `--no-cache`. */
 export function repoCommand(parent: Command, name: string, description: string): Command {

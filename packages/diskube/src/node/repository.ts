@@ -26,8 +26,8 @@ export interface RepositoryLocationOptions {
   /** Endpoint URL of a non-AWS S3-compatible store (for `s3://` locations). */
   s3Endpoint?: string;
   /**
-   * Keep copies of the repository's snapshot manifests, and the block digest tables of the
-   * chunks this host stored, under this directory (one folder per repository), so that listing
+   * Keep copies of the repository's snapshot manifests, and (on S3) the block digest tables of
+   * the chunks this host stored, under this directory (one folder per repository), so that listing
    * snapshots and finding a VM's parent fetch only new manifests, and a backup makes the patches
    * of chunks that changed before without fetching them (`defaultCacheDir()` is the per-user
    * one). Default: no cache.
