@@ -87,6 +87,8 @@ export function directoryCache(dir: string): ObjectCache {
         await rename(temp, path);
       } catch (error) {
         await rm(temp, { force: true });
+        // The folder went away meanwhile (the cache was cleared): make it again next time.
+        if ((error as { code?: string }).code === 'ENOENT') made.delete(dirname(path));
         throw error;
       }
     },
