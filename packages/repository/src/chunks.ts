@@ -42,15 +42,6 @@ export function refKeys(ref: ChunkRef): string[] {
 }
 
 /**
- * The patch that turns `base` (the content of chunk `baseId`) into `next`: the blocks of
- * `PATCH_BLOCK` bytes that differ. Null when they are more than half the chunk (store it whole).
- */
-export function encodePatch(baseId: string, base: Uint8Array, next: Uint8Array): Uint8Array | null {
-  const blocks = changedBlocks(base, next);
-  return blocks === null ? null : encodePatchBlocks(baseId, next, blocks);
-}
-
-/**
  * The numbers of the `PATCH_BLOCK`-byte blocks where `next` differs from `base`, ascending; null
  * when the chunks differ in length or in more than half of `next`'s bytes.
  */

@@ -1,5 +1,5 @@
 import { BLOCK_DIGEST, PATCH_BLOCK } from './chunks.js';
-import { fromHex, sha256Hex } from './object.js';
+import { fromHex, sha256Hex, toHex } from './object.js';
 import type { Repository } from './repository.js';
 
 // Sources: SPEC.md, "Block digest cache". A client-side cache beside the manifests' copies
@@ -18,13 +18,12 @@ export interface CachedDigests {
   table: Uint8Array;
 }
 
-async function check(id: string, body: Uint8Array): Promise<Uint8Array> {
+/** The check of a table file: the SHA-256 of the id's 32 bytes and `body`, in hex. */
+function check(id: string, body: Uint8Array): Promise<string> {
   const both = new Uint8Array(32 + body.length);
   fromHex(id, both, 0);
   both.set(body, 32);
-  const out = new Uint8Array(CHECK);
-  fromHex(await sha256Hex(both), out, 0);
-  return out;
+  return sha256Hex(both);
 }
 
 /** The cached length and block digest table of chunk `id`, when the cache holds an intact copy. */
@@ -40,11 +39,9 @@ export async function cachedDigests(
     const body = bytes.subarray(0, bytes.length - CHECK);
     const length = new DataView(body.buffer, body.byteOffset, 4).getUint32(0, true);
     const table = body.subarray(4);
-    const expected = await check(id, body);
-    const stored = bytes.subarray(body.length);
     if (
       table.length === Math.ceil(length / PATCH_BLOCK) * BLOCK_DIGEST &&
-      expected.every((b, i) => b === stored[i])
+      toHex(bytes.subarray(body.length)) === (await check(id, body))
     )
       return { length, table };
   }
@@ -64,7 +61,7 @@ export async function cacheDigests(
   const bytes = new Uint8Array(4 + table.length + CHECK);
   new DataView(bytes.buffer).setUint32(0, length, true);
   bytes.set(table, 4);
-  bytes.set(await check(id, bytes.subarray(0, 4 + table.length)), 4 + table.length);
+  fromHex(await check(id, bytes.subarray(0, 4 + table.length)), bytes, 4 + table.length);
   await cache.put(digestKey(id), bytes).catch(() => {});
 }
 
