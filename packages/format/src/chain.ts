@@ -63,10 +63,21 @@ export interface StateWindow {
 }
 
 /**
+ * The digests of a backup's whole state kept outside the backup (a writer's cache, see
+ * `openStateDigests`): 16 bytes per used non-zero block of the state, in ascending block order.
+ */
+export interface StateDigestSource {
+  /** Fill `into` from byte `offset` of the digest list. */
+  read(offset: number, into: Uint8Array): Promise<void>;
+}
+
+/**
  * What the next incremental needs to know of the state of the newest backup of a chain, one
  * window of blocks at a time: which blocks are used, which are zero, and the digest of every used
- * non-zero block. Built from the chain's bitmaps and digest tables only (no block data), merging
- * the tables of the whole chain window by window: memory is one window, whatever the disk.
+ * non-zero block. The digests come from a `StateDigestSource` when the caller has one; otherwise
+ * from the chain's digest tables, merging the tables of the whole chain window by window, and for
+ * a backup without a table (format 2.1) by hashing the blocks it holds that the state still
+ * uses (read from its frames). Memory is one window, whatever the disk.
  */
 export class ChainState {
   private cursorBlock = 0;
@@ -77,10 +88,18 @@ export class ChainState {
     private readonly chain: readonly BackupReader[],
     /** The newest backup of the chain (the parent of the next incremental). */
     readonly newest: BackupReader,
+    private readonly source: StateDigestSource | null,
   ) {}
 
-  /** Check `chain` (oldest first, as `checkChain` wants) and prepare to resolve its state. */
-  static fromChain(chain: readonly BackupReader[]): ChainState {
+  /**
+   * Check `chain` (oldest first, as `checkChain` wants) and prepare to resolve its state.
+   * `stateDigests`: the newest backup's state digests from a cache (the caller checked that they
+   * belong to it and are whole); the chain's tables and frames are then not read.
+   */
+  static fromChain(
+    chain: readonly BackupReader[],
+    options: { stateDigests?: StateDigestSource | null } = {},
+  ): ChainState {
     checkChain(chain);
     const windows = chain[0]!.windowBlocks;
     for (const b of chain) {
@@ -89,7 +108,7 @@ export class ChainState {
           reason: 'geometry-mismatch',
         });
     }
-    return new ChainState(chain, chain[chain.length - 1]!);
+    return new ChainState(chain, chain[chain.length - 1]!, options.stateDigests ?? null);
   }
 
   get windowBlocks(): number {
@@ -110,13 +129,14 @@ export class ChainState {
     const top = await this.newest.window(w);
     const digested = top.digested;
     const digests = new Uint8Array(digested.count() * DIGEST_LENGTH);
-    const unresolved = digested.clone();
+    if (this.source !== null) await this.source.read(top.digestedBefore * DIGEST_LENGTH, digests);
+    const unresolved = this.source === null ? digested.clone() : new Bitmap(digested.length);
     for (let k = this.chain.length - 1; k >= 0 && !unresolved.isEmpty(); k--) {
       const b = this.chain[k]!;
       const win = await b.window(w);
       const take = win.stored.clone().and(unresolved);
       if (!take.isEmpty()) {
-        const table = await b.windowDigests(win);
+        const table = await b.windowDigests(win, take);
         // Runs of `take` are consecutive in both `stored` and `digested` (both are supersets),
         // so each run is one copy; ranks advance with the runs.
         let srcBlock = 0;

@@ -9,7 +9,7 @@ import { writeIncremental, writeSnapshot } from './writer.js';
 // Every byte of a backup is covered by a checksum (header, frames, sections, footer), so any
 // single-bit flip is found by opening or by verify, and any truncation by opening.
 
-async function fixtures() {
+async function fixtures(digestTable: boolean) {
   const rand = prng(5);
   const bs = 512;
   const n = 64;
@@ -24,6 +24,7 @@ async function fixtures() {
     blockSize: bs,
     out: snapOut.stream,
     blocksPerFrame: 8,
+    digestTable,
     meta: { sourceName: 'x', filesystem: 'ext4' },
   });
   const snapshot = snapOut.bytes();
@@ -40,8 +41,10 @@ async function fixtures() {
     chain: [parent],
     blocksPerFrame: 8,
     compress: { type: 'none' },
+    digestTable,
   });
-  return { snapshot, incremental: incOut.bytes() };
+  const suffix = digestTable ? ' with digest table' : '';
+  return { [`snapshot${suffix}`]: snapshot, [`incremental${suffix}`]: incOut.bytes() };
 }
 
 async function damageFound(
@@ -63,7 +66,7 @@ async function damageFound(
 }
 
 describe('damage', async () => {
-  const files = await fixtures();
+  const files = { ...(await fixtures(false)), ...(await fixtures(true)) };
   for (const [name, file] of Object.entries(files)) {
     test(`${name}: every single-bit flip is detected`, async () => {
       const reader = await BackupReader.fromSource(memorySource(file));
@@ -114,7 +117,7 @@ describe('damage', async () => {
   }
 
   test('reading a damaged frame is refused with the frame named', async () => {
-    const file = files.snapshot.slice();
+    const file = files.snapshot!.slice();
     const reader0 = await BackupReader.fromSource(memorySource(file));
     const frame = (await reader0.frameIndex())[2]!;
     file[frame.offset + 3]! ^= 0x80;

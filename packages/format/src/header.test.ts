@@ -3,7 +3,7 @@ import { crc32c } from './crc32c.js';
 import { encodeHeader, type Header, parseHeader } from './header.js';
 import type { FormatReason } from './reasons.js';
 
-const base: Omit<Header, 'headerLength' | 'versionMajor' | 'versionMinor'> = {
+const base: Omit<Header, 'headerLength' | 'versionMajor' | 'versionMinor' | 'digestTable'> = {
   kind: 'incremental',
   backupId: Uint8Array.from({ length: 16 }, (_, i) => i + 1),
   parentId: Uint8Array.from({ length: 16 }, (_, i) => 0xf0 + i),
@@ -24,10 +24,21 @@ const base: Omit<Header, 'headerLength' | 'versionMajor' | 'versionMinor'> = {
   meta: { label: 'système', features: ['a', 'b'] },
 };
 
+/** Recompute the header CRC after an edit, so that only the edited field is wrong. */
+function fixCrc(bytes: Uint8Array): void {
+  new DataView(bytes.buffer).setUint32(bytes.length - 4, crc32c(bytes.subarray(0, -4)), true);
+}
+
 test('round trips every field', () => {
   const bytes = encodeHeader(base);
   const h = parseHeader(bytes);
-  expect(h).toEqual({ ...base, headerLength: bytes.length, versionMajor: 2, versionMinor: 0 });
+  expect(h).toEqual({
+    ...base,
+    headerLength: bytes.length,
+    versionMajor: 2,
+    versionMinor: 1,
+    digestTable: true,
+  });
 });
 
 test('rejects damage and unknown features with typed errors', () => {
@@ -56,12 +67,30 @@ test('refuses other major versions (1.x: incrementals with whole-state digest ta
   for (const major of [1, 3]) {
     const other = bytes.slice();
     other[0x08] = major;
-    new DataView(other.buffer).setUint32(other.length - 4, crc32c(other.subarray(0, -4)), true);
+    fixCrc(other);
     expect(() => parseHeader(other)).toThrow(
       expect.objectContaining({
         code: 'UNSUPPORTED',
         reason: 'version' satisfies FormatReason,
         offset: 0x08,
+      }),
+    );
+  }
+});
+
+test('incompat bit 0 (2.1) means no digest table; any other bit is unsupported', () => {
+  const without = encodeHeader({ ...base, digestTable: false });
+  expect(new DataView(without.buffer).getUint32(0x10, true)).toBe(1);
+  expect(parseHeader(without).digestTable).toBe(false);
+  for (const flags of [2, 3, 0x80000000]) {
+    const other = without.slice();
+    new DataView(other.buffer).setUint32(0x10, flags, true);
+    fixCrc(other);
+    expect(() => parseHeader(other)).toThrow(
+      expect.objectContaining({
+        code: 'UNSUPPORTED',
+        reason: 'incompat-flags' satisfies FormatReason,
+        offset: 0x10,
       }),
     );
   }

@@ -9,10 +9,16 @@ import type { FormatReason } from './reasons.js';
 export const HEADER_MAGIC = Uint8Array.of(0x44, 0x4b, 0x42, 0x4b, 0x0d, 0x0a, 0x1a, 0x0a);
 /**
  * 2: an incremental's digest table covers only its stored blocks (1 repeated the whole state's).
- * Version 1 files are refused as unsupported.
+ * Version 1 files are refused as unsupported. 2.1 adds the incompat flag `NO_DIGEST_TABLE`.
  */
 export const FORMAT_MAJOR = 2;
-export const FORMAT_MINOR = 0;
+export const FORMAT_MINOR = 1;
+/**
+ * Incompat flag bit 0 (2.1): the file has no DGST section. Block digests then come from the
+ * writer's cache or from the frames (SPEC.md §6.5); a 2.0 reader refuses the file as unsupported
+ * instead of calling it damaged.
+ */
+export const INCOMPAT_NO_DIGEST_TABLE = 1;
 /** Size of the fixed part of the header, before the strings. */
 export const HEADER_FIXED_LENGTH = 0x80;
 /** Longest string field, in bytes: denied beyond this to bound the header allocation. */
@@ -59,6 +65,8 @@ export interface Header {
   tailLength: number;
   /** True when the tail bytes are stored in the TAIL section. */
   tailStored: boolean;
+  /** True when the file has a digest table (DGST); false when `NO_DIGEST_TABLE` is set. */
+  digestTable: boolean;
   sourceName: string;
   filesystem: string;
   /** File name of the parent when the backup was made (a hint; the id is authoritative). */
@@ -105,7 +113,10 @@ export function geometryProblem(h: {
 }
 
 export function encodeHeader(
-  h: Omit<Header, 'headerLength' | 'versionMajor' | 'versionMinor'>,
+  h: Omit<Header, 'headerLength' | 'versionMajor' | 'versionMinor' | 'digestTable'> & {
+    /** Default true: the file has a digest table. */
+    digestTable?: boolean;
+  },
 ): Uint8Array {
   const enc = new TextEncoder();
   const strings = [h.sourceName, h.filesystem, h.parentHint, JSON.stringify(h.meta)].map((s) =>
@@ -128,7 +139,7 @@ export function encodeHeader(
   w.u16(0x08, FORMAT_MAJOR);
   w.u16(0x0a, FORMAT_MINOR);
   w.u32(0x0c, headerLength);
-  w.u32(0x10, 0); // incompat flags: none defined in 1.0
+  w.u32(0x10, (h.digestTable ?? true) ? 0 : INCOMPAT_NO_DIGEST_TABLE);
   w.u32(0x14, KIND_CODES[h.kind]);
   w.set(0x18, h.backupId);
   w.set(0x28, h.parentId);
@@ -194,12 +205,16 @@ export function parseHeader(bytes: Uint8Array): Header {
     );
   }
   const incompat = r.u32le(0x10);
-  if (incompat !== 0) {
-    throw new UnsupportedError(`unknown incompatible feature flags 0x${incompat.toString(16)}`, {
-      structure: STRUCTURE,
-      offset: 0x10,
-      reason: 'incompat-flags',
-    });
+  const unknownFlags = incompat & ~INCOMPAT_NO_DIGEST_TABLE;
+  if (unknownFlags !== 0) {
+    throw new UnsupportedError(
+      `unknown incompatible feature flags 0x${unknownFlags.toString(16)}`,
+      {
+        structure: STRUCTURE,
+        offset: 0x10,
+        reason: 'incompat-flags',
+      },
+    );
   }
   const kindCode = r.u32le(0x14);
   const kind = (Object.keys(KIND_CODES) as BackupKind[]).find((k) => KIND_CODES[k] === kindCode);
@@ -295,6 +310,7 @@ export function parseHeader(bytes: Uint8Array): Header {
     digestAlgorithm,
     digestLength,
     tailStored,
+    digestTable: (incompat & INCOMPAT_NO_DIGEST_TABLE) === 0,
     sourceName: strings[0]!,
     filesystem: strings[1]!,
     parentHint: strings[2]!,

@@ -1,4 +1,4 @@
-export { ChainState, checkChain, type StateWindow } from './chain.js';
+export { ChainState, checkChain, type StateDigestSource, type StateWindow } from './chain.js';
 export {
   type ByteRange,
   formatChangedRanges,
@@ -16,6 +16,7 @@ export {
   FORMAT_MAJOR,
   FORMAT_MINOR,
   type Header,
+  INCOMPAT_NO_DIGEST_TABLE,
 } from './header.js';
 export {
   type BackupInfo,
@@ -31,9 +32,16 @@ export {
 } from './reader.js';
 export { FORMAT_REASONS, type FormatReason } from './reasons.js';
 export {
+  type CachedStateDigests,
+  STATE_DIGESTS_MAX_AGE_MS,
+  StateDigestCache,
+  type StateDigestWriter,
+} from './state-cache.js';
+export {
   type BackupMeta,
   DEFAULT_FRAME_BYTES,
   type IncrementalOptions,
+  type StateDigestSink,
   type WriteOptions,
   type WriteResult,
   writeIncremental,

@@ -10,7 +10,7 @@ import { BitmapSection } from './bitmap-codec.js';
 import { bytesEqual, toHex } from './bytes.js';
 import { decompressFrame } from './compress.js';
 import { crc32c } from './crc32c.js';
-import { blockDigest } from './digest.js';
+import { blockDigest, blockDigestInto } from './digest.js';
 import { FOOTER_LENGTH, type Footer, parseFooter } from './footer.js';
 import {
   checkFrameIndexEnd,
@@ -72,6 +72,8 @@ export interface BlockWindow {
   digested: Bitmap;
   /** Stored blocks before the window: the ordinal (§5) of its first stored block. */
   storedBefore: number;
+  /** Used non-zero blocks of the state before the window (the rank of its first `digested`). */
+  digestedBefore: number;
 }
 
 export interface VerifyProblem {
@@ -236,11 +238,14 @@ export class BackupReader {
       zero: BitmapSection;
       changed: BitmapSection | null;
       freed: BitmapSection | null;
-      digests: SectionPayload;
+      /** Null when the file has no digest table (`NO_DIGEST_TABLE`). */
+      digests: SectionPayload | null;
       index: SectionPayload;
     },
     /** `storedBefore[w]`: stored blocks before window `w`; one more entry for the end. */
     private readonly storedBefore: Float64Array,
+    /** `digestedBefore[w]`: used non-zero blocks of the state before window `w`. */
+    private readonly digestedBefore: Float64Array,
     private readonly counts: Counts,
   ) {
     this.windowCount = storedBefore.length - 1;
@@ -262,6 +267,13 @@ export class BackupReader {
   }
   get changedBlocks(): number | null {
     return this.counts.changed;
+  }
+  /**
+   * Whether the file holds a digest table. Without one (format 2.1 `NO_DIGEST_TABLE`), blocks are
+   * checked by their frame's CRC and length only, and `windowDigests` hashes the stored blocks.
+   */
+  get hasDigestTable(): boolean {
+    return this.sections.digests !== null;
   }
 
   /** Open a backup held by any `BlockSource` (a file, or bytes in memory for tests). */
@@ -326,7 +338,7 @@ export class BackupReader {
       CHNG: incremental,
       FREE: incremental,
       ZERO: true,
-      DGST: true,
+      DGST: header.digestTable,
       FIDX: true,
       TAIL: header.tailStored,
     };
@@ -400,6 +412,7 @@ export class BackupReader {
     // count, and note where each window's stored blocks start.
     const windows = Math.ceil(n / windowBlocks);
     const storedBefore = new Float64Array(windows + 1);
+    const digestedBefore = new Float64Array(windows + 1);
     const counts: Counts = {
       used: 0,
       zero: 0,
@@ -427,14 +440,16 @@ export class BackupReader {
       const digested = u.clone().andNot(z);
       const stored = c === null ? digested : digested.clone().and(c);
       storedBefore[w] = counts.stored;
+      digestedBefore[w] = counts.digested;
       counts.used += u.count();
       counts.zero += z.count();
       counts.digested += digested.count();
       counts.stored += stored.count();
     }
     storedBefore[windows] = counts.stored;
-    const dg = payloads.DGST!;
-    if (dg.encoding !== ENCODING_RAW)
+    digestedBefore[windows] = counts.digested;
+    const dg = payloads.DGST;
+    if (dg !== null && dg.encoding !== ENCODING_RAW)
       throw new CorruptError('digest table encoding must be 0', {
         structure: 'digest table',
         offset: dg.base - 12,
@@ -448,7 +463,7 @@ export class BackupReader {
     }
     // One digest per stored block (SPEC.md §6.5, format 2): an incremental no longer repeats
     // the digests of the blocks it inherits.
-    if (dg.length !== counts.stored * DIGEST_LENGTH) {
+    if (dg !== null && dg.length !== counts.stored * DIGEST_LENGTH) {
       throw new CorruptError(
         `digest table holds ${dg.length} bytes for ${counts.stored} stored blocks`,
         { structure: 'digest table', offset: dg.base, reason: 'length-mismatch' },
@@ -482,6 +497,7 @@ export class BackupReader {
       windowBlocks,
       { used, zero, changed, freed, digests: dg, index: fi },
       storedBefore,
+      digestedBefore,
       counts,
     );
   }
@@ -509,16 +525,36 @@ export class BackupReader {
       stored,
       digested,
       storedBefore: this.storedBefore[w]!,
+      digestedBefore: this.digestedBefore[w]!,
     };
     this.cachedWindow = win;
     return win;
   }
 
-  /** The digest table entries of the window's stored blocks, in block order. */
-  async windowDigests(win: BlockWindow): Promise<Uint8Array> {
+  /**
+   * The digests of the window's stored blocks, one entry per stored block in block order: the
+   * digest table's entries, or, in a file without a table, the SHA-256 of each block read from
+   * its frame (CRC-checked). Without a table only the blocks of `select` (window-relative) are
+   * read and hashed; the other entries stay zero.
+   */
+  async windowDigests(win: BlockWindow, select: Bitmap | null = null): Promise<Uint8Array> {
     const count = this.storedBefore[win.index + 1]! - win.storedBefore;
     const bytes = new Uint8Array(count * DIGEST_LENGTH);
-    await this.file.read(this.sections.digests.base + win.storedBefore * DIGEST_LENGTH, bytes);
+    const table = this.sections.digests;
+    if (table !== null) {
+      await this.file.read(table.base + win.storedBefore * DIGEST_LENGTH, bytes);
+      return bytes;
+    }
+    const bs = this.header.blockSize;
+    for (const [k, , n, slot, digestAt] of this.windowPieces(win, select)) {
+      const raw = await this.readFrame(k);
+      for (let j = 0; j < n; j++)
+        blockDigestInto(
+          raw.subarray((slot + j) * bs, (slot + j + 1) * bs),
+          bytes,
+          (digestAt + j) * DIGEST_LENGTH,
+        );
+    }
     return bytes;
   }
 
@@ -584,9 +620,11 @@ export class BackupReader {
   async digestOf(i: number): Promise<Uint8Array | null> {
     const win = await this.windowOf(i);
     if (!win.stored.get(i - win.start)) return null;
+    const table = this.sections.digests;
+    if (table === null) return blockDigest(await this.readBlock(i));
     const ordinal = win.storedBefore + win.stored.countRange(0, i - win.start);
     const d = new Uint8Array(DIGEST_LENGTH);
-    await this.file.read(this.sections.digests.base + ordinal * DIGEST_LENGTH, d);
+    await this.file.read(table.base + ordinal * DIGEST_LENGTH, d);
     return d;
   }
 
@@ -609,7 +647,7 @@ export class BackupReader {
     const raw = await this.readFrame(k);
     const at = (ordinal - k * this.header.blocksPerFrame) * bs;
     const block = raw.slice(at, at + bs);
-    checkDigest(i, bs, block, await this.digestOf(i));
+    if (this.sections.digests !== null) checkDigest(i, bs, block, await this.digestOf(i));
     return block;
   }
 
@@ -649,7 +687,7 @@ export class BackupReader {
    * all stored) in ascending order, as runs of consecutive blocks: `onRun(firstBlock, bytes)`
    * with `bytes` a whole number of blocks (a view into the frame, valid until the callback's
    * promise resolves). Frames holding no selected block are not read; with `verifyDigests`
-   * (default) every block is checked against the digest table first.
+   * (default) every block is checked against the digest table first, when the file has one.
    */
   async forEachStoredRunIn(
     win: BlockWindow,
@@ -657,7 +695,7 @@ export class BackupReader {
     options: { select?: Bitmap; verifyDigests?: boolean } = {},
   ): Promise<void> {
     const bs = this.header.blockSize;
-    const verify = options.verifyDigests ?? true;
+    const verify = (options.verifyDigests ?? true) && this.sections.digests !== null;
     let digests: Uint8Array | null = null;
     for (const [k, first, count, slot, digestAt] of this.windowPieces(win, options.select)) {
       const raw = await this.readFrame(k);
@@ -712,8 +750,9 @@ export class BackupReader {
   }
 
   /**
-   * Check every frame (CRC, decompression, each block against its digest) and the tail. Damage is
-   * reported, not thrown; each problem names the frame or block.
+   * Check every frame (CRC, decompression, each block against its digest when the file has a
+   * digest table) and the tail. Damage is reported, not thrown; each problem names the frame or
+   * block.
    */
   async verify(options: { onProgress?: (p: Progress) => void } = {}): Promise<VerifyReport> {
     const problems: VerifyProblem[] = [];
@@ -729,7 +768,7 @@ export class BackupReader {
     };
     for (let w = 0; w < this.windowCount; w++) {
       const win = await this.window(w);
-      const digests = await this.windowDigests(win);
+      const digests = this.sections.digests !== null ? await this.windowDigests(win) : null;
       for (const [k, first, count, slot, digestAt] of this.windowPieces(win)) {
         if (k !== frame) {
           await leaveFrame();
@@ -744,6 +783,10 @@ export class BackupReader {
           }
         }
         if (raw === null) continue;
+        if (digests === null) {
+          blocksChecked += count;
+          continue;
+        }
         for (let j = 0; j < count; j++) {
           const at = (digestAt + j) * DIGEST_LENGTH;
           try {
@@ -822,9 +865,10 @@ export class BackupReader {
     return whole;
   }
 
-  /** The whole digest table (16 bytes per stored block): for tools and tests. */
-  async digestTable(): Promise<Uint8Array> {
+  /** The whole digest table (16 bytes per stored block), null without one: for tools and tests. */
+  async digestTable(): Promise<Uint8Array | null> {
     const d = this.sections.digests;
+    if (d === null) return null;
     const bytes = new Uint8Array(d.length);
     await this.file.read(d.base, bytes);
     return bytes;

@@ -15,9 +15,10 @@ function exampleImage(): Uint8Array {
 
 /**
  * The worked example of SPEC.md §11: 4 blocks of 512 bytes plus a 16-byte tail; blocks 0, 1 and 3
- * used, block 1 all zeros, no compression, 2 blocks per frame, fixed id and time.
+ * used, block 1 all zeros, no compression, 2 blocks per frame, fixed id and time. With
+ * `digestTable: false`, the same snapshot in the writer's default layout (no DGST section).
  */
-export async function specExample(): Promise<Uint8Array> {
+export async function specExample(options: { digestTable?: boolean } = {}): Promise<Uint8Array> {
   const out = memoryWritable();
   await writeSnapshot({
     source: memorySource(exampleImage()),
@@ -26,6 +27,7 @@ export async function specExample(): Promise<Uint8Array> {
     out: out.stream,
     compress: { type: 'none' },
     blocksPerFrame: 2,
+    digestTable: options.digestTable ?? true,
     backupId: Uint8Array.from({ length: 16 }, (_, i) => i),
     meta: { sourceName: 'd.img', filesystem: 'ext4', createdAt: new Date(Date.UTC(2026, 0, 1)) },
   });
@@ -47,6 +49,7 @@ export async function specIncrementalExample(): Promise<Uint8Array> {
     chain: [parent],
     compress: { type: 'none' },
     blocksPerFrame: 2,
+    digestTable: true,
     backupId: Uint8Array.from({ length: 16 }, (_, i) => 0x10 + i),
     meta: { sourceName: 'd.img', filesystem: 'ext4', createdAt: new Date(Date.UTC(2026, 0, 2)) },
   });

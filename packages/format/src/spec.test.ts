@@ -55,7 +55,10 @@ function decode(file: Uint8Array): Decoded {
   expect(u16(8)).toBe(2);
   const H = u32(0x0c);
   expect(crc32cBitwise(file.subarray(0, H - 4))).toBe(u32(H - 4));
-  expect(u32(0x10)).toBe(0);
+  // §4: bit 0 of incompatFlags (2.1) says there is no digest table; no other bit is known.
+  const incompat = u32(0x10);
+  expect(incompat & ~1).toBe(0);
+  const hasTable = (incompat & 1) === 0;
   const kind = u32(0x14);
   const blockCount = u64(0x40);
   const blockSize = u32(0x48);
@@ -126,9 +129,10 @@ function decode(file: Uint8Array): Decoded {
     if (U[i] && !Z[i] && (C === null || C[i])) S.push(i);
   }
   expect(u64(F0 + 0x28)).toBe(S.length);
-  // §6.5: one digest per stored block, entry o for the block of ordinal o.
-  const digests = payload.DGST!.bytes;
-  expect(digests.length).toBe(16 * S.length);
+  // §6.5: one digest per stored block, entry o for the block of ordinal o; no DGST with bit 0.
+  expect(payload.DGST !== undefined).toBe(hasTable);
+  const digests = payload.DGST?.bytes ?? null;
+  if (digests !== null) expect(digests.length).toBe(16 * S.length);
   const index = payload.FIDX!.bytes;
   const idv = new DataView(index.buffer, index.byteOffset, index.byteLength);
   const stored = new Map<number, Uint8Array>();
@@ -147,9 +151,10 @@ function decode(file: Uint8Array): Decoded {
       const d = k * blocksPerFrame + j;
       const i = S[d]!;
       const block = raw.slice(j * blockSize, (j + 1) * blockSize);
-      expect(createHash('sha256').update(block).digest().subarray(0, 16).toString('hex')).toBe(
-        Buffer.from(digests.subarray(16 * d, 16 * d + 16)).toString('hex'),
-      );
+      if (digests !== null)
+        expect(createHash('sha256').update(block).digest().subarray(0, 16).toString('hex')).toBe(
+          Buffer.from(digests.subarray(16 * d, 16 * d + 16)).toString('hex'),
+        );
       stored.set(i, block);
     }
   }
@@ -190,14 +195,17 @@ function state(chain: Decoded[]): Uint8Array {
   return out;
 }
 
+/** The first hex dump in SPEC.md after `marker`. */
+function specDumpAfter(marker: string): string {
+  const spec = readFileSync(new URL('../SPEC.md', import.meta.url), 'utf8');
+  const section = spec.slice(spec.indexOf(marker));
+  const start = section.indexOf('```\n') + 4;
+  return section.slice(start, section.indexOf('\n```', start));
+}
+
 describe('SPEC.md', () => {
   test('the worked example is what the writer produces', async () => {
-    const spec = readFileSync(new URL('../SPEC.md', import.meta.url), 'utf8');
-    const section = spec.slice(spec.indexOf('## 11. Worked example'));
-    const dump = section.slice(
-      section.indexOf('```\n') + 4,
-      section.indexOf('\n```', section.indexOf('```\n') + 4),
-    );
+    const dump = specDumpAfter('## 11. Worked example');
     const bytes = await specExample();
     expect(hexdump(bytes)).toBe(dump);
     const d = decode(bytes);
@@ -207,12 +215,7 @@ describe('SPEC.md', () => {
   });
 
   test('the worked incremental is what the writer produces', async () => {
-    const spec = readFileSync(new URL('../SPEC.md', import.meta.url), 'utf8');
-    const section = spec.slice(spec.indexOf('The incremental, `day2.dkb`'));
-    const dump = section.slice(
-      section.indexOf('```\n') + 4,
-      section.indexOf('\n```', section.indexOf('```\n') + 4),
-    );
+    const dump = specDumpAfter('The incremental, `day2.dkb`');
     const bytes = await specIncrementalExample();
     expect(hexdump(bytes)).toBe(dump);
     const parent = decode(await specExample());
@@ -229,45 +232,61 @@ describe('SPEC.md', () => {
     expect(Buffer.compare(state([parent, d]), want)).toBe(0);
   });
 
-  test('an independent decoder restores every state of a chain', async () => {
-    const rand = prng(2024);
-    const bs = 1024;
-    const n = 150;
-    const image = randomBytesFrom(rand, n * bs + 700);
-    for (let i = 0; i < n; i += 5) image.fill(0, i * bs, (i + 1) * bs);
-    for (let i = 2; i < n; i += 5) image.fill(i, i * bs, (i + 1) * bs);
-    let used = randomBitmap(rand, n, 0.5);
-    const decoded: Decoded[] = [];
-    const chain: BackupReader[] = [];
-    for (let step = 0; step < 4; step++) {
-      if (step > 0) {
-        for (let i = 0; i < n; i++) if (rand() < 0.1) image.set(randomBytesFrom(rand, bs), i * bs);
-        const flip = randomBitmap(rand, n, 0.1);
-        used = used.clone();
-        for (let i = 0; i < n; i++) if (flip.get(i)) used.get(i) ? used.clear(i) : used.set(i);
-      }
-      const out = memoryWritable();
-      const common = {
-        source: memorySource(image.slice()),
-        used,
-        blockSize: bs,
-        out: out.stream,
-        blocksPerFrame: 3,
-        compress: step % 2 ? ({ type: 'none' } as const) : ({ type: 'zstd', level: 5 } as const),
-      };
-      await (chain.length > 0
-        ? writeIncremental({ ...common, chain: [...chain] })
-        : writeSnapshot(common));
-      const file = out.bytes();
-      const d = decode(file);
-      if (chain.length > 0) expect(d.parentId).toBe(chain.at(-1)!.backupId);
-      decoded.push(d);
-      chain.push(await BackupReader.fromSource(memorySource(file)));
-      const want = image.slice();
-      for (let i = 0; i < n; i++) if (!used.get(i)) want.fill(0, i * bs, (i + 1) * bs);
-      expect(Buffer.compare(state(decoded), want)).toBe(0);
-      if (d.F !== null)
-        for (let i = 0; i < n; i++) expect(d.F[i]).toBe(decoded.at(-2)!.U[i]! && !d.U[i]);
-    }
+  test('the worked example without its digest table', async () => {
+    const dump = specDumpAfter('Without a digest table, `day1.dkb`');
+    const bytes = await specExample({ digestTable: false });
+    expect(hexdump(bytes)).toBe(dump);
+    const d = decode(bytes);
+    expect([...d.stored.keys()]).toEqual([0, 3]);
+    // The same bytes as the example with a table but for the flag, the header CRC, the DGST
+    // section and the footer's record of where the sections are.
+    expect(bytes.length).toBe((await specExample()).length - (16 * 2 + 20));
   });
+
+  test.each([true, false])(
+    'an independent decoder restores every state of a chain (digest table: %s)',
+    async (digestTable) => {
+      const rand = prng(2024);
+      const bs = 1024;
+      const n = 150;
+      const image = randomBytesFrom(rand, n * bs + 700);
+      for (let i = 0; i < n; i += 5) image.fill(0, i * bs, (i + 1) * bs);
+      for (let i = 2; i < n; i += 5) image.fill(i, i * bs, (i + 1) * bs);
+      let used = randomBitmap(rand, n, 0.5);
+      const decoded: Decoded[] = [];
+      const chain: BackupReader[] = [];
+      for (let step = 0; step < 4; step++) {
+        if (step > 0) {
+          for (let i = 0; i < n; i++)
+            if (rand() < 0.1) image.set(randomBytesFrom(rand, bs), i * bs);
+          const flip = randomBitmap(rand, n, 0.1);
+          used = used.clone();
+          for (let i = 0; i < n; i++) if (flip.get(i)) used.get(i) ? used.clear(i) : used.set(i);
+        }
+        const out = memoryWritable();
+        const common = {
+          source: memorySource(image.slice()),
+          used,
+          blockSize: bs,
+          out: out.stream,
+          blocksPerFrame: 3,
+          compress: step % 2 ? ({ type: 'none' } as const) : ({ type: 'zstd', level: 5 } as const),
+          digestTable,
+        };
+        await (chain.length > 0
+          ? writeIncremental({ ...common, chain: [...chain] })
+          : writeSnapshot(common));
+        const file = out.bytes();
+        const d = decode(file);
+        if (chain.length > 0) expect(d.parentId).toBe(chain.at(-1)!.backupId);
+        decoded.push(d);
+        chain.push(await BackupReader.fromSource(memorySource(file)));
+        const want = image.slice();
+        for (let i = 0; i < n; i++) if (!used.get(i)) want.fill(0, i * bs, (i + 1) * bs);
+        expect(Buffer.compare(state(decoded), want)).toBe(0);
+        if (d.F !== null)
+          for (let i = 0; i < n; i++) expect(d.F[i]).toBe(decoded.at(-2)!.U[i]! && !d.U[i]);
+      }
+    },
+  );
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Bitmap } from '@diskube/bitmap';
 import { memorySource } from '@diskube/core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ChainState } from './chain.js';
+import { ChainState, type StateDigestSource } from './chain.js';
 import { formatChangedRanges, parseChangedRanges } from './changed-ranges.js';
 import { blockDigest } from './digest.js';
 import { BackupReader, openBackup } from './reader.js';
@@ -16,6 +16,7 @@ async function toMemory(
   options: Omit<WriteOptions, 'out'> & {
     chain?: BackupReader[];
     changedRanges?: { offset: number; length: number }[];
+    parentDigests?: StateDigestSource | null;
   },
 ) {
   const out = memoryWritable();
@@ -266,6 +267,7 @@ describe('incremental', () => {
       blockSize: bs,
       chain: [parent.reader],
       blocksPerFrame: 8,
+      digestTable: true,
     });
     const expectedChanged = [firstUsed, firstFree, freed, zeroed].sort((a, b) => a - b);
     expect(
@@ -282,7 +284,7 @@ describe('incremental', () => {
       reason: 'not-in-backup' satisfies FormatReason,
     });
     // The digest table covers the stored blocks only.
-    expect((await reader.digestTable()).length).toBe(16 * result.storedBlocks);
+    expect((await reader.digestTable())!.length).toBe(16 * result.storedBlocks);
     const stored = (await reader.bitmap('stored'))!;
     for (let i = 0; i < n; i++) {
       const d = await reader.digestOf(i);
@@ -298,6 +300,7 @@ describe('incremental', () => {
       blockSize: bs,
       chain: [parent.reader],
       blocksPerFrame: 8,
+      digestTable: true,
       changedRanges: parseChangedRanges(text),
       onProgress: (p) => {
         neededBytes = p.bytesTotal;
@@ -315,16 +318,52 @@ describe('incremental', () => {
     expect(await viaRanges.reader.digestTable()).toEqual(await reader.digestTable());
   });
 
-  test.each([[undefined], [64]])(
-    'a chain of 6 incrementals stores one digest per stored block; digest and dirty-list paths agree (windows of %s blocks)',
-    async (win) => {
+  test.each([
+    [undefined, 'table'],
+    [64, 'table'],
+    [undefined, 'frames'],
+    [64, 'frames'],
+    [undefined, 'cache'],
+    [64, 'cache'],
+  ] as const)(
+    'a chain of 6 incrementals: digest and dirty-list paths agree (windows of %s blocks, parent digests from the %s)',
+    async (win, digestsFrom) => {
       const rand = prng(606);
       const m = 300;
       const windows = win ? { windowBlocks: win } : {};
+      // 'table': each file keeps a digest table; 'frames': none, the parent's blocks are read
+      // back; 'cache': none, each backup's state digests are kept aside and handed to its child.
+      const kept = new Map<string, Buffer>();
+      const keep = () => {
+        const parts: Uint8Array[] = [];
+        return { parts, sink: { write: (d: Uint8Array) => void parts.push(d.slice()) } };
+      };
+      const digestOptions = (parent: BackupReader | null) => {
+        if (digestsFrom === 'table') return { digestTable: true };
+        if (digestsFrom === 'frames') return {};
+        const cached = parent === null ? undefined : kept.get(parent.backupId);
+        return cached === undefined
+          ? {}
+          : {
+              parentDigests: {
+                read: async (offset: number, into: Uint8Array) =>
+                  void into.set(cached.subarray(offset, offset + into.length)),
+              },
+            };
+      };
       let image = randomBytesFrom(rand, m * bs + 40);
       for (let i = 0; i < m; i += 9) block(image, i, bs).fill(0);
       let used = randomBitmap(rand, m, 0.6);
-      const snap = await toMemory({ source: memorySource(image), used, blockSize: bs, ...windows });
+      const first = keep();
+      const snap = await toMemory({
+        source: memorySource(image),
+        used,
+        blockSize: bs,
+        ...windows,
+        ...digestOptions(null),
+        stateDigests: first.sink,
+      });
+      kept.set(snap.reader.backupId, Buffer.concat(first.parts));
       const chain = [snap.reader];
       const viaRangesChain = [snap.reader];
       for (let step = 1; step <= 6; step++) {
@@ -372,38 +411,66 @@ describe('incremental', () => {
           blocksPerFrame: 5,
           ...windows,
         };
-        const inc = await toMemory({ ...common, chain: [...chain] });
+        const sinks = [keep(), keep()] as const;
+        const inc = await toMemory({
+          ...common,
+          chain: [...chain],
+          ...digestOptions(chain.at(-1)!),
+          stateDigests: sinks[0].sink,
+        });
         const ranges = dirty.map((i) => ({ offset: i * bs, length: bs }));
         const viaRanges = await toMemory({
           ...common,
           chain: [...viaRangesChain],
           changedRanges: ranges,
+          ...digestOptions(viaRangesChain.at(-1)!),
+          stateDigests: sinks[1].sink,
         });
+        // The state digests handed to the sink are those of the image's used non-zero blocks.
+        const want: Uint8Array[] = [];
+        for (let i = 0; i < m; i++)
+          if (used.get(i) && !isZero(image, i)) want.push(blockDigest(block(image, i, bs)));
+        for (const [k, { reader }] of [inc, viaRanges].entries()) {
+          const all = Buffer.concat(sinks[k]!.parts);
+          expect(all.equals(Buffer.concat(want))).toBe(true);
+          kept.set(reader.backupId, all);
+        }
         for (const { reader, result } of [inc, viaRanges]) {
           const bits = (b: Bitmap) =>
             b.toRanges().flatMap(([s0, l]) => Array.from({ length: l }, (_, k) => s0 + k));
           expect(bits((await reader.bitmap('changed'))!)).toEqual(expectChanged);
           expect(bits((await reader.bitmap('stored'))!)).toEqual(expectStored);
           expect(result.storedBlocks).toBe(expectStored.length);
-          // DGST section: 16 bytes per stored block plus its 20 bytes of framing.
-          expect(reader.footer.sections.DGST!.length).toBe(16 * expectStored.length + 20);
+          if (digestsFrom === 'table') {
+            // DGST section: 16 bytes per stored block plus its 20 bytes of framing.
+            expect(reader.footer.sections.DGST!.length).toBe(16 * expectStored.length + 20);
+            expect(reader.header.digestTable).toBe(true);
+          } else {
+            expect(reader.footer.sections.DGST).toBe(null);
+            expect(reader.hasDigestTable).toBe(false);
+            expect(await reader.digestTable()).toBe(null);
+          }
+          // Only without a table or a cached copy is old data read back, and then at most the
+          // parent state's used non-zero blocks.
+          // (The readers keep their last frame, so the second writer may find it there.)
+          if (digestsFrom === 'frames')
+            expect(result.parentBytesRead).toBeLessThanOrEqual(prevImage.length);
+          else expect(result.parentBytesRead).toBe(0);
           expect(reader.storedBlocks).toBeLessThan(reader.digestedBlocks);
           for (const i of expectStored)
             expect(await reader.readBlock(i)).toEqual(block(image, i, bs));
           expect((await reader.verify()).ok).toBe(true);
         }
         expect(viaRanges.result.bytesRead).toBeLessThan(inc.result.bytesRead);
+        if (digestsFrom === 'frames') expect(inc.result.parentBytesRead).toBeGreaterThan(0);
         chain.push(inc.reader);
         viaRangesChain.push(viaRanges.reader);
         // The digests of the whole state, gathered from the chain, are those of the image.
         for (const c of [chain, viaRangesChain]) {
           const whole = await wholeState(c);
           expect(whole.used.equals(used)).toBe(true);
-          const want: Uint8Array[] = [];
-          for (let i = 0; i < m; i++) {
+          for (let i = 0; i < m; i++)
             expect(whole.zero.get(i)).toBe(used.get(i) && isZero(image, i));
-            if (used.get(i) && !isZero(image, i)) want.push(blockDigest(block(image, i, bs)));
-          }
           expect(whole.digests.equals(Buffer.concat(want))).toBe(true);
           const { state } = whole;
           const last = used.clone().andNot(whole.zero).toRanges().at(-1)!;
