@@ -46,6 +46,9 @@ const cli = join(dirname(require.resolve('@diskube/cli/package.json')), 'dist', 
 const diskube = `${q(process.execPath)} ${q(cli)}`;
 const work = args.work ?? join(tmpdir(), `diskube-bench-${quick ? 'quick' : 'full'}`);
 const w = (/** @type {string} */ name) => join(work, name);
+// The CLI and the library keep each backup's state digests in the per-user cache: use one in the
+// work folder, not the user's (the backups timed here write theirs like any user's would).
+process.env.DISKUBE_CACHE_DIR = w('diskube-cache');
 const started = performance.now();
 const loadBefore = loadavg();
 const log = (/** @type {string} */ m) =>

@@ -7,13 +7,14 @@
 //   pnpm --filter @diskube/bench bench:scale -- --used 16,256  # other used amounts (GiB)
 
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Bitmap } from '@diskube/bitmap';
-import { openBackup, writeIncremental, writeSnapshot } from '@diskube/format';
+import { openBackup, StateDigestCache, writeIncremental, writeSnapshot } from '@diskube/format';
 import { restoreImage } from '@diskube/restore';
 import { markdownTable } from './table.mjs';
 
@@ -121,18 +122,28 @@ async function phase(name, work, diskBytes, usedBytes) {
   const started = performance.now();
   const snapPath = join(work, 'snap.dkb');
   const incPath = join(work, 'inc.dkb');
+  // State digests go to a cache in the work folder, as the CLI keeps them, so the incremental
+  // compares digests instead of reading the snapshot back.
+  const cache = new StateDigestCache(join(work, 'cache'));
   let result;
   if (name === 'snapshot' || name === 'snapshot-null') {
+    const backupId = randomBytes(16);
+    const sink = name === 'snapshot' ? await cache.create(backupId.toString('hex')) : null;
     const r = await writeSnapshot({
       source: generatedSource(diskBytes, 1),
       used: usedMap(diskBytes, usedBytes),
       blockSize: BLOCK,
       out: name === 'snapshot' ? snapPath : nullWritable(),
       overwrite: true,
+      backupId,
+      ...(sink ? { stateDigests: sink } : {}),
     });
+    await sink?.commit();
     result = { fileLength: r.fileLength, storedBlocks: r.storedBlocks, bytesRead: r.bytesRead };
   } else if (name === 'incremental') {
     const snap = await openBackup(snapPath);
+    const parentDigests = await cache.open(snap);
+    if (parentDigests === null) throw new Error('the snapshot left no state digests');
     try {
       const r = await writeIncremental({
         source: generatedSource(diskBytes, 2),
@@ -141,9 +152,16 @@ async function phase(name, work, diskBytes, usedBytes) {
         out: incPath,
         overwrite: true,
         chain: [snap],
+        parentDigests,
       });
-      result = { fileLength: r.fileLength, storedBlocks: r.storedBlocks, bytesRead: r.bytesRead };
+      result = {
+        fileLength: r.fileLength,
+        storedBlocks: r.storedBlocks,
+        bytesRead: r.bytesRead,
+        parentBytesRead: r.parentBytesRead,
+      };
     } finally {
+      await parentDigests.close();
       await snap.close();
     }
   } else {

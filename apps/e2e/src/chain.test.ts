@@ -28,7 +28,25 @@ function chainSpecs(fs: string, options: string): string[] {
   );
 }
 
-type Json = Record<string, number> & { bytesWritten: number; changedBlocks: number };
+type Json = Record<string, number> & {
+  bytesWritten: number;
+  changedBlocks: number;
+  parentDigestsFrom: string | null;
+};
+
+/**
+ * Where each link takes its parent's digests: b2 neither uses nor keeps state digests
+ * (`--no-cache`), so it reads b1 back and b3 reads b2 back; b3 keeps a digest table too. The
+ * restores below then cover mixed chains.
+ */
+const LINKS: Array<{ flags: string[]; from: string | null }> = [
+  { flags: [], from: null },
+  { flags: [], from: 'cache' },
+  { flags: ['--no-cache'], from: 'frames' },
+  { flags: ['--digest-table'], from: 'frames' },
+  { flags: [], from: 'cache' },
+  { flags: [], from: 'cache' },
+];
 
 for (const [fs, options] of [
   ['ext4', ''],
@@ -41,10 +59,14 @@ for (const [fs, options] of [
       for (const [n, spec] of chainSpecs(fs, options).entries()) {
         const built = await buildImage(spec);
         const backup = join(dir, `b${n}.dkb`);
-        const args = ['backup', built.image, backup];
+        const args = ['backup', built.image, backup, ...LINKS[n]!.flags];
         if (n > 0) args.push('--base', join(dir, `b${n - 1}.dkb`));
         const summary = await diskubeJson<Json>(args);
         if (n > 0) expect(summary.changedBlocks).toBeGreaterThan(0);
+        expect(summary.parentDigestsFrom).toBe(LINKS[n]!.from);
+        if (summary.parentDigestsFrom === 'frames')
+          expect(summary.parentBytesRead).toBeGreaterThan(0);
+        else expect(summary.parentBytesRead ?? 0).toBe(0);
         const used = await diskubeJson<{ ranges: Array<[number, number]>; usedBytes: number }>([
           'used',
           built.image,

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Bitmap } from '@diskube/bitmap';
@@ -153,6 +153,72 @@ describe.runIf(missing.length === 0)('one call each, on a real GPT disk in a qco
     }
   });
 
+  it('keeps the state digests aside: incrementals from the cache, from digest tables, or by reading the parent back store the same blocks', async () => {
+    const { image } = await buildImage(SPEC);
+    const changed = await buildImage(
+      SPEC.replace('    delete /stale', '    delete /stale\n    file /new 2M random seed=55'),
+    );
+    const dir = await mkdtemp(join(tmpdir(), 'diskube-lib-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const cache = join(dir, 'cache');
+    const at = (name: string) => join(dir, name);
+    const snap = await backup({ image, out: at('mon.dkb'), cache });
+    expect(snap.parentDigestsFrom).toBe(null);
+    const withTable = await backup({
+      image,
+      out: at('mon-t.dkb'),
+      cache: false,
+      digestTable: true,
+    });
+    // The same snapshot but for its digest table: 16 bytes per stored block and the section's 20.
+    expect(withTable.fileLength - snap.fileLength).toBe(16 * snap.storedBlocks + 20);
+    const stateFile = join(cache, 'dkb-state', snap.backupId.slice(0, 2), snap.backupId);
+    expect((await stat(stateFile)).size).toBe(64 + 16 * snap.storedBlocks);
+
+    const fromCache = await backup({
+      image: changed.image,
+      out: at('tue.dkb'),
+      base: at('mon.dkb'),
+      cache,
+    });
+    const fromFrames = await backup({
+      image: changed.image,
+      out: at('tue-f.dkb'),
+      base: at('mon.dkb'),
+      cache: false,
+    });
+    const fromTable = await backup({
+      image: changed.image,
+      out: at('tue-t.dkb'),
+      base: at('mon-t.dkb'),
+      cache: false,
+    });
+    expect([fromCache, fromFrames, fromTable].map((r) => r.parentDigestsFrom)).toEqual([
+      'cache',
+      'frames',
+      'table',
+    ]);
+    expect(fromCache.parentBytesRead).toBe(0);
+    expect(fromTable.parentBytesRead).toBe(0);
+    expect(fromFrames.parentBytesRead).toBeGreaterThan(0);
+    for (const r of [fromFrames, fromTable]) {
+      expect(r.storedBlocks).toBe(fromCache.storedBlocks);
+      expect(r.changedBlocks).toBe(fromCache.changedBlocks);
+    }
+    expect(fromCache.storedBlocks).toBeLessThan(snap.storedBlocks / 2);
+    // The snapshot's copy stays (differentials start from it); the incremental has its own.
+    await stat(stateFile);
+    await stat(join(cache, 'dkb-state', fromCache.backupId.slice(0, 2), fromCache.backupId));
+    for (const name of ['tue.dkb', 'tue-f.dkb', 'tue-t.dkb']) {
+      const checked = await verify(at(name));
+      expect(checked.ok).toBe(true);
+      await restore({ backup: at(name), out: at(`${name}.img`) });
+    }
+    const a = await readFile(at('tue.dkb.img'));
+    expect(a.equals(await readFile(at('tue-f.dkb.img')))).toBe(true);
+    expect(a.equals(await readFile(at('tue-t.dkb.img')))).toBe(true);
+  });
+
   it('stops on an AbortSignal and leaves no backup file behind', async () => {
     const { image } = await buildImage(SPEC);
     const dir = await mkdtemp(join(tmpdir(), 'diskube-lib-'));
@@ -162,6 +228,7 @@ describe.runIf(missing.length === 0)('one call each, on a real GPT disk in a qco
     const run = backup({
       image,
       out,
+      cache: join(dir, 'cache'),
       threads: 0,
       signal: controller.signal,
       onProgress: (p) => {
@@ -170,6 +237,16 @@ describe.runIf(missing.length === 0)('one call each, on a real GPT disk in a qco
     });
     await expect(run).rejects.toThrow();
     await expect(stat(out)).rejects.toMatchObject({ code: 'ENOENT' });
+    // Nor a state digest file, finished or not.
+    const kept = await readdir(join(dir, 'cache'), { recursive: true }).catch(() => []);
+    expect(
+      kept.filter(
+        (f) =>
+          !f.endsWith('dkb-state') &&
+          !/^dkb-state\/[0-9a-f]{2}$/.test(f) &&
+          f !== 'dkb-state/swept',
+      ),
+    ).toEqual([]);
   });
 
   it('refuses a dirty filesystem unless asked for a full copy, the same bare or partitioned', async () => {

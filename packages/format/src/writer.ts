@@ -38,8 +38,13 @@ import {
 } from './section.js';
 import { Spill } from './spill.js';
 
-/** Frames hold about this many bytes of blocks by default. */
-export const DEFAULT_FRAME_BYTES = 1 << 20;
+/**
+ * Frames hold about this many bytes of blocks by default. 4 MiB: zstd -3 (a 2 MiB window) then
+ * loses nothing to frame boundaries against one stream (`bench:size`: 1 MiB frames +0.14 % vs
+ * `partclone | zstd -3`, 4 MiB −0.01 %), and frames stay small enough to decompress one at a
+ * time per worker.
+ */
+export const DEFAULT_FRAME_BYTES = 4 << 20;
 /** Source reads are batched up to this many bytes of contiguous blocks. */
 const READ_BATCH_BYTES = 4 << 20;
 /** Below this many bytes to read, compression stays on the calling thread (workers cost ~50 ms). */
@@ -75,7 +80,7 @@ export interface WriteOptions {
   /** Replace an existing file at `out`. Default false. */
   overwrite?: boolean;
   compress?: CompressOptions;
-  /** Blocks per frame; default about 1 MiB of blocks. */
+  /** Blocks per frame; default about 4 MiB of blocks (`DEFAULT_FRAME_BYTES`). */
   blocksPerFrame?: number;
   meta?: BackupMeta;
   onProgress?: (p: Progress) => void;

@@ -45,6 +45,8 @@ export async function makeChain(options: {
   blocksPerFrame?: number;
   /** Blocks per window of the writer and readers (default: the format's). */
   windowBlocks?: number;
+  /** Keep a digest table in every backup (default: the writer's, none). */
+  digestTable?: boolean;
 }) {
   const windows = options.windowBlocks ? { windowBlocks: options.windowBlocks } : {};
   const { blockSize: bs, blockCount: n, tail } = options;
@@ -97,6 +99,7 @@ export async function makeChain(options: {
       blockSize: bs,
       blocksPerFrame: options.blocksPerFrame ?? 4,
       compress: { type: 'zstd' as const, level: 1 },
+      digestTable: options.digestTable ?? false,
       ...windows,
     };
     const file = await toMemory((out) =>

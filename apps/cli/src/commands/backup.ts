@@ -8,6 +8,9 @@ import { printWarning } from '../warnings.js';
 import { ALLOW_BACKING_DIR_HELP, collectDirs } from './inspect.js';
 import { backupToRepo, locationOptions, type RepoOptions } from './repository.js';
 
+const BACKUP_NO_CACHE_HELP =
+  'keep no state digests of this backup for the next incremental, which then reads it back (with --repo: no copies of manifests and no block digests of stored chunks); default: kept in $DISKUBE_CACHE_DIR, else ~/.cache/diskube';
+
 interface BackupOptions extends RepoOptions {
   name?: string;
   base?: string;
@@ -22,6 +25,7 @@ interface BackupOptions extends RepoOptions {
   dirtyBitmap?: string;
   overlayOnly?: boolean;
   parent?: string;
+  digestTable?: boolean;
 }
 
 /** The zstd level when none is given (the library's default, shown in --help). */
@@ -46,7 +50,7 @@ function compression(options: BackupOptions): CompressOptions {
 }
 
 export function registerBackup(program: Command): void {
-  locationOptions(program.command('backup'), 'with --repo: ')
+  locationOptions(program.command('backup'), 'with --repo: ', BACKUP_NO_CACHE_HELP)
     .description('Back up the used blocks of an image: a snapshot, or an incremental with --base.')
     .argument('<image>', 'filesystem image or whole disk')
     .argument('[out]', 'backup file to write (omit with --repo)')
@@ -82,14 +86,18 @@ export function registerBackup(program: Command): void {
       '--cross-check',
       "walk the filesystem's own references and keep blocks its map wrongly calls free",
     )
+    .option(
+      '--digest-table',
+      'keep the block digests in the backup file (16 bytes per stored block): an incremental made from any copy of the chain then needs no cache and reads no old data',
+    )
     .option('--allow-backing-dir <dir>', ALLOW_BACKING_DIR_HELP, collectDirs)
     .option('-f, --force', 'overwrite an existing output file')
     .option('--json', 'print a JSON summary')
     .action(async (image: string, out: string | undefined, options: BackupOptions) => {
       if (options.repo !== undefined) {
-        if (out !== undefined || options.base || options.dirtyBitmap) {
+        if (out !== undefined || options.base || options.dirtyBitmap || options.digestTable) {
           throw new InvalidArgumentError(
-            "--repo takes no output file, --base or --dirty-bitmap (the parent is --parent, or the VM's latest snapshot)",
+            "--repo takes no output file, --base, --dirty-bitmap or --digest-table (the parent is --parent, or the VM's latest snapshot)",
             {
               reason: 'usage',
             },
@@ -129,6 +137,8 @@ export function registerBackup(program: Command): void {
           fullCopyOnDoubt: options.fullCopyOnDoubt ?? false,
           crossCheck: options.crossCheck ?? false,
           overwrite: options.force ?? false,
+          digestTable: options.digestTable ?? false,
+          ...(options.cache === false ? { cache: false as const } : {}),
           onWarning: printWarning,
           onProgress: (p) => progress.update(p.bytesDone, p.bytesTotal),
         });
@@ -145,6 +155,8 @@ export function registerBackup(program: Command): void {
             ratio: result.imageBytes > 0 ? result.fileLength / result.imageBytes : 0,
             changedBlocks: result.changedBlocks,
             bytesRead: result.bytesRead,
+            parentDigestsFrom: result.parentDigestsFrom,
+            parentBytesRead: result.parentBytesRead,
             seconds,
           });
           return;
@@ -153,6 +165,11 @@ export function registerBackup(program: Command): void {
           `${result.kind} ${out}: ${formatBytes(result.usedBytes)} in use of ${formatBytes(result.imageBytes)}, stored ${formatBytes(result.fileLength)} (${formatPercent(result.fileLength, result.imageBytes)} of the image)` +
             `${result.changedBlocks !== null ? `, ${result.changedBlocks} blocks changed` : ''} in ${seconds.toFixed(2)} s\n`,
         );
+        // Reading the parent back is correct but costs time: say why it happened.
+        if (result.parentDigestsFrom === 'frames')
+          process.stdout.write(
+            `read ${formatBytes(result.parentBytesRead)} of the parent back to compare: its state digests were not in the cache${options.cache === false ? ' (--no-cache)' : ''} and the chain has no digest tables\n`,
+          );
       } finally {
         progress.finish();
       }

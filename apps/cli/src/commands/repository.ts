@@ -37,10 +37,14 @@ export function repoCommand(parent: Command, name: string, description: string):
 }
 
 /** `--s3-endpoint` and `--no-cache` for a command on a repository (`prefix`: when it is one). */
-export function locationOptions(command: Command, prefix = ''): Command {
+export function locationOptions(
+  command: Command,
+  prefix = '',
+  cacheHelp = `${prefix}${NO_CACHE_HELP}`,
+): Command {
   return command
     .option('--s3-endpoint <url>', `${prefix}${S3_ENDPOINT_HELP}`)
-    .option('--no-cache', `${prefix}${NO_CACHE_HELP}`);
+    .option('--no-cache', cacheHelp);
 }
 
 /** How to reach `--repo`: `--s3-endpoint`, and the per-user manifest cache unless `--no-cache`. */
