@@ -111,6 +111,8 @@ export interface BackupInfo {
   compression: string;
   tailLength: number;
   tailStored: boolean;
+  /** Whether the file holds a digest table (format 2.1 leaves it out by default). */
+  digestTable: boolean;
   createdAt: string;
   fileLength: number;
   meta: Record<string, unknown>;
@@ -841,6 +843,7 @@ export class BackupReader {
       compression: h.compression === 'zstd' ? `zstd level ${h.compressionLevel}` : 'none',
       tailLength: h.tailLength,
       tailStored: h.tailStored,
+      digestTable: this.hasDigestTable,
       createdAt: new Date(h.createdAt).toISOString(),
       fileLength: this.footer.fileLength,
       meta: h.meta,

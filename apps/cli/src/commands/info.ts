@@ -38,7 +38,10 @@ export function registerInfo(program: Command): void {
               ['changed', `${info.changedBlocks} blocks, ${info.freedBlocks ?? 0} newly unused`],
             ] as Array<[string, string]>)
           : []),
-        ['stored', `${info.storedBlocks} blocks in ${info.frames} frames, ${info.compression}`],
+        [
+          'stored',
+          `${info.storedBlocks} blocks in ${info.frames} frames, ${info.compression}, ${info.digestTable ? 'with' : 'no'} digest table`,
+        ],
         [
           'file',
           `${formatBytes(info.fileLength)} (${formatPercent(info.fileLength, info.sourceSize)} of the source)`,

@@ -227,8 +227,10 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     if (cache !== null) {
       try {
         await cache.sweep();
+        // A chain with digest tables throughout needs no copy; one backup without a table
+        // would otherwise be read back.
         const parent = chain.at(-1);
-        if (parent !== undefined && !parent.hasDigestTable)
+        if (parent !== undefined && !chain.every((b) => b.hasDigestTable))
           parentDigests = await cache.open(parent);
         stateWriter = await cache.create(backupId.toString('hex'));
       } catch (error) {
