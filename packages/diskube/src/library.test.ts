@@ -244,7 +244,7 @@ describe.runIf(missing.length === 0)('one call each, on a real GPT disk in a qco
         (f) =>
           !f.endsWith('dkb-state') &&
           !/^dkb-state\/[0-9a-f]{2}$/.test(f) &&
-          f !== 'dkb-state/swept',
+          f !== 'dkb-state-swept',
       ),
     ).toEqual([]);
   });

@@ -5,8 +5,9 @@ import type { Writable } from 'node:stream';
 import { InvalidArgumentError, IoError } from '@diskube/core';
 import { openFileSource } from '@diskube/core/node';
 
-// The only file-system I/O of the format package: a random-access source over a backup file and
-// an append-only sink that writes to a temporary name and renames on success.
+// Every file read and write of the format package: a random-access source over a backup file (or
+// a state digest file) and an append-only sink that writes to a temporary name and renames on
+// success. state-cache.ts only makes its folders and deletes or touches its files besides.
 
 /** A read-only `BlockSource` over a backup file: core's positioned-read file source. */
 export const openReadOnlySource = openFileSource;

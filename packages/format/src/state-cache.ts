@@ -1,9 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { mkdir, rm, utimes } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { IoError } from '@diskube/core';
 import type { StateDigestSource } from './chain.js';
 import { DIGEST_LENGTH } from './header.js';
+import { fileSink, openReadOnlySource } from './io.js';
 import type { BackupReader } from './reader.js';
 import type { StateDigestSink } from './writer.js';
 
@@ -18,9 +19,8 @@ const HEAD = 8 + 16;
 /** After the entries: the entry count (u64) and the SHA-256 of every byte before it. */
 const TRAILER = 8 + 32;
 const VERIFY_CHUNK = 1 << 20;
-/** Files not used (read or written) for this long are swept. */
+/** Files not used (read or written) for this long may be swept (SPEC.md §13). */
 export const STATE_DIGESTS_MAX_AGE_MS = 30 * 24 * 3600 * 1000;
-const SWEEP_EVERY_MS = 24 * 3600 * 1000;
 
 /** A state digest file being written; nothing is visible under its name until `commit`. */
 export interface StateDigestWriter extends StateDigestSink {
@@ -41,7 +41,8 @@ const isId = (id: string) => /^[0-9a-f]{32}$/.test(id);
  * The digests of the states of backups made on this machine, one file per backup id under
  * `dir/dkb-state/<2 hex>/<id>`: magic, backup id, 16 bytes per used non-zero block of the
  * state in block order, the entry count and a SHA-256 of all of it. `open` checks the id, the
- * count (against the backup's bitmaps) and the hash before anything is used.
+ * count (against the backup's bitmaps) and the hash before anything is used. Files are written
+ * and read through the package's own file sink and source (`io.ts`).
  */
 export class StateDigestCache {
   constructor(readonly dir: string) {}
@@ -57,25 +58,25 @@ export class StateDigestCache {
    */
   async open(reader: BackupReader): Promise<CachedStateDigests | null> {
     const file = this.path(reader.backupId);
-    let handle: Awaited<ReturnType<typeof open>>;
+    let source: Awaited<ReturnType<typeof openReadOnlySource>>;
     try {
-      handle = await open(file, 'r');
+      source = await openReadOnlySource(file);
     } catch (error) {
-      if ((error as { code?: string }).code === 'ENOENT') return null;
+      const cause = IoError.isInstance(error) ? (error.cause as { code?: string }) : undefined;
+      if (cause?.code === 'ENOENT') return null;
       throw error;
     }
     let ok = false;
     try {
       const count = reader.digestedBlocks;
       const length = HEAD + count * DIGEST_LENGTH + TRAILER;
-      const { size } = await handle.stat();
-      if (size !== length) return null;
+      if (source.size !== length) return null;
       const hash = createHash('sha256');
       const buf = new Uint8Array(VERIFY_CHUNK);
       const body = length - 32;
       for (let at = 0; at < body; at += VERIFY_CHUNK) {
         const n = Math.min(VERIFY_CHUNK, body - at);
-        await readFully(handle, buf.subarray(0, n), at);
+        await source.read(at, buf.subarray(0, n));
         if (at === 0) {
           if (!STATE_DIGESTS_MAGIC.every((b, i) => buf[i] === b)) return null;
           if (Buffer.from(buf.subarray(8, HEAD)).toString('hex') !== reader.backupId) return null;
@@ -83,20 +84,21 @@ export class StateDigestCache {
         hash.update(buf.subarray(0, n));
       }
       const trailer = new Uint8Array(TRAILER);
-      await readFully(handle, trailer, length - TRAILER);
+      await source.read(length - TRAILER, trailer);
       const view = new DataView(trailer.buffer);
       if (view.getUint32(0, true) + view.getUint32(4, true) * 2 ** 32 !== count) return null;
       if (!hash.digest().equals(trailer.subarray(8))) return null;
       ok = true;
+      // Used now: the sweep goes by modification time.
       const now = new Date();
       await utimes(file, now, now).catch(() => {});
       return {
-        read: (offset, into) => readFully(handle, into, HEAD + offset),
-        close: () => handle.close(),
+        read: (offset, into) => source.read(HEAD + offset, into),
+        close: () => source.close(),
       };
     } finally {
       if (!ok) {
-        await handle.close();
+        await source.close();
         await rm(file, { force: true });
       }
     }
@@ -105,31 +107,18 @@ export class StateDigestCache {
   /** Start the state digest file of backup `id` (hex), under a temporary name. */
   async create(id: string): Promise<StateDigestWriter> {
     const file = this.path(id);
-    const folder = join(file, '..');
-    await mkdir(folder, { recursive: true });
-    const temp = join(folder, `.${id}.${randomBytes(6).toString('hex')}.tmp`);
-    const handle = await open(temp, 'w');
+    await mkdir(dirname(file), { recursive: true });
+    const sink = await fileSink(file, { overwrite: true });
     const hash = createHash('sha256');
     let count = 0;
-    let position = 0;
-    let closed = false;
     const put = async (bytes: Uint8Array) => {
       hash.update(bytes);
-      for (let at = 0; at < bytes.length; ) {
-        const { bytesWritten } = await handle.write(bytes, at, bytes.length - at, position);
-        at += bytesWritten;
-        position += bytesWritten;
-      }
+      await sink.write(bytes);
     };
     const head = new Uint8Array(HEAD);
     head.set(STATE_DIGESTS_MAGIC);
     head.set(Buffer.from(id, 'hex'), 8);
     await put(head);
-    const close = async () => {
-      if (closed) return;
-      closed = true;
-      await handle.close();
-    };
     return {
       async write(digests) {
         count += digests.length / DIGEST_LENGTH;
@@ -140,73 +129,15 @@ export class StateDigestCache {
         new DataView(n.buffer).setUint32(0, count % 2 ** 32, true);
         new DataView(n.buffer).setUint32(4, Math.floor(count / 2 ** 32), true);
         await put(n);
-        const sum = hash.digest();
-        await handle.write(sum, 0, sum.length, position);
-        await close();
-        await rename(temp, file);
+        await sink.write(hash.digest());
+        await sink.finish();
       },
-      async abort() {
-        await close();
-        await rm(temp, { force: true });
-      },
+      abort: () => sink.abort(null),
     };
   }
 
   /** Forget backup `id`'s copy (its child has its own now). */
   async remove(id: string): Promise<void> {
     await rm(this.path(id), { force: true });
-  }
-
-  /**
-   * Delete copies (and leftover temporary files) not used for `maxAgeMs`, at most once a day
-   * (a marker file records the last sweep). Returns how many files went.
-   */
-  async sweep(maxAgeMs = STATE_DIGESTS_MAX_AGE_MS, now = Date.now()): Promise<number> {
-    const root = join(this.dir, 'dkb-state');
-    const marker = join(root, 'swept');
-    try {
-      if (now - (await stat(marker)).mtimeMs < SWEEP_EVERY_MS) return 0;
-    } catch (error) {
-      if ((error as { code?: string }).code !== 'ENOENT') throw error;
-    }
-    let removed = 0;
-    let folders: string[];
-    try {
-      folders = await readdir(root);
-    } catch (error) {
-      if ((error as { code?: string }).code === 'ENOENT') return 0;
-      throw error;
-    }
-    for (const folder of folders) {
-      if (!/^[0-9a-f]{2}$/.test(folder)) continue;
-      for (const name of await readdir(join(root, folder)).catch(() => [])) {
-        const file = join(root, folder, name);
-        const info = await stat(file).catch(() => null);
-        if (info !== null && now - info.mtimeMs > maxAgeMs) {
-          await rm(file, { force: true });
-          removed++;
-        }
-      }
-    }
-    await writeFile(marker, '');
-    const when = new Date(now);
-    await utimes(marker, when, when);
-    return removed;
-  }
-}
-
-async function readFully(
-  handle: Awaited<ReturnType<typeof open>>,
-  into: Uint8Array,
-  position: number,
-): Promise<void> {
-  for (let at = 0; at < into.length; ) {
-    const { bytesRead } = await handle.read(into, at, into.length - at, position + at);
-    if (bytesRead === 0)
-      throw new IoError(`state digest file ends at ${position + at}`, {
-        structure: 'state digest cache',
-        offset: position + at,
-      });
-    at += bytesRead;
   }
 }

@@ -312,7 +312,9 @@ async function writeBackup(
     inc === null
       ? null
       : ChainState.fromChain(inc.chain, { stateDigests: inc.parentDigests ?? null });
-  const chainBytesBefore = inc === null ? 0 : inc.chain.reduce((n, b) => n + b.stats.bytesRead, 0);
+  /** Bytes the chain's readers have read from their files (frames read back, for digests). */
+  const chainBytesRead = () => inc?.chain.reduce((n, b) => n + b.stats.bytesRead, 0) ?? 0;
+  const chainBytesBefore = chainBytesRead();
   const digestTable = options.digestTable ?? false;
   const stateSink = options.stateDigests ?? null;
   if (parent !== null) {
@@ -706,8 +708,7 @@ async function writeBackup(
       changedBlocks: parent === null ? null : changedBlocks,
       storedBlocks,
       frames: frameCount,
-      parentBytesRead:
-        inc === null ? 0 : inc.chain.reduce((n, b) => n + b.stats.bytesRead, 0) - chainBytesBefore,
+      parentBytesRead: chainBytesRead() - chainBytesBefore,
     };
   } catch (error) {
     await sink.abort(error);

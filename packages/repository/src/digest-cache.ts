@@ -1,6 +1,6 @@
 import { BLOCK_DIGEST, PATCH_BLOCK } from './chunks.js';
 import { fromHex, sha256Hex, toHex } from './object.js';
-import type { Repository } from './repository.js';
+import type { ObjectCache, Repository } from './repository.js';
 
 // Sources: SPEC.md, "Block digest cache". A client-side cache beside the manifests' copies
 // (`OpenOptions.cache`): for a chunk id, the chunk's length (u32 LE), the block digest table of
@@ -76,11 +76,24 @@ const SWEPT = 'digests-swept';
  * dropped table costs one fetch of its chunk, which keeps it again.
  */
 export async function sweepDigests(repo: Repository, now = Date.now()): Promise<void> {
-  const cache = repo.cache;
-  if (!cache?.sweep) return;
-  const mark = await cache.get(SWEPT).catch(() => undefined);
+  if (repo.cache) await sweepOnceADay(repo.cache, 'digests', SWEPT, TABLE_MAX_AGE_MS, now);
+}
+
+/**
+ * `cache.sweep(prefix, now − maxAgeMs)` (when the cache can sweep), at most once a day: the time
+ * of the last sweep is kept under key `marker`. Failures are ignored; a cache is only a cache.
+ */
+export async function sweepOnceADay(
+  cache: ObjectCache,
+  prefix: string,
+  marker: string,
+  maxAgeMs: number,
+  now = Date.now(),
+): Promise<void> {
+  if (!cache.sweep) return;
+  const mark = await cache.get(marker).catch(() => undefined);
   const last = mark ? Number(new TextDecoder().decode(mark)) : Number.NaN;
   if (last <= now && now - last < SWEEP_EVERY_MS) return;
-  await cache.put(SWEPT, new TextEncoder().encode(String(now))).catch(() => {});
-  await cache.sweep('digests', now - TABLE_MAX_AGE_MS).catch(() => {});
+  await cache.put(marker, new TextEncoder().encode(String(now))).catch(() => {});
+  await cache.sweep(prefix, now - maxAgeMs).catch(() => {});
 }

@@ -11,6 +11,7 @@ export {
   backupToRepository,
   type RepositoryProgress,
 } from './backup.js';
+export { sweepOnceADay } from './digest-cache.js';
 export {
   acquireLock,
   type HeldLock,

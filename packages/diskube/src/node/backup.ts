@@ -7,6 +7,7 @@ import {
   type CompressOptions,
   DEFAULT_ZSTD_LEVEL,
   type Progress,
+  STATE_DIGESTS_MAX_AGE_MS,
   StateDigestCache,
   type StateDigestWriter,
   type WriteResult,
@@ -14,7 +15,8 @@ import {
   writeSnapshot,
 } from '@diskube/format';
 import type { DiskMap } from '@diskube/partition';
-import { defaultCacheDir } from '@diskube/repository/node';
+import { sweepOnceADay } from '@diskube/repository';
+import { defaultCacheDir, directoryCache } from '@diskube/repository/node';
 import { discoverChain } from '@diskube/restore';
 import type { DiskImage } from '../image.js';
 import { mapImage, usedBytes } from '../map.js';
@@ -224,14 +226,14 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
     };
     const backupId = randomBytes(16);
+    // A chain with digest tables throughout needs no copy; one backup without a table would
+    // otherwise be read back.
+    const allTables = chain.every((b) => b.hasDigestTable);
     if (cache !== null) {
       try {
-        await cache.sweep();
-        // A chain with digest tables throughout needs no copy; one backup without a table
-        // would otherwise be read back.
+        await sweepStateDigests(cache.dir);
         const parent = chain.at(-1);
-        if (parent !== undefined && !chain.every((b) => b.hasDigestTable))
-          parentDigests = await cache.open(parent);
+        if (parent !== undefined && !allTables) parentDigests = await cache.open(parent);
         stateWriter = await cache.create(backupId.toString('hex'));
       } catch (error) {
         cacheTrouble('cannot use', error);
@@ -279,7 +281,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
           ? null
           : parentDigests !== null
             ? 'cache'
-            : chain.every((b) => b.hasDigestTable)
+            : allTables
               ? 'table'
               : 'frames',
     };
@@ -289,4 +291,18 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     await Promise.all(chain.map((reader) => reader.close()));
     if (typeof options.image === 'string') await image.close();
   }
+}
+
+/**
+ * Delete the state digest files in cache directory `dir` not used for 30 days (SPEC.md §13), at
+ * most once a day (the time of the last sweep is kept in `dkb-state-swept`).
+ */
+export async function sweepStateDigests(dir: string, now = Date.now()): Promise<void> {
+  await sweepOnceADay(
+    directoryCache(dir),
+    'dkb-state',
+    'dkb-state-swept',
+    STATE_DIGESTS_MAX_AGE_MS,
+    now,
+  );
 }
