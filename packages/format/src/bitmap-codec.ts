@@ -10,9 +10,10 @@ import { ENCODING_RAW, ENCODING_RLE } from './section.js';
 // The writer stores whichever is shorter (raw on a tie).
 
 /** Longest LEB128 accepted: 8 bytes carry 56 bits, more than any bit count (≤ 2^37). */
-const MAX_VARINT_BYTES = 8;
+export const MAX_VARINT_BYTES = 8;
 
-function pushVarint(out: number[], value: number): void {
+/** Append `value` as unsigned LEB128. */
+export function pushVarint(out: number[], value: number): void {
   let v = value;
   while (v >= 0x80) {
     out.push((v % 0x80) | 0x80);
@@ -391,7 +392,7 @@ export class BitmapSection {
 const STREAM_CHUNK = 64 << 10;
 
 /** Sequential bytes of a payload at `base` in a file, read in chunks. */
-class ByteStream {
+export class ByteStream {
   private buf = new Uint8Array(0);
   private bufAt = 0;
   constructor(

@@ -3,7 +3,10 @@ import { crc32c } from './crc32c.js';
 import { encodeHeader, type Header, parseHeader } from './header.js';
 import type { FormatReason } from './reasons.js';
 
-const base: Omit<Header, 'headerLength' | 'versionMajor' | 'versionMinor' | 'digestTable'> = {
+const base: Omit<
+  Header,
+  'headerLength' | 'versionMajor' | 'versionMinor' | 'digestTable' | 'repeats'
+> = {
   kind: 'incremental',
   backupId: Uint8Array.from({ length: 16 }, (_, i) => i + 1),
   parentId: Uint8Array.from({ length: 16 }, (_, i) => 0xf0 + i),
@@ -36,8 +39,9 @@ test('round trips every field', () => {
     ...base,
     headerLength: bytes.length,
     versionMajor: 2,
-    versionMinor: 1,
+    versionMinor: 2,
     digestTable: true,
+    repeats: false,
   });
 });
 
@@ -78,11 +82,19 @@ test('refuses other major versions (1.x: incrementals with whole-state digest ta
   }
 });
 
-test('incompat bit 0 (2.1) means no digest table; any other bit is unsupported', () => {
+test('incompat bit 0 (2.1) means no digest table, bit 1 (2.2) repeats; any other bit is unsupported', () => {
   const without = encodeHeader({ ...base, digestTable: false });
   expect(new DataView(without.buffer).getUint32(0x10, true)).toBe(1);
   expect(parseHeader(without).digestTable).toBe(false);
-  for (const flags of [2, 3, 0x80000000]) {
+  expect(parseHeader(without).repeats).toBe(false);
+  const both = encodeHeader({ ...base, digestTable: false, repeats: true });
+  expect(new DataView(both.buffer).getUint32(0x10, true)).toBe(3);
+  expect(parseHeader(both)).toMatchObject({ digestTable: false, repeats: true });
+  expect(parseHeader(encodeHeader({ ...base, repeats: true }))).toMatchObject({
+    digestTable: true,
+    repeats: true,
+  });
+  for (const flags of [4, 7, 0x80000000]) {
     const other = without.slice();
     new DataView(other.buffer).setUint32(0x10, flags, true);
     fixCrc(other);

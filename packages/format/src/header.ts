@@ -9,16 +9,23 @@ import type { FormatReason } from './reasons.js';
 export const HEADER_MAGIC = Uint8Array.of(0x44, 0x4b, 0x42, 0x4b, 0x0d, 0x0a, 0x1a, 0x0a);
 /**
  * 2: an incremental's digest table covers only its stored blocks (1 repeated the whole state's).
- * Version 1 files are refused as unsupported. 2.1 adds the incompat flag `NO_DIGEST_TABLE`.
+ * Version 1 files are refused as unsupported. 2.1 adds the incompat flag `NO_DIGEST_TABLE`, 2.2
+ * the incompat flag `REPEATS`.
  */
 export const FORMAT_MAJOR = 2;
-export const FORMAT_MINOR = 1;
+export const FORMAT_MINOR = 2;
 /**
  * Incompat flag bit 0 (2.1): the file has no DGST section. Block digests then come from the
  * writer's cache or from the frames (SPEC.md §6.5); a 2.0 reader refuses the file as unsupported
  * instead of calling it damaged.
  */
 export const INCOMPAT_NO_DIGEST_TABLE = 1;
+/**
+ * Incompat flag bit 1 (2.2): the file has a REPT section (right after ZERO), and the blocks it
+ * lists are held as repeats of blocks stored earlier in the same file (SPEC.md §6.8).
+ */
+export const INCOMPAT_REPEATS = 2;
+const KNOWN_INCOMPAT = INCOMPAT_NO_DIGEST_TABLE | INCOMPAT_REPEATS;
 /** Size of the fixed part of the header, before the strings. */
 export const HEADER_FIXED_LENGTH = 0x80;
 /** Longest string field, in bytes: denied beyond this to bound the header allocation. */
@@ -67,6 +74,8 @@ export interface Header {
   tailStored: boolean;
   /** True when the file has a digest table (DGST); false when `NO_DIGEST_TABLE` is set. */
   digestTable: boolean;
+  /** True when the file has a REPT section of repeated blocks (incompat flag `REPEATS`, 2.2). */
+  repeats: boolean;
   sourceName: string;
   filesystem: string;
   /** File name of the parent when the backup was made (a hint; the id is authoritative). */
@@ -113,9 +122,11 @@ export function geometryProblem(h: {
 }
 
 export function encodeHeader(
-  h: Omit<Header, 'headerLength' | 'versionMajor' | 'versionMinor' | 'digestTable'> & {
+  h: Omit<Header, 'headerLength' | 'versionMajor' | 'versionMinor' | 'digestTable' | 'repeats'> & {
     /** Default true: the file has a digest table. */
     digestTable?: boolean;
+    /** Default false: the file has no REPT section. */
+    repeats?: boolean;
   },
 ): Uint8Array {
   const enc = new TextEncoder();
@@ -139,7 +150,10 @@ export function encodeHeader(
   w.u16(0x08, FORMAT_MAJOR);
   w.u16(0x0a, FORMAT_MINOR);
   w.u32(0x0c, headerLength);
-  w.u32(0x10, (h.digestTable ?? true) ? 0 : INCOMPAT_NO_DIGEST_TABLE);
+  w.u32(
+    0x10,
+    ((h.digestTable ?? true) ? 0 : INCOMPAT_NO_DIGEST_TABLE) | (h.repeats ? INCOMPAT_REPEATS : 0),
+  );
   w.u32(0x14, KIND_CODES[h.kind]);
   w.set(0x18, h.backupId);
   w.set(0x28, h.parentId);
@@ -205,7 +219,7 @@ export function parseHeader(bytes: Uint8Array): Header {
     );
   }
   const incompat = r.u32le(0x10);
-  const unknownFlags = incompat & ~INCOMPAT_NO_DIGEST_TABLE;
+  const unknownFlags = incompat & ~KNOWN_INCOMPAT;
   if (unknownFlags !== 0) {
     throw new UnsupportedError(
       `unknown incompatible feature flags 0x${unknownFlags.toString(16)}`,
@@ -311,6 +325,7 @@ export function parseHeader(bytes: Uint8Array): Header {
     digestLength,
     tailStored,
     digestTable: (incompat & INCOMPAT_NO_DIGEST_TABLE) === 0,
+    repeats: (incompat & INCOMPAT_REPEATS) !== 0,
     sourceName: strings[0]!,
     filesystem: strings[1]!,
     parentHint: strings[2]!,

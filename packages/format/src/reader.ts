@@ -22,7 +22,9 @@ import {
 } from './frame-index.js';
 import { DIGEST_LENGTH, type Header, headerLengthFromPrefix, parseHeader } from './header.js';
 import { openReadOnlySource } from './io.js';
+import { RepeatSection } from './repeats.js';
 import {
+  type AnySectionTag,
   ENCODING_RAW,
   parseSection,
   parseSectionTag,
@@ -66,12 +68,22 @@ export interface BlockWindow {
   zero: Bitmap;
   changed: Bitmap | null;
   freed: Bitmap | null;
-  /** Blocks whose content is in this file's frames. */
+  /**
+   * Blocks whose content this file holds: in its frames, or (format 2.2) as a repeat of a block
+   * stored earlier in them (`repeated`). SPEC.md calls the frame blocks "stored"; readers hand out
+   * both alike.
+   */
   stored: Bitmap;
+  /** The blocks of `stored` held as repeats (REPT, SPEC.md §6.8); empty without. */
+  repeated: Bitmap;
+  /** For each block of `repeated`, in block order, the ordinal (§5) of the block it repeats. */
+  repeatTargets: Float64Array;
   /** Used non-zero blocks of the backup's state. */
   digested: Bitmap;
-  /** Stored blocks before the window: the ordinal (§5) of its first stored block. */
+  /** Blocks of `stored` before the window (the rank of its first `stored`: `windowDigests`). */
   storedBefore: number;
+  /** Frame blocks before the window: the ordinal (§5) of its first block in the frames. */
+  framedBefore: number;
   /** Used non-zero blocks of the state before the window (the rank of its first `digested`). */
   digestedBefore: number;
 }
@@ -113,6 +125,8 @@ export interface BackupInfo {
   tailStored: boolean;
   /** Whether the file holds a digest table (format 2.1 leaves it out by default). */
   digestTable: boolean;
+  /** Blocks held as repeats of a block stored earlier in the file (format 2.2); not in `storedBlocks`. */
+  repeatedBlocks: number;
   createdAt: string;
   fileLength: number;
   meta: Record<string, unknown>;
@@ -149,7 +163,7 @@ interface SectionPayload {
  */
 async function checkSection(
   file: BlockSource,
-  tag: SectionTag,
+  tag: AnySectionTag,
   offset: number,
   length: number,
 ): Promise<SectionPayload> {
@@ -210,7 +224,10 @@ interface Counts {
   zero: number;
   changed: number | null;
   freed: number | null;
+  /** Blocks in the frames (§5 ordinals; the footer's `storedBlockCount`). */
   stored: number;
+  /** Blocks held as repeats (REPT). */
+  repeated: number;
   digested: number;
 }
 
@@ -243,9 +260,13 @@ export class BackupReader {
       /** Null when the file has no digest table (`NO_DIGEST_TABLE`). */
       digests: SectionPayload | null;
       index: SectionPayload;
+      /** Null when the file has no REPT section. */
+      repeats: RepeatSection | null;
     },
-    /** `storedBefore[w]`: stored blocks before window `w`; one more entry for the end. */
+    /** `storedBefore[w]`: held blocks (frames and repeats) before window `w`; one more entry. */
     private readonly storedBefore: Float64Array,
+    /** `framedBefore[w]`: frame blocks before window `w`; one more entry for the end. */
+    private readonly framedBefore: Float64Array,
     /** `digestedBefore[w]`: used non-zero blocks of the state before window `w`. */
     private readonly digestedBefore: Float64Array,
     private readonly counts: Counts,
@@ -262,6 +283,10 @@ export class BackupReader {
   /** Blocks stored in this file's frames. */
   get storedBlocks(): number {
     return this.counts.stored;
+  }
+  /** Blocks held as repeats of a block stored earlier in this file (format 2.2 REPT). */
+  get repeatedBlocks(): number {
+    return this.counts.repeated;
   }
   /** Used non-zero blocks of this backup's state (stored here or, for an incremental, earlier). */
   get digestedBlocks(): number {
@@ -346,6 +371,7 @@ export class BackupReader {
     };
     let next = footer.framesOffset + footer.framesLength;
     const payloads = {} as Record<SectionTag, SectionPayload | null>;
+    let repeatPayload: SectionPayload | null = null;
     for (const [k, tag] of SECTION_TAGS.entries()) {
       const loc = footer.sections[tag];
       if ((loc !== null) !== required[tag]) {
@@ -382,6 +408,22 @@ export class BackupReader {
         continue;
       }
       payloads[tag] = await checkSection(file, tag, loc.offset, loc.length);
+      // REPT (2.2) has no entry in the footer's table: it follows ZERO, its framing gives its
+      // length, and the next section must start after it.
+      if (tag === 'ZERO' && header.repeats) {
+        const head = await read(next, SECTION_HEADER_LENGTH, SECTION_NAMES.REPT);
+        const p = new DataView(head.buffer).getBigUint64(8, true);
+        if (p > BigInt(footerOffset - next - SECTION_HEADER_LENGTH - 4)) {
+          throw new CorruptError(`${SECTION_NAMES.REPT} extends past the sections`, {
+            structure: SECTION_NAMES.REPT,
+            offset: next + 8,
+            reason: 'truncated',
+          });
+        }
+        const length = Number(p) + SECTION_HEADER_LENGTH + 4;
+        repeatPayload = await checkSection(file, 'REPT', next, length);
+        next += length;
+      }
     }
     if (next !== footerOffset) {
       throw new CorruptError('sections do not end at the footer', {
@@ -401,6 +443,16 @@ export class BackupReader {
     const changed = section('CHNG');
     const freed = section('FREE');
     const zero = section('ZERO')!;
+    if (repeatPayload !== null && repeatPayload.encoding !== ENCODING_RAW)
+      throw new CorruptError(`${SECTION_NAMES.REPT} encoding must be 0`, {
+        structure: SECTION_NAMES.REPT,
+        offset: repeatPayload.base - 12,
+        reason: 'bad-encoding',
+      });
+    const repeats =
+      repeatPayload === null
+        ? null
+        : new RepeatSection(file, repeatPayload.base, repeatPayload.length, n, windowBlocks);
     const relation = (ok: boolean, tag: SectionTag, what: string) => {
       if (!ok) {
         throw new CorruptError(what, {
@@ -414,6 +466,7 @@ export class BackupReader {
     // count, and note where each window's stored blocks start.
     const windows = Math.ceil(n / windowBlocks);
     const storedBefore = new Float64Array(windows + 1);
+    const framedBefore = new Float64Array(windows + 1);
     const digestedBefore = new Float64Array(windows + 1);
     const counts: Counts = {
       used: 0,
@@ -421,8 +474,10 @@ export class BackupReader {
       changed: changed ? 0 : null,
       freed: freed ? 0 : null,
       stored: 0,
+      repeated: 0,
       digested: 0,
     };
+    let held = 0;
     for (let w = 0; w < windows; w++) {
       const u = await used.next();
       const c = changed ? await changed.next() : null;
@@ -441,14 +496,22 @@ export class BackupReader {
       }
       const digested = u.clone().andNot(z);
       const stored = c === null ? digested : digested.clone().and(c);
-      storedBefore[w] = counts.stored;
+      storedBefore[w] = held;
+      framedBefore[w] = counts.stored;
       digestedBefore[w] = counts.digested;
+      const repeated =
+        repeats === null ? 0 : (await repeats.next(stored, counts.stored)).targets.length;
       counts.used += u.count();
       counts.zero += z.count();
       counts.digested += digested.count();
-      counts.stored += stored.count();
+      const h = stored.count();
+      held += h;
+      counts.stored += h - repeated;
+      counts.repeated += repeated;
     }
-    storedBefore[windows] = counts.stored;
+    repeats?.finish();
+    storedBefore[windows] = held;
+    framedBefore[windows] = counts.stored;
     digestedBefore[windows] = counts.digested;
     const dg = payloads.DGST;
     if (dg !== null && dg.encoding !== ENCODING_RAW)
@@ -497,8 +560,9 @@ export class BackupReader {
       header,
       footer,
       windowBlocks,
-      { used, zero, changed, freed, digests: dg, index: fi },
+      { used, zero, changed, freed, digests: dg, index: fi, repeats },
       storedBefore,
+      framedBefore,
       digestedBefore,
       counts,
     );
@@ -516,6 +580,7 @@ export class BackupReader {
     const freed = s.freed ? await s.freed.window(w) : null;
     const digested = used.clone().andNot(zero);
     const stored = changed === null ? digested : digested.clone().and(changed);
+    const repeats = s.repeats === null ? null : await s.repeats.window(w);
     const win: BlockWindow = {
       index: w,
       start: w * this.windowBlocks,
@@ -525,8 +590,11 @@ export class BackupReader {
       changed,
       freed,
       stored,
+      repeated: repeats?.bits ?? new Bitmap(used.length),
+      repeatTargets: repeats?.targets ?? new Float64Array(0),
       digested,
       storedBefore: this.storedBefore[w]!,
+      framedBefore: this.framedBefore[w]!,
       digestedBefore: this.digestedBefore[w]!,
     };
     this.cachedWindow = win;
@@ -544,7 +612,26 @@ export class BackupReader {
     const bytes = new Uint8Array(count * DIGEST_LENGTH);
     const table = this.sections.digests;
     if (table !== null) {
-      await this.file.read(table.base + win.storedBefore * DIGEST_LENGTH, bytes);
+      // The table lists the frame blocks (§6.5); a repeated block takes its target's entry.
+      const framed = this.framedBefore[win.index + 1]! - win.framedBefore;
+      if (framed === count) {
+        await this.file.read(table.base + win.framedBefore * DIGEST_LENGTH, bytes);
+        return bytes;
+      }
+      const entries = new Uint8Array(framed * DIGEST_LENGTH);
+      await this.file.read(table.base + win.framedBefore * DIGEST_LENGTH, entries);
+      const bpf = this.header.blocksPerFrame;
+      for (const [k, , n, slot, digestAt] of this.windowPieces(win)) {
+        const from = k * bpf + slot - win.framedBefore;
+        const to = digestAt * DIGEST_LENGTH;
+        if (from >= 0 && from + n <= framed)
+          bytes.set(entries.subarray(from * DIGEST_LENGTH, (from + n) * DIGEST_LENGTH), to);
+        else
+          await this.file.read(
+            table.base + (from + win.framedBefore) * DIGEST_LENGTH,
+            bytes.subarray(to, to + n * DIGEST_LENGTH),
+          );
+      }
       return bytes;
     }
     const bs = this.header.blockSize;
@@ -624,7 +711,7 @@ export class BackupReader {
     if (!win.stored.get(i - win.start)) return null;
     const table = this.sections.digests;
     if (table === null) return blockDigest(await this.readBlock(i));
-    const ordinal = win.storedBefore + win.stored.countRange(0, i - win.start);
+    const ordinal = ordinalOf(win, i - win.start);
     const d = new Uint8Array(DIGEST_LENGTH);
     await this.file.read(table.base + ordinal * DIGEST_LENGTH, d);
     return d;
@@ -644,7 +731,7 @@ export class BackupReader {
       throw new InvalidArgumentError(`block ${i} is not stored in ${this.path}`, {
         reason: 'not-in-backup',
       });
-    const ordinal = win.storedBefore + win.stored.countRange(0, j);
+    const ordinal = ordinalOf(win, j);
     const k = Math.floor(ordinal / this.header.blocksPerFrame);
     const raw = await this.readFrame(k);
     const at = (ordinal - k * this.header.blocksPerFrame) * bs;
@@ -654,34 +741,47 @@ export class BackupReader {
   }
 
   /**
-   * The stored blocks of window `win` selected by `select` (window-relative; default all) as
-   * pieces that lie in one frame each: `[frame, firstBlock, count, firstSlotInFrame, digestAt]`,
-   * in file order (`digestAt`: the piece's first entry in `windowDigests`).
+   * The held blocks of window `win` selected by `select` (window-relative; default all) as pieces
+   * that lie in one frame each: `[frame, firstBlock, count, firstSlotInFrame, digestAt]`
+   * (`digestAt`: the piece's first entry in `windowDigests`). Pieces come in frame order, so each
+   * frame is read once: the frame blocks in file order, and each run of repeated blocks (format
+   * 2.2) with the frame holding what it repeats. `framesOnly` leaves the repeats out.
    */
   *windowPieces(
     win: BlockWindow,
     select: Bitmap | null = null,
+    framesOnly = false,
   ): Generator<[number, number, number, number, number]> {
     const bpf = this.header.blocksPerFrame;
-    const pick = select === null ? win.stored : win.stored.clone().and(select);
+    const repeats =
+      framesOnly || win.repeatTargets.length === 0 ? [] : repeatPieces(win, select, bpf);
+    let r = 0;
+    const framed = win.repeated.isEmpty() ? win.stored : win.stored.clone().andNot(win.repeated);
+    const pick = select === null ? framed : framed.clone().and(select);
     let rankBlock = 0;
     let rank = 0;
+    let heldRank = 0;
     for (const [s, len] of pick.runs()) {
-      rank += win.stored.countRange(rankBlock, s - rankBlock);
+      rank += framed.countRange(rankBlock, s - rankBlock);
+      heldRank += win.stored.countRange(rankBlock, s - rankBlock);
       rankBlock = s;
-      let ordinal = win.storedBefore + rank;
+      let ordinal = win.framedBefore + rank;
+      let digestAt = heldRank;
       let first = s;
       let left = len;
       while (left > 0) {
         const k = Math.floor(ordinal / bpf);
+        while (r < repeats.length && repeats[r]![0] < k) yield repeats[r++]!;
         const slot = ordinal - k * bpf;
         const take = Math.min(left, bpf - slot);
-        yield [k, win.start + first, take, slot, ordinal - win.storedBefore];
+        yield [k, win.start + first, take, slot, digestAt];
         ordinal += take;
+        digestAt += take;
         first += take;
         left -= take;
       }
     }
+    while (r < repeats.length) yield repeats[r++]!;
   }
 
   /**
@@ -771,7 +871,8 @@ export class BackupReader {
     for (let w = 0; w < this.windowCount; w++) {
       const win = await this.window(w);
       const digests = this.sections.digests !== null ? await this.windowDigests(win) : null;
-      for (const [k, first, count, slot, digestAt] of this.windowPieces(win)) {
+      // Repeated blocks are their targets' bytes, checked with the frames that hold them.
+      for (const [k, first, count, slot, digestAt] of this.windowPieces(win, null, true)) {
         if (k !== frame) {
           await leaveFrame();
           frame = k;
@@ -844,6 +945,7 @@ export class BackupReader {
       tailLength: h.tailLength,
       tailStored: h.tailStored,
       digestTable: this.hasDigestTable,
+      repeatedBlocks: this.counts.repeated,
       createdAt: new Date(h.createdAt).toISOString(),
       fileLength: this.footer.fileLength,
       meta: h.meta,
@@ -856,7 +958,7 @@ export class BackupReader {
    * tools and tests; restores and incrementals go window by window.
    */
   async bitmap(
-    name: 'used' | 'zero' | 'changed' | 'freed' | 'stored' | 'digested',
+    name: 'used' | 'zero' | 'changed' | 'freed' | 'stored' | 'repeated' | 'digested',
   ): Promise<Bitmap | null> {
     if ((name === 'changed' || name === 'freed') && this.sections[name] === null) return null;
     const whole = new Bitmap(this.header.blockCount);
@@ -901,6 +1003,50 @@ function frameIndexContext(header: Header, footer: Footer, base: number): FrameI
     blockSize: header.blockSize,
     base,
   };
+}
+
+/** The ordinal (§5) of the frame block holding held block `j` of `win` (window-relative). */
+function ordinalOf(win: BlockWindow, j: number): number {
+  if (win.repeated.get(j)) return win.repeatTargets[win.repeated.countRange(0, j)]!;
+  return win.framedBefore + win.stored.countRange(0, j) - win.repeated.countRange(0, j);
+}
+
+/**
+ * The repeated blocks of `win` selected by `select` as pieces (see `windowPieces`), sorted by the
+ * ordinal they repeat: consecutive blocks repeating consecutive blocks of one frame are one piece.
+ */
+function repeatPieces(
+  win: BlockWindow,
+  select: Bitmap | null,
+  bpf: number,
+): [number, number, number, number, number][] {
+  const pieces: [number, number, number, number, number][] = [];
+  let rank = 0;
+  let heldBlock = 0;
+  let heldRank = 0;
+  let last: [number, number, number, number, number] | null = null;
+  for (const [s, len] of win.repeated.runs()) {
+    for (let j = s; j < s + len; j++, rank++) {
+      if (select !== null && !select.get(j)) continue;
+      heldRank += win.stored.countRange(heldBlock, j - heldBlock);
+      heldBlock = j;
+      const target = win.repeatTargets[rank]!;
+      const k = Math.floor(target / bpf);
+      const slot = target - k * bpf;
+      if (
+        last !== null &&
+        last[0] === k &&
+        last[1] + last[2] === win.start + j &&
+        last[3] + last[2] === slot
+      ) {
+        last[2]++;
+        continue;
+      }
+      last = [k, win.start + j, 1, slot, heldRank];
+      pieces.push(last);
+    }
+  }
+  return pieces.sort((a, b) => a[0] * bpf + a[3] - (b[0] * bpf + b[3]));
 }
 
 /** Throws `CorruptError` when `block` (block `i`) does not match `want`. */

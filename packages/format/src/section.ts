@@ -11,12 +11,18 @@ export const SECTION_OVERHEAD = SECTION_HEADER_LENGTH + 4;
 /** Sections in file order; the footer's section table uses the same order. */
 export const SECTION_TAGS = ['USED', 'CHNG', 'FREE', 'ZERO', 'DGST', 'FIDX', 'TAIL'] as const;
 export type SectionTag = (typeof SECTION_TAGS)[number];
+/**
+ * Every section tag: those of the footer's table, and REPT (format 2.2), which has no entry there
+ * and sits right after ZERO when the header's `REPEATS` flag is set.
+ */
+export type AnySectionTag = SectionTag | 'REPT';
 
-export const SECTION_NAMES: Record<SectionTag, string> = {
+export const SECTION_NAMES: Record<AnySectionTag, string> = {
   USED: 'used-block bitmap',
   CHNG: 'changed-block bitmap',
   FREE: 'newly-unused bitmap',
   ZERO: 'zero-block bitmap',
+  REPT: 'repeated-block list',
   DGST: 'digest table',
   FIDX: 'frame index',
   TAIL: 'tail section',
@@ -25,7 +31,7 @@ export const SECTION_NAMES: Record<SectionTag, string> = {
 export const ENCODING_RAW = 0;
 export const ENCODING_RLE = 1;
 
-function tagCode(tag: SectionTag): number {
+function tagCode(tag: AnySectionTag): number {
   return (
     tag.charCodeAt(0) |
     (tag.charCodeAt(1) << 8) |
@@ -35,13 +41,13 @@ function tagCode(tag: SectionTag): number {
 }
 
 /** Whether a section header starts with `tag`. */
-export function parseSectionTag(head: Uint8Array, tag: SectionTag): boolean {
+export function parseSectionTag(head: Uint8Array, tag: AnySectionTag): boolean {
   return (head[0]! | (head[1]! << 8) | (head[2]! << 16) | (head[3]! << 24)) === tagCode(tag);
 }
 
 /** The 16-byte section header (tag, encoding, payload length). */
 export function encodeSectionHeader(
-  tag: SectionTag,
+  tag: AnySectionTag,
   encoding: number,
   payloadLength: number,
 ): Uint8Array {
@@ -61,7 +67,7 @@ export interface ParsedSection {
  * Check a whole section read from `offset` (its length taken from the footer) and return its
  * payload. Errors name the section and the file offset of the bad field.
  */
-export function parseSection(bytes: Uint8Array, tag: SectionTag, offset: number): ParsedSection {
+export function parseSection(bytes: Uint8Array, tag: AnySectionTag, offset: number): ParsedSection {
   const r = new FieldReader<FormatReason>(bytes, SECTION_NAMES[tag], offset);
   if (r.u32le(0) !== tagCode(tag))
     throw r.corrupt(`${SECTION_NAMES[tag]} has a bad tag`, 0, 'bad-magic');

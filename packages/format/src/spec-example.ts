@@ -4,30 +4,36 @@ import { BackupReader } from './reader.js';
 import { memoryWritable } from './test-support.js';
 import { writeIncremental, writeSnapshot } from './writer.js';
 
-function exampleImage(): Uint8Array {
+function exampleImage(blockThree = 0x43): Uint8Array {
   const image = new Uint8Array(4 * 512 + 16);
   image.fill(0x41, 0, 512); // block 0: "AAAA…"
   image.fill(0x42, 1024, 1536); // block 2: unused, not stored
-  image.fill(0x43, 1536, 2048); // block 3: "CCCC…"
+  image.fill(blockThree, 1536, 2048); // block 3: "CCCC…"
   image.set(new TextEncoder().encode('tail bytes here!'), 2048);
   return image;
 }
 
 /**
  * The worked example of SPEC.md §11: 4 blocks of 512 bytes plus a 16-byte tail; blocks 0, 1 and 3
- * used, block 1 all zeros, no compression, 2 blocks per frame, fixed id and time. With
- * `digestTable: false`, the same snapshot in the writer's default layout (no DGST section).
+ * used, block 1 all zeros, no compression, 2 blocks per frame, fixed id and time, in 2.0's layout
+ * (a digest table, no REPT section). With `digestTable: false`, the same snapshot without a DGST
+ * section. With `repeatedA`, block 3 holds `A`s like block 0, the writer's default layout (no
+ * table, repeats): block 3 is a repeat of block 0.
  */
-export async function specExample(options: { digestTable?: boolean } = {}): Promise<Uint8Array> {
+export async function specExample(
+  options: { digestTable?: boolean; repeatedA?: boolean } = {},
+): Promise<Uint8Array> {
   const out = memoryWritable();
+  const repeats = options.repeatedA ?? false;
   await writeSnapshot({
-    source: memorySource(exampleImage()),
+    source: memorySource(exampleImage(repeats ? 0x41 : 0x43)),
     used: new Bitmap(4).set(0).set(1).set(3),
     blockSize: 512,
     out: out.stream,
     compress: { type: 'none' },
     blocksPerFrame: 2,
-    digestTable: options.digestTable ?? true,
+    digestTable: options.digestTable ?? !repeats,
+    repeats,
     backupId: Uint8Array.from({ length: 16 }, (_, i) => i),
     meta: { sourceName: 'd.img', filesystem: 'ext4', createdAt: new Date(Date.UTC(2026, 0, 1)) },
   });
@@ -50,6 +56,7 @@ export async function specIncrementalExample(): Promise<Uint8Array> {
     compress: { type: 'none' },
     blocksPerFrame: 2,
     digestTable: true,
+    repeats: false,
     backupId: Uint8Array.from({ length: 16 }, (_, i) => 0x10 + i),
     meta: { sourceName: 'd.img', filesystem: 'ext4', createdAt: new Date(Date.UTC(2026, 0, 2)) },
   });

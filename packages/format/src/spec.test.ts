@@ -34,6 +34,8 @@ interface Decoded {
   C: boolean[] | null;
   F: boolean[] | null;
   Z: boolean[];
+  /** Blocks held as repeats (REPT, 2.2), each with the block number it repeats. */
+  R: Map<number, number>;
   stored: Map<number, Uint8Array>;
   tail: Uint8Array | null;
 }
@@ -55,10 +57,12 @@ function decode(file: Uint8Array): Decoded {
   expect(u16(8)).toBe(2);
   const H = u32(0x0c);
   expect(crc32cBitwise(file.subarray(0, H - 4))).toBe(u32(H - 4));
-  // §4: bit 0 of incompatFlags (2.1) says there is no digest table; no other bit is known.
+  // §4: bit 0 of incompatFlags (2.1) says there is no digest table, bit 1 (2.2) that there is a
+  // REPT section; no other bit is known.
   const incompat = u32(0x10);
-  expect(incompat & ~1).toBe(0);
+  expect(incompat & ~3).toBe(0);
   const hasTable = (incompat & 1) === 0;
+  const hasRepeats = (incompat & 2) !== 0;
   const kind = u32(0x14);
   const blockCount = u64(0x40);
   const blockSize = u32(0x48);
@@ -79,17 +83,22 @@ function decode(file: Uint8Array): Decoded {
   const tags = ['USED', 'CHNG', 'FREE', 'ZERO', 'DGST', 'FIDX', 'TAIL'];
   const payload: Record<string, { enc: number; bytes: Uint8Array }> = {};
   let next = H + u64(F0 + 0xa8);
+  const section = (tag: string, off: number) => {
+    expect(ascii(off, 4)).toBe(tag);
+    const p = u64(off + 8);
+    expect(crc32cBitwise(file.subarray(off, off + 16 + p))).toBe(u32(off + 16 + p));
+    payload[tag] = { enc: u32(off + 4), bytes: file.subarray(off + 16, off + 16 + p) };
+    return p + 20;
+  };
   tags.forEach((tag, k) => {
     const off = u64(F0 + 0x30 + 16 * k);
     const len = u64(F0 + 0x38 + 16 * k);
     if (len === 0) return;
     expect(off).toBe(next);
-    expect(ascii(off, 4)).toBe(tag);
-    const p = u64(off + 8);
-    expect(p + 20).toBe(len);
-    expect(crc32cBitwise(file.subarray(off, off + 16 + p))).toBe(u32(off + 16 + p));
-    payload[tag] = { enc: u32(off + 4), bytes: file.subarray(off + 16, off + 16 + p) };
+    expect(section(tag, off)).toBe(len);
     next = off + len;
+    // §6.8: REPT follows ZERO, outside the footer's table.
+    if (tag === 'ZERO' && hasRepeats) next += section('REPT', next);
   });
   expect(next).toBe(F0);
   const bits = (tag: string): boolean[] | null => {
@@ -123,10 +132,39 @@ function decode(file: Uint8Array): Decoded {
   const C = bits('CHNG');
   const F = bits('FREE');
   expect(C !== null).toBe(kind === 2);
-  // §8 stored blocks, §5 frames via §6.6 index
+  // §6.8 repeated blocks: (gap, target ordinal) pairs of LEB128 in ascending block order.
+  const R = new Map<number, number>();
+  const leb = (bytes: Uint8Array, p: { at: number }) => {
+    let v = 0;
+    let mul = 1;
+    for (;;) {
+      const b = bytes[p.at++]!;
+      v += (b & 0x7f) * mul;
+      mul *= 128;
+      if (b < 0x80) return v;
+    }
+  };
+  if (hasRepeats) {
+    const rept = payload.REPT!.bytes;
+    const p = { at: 0 };
+    let previous = -1;
+    while (p.at < rept.length) {
+      const block = previous + 1 + leb(rept, p);
+      R.set(block, leb(rept, p));
+      previous = block;
+    }
+    expect(p.at).toBe(rept.length);
+  }
+  // §8 stored blocks (the held blocks but the repeated ones), §5 frames via §6.6 index
   const S: number[] = [];
   for (let i = 0; i < blockCount; i++) {
-    if (U[i] && !Z[i] && (C === null || C[i])) S.push(i);
+    const held = U[i] && !Z[i] && (C === null || C[i]);
+    if (R.has(i)) {
+      expect(held).toBe(true);
+      // The target is a stored block before this one.
+      expect(R.get(i)!).toBeLessThan(S.length);
+      R.set(i, S[R.get(i)!]!);
+    } else if (held) S.push(i);
   }
   expect(u64(F0 + 0x28)).toBe(S.length);
   // §6.5: one digest per stored block, entry o for the block of ordinal o; no DGST with bit 0.
@@ -159,6 +197,7 @@ function decode(file: Uint8Array): Decoded {
     }
   }
   expect(stored.size).toBe(S.length);
+  for (const [i, from] of R) stored.set(i, stored.get(from)!);
   return {
     kind,
     backupId: hex(0x18, 16),
@@ -172,6 +211,7 @@ function decode(file: Uint8Array): Decoded {
     C,
     F,
     Z,
+    R,
     stored,
     tail: payload.TAIL?.bytes ?? null,
   };
@@ -243,22 +283,46 @@ describe('SPEC.md', () => {
     expect(bytes.length).toBe((await specExample()).length - (16 * 2 + 20));
   });
 
-  test.each([true, false])(
-    'an independent decoder restores every state of a chain (digest table: %s)',
-    async (digestTable) => {
+  test('the worked example with a repeated block', async () => {
+    const dump = specDumpAfter('With a repeated block, `day1.dkb`');
+    const bytes = await specExample({ repeatedA: true });
+    expect(hexdump(bytes)).toBe(dump);
+    const d = decode(bytes);
+    expect([...d.R]).toEqual([[3, 0]]);
+    expect([...d.stored.keys()]).toEqual([0, 3]);
+    expect(Buffer.from(d.stored.get(3)!).toString()).toBe('A'.repeat(512));
+  });
+
+  test.each([
+    [true, false],
+    [false, false],
+    [true, true],
+    [false, true],
+  ])(
+    'an independent decoder restores every state of a chain (digest table: %s, repeats: %s)',
+    async (digestTable, repeats) => {
       const rand = prng(2024);
       const bs = 1024;
       const n = 150;
       const image = randomBytesFrom(rand, n * bs + 700);
       for (let i = 0; i < n; i += 5) image.fill(0, i * bs, (i + 1) * bs);
-      for (let i = 2; i < n; i += 5) image.fill(i, i * bs, (i + 1) * bs);
+      // Blocks of one byte value, repeating every 20 blocks.
+      for (let i = 2; i < n; i += 5) image.fill(i % 20, i * bs, (i + 1) * bs);
       let used = randomBitmap(rand, n, 0.5);
       const decoded: Decoded[] = [];
       const chain: BackupReader[] = [];
+      let repeated = 0;
       for (let step = 0; step < 4; step++) {
         if (step > 0) {
-          for (let i = 0; i < n; i++)
-            if (rand() < 0.1) image.set(randomBytesFrom(rand, bs), i * bs);
+          for (let i = 0; i < n; i++) {
+            const r = rand();
+            if (r < 0.1) image.set(randomBytesFrom(rand, bs), i * bs);
+            // A copy of another block, earlier or later.
+            else if (r < 0.15) {
+              const from = Math.floor(rand() * n);
+              image.copyWithin(i * bs, from * bs, (from + 1) * bs);
+            }
+          }
           const flip = randomBitmap(rand, n, 0.1);
           used = used.clone();
           for (let i = 0; i < n; i++) if (flip.get(i)) used.get(i) ? used.clear(i) : used.set(i);
@@ -272,12 +336,15 @@ describe('SPEC.md', () => {
           blocksPerFrame: 3,
           compress: step % 2 ? ({ type: 'none' } as const) : ({ type: 'zstd', level: 5 } as const),
           digestTable,
+          repeats,
         };
         await (chain.length > 0
           ? writeIncremental({ ...common, chain: [...chain] })
           : writeSnapshot(common));
         const file = out.bytes();
         const d = decode(file);
+        if (!repeats) expect(d.R.size).toBe(0);
+        repeated += d.R.size;
         if (chain.length > 0) expect(d.parentId).toBe(chain.at(-1)!.backupId);
         decoded.push(d);
         chain.push(await BackupReader.fromSource(memorySource(file)));
@@ -287,6 +354,7 @@ describe('SPEC.md', () => {
         if (d.F !== null)
           for (let i = 0; i < n; i++) expect(d.F[i]).toBe(decoded.at(-2)!.U[i]! && !d.U[i]);
       }
+      if (repeats) expect(repeated).toBeGreaterThan(5);
     },
   );
 });

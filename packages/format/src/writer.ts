@@ -29,7 +29,9 @@ import {
   type Progress,
   sliceBitmap,
 } from './reader.js';
+import { BlockIndex, RepeatEncoder } from './repeats.js';
 import {
+  type AnySectionTag,
   ENCODING_RAW,
   ENCODING_RLE,
   encodeSectionHeader,
@@ -107,6 +109,13 @@ export interface WriteOptions {
    */
   digestTable?: boolean;
   /**
+   * Store a block identical to one already stored in this file once: the later copies become a
+   * reference to it (format 2.2 REPT, SPEC.md §6.8). Blocks are matched by digest, through an
+   * index of at most 24 MiB (about 4 GiB of distinct blocks; past that, some repeats are stored
+   * again). Default true; false writes files that 2.1 readers read.
+   */
+  repeats?: boolean;
+  /**
    * Receives the digests of the new backup's whole state (16 bytes per used non-zero block, in
    * ascending block order) while it is written, for a cache such as `StateDigestCache`: the next
    * incremental then needs neither a digest table nor the parent's blocks.
@@ -153,7 +162,10 @@ export interface WriteResult {
   zeroBlocks: number;
   /** Blocks changed since the parent (incrementals), including newly unused ones. */
   changedBlocks: number | null;
+  /** Blocks in the frames. */
   storedBlocks: number;
+  /** Blocks held as references to an identical block stored earlier in the file. */
+  repeatedBlocks: number;
   frames: number;
   /**
    * Bytes read from the chain's frames to learn the parent state's digests (incrementals over
@@ -316,6 +328,7 @@ async function writeBackup(
   const chainBytesRead = () => inc?.chain.reduce((n, b) => n + b.stats.bytesRead, 0) ?? 0;
   const chainBytesBefore = chainBytesRead();
   const digestTable = options.digestTable ?? false;
+  const repeats = options.repeats ?? true;
   const stateSink = options.stateDigests ?? null;
   if (parent !== null) {
     const ph = parent.newest.header;
@@ -371,6 +384,7 @@ async function writeBackup(
     digestLength: DIGEST_LENGTH,
     tailStored,
     digestTable,
+    repeats,
     sourceName: options.meta?.sourceName ?? '',
     filesystem: options.meta?.filesystem ?? '',
     parentHint,
@@ -415,6 +429,12 @@ async function writeBackup(
     const freedSpill = spill();
     const digestSpill = spill();
     const indexSpill = spill();
+    const repeatSpill = spill();
+    const repeatList = new RepeatEncoder(repeatSpill);
+    // Where each distinct block went, to find repeats (bounded: see BlockIndex).
+    const blockIndex = repeats ? new BlockIndex(used.count()) : null;
+    /** The ordinal (§5) the next block put in a frame gets. */
+    let nextOrdinal = 0;
     const usedRle = new RleEncoder(blockCount, usedSpill);
     const zeroRle = new RleEncoder(blockCount, zeroSpill);
     const changedRle = parent === null ? null : new RleEncoder(blockCount, changedSpill);
@@ -427,10 +447,11 @@ async function writeBackup(
       (compress.type === 'zstd' && bytesTotal >= THREADS_FROM_BYTES ? availableParallelism() : 0);
     const frameBytes = blocksPerFrame * blockSize;
     pool = new CompressPool(compress, threads, frameBytes);
-    // A snapshot stores every non-zero used block, so its digests are taken with the frame
+    // A snapshot stores every non-zero used block, so its digests can be taken with the frame
     // compression (on the workers when there are any). An incremental needs each digest before
-    // it can tell whether the block changed, so it digests here.
-    const digestWithFrames = parent === null && (digestTable || stateSink !== null);
+    // it can tell whether the block changed, and finding repeats needs it before the block is
+    // stored, so those digest as they read.
+    const digestWithFrames = parent === null && !repeats && (digestTable || stateSink !== null);
     let frameCount = 0;
     // Frames being compressed, oldest first; written to the sink in this order.
     const inflight: Promise<CompressedFrame & { blockCount: number }>[] = [];
@@ -488,7 +509,7 @@ async function writeBackup(
 
     // An incremental with workers has each read batch digested there, all blocks at once (a few
     // gap or zero blocks hashed for nothing cost less than hashing everything on this thread).
-    const batchDigests = parent !== null && pool.digestsOnWorkers;
+    const batchDigests = (parent !== null || repeats) && pool.digestsOnWorkers;
     const maxBatch = Math.max(1, Math.floor(READ_BATCH_BYTES / blockSize));
     const maxGap = Math.floor(MAX_READ_GAP_BYTES / blockSize);
     const freeBuffers: Uint8Array[] = [];
@@ -512,7 +533,10 @@ async function writeBackup(
       const toRead = await toReadOf(w, usedWin, w === 0);
       const zero = new Bitmap(length);
       const changed = parent === null ? null : new Bitmap(length);
+      /** Digests of the blocks of the window this file holds (frames and repeats), in order. */
       const digests = new DigestList();
+      /** Digests of the window's frame blocks, for the digest table (with repeats). */
+      const framedDigests = repeats && digestTable ? new DigestList() : digests;
 
       /**
        * Whether block `start + j` (at byte `at` of `buf`) is stored; records zero and changed
@@ -529,17 +553,32 @@ async function writeBackup(
           if (state !== null && !(state.used.get(j) && state.zero.get(j))) changed!.set(j);
           return false;
         }
-        if (state === null) return true;
+        if (state === null && blockIndex === null) {
+          nextOrdinal++;
+          return true;
+        }
         const k = (at / blockSize) * DIGEST_LENGTH;
         const d =
           digested === null
             ? blockDigest(buf.subarray(at, at + blockSize))
             : digested.subarray(k, k + DIGEST_LENGTH);
-        // Calls come in ascending block order, so the state's digest cursor only advances.
-        const before = parent!.digestOf(start + j);
-        if (before !== null && bytesEqual(before, d)) return false;
-        changed!.set(j);
+        if (state !== null) {
+          // Calls come in ascending block order, so the state's digest cursor only advances.
+          const before = parent!.digestOf(start + j);
+          if (before !== null && bytesEqual(before, d)) return false;
+          changed!.set(j);
+        }
         digests.push(d);
+        if (blockIndex !== null) {
+          const target = blockIndex.find(d);
+          if (target >= 0) {
+            repeatList.add(start + j, target);
+            return false;
+          }
+          blockIndex.add(d, nextOrdinal);
+          if (framedDigests !== digests) framedDigests.push(d);
+        }
+        nextOrdinal++;
         return true;
       };
       const batchList = readBatches(toRead, maxBatch, maxGap);
@@ -586,6 +625,7 @@ async function writeBackup(
           }
         }
         if (runLength > 0) await storeRun(buf, runStart, runLength);
+        await repeatList.drain();
         freeBuffers.push(whole);
         progress(wanted * blockSize);
       }
@@ -595,9 +635,12 @@ async function writeBackup(
         // table lists stored blocks only.
         zero.or(usedWin.clone().andNot(toRead).and(state.zero));
       }
-      if (digestTable) for (const part of digests.parts()) await digestSpill.push(part);
+      if (digestTable) for (const part of framedDigests.parts()) await digestSpill.push(part);
       if (stateSink !== null && state !== null)
         await stateSink.write(stateDigestsOf(start, usedWin, zero, changed!, digests, parent!));
+      // A snapshot's held blocks are its whole state's used non-zero blocks.
+      else if (stateSink !== null && !digestWithFrames)
+        for (const part of digests.parts()) await stateSink.write(part);
       await usedRle.push(usedWin);
       await zeroRle.push(zero);
       usedBlocks += usedWin.count();
@@ -612,6 +655,10 @@ async function writeBackup(
     }
     await flushFrame();
     while (inflight.length > 0) await writeOldestFrame();
+    if (storedBlocks !== nextOrdinal)
+      throw new InvalidArgumentError(`${storedBlocks} blocks framed, ${nextOrdinal} numbered`, {
+        reason: 'internal',
+      });
     const framesOffset = header.length;
     const framesLength = sink.position - framesOffset;
 
@@ -626,7 +673,7 @@ async function writeBackup(
     } as Record<SectionTag, SectionLocation | null>;
     /** A section streamed in parts: the CRC runs over the pieces. */
     const putStreamed = async (
-      tag: SectionTag,
+      tag: AnySectionTag,
       encoding: number,
       length: number,
       parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
@@ -648,7 +695,8 @@ async function writeBackup(
       const tailCrc = new Uint8Array(4);
       new DataView(tailCrc.buffer).setUint32(0, crc, true);
       await sink.write(tailCrc);
-      sections[tag] = { offset, length: length + SECTION_OVERHEAD };
+      // REPT has no entry in the footer's table (SPEC.md §6.8).
+      if (tag !== 'REPT') sections[tag] = { offset, length: length + SECTION_OVERHEAD };
     };
     /** A bitmap section from its run-length spill, in whichever encoding is shorter. */
     const putBitmap = async (tag: SectionTag, rle: RleEncoder, from: Spill) => {
@@ -667,6 +715,8 @@ async function writeBackup(
       await putBitmap('FREE', freedRle, freedSpill);
     }
     await putBitmap('ZERO', zeroRle, zeroSpill);
+    if (repeats)
+      await putStreamed('REPT', ENCODING_RAW, await repeatList.finish(), repeatSpill.read());
     if (digestTable)
       await putStreamed('DGST', ENCODING_RAW, digestSpill.length, digestSpill.read());
     await putStreamed('FIDX', ENCODING_RAW, indexSpill.length, indexSpill.read());
@@ -707,6 +757,7 @@ async function writeBackup(
       zeroBlocks,
       changedBlocks: parent === null ? null : changedBlocks,
       storedBlocks,
+      repeatedBlocks: repeatList.count,
       frames: frameCount,
       parentBytesRead: chainBytesRead() - chainBytesBefore,
     };
