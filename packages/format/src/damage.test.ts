@@ -16,7 +16,9 @@ async function fixtures(digestTable: boolean) {
   const image = randomBytesFrom(rand, n * bs + 300);
   for (let i = 0; i < n; i += 3) image.fill(i, i * bs, i * bs + bs); // compressible
   for (let i = 1; i < n; i += 10) image.fill(0, i * bs, i * bs + bs);
-  const used = randomBitmap(rand, n, 0.6);
+  // Copies of block 3: repeats (REPT).
+  for (let i = 14; i < n; i += 9) image.copyWithin(i * bs, 3 * bs, 4 * bs);
+  const used = randomBitmap(rand, n, 0.6).set(3).set(14).set(23);
   const snapOut = memoryWritable();
   await writeSnapshot({
     source: memorySource(image),
@@ -29,9 +31,12 @@ async function fixtures(digestTable: boolean) {
   });
   const snapshot = snapOut.bytes();
   const parent = await BackupReader.fromSource(memorySource(snapshot));
+  expect(parent.repeatedBlocks).toBeGreaterThan(1);
   const next = image.slice();
   for (let i = 0; i < n; i += 4) next[i * bs + 1]! ^= 0x55;
-  const used2 = used.clone().setRange(0, 10).clearRange(50, 10);
+  // Blocks 16 and 44 become copies of the new block 8.
+  for (const i of [16, 44]) next.copyWithin(i * bs, 8 * bs, 9 * bs);
+  const used2 = used.clone().setRange(0, 10).clearRange(50, 10).set(16).set(44);
   const incOut = memoryWritable();
   await writeIncremental({
     source: memorySource(next),
@@ -43,6 +48,7 @@ async function fixtures(digestTable: boolean) {
     compress: { type: 'none' },
     digestTable,
   });
+  expect((await BackupReader.fromSource(memorySource(incOut.bytes()))).repeatedBlocks).toBe(2);
   const suffix = digestTable ? ' with digest table' : '';
   return { [`snapshot${suffix}`]: snapshot, [`incremental${suffix}`]: incOut.bytes() };
 }

@@ -353,7 +353,11 @@ describe('incremental', () => {
       };
       let image = randomBytesFrom(rand, m * bs + 40);
       for (let i = 0; i < m; i += 9) block(image, i, bs).fill(0);
+      // Copies of other blocks, before and after them, across windows: held as repeats.
+      for (let i = 4; i < m; i += 13)
+        block(image, i, bs).set(block(image, (i * 7) % m, bs).slice());
       let used = randomBitmap(rand, m, 0.6);
+      let repeatsSeen = 0;
       const first = keep();
       const snap = await toMemory({
         source: memorySource(image),
@@ -372,6 +376,8 @@ describe('incremental', () => {
         image = image.slice();
         used = used.clone();
         const dirty: number[] = [];
+        // New bytes several blocks get this step: the later ones are repeats of the first.
+        const shared = randomBytesFrom(rand, bs);
         for (let i = 0; i < m; i++) {
           const r = rand();
           if (used.get(i)) {
@@ -383,7 +389,9 @@ describe('incremental', () => {
               block(image, i, bs).fill(0); // zeroed
             else if (r < 0.15)
               block(image, i, bs)[7]! ^= 1; // one byte
-            else if (r < 0.17) dirty.push(i); // rewritten with the same bytes
+            else if (r < 0.17)
+              dirty.push(i); // rewritten with the same bytes
+            else if (r < 0.2) block(image, i, bs).set(shared); // a copy
           } else if (r < 0.08) {
             used.set(i); // newly used: random, stale or zero bytes
             if (r < 0.04) block(image, i, bs).set(randomBytesFrom(rand, bs));
@@ -404,6 +412,15 @@ describe('incremental', () => {
           if (!same) expectChanged.push(i);
           if (!same && now && !isZero(image, i)) expectStored.push(i);
         }
+        // Held blocks whose bytes a held block before them already has: repeats (§6.8).
+        const seen = new Set<string>();
+        let expectRepeats = 0;
+        for (const i of expectStored) {
+          const key = Buffer.from(block(image, i, bs)).toString('base64');
+          if (seen.has(key)) expectRepeats++;
+          seen.add(key);
+        }
+        repeatsSeen += expectRepeats;
         const common = {
           source: memorySource(image),
           used,
@@ -440,10 +457,15 @@ describe('incremental', () => {
             b.toRanges().flatMap(([s0, l]) => Array.from({ length: l }, (_, k) => s0 + k));
           expect(bits((await reader.bitmap('changed'))!)).toEqual(expectChanged);
           expect(bits((await reader.bitmap('stored'))!)).toEqual(expectStored);
-          expect(result.storedBlocks).toBe(expectStored.length);
+          expect(result.repeatedBlocks).toBe(expectRepeats);
+          expect(reader.repeatedBlocks).toBe(expectRepeats);
+          expect((await reader.bitmap('repeated'))!.count()).toBe(expectRepeats);
+          expect(result.storedBlocks).toBe(expectStored.length - expectRepeats);
           if (digestsFrom === 'table') {
-            // DGST section: 16 bytes per stored block plus its 20 bytes of framing.
-            expect(reader.footer.sections.DGST!.length).toBe(16 * expectStored.length + 20);
+            // DGST section: 16 bytes per frame block plus its 20 bytes of framing.
+            expect(reader.footer.sections.DGST!.length).toBe(
+              16 * (expectStored.length - expectRepeats) + 20,
+            );
             expect(reader.header.digestTable).toBe(true);
           } else {
             expect(reader.footer.sections.DGST).toBe(null);
@@ -481,8 +503,42 @@ describe('incremental', () => {
           expect(state.digestOf(used.nextClear(0))).toBe(null);
         }
       }
+      expect(repeatsSeen).toBeGreaterThan(20);
     },
   );
+
+  test('repeats: false writes the 2.1 layout, and holds the same state', async () => {
+    const rand = prng(77);
+    const n = 200;
+    const image = randomBytesFrom(rand, n * bs);
+    for (let i = 10; i < n; i += 10) block(image, i, bs).set(block(image, 3, bs).slice());
+    const used = new Bitmap(n).setAll();
+    const common = { source: memorySource(image), used, blockSize: bs, blocksPerFrame: 8 };
+    const withRepeats = await toMemory({ ...common, windowBlocks: 64 });
+    const without = await toMemory({ ...common, repeats: false });
+    expect(withRepeats.reader.header.repeats).toBe(true);
+    expect(without.reader.header.repeats).toBe(false);
+    expect(new DataView(without.bytes.buffer).getUint32(0x10, true)).toBe(1);
+    expect(without.result.repeatedBlocks).toBe(0);
+    expect(withRepeats.result.repeatedBlocks).toBe(19);
+    expect(withRepeats.result.storedBlocks).toBe(n - 19);
+    expect(withRepeats.bytes.length).toBeLessThan(without.bytes.length - 18 * bs);
+    for (const { reader } of [withRepeats, without]) {
+      for (let i = 0; i < n; i += 5) expect(await reader.readBlock(i)).toEqual(block(image, i, bs));
+      expect(await reader.verify()).toMatchObject({ ok: true, blocksChecked: reader.storedBlocks });
+    }
+    // Every block, read as runs window by window, and the digests of each window.
+    const seen = new Uint8Array(n * bs);
+    await withRepeats.reader.forEachStoredRun((first, bytes) => void seen.set(bytes, first * bs));
+    expect(Buffer.compare(seen, image)).toBe(0);
+    const want = Buffer.concat([...Array(n).keys()].map((i) => blockDigest(block(image, i, bs))));
+    expect((await wholeState([withRepeats.reader])).digests.equals(want)).toBe(true);
+    const withTable = await toMemory({ ...common, windowBlocks: 64, digestTable: true });
+    expect(withTable.reader.footer.sections.DGST!.length).toBe(16 * (n - 19) + 20);
+    expect((await wholeState([withTable.reader])).digests.equals(want)).toBe(true);
+    const d30 = Buffer.from((await withTable.reader.digestOf(30))!);
+    expect(d30.equals(blockDigest(block(image, 3, bs)))).toBe(true);
+  });
 
   test('refuses chains that are out of order or contradict themselves', async () => {
     const rand = prng(11);

@@ -1,0 +1,102 @@
+import { memorySource } from '@diskube/core';
+import { describe, expect, test } from 'vitest';
+import { crc32c } from './crc32c.js';
+import { blockDigest } from './digest.js';
+import { BackupReader } from './reader.js';
+import type { FormatReason } from './reasons.js';
+import { BLOCK_INDEX_MAX_SLOTS, BlockIndex } from './repeats.js';
+import { specExample } from './spec-example.js';
+
+// SPEC.md §6.8. The worked example with a repeated block (block 3 repeats stored block 0) has its
+// REPT section at 0x2B9: framing 0x2B9–0x2C8, payload `03 00` at 0x2C9, CRC at 0x2CB.
+const REPT = 0x2b9;
+const PAYLOAD = REPT + 16;
+
+/** The example with its two REPT payload bytes replaced (the section CRC made to match). */
+async function withPayload(a: number, b: number): Promise<Uint8Array> {
+  const bytes = await specExample({ repeatedA: true });
+  expect([...bytes.subarray(REPT, REPT + 4)]).toEqual([...Buffer.from('REPT')]);
+  expect([...bytes.subarray(PAYLOAD, PAYLOAD + 2)]).toEqual([3, 0]);
+  bytes[PAYLOAD] = a;
+  bytes[PAYLOAD + 1] = b;
+  new DataView(bytes.buffer).setUint32(
+    PAYLOAD + 2,
+    crc32c(bytes.subarray(REPT, PAYLOAD + 2)),
+    true,
+  );
+  return bytes;
+}
+
+describe('REPT section', () => {
+  test('a repeated block reads as its target', async () => {
+    const r = await BackupReader.fromSource(memorySource(await withPayload(3, 0)));
+    expect(r.storedBlocks).toBe(1);
+    expect(r.repeatedBlocks).toBe(1);
+    expect(r.info()).toMatchObject({ storedBlocks: 1, repeatedBlocks: 1, digestTable: false });
+    const a = new Uint8Array(512).fill(0x41);
+    expect(await r.readBlock(3)).toEqual(a);
+    expect(Buffer.from((await r.digestOf(3))!).equals(blockDigest(a))).toBe(true);
+    const runs: [number, number][] = [];
+    await r.forEachStoredRun((first, bytes) => void runs.push([first, bytes.length]));
+    expect(runs).toEqual([
+      [0, 512],
+      [3, 512],
+    ]);
+    expect(await r.verify()).toMatchObject({ ok: true, blocksChecked: 1 });
+  });
+
+  test.each([
+    [3, 1, 'bad-offset', 0, 'a target that does not come before the block'],
+    [0, 0, 'bad-offset', 0, 'the first block repeating itself'],
+    [2, 0, 'inconsistent', 0, 'an unused block'],
+    [1, 0, 'inconsistent', 0, 'a zero block'],
+    [4, 0, 'out-of-range', 0, 'a block past the end'],
+    [0x80, 0, 'truncated', 2, 'a gap of two bytes, then no target'],
+    [0, 0x80, 'truncated', 2, 'a target cut short'],
+  ] as const)('entry %i %i is refused: %s at +%i (%s)', async (a, b, reason, at, _what) => {
+    await expect(
+      BackupReader.fromSource(memorySource(await withPayload(a, b))),
+    ).rejects.toMatchObject({
+      code: 'CORRUPT',
+      reason: reason satisfies FormatReason,
+      structure: 'repeated-block list',
+      offset: PAYLOAD + at,
+    });
+  });
+
+  test('with the REPEATS flag cleared, the REPT bytes break the layout: refused', async () => {
+    const bytes = await specExample({ repeatedA: true });
+    const view = new DataView(bytes.buffer);
+    view.setUint32(0x10, 1, true); // incompat: NO_DIGEST_TABLE only
+    view.setUint32(0x8b, crc32c(bytes.subarray(0, 0x8b)), true);
+    await expect(BackupReader.fromSource(memorySource(bytes))).rejects.toMatchObject({
+      code: 'CORRUPT',
+      reason: 'bad-layout' satisfies FormatReason,
+    });
+  });
+});
+
+describe('BlockIndex', () => {
+  const digest = (k: number) => blockDigest(new Uint8Array(64).fill(k & 0xff).fill(k >> 8, 0, 1));
+
+  test('finds what was added, and forgets the oldest once its probes are full', () => {
+    const index = new BlockIndex(100);
+    for (let k = 0; k < 100; k++) index.add(digest(k), k);
+    for (let k = 0; k < 100; k++) expect(index.find(digest(k))).toBe(k);
+    expect(index.find(digest(1000))).toBe(-1);
+    // 1024 slots: adding far more keeps memory fixed and the newest entries findable.
+    for (let k = 100; k < 20_000; k++) index.add(digest(k), k);
+    let found = 0;
+    for (let k = 19_000; k < 20_000; k++) if (index.find(digest(k)) === k) found++;
+    expect(found).toBeGreaterThan(800);
+    for (let k = 0; k < 20_000; k++) {
+      const o = index.find(digest(k));
+      expect(o === -1 || o === k).toBe(true);
+    }
+  });
+
+  test('its size is capped', () => {
+    const index = new BlockIndex(1e12) as unknown as { ordinals: Float64Array };
+    expect(index.ordinals.length).toBe(BLOCK_INDEX_MAX_SLOTS);
+  });
+});
