@@ -17,6 +17,7 @@ export {
   FORMAT_MINOR,
   type Header,
   INCOMPAT_NO_DIGEST_TABLE,
+  INCOMPAT_REPEATS,
 } from './header.js';
 export {
   type BackupInfo,

@@ -206,11 +206,13 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreResu
     if (strategy === 'reverse') {
       plannedBlocks = zeroUnused ? h.blockCount : newest.digestedBlocks;
     } else {
-      plannedBlocks = chain.reduce(
-        (n, r, k) => n + r.storedBlocks + (k > 0 ? r.changedBlocks! - r.storedBlocks : 0),
-        0,
-      );
-      if (zeroUnused) plannedBlocks += h.blockCount - chain[0]!.storedBlocks;
+      plannedBlocks = chain.reduce((n, r, k) => {
+        // Frame blocks and repeats are written; the rest of the changed blocks are zeroed.
+        const held = r.storedBlocks + r.repeatedBlocks;
+        return n + held + (k > 0 ? r.changedBlocks! - held : 0);
+      }, 0);
+      if (zeroUnused)
+        plannedBlocks += h.blockCount - chain[0]!.storedBlocks - chain[0]!.repeatedBlocks;
     }
     const bytesTotal = plannedBlocks * bs + tail;
     let bytesDone = 0;

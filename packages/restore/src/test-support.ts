@@ -55,6 +55,9 @@ export async function makeChain(options: {
   fillRandom(rand, image);
   const used = new Bitmap(n);
   for (let i = 0; i < n; i++) if (rand() < 0.6) used.set(i);
+  // Copies of earlier and later blocks: the snapshot holds them as repeats (format 2.2).
+  for (let i = 5; i < n; i += 17)
+    image.copyWithin(i * bs, ((i * 7) % n) * bs, (((i * 7) % n) + 1) * bs);
   const states: State[] = [];
   const files: Uint8Array[] = [];
   const readers: BackupReader[] = [];
@@ -71,6 +74,9 @@ export async function makeChain(options: {
         fillRandom(rand, image.subarray(i * bs, (i + 1) * bs));
       }
     } else if (step > 0) {
+      // New bytes that several blocks get this step: all but the first are repeats.
+      const shared = new Uint8Array(bs);
+      fillRandom(rand, shared);
       for (let i = 0; i < n; i++) {
         const r = rand();
         const block = image.subarray(i * bs, (i + 1) * bs);
@@ -81,7 +87,9 @@ export async function makeChain(options: {
             used.clear(i); // freed (its bytes stay behind, as on a real disk)
           else if (r < 0.14)
             block.fill(0); // zeroed
-          else if (r < 0.16) block[0]! ^= 0xff; // one byte changed
+          else if (r < 0.16)
+            block[0]! ^= 0xff; // one byte changed
+          else if (r < 0.19) block.set(shared); // a copy
         } else if (r < 0.08) {
           used.set(i); // newly used, maybe over stale bytes
           if (rand() < 0.5) fillRandom(rand, block);

@@ -26,6 +26,8 @@ interface BackupOptions extends RepoOptions {
   overlayOnly?: boolean;
   parent?: string;
   digestTable?: boolean;
+  /** commander's negation of `--no-repeats`: true unless it is given. */
+  repeats?: boolean;
 }
 
 /** The zstd level when none is given (the library's default, shown in --help). */
@@ -90,14 +92,24 @@ export function registerBackup(program: Command): void {
       '--digest-table',
       'keep the block digests in the backup file (16 bytes per stored block): an incremental made from any copy of the chain then needs no cache and reads no old data',
     )
+    .option(
+      '--no-repeats',
+      'store a block again when the file already holds an identical one, so that readers of backup format 2.1 can read the file (by default the copy is a reference, format 2.2)',
+    )
     .option('--allow-backing-dir <dir>', ALLOW_BACKING_DIR_HELP, collectDirs)
     .option('-f, --force', 'overwrite an existing output file')
     .option('--json', 'print a JSON summary')
     .action(async (image: string, out: string | undefined, options: BackupOptions) => {
       if (options.repo !== undefined) {
-        if (out !== undefined || options.base || options.dirtyBitmap || options.digestTable) {
+        if (
+          out !== undefined ||
+          options.base ||
+          options.dirtyBitmap ||
+          options.digestTable ||
+          options.repeats === false
+        ) {
           throw new InvalidArgumentError(
-            "--repo takes no output file, --base, --dirty-bitmap or --digest-table (the parent is --parent, or the VM's latest snapshot)",
+            "--repo takes no output file, --base, --dirty-bitmap, --digest-table or --no-repeats (the parent is --parent, or the VM's latest snapshot)",
             {
               reason: 'usage',
             },
@@ -138,6 +150,7 @@ export function registerBackup(program: Command): void {
           crossCheck: options.crossCheck ?? false,
           overwrite: options.force ?? false,
           digestTable: options.digestTable ?? false,
+          repeats: options.repeats ?? true,
           ...(options.cache === false ? { cache: false as const } : {}),
           onWarning: printWarning,
           onProgress: (p) => progress.update(p.bytesDone, p.bytesTotal),
@@ -154,6 +167,8 @@ export function registerBackup(program: Command): void {
             storedBytes: result.fileLength,
             ratio: result.imageBytes > 0 ? result.fileLength / result.imageBytes : 0,
             changedBlocks: result.changedBlocks,
+            storedBlocks: result.storedBlocks,
+            repeatedBlocks: result.repeatedBlocks,
             bytesRead: result.bytesRead,
             parentDigestsFrom: result.parentDigestsFrom,
             parentBytesRead: result.parentBytesRead,
@@ -163,7 +178,7 @@ export function registerBackup(program: Command): void {
         }
         process.stdout.write(
           `${result.kind} ${out}: ${formatBytes(result.usedBytes)} in use of ${formatBytes(result.imageBytes)}, stored ${formatBytes(result.fileLength)} (${formatPercent(result.fileLength, result.imageBytes)} of the image)` +
-            `${result.changedBlocks !== null ? `, ${result.changedBlocks} blocks changed` : ''} in ${seconds.toFixed(2)} s\n`,
+            `${result.changedBlocks !== null ? `, ${result.changedBlocks} blocks changed` : ''}${result.repeatedBlocks > 0 ? `, ${result.repeatedBlocks} repeated blocks held once` : ''} in ${seconds.toFixed(2)} s\n`,
         );
         // Reading the parent back is correct but costs time: say why it happened.
         if (result.parentDigestsFrom === 'frames')

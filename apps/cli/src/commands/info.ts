@@ -40,7 +40,7 @@ export function registerInfo(program: Command): void {
           : []),
         [
           'stored',
-          `${info.storedBlocks} blocks in ${info.frames} frames, ${info.compression}, ${info.digestTable ? 'with' : 'no'} digest table`,
+          `${info.storedBlocks} blocks in ${info.frames} frames${info.repeatedBlocks > 0 ? ` (+ ${info.repeatedBlocks} repeated blocks held once)` : ''}, ${info.compression}, ${info.digestTable ? 'with' : 'no'} digest table`,
         ],
         [
           'file',

@@ -84,6 +84,11 @@ export interface BackupOptions {
    */
   digestTable?: boolean;
   /**
+   * Hold a block identical to one the file already stores as a reference to it (format 2.2).
+   * Default true; false writes files that readers of format 2.1 read.
+   */
+  repeats?: boolean;
+  /**
    * Where to keep the digests of each backup's state (`StateDigestCache`, SPEC.md §13), so the
    * next incremental compares digests instead of reading the parent's blocks back: a directory,
    * default `$DISKUBE_CACHE_DIR`, else `$XDG_CACHE_HOME/diskube`, else `~/.cache/diskube`. false
@@ -243,6 +248,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       ...common,
       backupId,
       digestTable: options.digestTable ?? false,
+      repeats: options.repeats ?? true,
       ...(stateWriter ? { stateDigests: stateWriter } : {}),
     };
     const result =
