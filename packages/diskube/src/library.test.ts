@@ -173,7 +173,17 @@ describe.runIf(missing.length === 0)('one call each, on a real GPT disk in a qco
     // The same snapshot but for its digest table: 16 bytes per stored block and the section's 20.
     expect(withTable.fileLength - snap.fileLength).toBe(16 * snap.storedBlocks + 20);
     const stateFile = join(cache, 'dkb-state', snap.backupId.slice(0, 2), snap.backupId);
-    expect((await stat(stateFile)).size).toBe(64 + 16 * snap.storedBlocks);
+    // The state's digests: one per used non-zero block, stored in the frames or as a repeat.
+    expect(snap.repeatedBlocks).toBeGreaterThan(0);
+    expect((await stat(stateFile)).size).toBe(64 + 16 * (snap.storedBlocks + snap.repeatedBlocks));
+    // Format 2.1's layout (no repeats): every copy stored again, the same image restored.
+    const noRepeats = await backup({ image, out: at('mon-nr.dkb'), cache: false, repeats: false });
+    expect(noRepeats.repeatedBlocks).toBe(0);
+    expect(noRepeats.storedBlocks).toBe(snap.storedBlocks + snap.repeatedBlocks);
+    expect(noRepeats.fileLength).toBeGreaterThan(snap.fileLength);
+    await restore({ backup: at('mon.dkb'), out: at('mon.img') });
+    await restore({ backup: at('mon-nr.dkb'), out: at('mon-nr.img') });
+    expect((await readFile(at('mon.img'))).equals(await readFile(at('mon-nr.img')))).toBe(true);
 
     const fromCache = await backup({
       image: changed.image,

@@ -48,7 +48,8 @@ async function fixtures(digestTable: boolean) {
     compress: { type: 'none' },
     digestTable,
   });
-  expect((await BackupReader.fromSource(memorySource(incOut.bytes()))).repeatedBlocks).toBe(2);
+  // Block 44 repeats block 8, which an earlier frame holds (16 shares block 8's frame: zstd's).
+  expect((await BackupReader.fromSource(memorySource(incOut.bytes()))).repeatedBlocks).toBe(1);
   const suffix = digestTable ? ' with digest table' : '';
   return { [`snapshot${suffix}`]: snapshot, [`incremental${suffix}`]: incOut.bytes() };
 }

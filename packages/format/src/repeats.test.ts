@@ -8,28 +8,25 @@ import { BLOCK_INDEX_MAX_SLOTS, BlockIndex } from './repeats.js';
 import { specExample } from './spec-example.js';
 
 // SPEC.md §6.8. The worked example with a repeated block (block 3 repeats stored block 0) has its
-// REPT section at 0x2B9: framing 0x2B9–0x2C8, payload `03 00` at 0x2C9, CRC at 0x2CB.
+// REPT section at 0x2B9: framing 0x2B9–0x2C8, payload `03 02 00` at 0x2C9 (a run at block 3 of
+// one block, mode 0, repeating stored block 0), CRC at 0x2CC.
 const REPT = 0x2b9;
 const PAYLOAD = REPT + 16;
 
-/** The example with its two REPT payload bytes replaced (the section CRC made to match). */
-async function withPayload(a: number, b: number): Promise<Uint8Array> {
+/** The example with its three REPT payload bytes replaced (the section CRC made to match). */
+async function withPayload(a: number, b: number, c: number): Promise<Uint8Array> {
   const bytes = await specExample({ repeatedA: true });
   expect([...bytes.subarray(REPT, REPT + 4)]).toEqual([...Buffer.from('REPT')]);
-  expect([...bytes.subarray(PAYLOAD, PAYLOAD + 2)]).toEqual([3, 0]);
-  bytes[PAYLOAD] = a;
-  bytes[PAYLOAD + 1] = b;
-  new DataView(bytes.buffer).setUint32(
-    PAYLOAD + 2,
-    crc32c(bytes.subarray(REPT, PAYLOAD + 2)),
-    true,
-  );
+  expect([...bytes.subarray(PAYLOAD, PAYLOAD + 3)]).toEqual([3, 2, 0]);
+  bytes.set([a, b, c], PAYLOAD);
+  const crc = crc32c(bytes.subarray(REPT, PAYLOAD + 3));
+  new DataView(bytes.buffer).setUint32(PAYLOAD + 3, crc, true);
   return bytes;
 }
 
 describe('REPT section', () => {
   test('a repeated block reads as its target', async () => {
-    const r = await BackupReader.fromSource(memorySource(await withPayload(3, 0)));
+    const r = await BackupReader.fromSource(memorySource(await withPayload(3, 2, 0)));
     expect(r.storedBlocks).toBe(1);
     expect(r.repeatedBlocks).toBe(1);
     expect(r.info()).toMatchObject({ storedBlocks: 1, repeatedBlocks: 1, digestTable: false });
@@ -46,16 +43,20 @@ describe('REPT section', () => {
   });
 
   test.each([
-    [3, 1, 'bad-offset', 0, 'a target that does not come before the block'],
-    [0, 0, 'bad-offset', 0, 'the first block repeating itself'],
-    [2, 0, 'inconsistent', 0, 'an unused block'],
-    [1, 0, 'inconsistent', 0, 'a zero block'],
-    [4, 0, 'out-of-range', 0, 'a block past the end'],
-    [0x80, 0, 'truncated', 2, 'a gap of two bytes, then no target'],
-    [0, 0x80, 'truncated', 2, 'a target cut short'],
-  ] as const)('entry %i %i is refused: %s at +%i (%s)', async (a, b, reason, at, _what) => {
+    [[3, 2, 1], 'bad-offset', 0, 'a target that does not come before the block'],
+    [[0, 2, 0], 'bad-offset', 0, 'the first block repeating itself'],
+    [[2, 2, 0], 'inconsistent', 0, 'an unused block'],
+    [[1, 2, 0], 'inconsistent', 0, 'a zero block'],
+    [[3, 4, 0], 'out-of-range', 0, 'a run of two from block 3: block 4 is past the end'],
+    [[2, 4, 0], 'inconsistent', 0, 'a run of two from block 2: unused'],
+    [[4, 2, 0], 'out-of-range', 0, 'a block past the end'],
+    [[3, 0, 0], 'bad-run', 0, 'a run of no blocks'],
+    [[3, 1, 0], 'bad-run', 0, 'a run of no blocks, mode 1'],
+    [[3, 0x82, 0], 'truncated', 3, 'a count cut short'],
+    [[3, 2, 0x80], 'truncated', 3, 'a target cut short'],
+  ] as const)('run %j is refused: %s at +%i (%s)', async (payload, reason, at, _what) => {
     await expect(
-      BackupReader.fromSource(memorySource(await withPayload(a, b))),
+      BackupReader.fromSource(memorySource(await withPayload(payload[0], payload[1], payload[2]))),
     ).rejects.toMatchObject({
       code: 'CORRUPT',
       reason: reason satisfies FormatReason,

@@ -5,27 +5,60 @@ import { DIGEST_LENGTH } from './header.js';
 import type { FormatReason } from './reasons.js';
 import { SECTION_NAMES } from './section.js';
 
-// Sources: SPEC.md §6.8 "REPT: repeated blocks" (format 2.2). The payload lists the repeated
-// blocks `R` in ascending order, two LEB128 values each: the gap since the previous repeated block
-// (block − previous − 1; the first: its block number) and the ordinal of the stored block (§5)
-// whose bytes it repeats, which comes earlier in the file.
+// Sources: SPEC.md §6.8 "REPT: repeated blocks" (format 2.2). The payload lists runs of repeated
+// blocks in ascending order, three LEB128 values each: the gap since the end of the run before
+// (the first run: its first block), `2 × count + mode`, and the ordinal (§5) of the stored block
+// its first block repeats; mode 0: the run's blocks repeat consecutive stored blocks, mode 1: they
+// all repeat that one.
 
 const STRUCTURE = SECTION_NAMES.REPT;
 const FLUSH_BYTES = 64 << 10;
 
-/** Builds a REPT payload, entry by entry in ascending block order, into `out`. */
+/** A run of repeated blocks: `count` blocks from `block`, repeating from `target` on. */
+interface Run {
+  block: number;
+  count: number;
+  /** 0: targets `target, target + 1, …`; 1: every block repeats `target`. */
+  mode: number;
+  target: number;
+}
+
+/** Builds a REPT payload, block by block in ascending order, into `out`. */
 export class RepeatEncoder {
-  private previous = -1;
+  private end = 0;
+  private run: Run | null = null;
   private pending: number[] = [];
+  /** Repeated blocks added. */
   count = 0;
   constructor(private readonly out: { push(bytes: Uint8Array): Promise<void>; length: number }) {}
 
-  /** Add the next entry (ascending blocks); `drain` hands the bytes on. */
+  /** Block `block` (above every block added before) repeats stored block `target`. */
   add(block: number, target: number): void {
-    pushVarint(this.pending, block - this.previous - 1);
-    pushVarint(this.pending, target);
-    this.previous = block;
     this.count++;
+    const r = this.run;
+    if (r !== null && block === r.block + r.count) {
+      if (r.count === 1 && (target === r.target + 1 || target === r.target)) {
+        r.mode = target === r.target ? 1 : 0;
+        r.count++;
+        return;
+      }
+      if (r.count > 1 && target === (r.mode === 0 ? r.target + r.count : r.target)) {
+        r.count++;
+        return;
+      }
+    }
+    this.close();
+    this.run = { block, count: 1, mode: 0, target };
+  }
+
+  private close(): void {
+    const r = this.run;
+    if (r === null) return;
+    pushVarint(this.pending, r.block - this.end);
+    pushVarint(this.pending, 2 * r.count + r.mode);
+    pushVarint(this.pending, r.target);
+    this.end = r.block + r.count;
+    this.run = null;
   }
 
   /** Hand pending bytes to `out` once there are enough of them. */
@@ -40,8 +73,9 @@ export class RepeatEncoder {
     await this.out.push(bytes);
   }
 
-  /** The payload's length once everything is pushed. */
+  /** The payload's length once everything is added. */
   async finish(): Promise<number> {
+    this.close();
     await this.flush();
     return this.out.length;
   }
@@ -117,20 +151,25 @@ export interface RepeatWindow {
   targets: Float64Array;
 }
 
+/** Where decoding stands between windows: the end of the last run read, and what is left of it. */
+interface Cursor {
+  at: number;
+  end: number;
+  carry: Run | null;
+  /** Payload offset of the entry `carry` came from (for errors). */
+  carryAt: number;
+}
+
 /**
  * Reads a REPT payload window by window. A sequential pass (`next`, when the backup is opened)
- * checks every entry against the window's held blocks and records where each window's entries
- * begin; `window` then decodes any window again.
+ * checks every run against the window's held blocks and records where each window's runs begin;
+ * `window` then decodes any window again.
  */
 export class RepeatSection {
-  /** Payload offset and previous repeated block at the start of each window. */
-  private readonly windowAt: Float64Array;
-  private readonly windowPrevious: Float64Array;
+  /** The cursor at the start of each window. */
+  private readonly checkpoints: Cursor[] = [];
   private readonly stream: ByteStream;
-  private previous = -1;
-  /** An entry decoded past the end of the window being read: it starts the next one. */
-  private carry: { at: number; previous: number; block: number; target: number } | null = null;
-  private nextWindow = 0;
+  private cursor: Cursor = { at: 0, end: 0, carry: null, carryAt: 0 };
 
   constructor(
     private readonly file: BlockSource,
@@ -140,9 +179,6 @@ export class RepeatSection {
     readonly length: number,
     readonly windowBits: number,
   ) {
-    const windows = Math.ceil(length / windowBits);
-    this.windowAt = new Float64Array(windows);
-    this.windowPrevious = new Float64Array(windows);
     this.stream = new ByteStream(file, base, payloadLength, 0);
   }
 
@@ -167,74 +203,117 @@ export class RepeatSection {
     }
   }
 
+  /** The next run from `stream` (checked against the block count), or null at the end. */
+  private async readRun(stream: ByteStream, cursor: Cursor): Promise<Run | null> {
+    if (stream.at >= this.payloadLength) return null;
+    cursor.carryAt = stream.at;
+    const block = cursor.end + (await this.varint(stream));
+    const kind = await this.varint(stream);
+    const target = await this.varint(stream);
+    const count = Math.floor(kind / 2);
+    if (count < 1) throw this.corrupt(`${STRUCTURE} has an empty run`, cursor.carryAt, 'bad-run');
+    if (block + count > this.length)
+      throw this.corrupt(
+        `${STRUCTURE} names blocks up to ${block + count - 1} of ${this.length}`,
+        cursor.carryAt,
+        'out-of-range',
+      );
+    cursor.end = block + count;
+    return { block, count, mode: kind % 2, target };
+  }
+
+  /**
+   * Decode the runs of blocks `[start, end)` from `cursor`, calling `emit` for each piece of a
+   * run inside them; what crosses `end` stays in the cursor for the next window.
+   */
+  private async decode(
+    stream: ByteStream,
+    cursor: Cursor,
+    start: number,
+    end: number,
+    emit: (piece: Run, entryAt: number) => void,
+  ): Promise<void> {
+    for (;;) {
+      const run = cursor.carry ?? (await this.readRun(stream, cursor));
+      cursor.carry = null;
+      if (run === null) break;
+      if (run.block >= end) {
+        cursor.carry = run;
+        break;
+      }
+      const take = Math.min(run.count, end - run.block);
+      emit({ ...run, count: take }, cursor.carryAt);
+      if (take < run.count)
+        cursor.carry = {
+          block: run.block + take,
+          count: run.count - take,
+          mode: run.mode,
+          target: run.mode === 0 ? run.target + take : run.target,
+        };
+      if (cursor.carry !== null) break;
+    }
+    cursor.at = stream.at;
+  }
+
+  private static expand(piece: Run, start: number, bits: Bitmap, targets: number[]): void {
+    for (let k = 0; k < piece.count; k++) {
+      bits.set(piece.block - start + k);
+      targets.push(piece.mode === 0 ? piece.target + k : piece.target);
+    }
+  }
+
   /**
    * The next window of the sequential pass (call in order). `held`: the window's blocks with
    * content in this file (`U ∖ Z`, and `∩ C` for an incremental); `framedBefore`: stored blocks
-   * (§5 ordinals) before the window. Every entry must name a held block whose target is a block
-   * stored before it.
+   * (§5 ordinals) before the window. Every repeated block must be held, and repeat a block stored
+   * before it.
    */
   async next(held: Bitmap, framedBefore: number): Promise<RepeatWindow> {
-    const w = this.nextWindow++;
-    const start = w * this.windowBits;
-    const end = start + held.length;
+    const start = this.checkpoints.length * this.windowBits;
+    this.checkpoints.push({ ...this.cursor, carry: this.cursor.carry && { ...this.cursor.carry } });
     const bits = new Bitmap(held.length);
     const targets: number[] = [];
-    this.windowAt[w] = this.carry?.at ?? this.stream.at;
-    this.windowPrevious[w] = this.carry?.previous ?? this.previous;
     let heldBlock = 0;
     let heldRank = 0;
-    for (;;) {
-      let entry = this.carry;
-      this.carry = null;
-      if (entry === null) {
-        if (this.stream.at >= this.payloadLength) break;
-        const at = this.stream.at;
-        const previous = this.previous;
-        const gap = await this.varint(this.stream);
-        const block = previous + 1 + gap;
-        if (block >= this.length)
-          throw this.corrupt(
-            `${STRUCTURE} names block ${block} of ${this.length}`,
+    let problem: CorruptError | null = null;
+    await this.decode(this.stream, this.cursor, start, start + held.length, (piece, at) => {
+      if (problem !== null) return;
+      const j = piece.block - start;
+      for (let k = 0; k < piece.count; k++) {
+        if (!held.get(j + k)) {
+          problem = this.corrupt(
+            `${STRUCTURE} names block ${piece.block + k}, which this backup does not hold`,
             at,
-            'out-of-range',
+            'inconsistent',
           );
-        const target = await this.varint(this.stream);
-        this.previous = block;
-        entry = { at, previous, block, target };
+          return;
+        }
       }
-      if (entry.block >= end) {
-        this.carry = entry;
-        break;
-      }
-      const j = entry.block - start;
-      if (!held.get(j))
-        throw this.corrupt(
-          `${STRUCTURE} names block ${entry.block}, which this backup does not hold`,
-          entry.at,
-          'inconsistent',
-        );
       heldRank += held.countRange(heldBlock, j - heldBlock);
       heldBlock = j;
-      // Stored blocks before this one: held ones before it, less the repeats among them.
+      // Stored blocks before the run: held blocks before it, less the repeats among them.
       const storedBefore = framedBefore + heldRank - targets.length;
-      if (entry.target >= storedBefore)
-        throw this.corrupt(
-          `${STRUCTURE}: block ${entry.block} repeats stored block ${entry.target}, which does not come before it`,
-          entry.at,
+      const last = piece.mode === 0 ? piece.target + piece.count - 1 : piece.target;
+      if (last >= storedBefore) {
+        problem = this.corrupt(
+          `${STRUCTURE}: block ${piece.block} repeats stored block ${last}, which does not come before it`,
+          at,
           'bad-offset',
         );
-      bits.set(j);
-      targets.push(entry.target);
-    }
+        return;
+      }
+      RepeatSection.expand(piece, start, bits, targets);
+    });
+    if (problem !== null) throw problem;
     return { bits, targets: Float64Array.from(targets) };
   }
 
   /** After the last window of the sequential pass: nothing may be left over. */
   finish(): void {
-    if (this.carry !== null || this.stream.at < this.payloadLength)
+    if (this.cursor.carry !== null || this.stream.at < this.payloadLength)
       throw this.corrupt(
-        `${STRUCTURE} has bytes after its last entry`,
-        this.carry?.at ?? this.stream.at,
+        `${STRUCTURE} has runs past the last block`,
+        this.cursor.carry !== null ? this.cursor.carryAt : this.stream.at,
         'length-mismatch',
       );
   }
@@ -243,17 +322,14 @@ export class RepeatSection {
   async window(w: number): Promise<RepeatWindow> {
     const start = w * this.windowBits;
     const len = Math.min(this.windowBits, this.length - start);
-    const stream = new ByteStream(this.file, this.base, this.payloadLength, this.windowAt[w]!);
-    let previous = this.windowPrevious[w]!;
+    const saved = this.checkpoints[w]!;
+    const cursor: Cursor = { ...saved, carry: saved.carry && { ...saved.carry } };
+    const stream = new ByteStream(this.file, this.base, this.payloadLength, cursor.at);
     const bits = new Bitmap(len);
     const targets: number[] = [];
-    while (stream.at < this.payloadLength) {
-      const block = previous + 1 + (await this.varint(stream));
-      if (block >= start + len) break;
-      targets.push(await this.varint(stream));
-      bits.set(block - start);
-      previous = block;
-    }
+    await this.decode(stream, cursor, start, start + len, (piece) =>
+      RepeatSection.expand(piece, start, bits, targets),
+    );
     return { bits, targets: Float64Array.from(targets) };
   }
 }

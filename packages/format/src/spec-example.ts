@@ -18,7 +18,7 @@ function exampleImage(blockThree = 0x43): Uint8Array {
  * used, block 1 all zeros, no compression, 2 blocks per frame, fixed id and time, in 2.0's layout
  * (a digest table, no REPT section). With `digestTable: false`, the same snapshot without a DGST
  * section. With `repeatedA`, block 3 holds `A`s like block 0, the writer's default layout (no
- * table, repeats): block 3 is a repeat of block 0.
+ * table, repeats) with one block per frame: block 3 is a repeat of block 0.
  */
 export async function specExample(
   options: { digestTable?: boolean; repeatedA?: boolean } = {},
@@ -31,7 +31,9 @@ export async function specExample(
     blockSize: 512,
     out: out.stream,
     compress: { type: 'none' },
-    blocksPerFrame: 2,
+    // One block per frame in the example with a repeat: the writer leaves a copy inside the
+    // frame being filled to zstd.
+    blocksPerFrame: repeats ? 1 : 2,
     digestTable: options.digestTable ?? !repeats,
     repeats,
     backupId: Uint8Array.from({ length: 16 }, (_, i) => i),

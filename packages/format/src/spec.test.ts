@@ -132,7 +132,7 @@ function decode(file: Uint8Array): Decoded {
   const C = bits('CHNG');
   const F = bits('FREE');
   expect(C !== null).toBe(kind === 2);
-  // §6.8 repeated blocks: (gap, target ordinal) pairs of LEB128 in ascending block order.
+  // §6.8 repeated blocks: runs of (gap, 2 × count + mode, target) in LEB128, ascending.
   const R = new Map<number, number>();
   const leb = (bytes: Uint8Array, p: { at: number }) => {
     let v = 0;
@@ -147,11 +147,15 @@ function decode(file: Uint8Array): Decoded {
   if (hasRepeats) {
     const rept = payload.REPT!.bytes;
     const p = { at: 0 };
-    let previous = -1;
+    let end = 0;
     while (p.at < rept.length) {
-      const block = previous + 1 + leb(rept, p);
-      R.set(block, leb(rept, p));
-      previous = block;
+      const block = end + leb(rept, p);
+      const kind = leb(rept, p);
+      const target = leb(rept, p);
+      const count = Math.floor(kind / 2);
+      expect(count).toBeGreaterThan(0);
+      for (let k = 0; k < count; k++) R.set(block + k, kind % 2 === 0 ? target + k : target);
+      end = block + count;
     }
     expect(p.at).toBe(rept.length);
   }

@@ -412,13 +412,20 @@ describe('incremental', () => {
           if (!same) expectChanged.push(i);
           if (!same && now && !isZero(image, i)) expectStored.push(i);
         }
-        // Held blocks whose bytes a held block before them already has: repeats (§6.8).
-        const seen = new Set<string>();
+        // Held blocks whose bytes a block stored in an earlier frame already has: repeats (§6.8;
+        // the writer leaves a copy inside the frame being filled to zstd).
+        const firstAt = new Map<string, number>();
         let expectRepeats = 0;
+        let ordinal = 0;
         for (const i of expectStored) {
           const key = Buffer.from(block(image, i, bs)).toString('base64');
-          if (seen.has(key)) expectRepeats++;
-          seen.add(key);
+          const target = firstAt.get(key);
+          if (target !== undefined && target < ordinal - (ordinal % 5)) {
+            expectRepeats++;
+            continue;
+          }
+          if (target === undefined) firstAt.set(key, ordinal);
+          ordinal++;
         }
         repeatsSeen += expectRepeats;
         const common = {
@@ -509,10 +516,29 @@ describe('incremental', () => {
 
   test('repeats: false writes the 2.1 layout, and holds the same state', async () => {
     const rand = prng(77);
-    const n = 200;
+    const n = 400;
     const image = randomBytesFrom(rand, n * bs);
-    for (let i = 10; i < n; i += 10) block(image, i, bs).set(block(image, 3, bs).slice());
+    // Single copies of block 3, a copied range (consecutive targets) and a run of one block's
+    // bytes (one target), both across windows of 64 blocks and frames of 8.
+    for (let i = 10; i < 200; i += 10) block(image, i, bs).set(block(image, 3, bs).slice());
+    image.copyWithin(200 * bs, 0, 100 * bs);
+    for (let i = 301; i < n; i++) block(image, i, bs).set(block(image, 300, bs).slice());
     const used = new Bitmap(n).setAll();
+    // What the writer holds as repeats: a copy of a block stored in an earlier frame.
+    const firstAt = new Map<string, number>();
+    let expectRepeats = 0;
+    let ordinal = 0;
+    for (let i = 0; i < n; i++) {
+      const key = Buffer.from(block(image, i, bs)).toString('base64');
+      const target = firstAt.get(key);
+      if (target !== undefined && target < ordinal - (ordinal % 8)) {
+        expectRepeats++;
+        continue;
+      }
+      if (target === undefined) firstAt.set(key, ordinal);
+      ordinal++;
+    }
+    expect(expectRepeats).toBeGreaterThan(180);
     const common = { source: memorySource(image), used, blockSize: bs, blocksPerFrame: 8 };
     const withRepeats = await toMemory({ ...common, windowBlocks: 64 });
     const without = await toMemory({ ...common, repeats: false });
@@ -520,11 +546,16 @@ describe('incremental', () => {
     expect(without.reader.header.repeats).toBe(false);
     expect(new DataView(without.bytes.buffer).getUint32(0x10, true)).toBe(1);
     expect(without.result.repeatedBlocks).toBe(0);
-    expect(withRepeats.result.repeatedBlocks).toBe(19);
-    expect(withRepeats.result.storedBlocks).toBe(n - 19);
+    expect(withRepeats.result.repeatedBlocks).toBe(expectRepeats);
+    expect(withRepeats.result.storedBlocks).toBe(n - expectRepeats);
     expect(withRepeats.bytes.length).toBeLessThan(without.bytes.length - 18 * bs);
+    // Runs: the 99 blocks of one byte pattern past its frame and the copied range cost a few
+    // entries, not one per block.
+    const zero = withRepeats.reader.footer.sections.ZERO!;
+    const fidx = withRepeats.reader.footer.sections.FIDX!;
+    expect(fidx.offset - (zero.offset + zero.length)).toBeLessThan(20 + 4 * 40);
     for (const { reader } of [withRepeats, without]) {
-      for (let i = 0; i < n; i += 5) expect(await reader.readBlock(i)).toEqual(block(image, i, bs));
+      for (let i = 0; i < n; i++) expect(await reader.readBlock(i)).toEqual(block(image, i, bs));
       expect(await reader.verify()).toMatchObject({ ok: true, blocksChecked: reader.storedBlocks });
     }
     // Every block, read as runs window by window, and the digests of each window.
@@ -534,10 +565,12 @@ describe('incremental', () => {
     const want = Buffer.concat([...Array(n).keys()].map((i) => blockDigest(block(image, i, bs))));
     expect((await wholeState([withRepeats.reader])).digests.equals(want)).toBe(true);
     const withTable = await toMemory({ ...common, windowBlocks: 64, digestTable: true });
-    expect(withTable.reader.footer.sections.DGST!.length).toBe(16 * (n - 19) + 20);
+    expect(withTable.reader.footer.sections.DGST!.length).toBe(16 * (n - expectRepeats) + 20);
     expect((await wholeState([withTable.reader])).digests.equals(want)).toBe(true);
     const d30 = Buffer.from((await withTable.reader.digestOf(30))!);
     expect(d30.equals(blockDigest(block(image, 3, bs)))).toBe(true);
+    const d350 = Buffer.from((await withTable.reader.digestOf(350))!);
+    expect(d350.equals(blockDigest(block(image, 300, bs)))).toBe(true);
   });
 
   test('refuses chains that are out of order or contradict themselves', async () => {

@@ -109,8 +109,9 @@ export interface WriteOptions {
    */
   digestTable?: boolean;
   /**
-   * Store a block identical to one already stored in this file once: the later copies become a
-   * reference to it (format 2.2 REPT, SPEC.md §6.8). Blocks are matched by digest, through an
+   * Store a block identical to one already stored in this file once: a later copy in another
+   * frame becomes a reference to it (format 2.2 REPT, SPEC.md §6.8; a copy inside the same frame
+   * costs zstd less than the reference would). Blocks are matched by digest, through an
    * index of at most 24 MiB (about 4 GiB of distinct blocks; past that, some repeats are stored
    * again). Default true; false writes files that 2.1 readers read.
    */
@@ -570,12 +571,14 @@ async function writeBackup(
         }
         digests.push(d);
         if (blockIndex !== null) {
+          // Only a copy of a block in an earlier frame: zstd already finds one inside the frame
+          // being filled for less than a REPT entry costs.
           const target = blockIndex.find(d);
-          if (target >= 0) {
+          if (target >= 0 && target < nextOrdinal - (nextOrdinal % blocksPerFrame)) {
             repeatList.add(start + j, target);
             return false;
           }
-          blockIndex.add(d, nextOrdinal);
+          if (target < 0) blockIndex.add(d, nextOrdinal);
           if (framedDigests !== digests) framedDigests.push(d);
         }
         nextOrdinal++;
