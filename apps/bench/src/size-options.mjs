@@ -1,10 +1,10 @@
-// What each way of shrinking a snapshot would gain, measured on one ext4 image against
+// What each way of shrinking a snapshot gains, measured on one ext4 image against
 // `partclone.ext4 | zstd -3`: larger frames, the digest table (left out by default since format
-// 2.1; `--digest-table` keeps it), and storing identical blocks once. Sizes only (deterministic), so the machine's load does not matter.
+// 2.1; `--digest-table` keeps it), and holding identical blocks once (format 2.2; `--no-repeats`
+// stores every copy). Sizes only (deterministic), so the machine's load does not matter.
 //
 //   node src/size-options.mjs [--image IMG]   # default: the quick bench image (built and cached)
 
-import { createHash } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { writeSnapshot } from '@diskube/format';
@@ -42,77 +42,51 @@ const opened = await openImageFile(image);
 const map = await mapImage(opened);
 const rows = [];
 for (const frameMiB of [1, 2, 4, 8, 16]) {
-  // The writer's default (no digest table, format 2.1) and with the table (2.0's layout).
+  // The writer's default (format 2.2: repeats held once, no digest table), 2.1's default (every
+  // copy stored again) and with the digest table (as `--digest-table` writes it).
+  const variants = [
+    { repeats: true, digestTable: false },
+    { repeats: false, digestTable: false },
+    { repeats: true, digestTable: true },
+  ];
   const sizes = [];
-  for (const digestTable of [false, true]) {
-    const r = await writeSnapshot({
-      source: opened.disk,
-      used: map.used,
-      blockSize: map.blockSize,
-      tailUsed: map.tail.used,
-      out: counting().stream,
-      compress: { type: 'zstd', level },
-      blocksPerFrame: (frameMiB << 20) / map.blockSize,
-      digestTable,
-    });
-    sizes.push(r);
+  for (const v of variants) {
+    sizes.push(
+      await writeSnapshot({
+        source: opened.disk,
+        used: map.used,
+        blockSize: map.blockSize,
+        tailUsed: map.tail.used,
+        out: counting().stream,
+        compress: { type: 'zstd', level },
+        blocksPerFrame: (frameMiB << 20) / map.blockSize,
+        ...v,
+      }),
+    );
   }
-  const [without, withTable] = sizes;
-  if (without === undefined || withTable === undefined) throw new Error('no snapshot measured');
-  rows.push({
-    frameMiB,
-    bytes: withTable.fileLength,
-    digests: withTable.fileLength - without.fileLength,
-    stored: without.storedBlocks,
-  });
+  const [byDefault, noRepeats, withTable] = sizes;
+  if (byDefault === undefined || noRepeats === undefined || withTable === undefined)
+    throw new Error('no snapshot measured');
+  rows.push({ frameMiB, byDefault, noRepeats, withTable });
 }
-
-const first = rows[0];
-if (first === undefined) throw new Error('no snapshot measured');
-
-// Identical blocks within the image: how many stored blocks repeat one stored earlier.
-const seen = new Set();
-const unique = map.used.clone();
-let duplicates = 0;
-const buf = new Uint8Array(map.blockSize);
-for (const [s, len] of map.used.runs()) {
-  for (let i = s; i < s + len; i++) {
-    await opened.disk.read(i * map.blockSize, buf);
-    if (buf.every((b) => b === 0)) continue;
-    const h = createHash('sha256').update(buf).digest('base64');
-    if (seen.has(h)) {
-      duplicates++;
-      unique.clear(i);
-    } else seen.add(h);
-  }
-}
-// The same snapshot without the repeated blocks: what their frame bytes really cost after zstd
-// (a repeat inside one frame already compresses to almost nothing).
-const withoutRepeats = counting();
-const u = await writeSnapshot({
-  source: opened.disk,
-  used: unique,
-  blockSize: map.blockSize,
-  tailUsed: map.tail.used,
-  out: withoutRepeats.stream,
-  compress: { type: 'zstd', level },
-});
-const repeatFrameBytes = first.bytes - first.digests - u.fileLength;
 await opened.close();
 
 const mib = (/** @type {number} */ b) => `${(b / 2 ** 20).toFixed(2)} MiB`;
 const rel = (/** @type {number} */ b) => `${((b / pc - 1) * 100).toFixed(2)} %`;
+const four = rows.find((r) => r.frameMiB === 4);
 const lines = [
   `Image ${image}: partclone.ext4 | zstd -${level} = ${mib(pc)}.`,
   '',
-  '| frame | snapshot (default: no digest table) | vs partclone + zstd | with `--digest-table` | vs partclone + zstd | the table |',
-  '| ----- | ----------------------------------- | ------------------- | --------------------- | ------------------- | --------- |',
+  '| frame | snapshot (default: repeats held once, no digest table) | vs partclone + zstd | every copy stored (`--no-repeats`) | vs partclone + zstd | with `--digest-table` | vs partclone + zstd |',
+  '| ----- | ------------------------------------------------------ | ------------------- | ---------------------------------- | ------------------- | --------------------- | ------------------- |',
   ...rows.map(
     (r) =>
-      `| ${r.frameMiB} MiB | ${mib(r.bytes - r.digests)} | ${rel(r.bytes - r.digests)} | ${mib(r.bytes)} | ${rel(r.bytes)} | ${mib(r.digests)} |`,
+      `| ${r.frameMiB} MiB | ${mib(r.byDefault.fileLength)} | ${rel(r.byDefault.fileLength)} | ${mib(r.noRepeats.fileLength)} | ${rel(r.noRepeats.fileLength)} | ${mib(r.withTable.fileLength)} | ${rel(r.withTable.fileLength)} |`,
   ),
   '',
-  `Identical blocks: ${duplicates} of ${first.stored} stored blocks repeat an earlier one (${((duplicates / first.stored) * 100).toFixed(2)} %). Their frame bytes after zstd (1 MiB frames, with vs without them): ${mib(repeatFrameBytes)}. Storing each once (a reference of ~8 bytes per repeat instead) would give about ${mib(first.bytes - first.digests - repeatFrameBytes - 8 * duplicates)} (${rel(first.bytes - first.digests - repeatFrameBytes - 8 * duplicates)}) without a digest table.`,
+  four
+    ? `With 4 MiB frames (the default), ${four.byDefault.repeatedBlocks} of ${four.byDefault.storedBlocks + four.byDefault.repeatedBlocks} held blocks are repeats of a block in an earlier frame, held once.`
+    : '',
   '',
 ];
 process.stdout.write(lines.join('\n'));
