@@ -126,7 +126,9 @@ const pSize = await size(pcz);
 const rSize = await size(rawz);
 // What a digest table would add (16 bytes per stored block, incompressible): the files hold none
 // by default since format 2.1 (`--digest-table` keeps it); the state's digests go to the cache.
-const digestBytes = 16 * (dInfo.usedBlocks - dInfo.zeroBlocks);
+// The digest table lists the blocks in the frames; the state digests every used non-zero block.
+const digestBytes = 16 * dInfo.storedBlocks;
+const stateDigestBytes = 16 * (dInfo.usedBlocks - dInfo.zeroBlocks);
 
 // ---- Snapshot restore ---------------------------------------------------------------------
 const dOut = w('restored-diskube.img');
@@ -392,7 +394,7 @@ ${markdownTable(['target', 'measured', 'met'], targets)}
 
 ${snapshotTable}
 
-diskube backup file: ${dInfo.frames} frames, ${dInfo.usedBlocks} used blocks (${dInfo.zeroBlocks} all-zero, not stored); ${dInfo.digestTable ? `digest table ${mib(digestBytes)} (16 bytes per stored block, incompressible), i.e. ${mib(dSize - digestBytes)} without it (${relative(dSize - digestBytes, pSize)} vs partclone + zstd)` : `no digest table (format 2.1's default; with \`--digest-table\` the file would be ${mib(dSize + digestBytes + 20)}, ${relative(dSize + digestBytes + 20, pSize)} vs partclone + zstd); the ${mib(digestBytes)} of state digests stay in the cache for the next incremental`}.
+diskube backup file: ${dInfo.frames} frames, ${dInfo.usedBlocks} used blocks (${dInfo.zeroBlocks} all-zero, not stored; ${dInfo.repeatedBlocks ?? 0} held as repeats of a block in an earlier frame, format 2.2); ${dInfo.digestTable ? `digest table ${mib(digestBytes)} (16 bytes per stored block, incompressible), i.e. ${mib(dSize - digestBytes)} without it (${relative(dSize - digestBytes, pSize)} vs partclone + zstd)` : `no digest table (format 2.1's default; with \`--digest-table\` the file would be ${mib(dSize + digestBytes + 20)}, ${relative(dSize + digestBytes + 20, pSize)} vs partclone + zstd); the ${mib(stateDigestBytes)} of state digests stay in the cache for the next incremental`}.
 
 Where one diskube backup spends its time (\`node --cpu-prof\`, one extra run; self time per stage and thread; idle = waiting):
 

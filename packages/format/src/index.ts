@@ -41,7 +41,9 @@ export {
 export {
   type BackupMeta,
   DEFAULT_FRAME_BYTES,
+  defaultThreads,
   type IncrementalOptions,
+  MAX_DEFAULT_THREADS,
   type StateDigestSink,
   type WriteOptions,
   type WriteResult,

@@ -10,7 +10,13 @@ import { blockDigest } from './digest.js';
 import { BackupReader, openBackup } from './reader.js';
 import type { FormatReason } from './reasons.js';
 import { memoryWritable, prng, randomBitmap, randomBytesFrom } from './test-support.js';
-import { type WriteOptions, writeIncremental, writeSnapshot } from './writer.js';
+import {
+  defaultThreads,
+  MAX_DEFAULT_THREADS,
+  type WriteOptions,
+  writeIncremental,
+  writeSnapshot,
+} from './writer.js';
 
 async function toMemory(
   options: Omit<WriteOptions, 'out'> & {
@@ -184,6 +190,13 @@ describe('snapshot round trip', () => {
       files.push(bytes);
     }
     expect(Buffer.compare(files[1]!, files[0]!)).toBe(0);
+  });
+
+  test('the default worker count follows the cores, up to a cap, for large backups only', () => {
+    expect(MAX_DEFAULT_THREADS).toBe(4);
+    expect(defaultThreads(1 << 30, 2)).toBe(2);
+    expect(defaultThreads(1 << 30, 64)).toBe(4);
+    expect(defaultThreads(1 << 20, 64)).toBe(0);
   });
 
   test('empty used bitmap, zero-length image, and tail not kept', async () => {

@@ -51,6 +51,18 @@ export const DEFAULT_FRAME_BYTES = 4 << 20;
 const READ_BATCH_BYTES = 4 << 20;
 /** Below this many bytes to read, compression stays on the calling thread (workers cost ~50 ms). */
 const THREADS_FROM_BYTES = 16 << 20;
+/**
+ * Most worker threads a backup starts unless told otherwise. Each keeps two frames in flight
+ * (their raw and compressed bytes, about 16 MiB with 4 MiB frames) and one read batch (4 MiB), so
+ * without a cap memory would grow with the host's cores (about 1.3 GiB on 64); 4 workers at zstd
+ * -3 compress faster than most disks read.
+ */
+export const MAX_DEFAULT_THREADS = 4;
+
+/** The worker threads a backup reading `bytes` uses by default (see `WriteOptions.threads`). */
+export function defaultThreads(bytes: number, cores = availableParallelism()): number {
+  return bytes >= THREADS_FROM_BYTES ? Math.min(cores, MAX_DEFAULT_THREADS) : 0;
+}
 /** Unneeded blocks read to join two runs into one read, at most. */
 const MAX_READ_GAP_BYTES = 64 << 10;
 /** Digests are collected in chunks of this many bytes. */
@@ -89,15 +101,17 @@ export interface WriteOptions {
   signal?: AbortSignal;
   /**
    * Worker threads for zstd (and a snapshot's digests); 0 compresses on the calling thread.
-   * Default: one per core for backups reading 16 MiB or more, else 0 (the calling thread only
-   * reads, checks for zeros and writes, about a quarter of the work). The output is the same.
+   * Default: one per core, at most `MAX_DEFAULT_THREADS` (4), for backups reading 16 MiB or more,
+   * else 0 (the calling thread only reads, checks for zeros and writes, about a quarter of the
+   * work). Memory grows by about 20 MiB per thread. The output is the same.
    */
   threads?: number;
   /** Fixed identity (tests, reproducible examples); default 16 random bytes. */
   backupId?: Uint8Array;
   /**
    * Blocks handled at once (a positive multiple of 64); memory per window is about 2 bits and,
-   * for an incremental, 16 bytes of digests per block. An incremental takes its chain readers'
+   * for an incremental or a snapshot finding repeats, 16 bytes of digests per block. An
+   * incremental takes its chain readers'
    * (`openBackup`'s `windowBlocks`). Default 2^20.
    */
   windowBlocks?: number;
@@ -443,9 +457,7 @@ async function writeBackup(
     let usedBlocks = 0;
     let zeroBlocks = 0;
     let changedBlocks = 0;
-    const threads =
-      options.threads ??
-      (compress.type === 'zstd' && bytesTotal >= THREADS_FROM_BYTES ? availableParallelism() : 0);
+    const threads = options.threads ?? (compress.type === 'zstd' ? defaultThreads(bytesTotal) : 0);
     const frameBytes = blocksPerFrame * blockSize;
     pool = new CompressPool(compress, threads, frameBytes);
     // A snapshot stores every non-zero used block, so its digests can be taken with the frame

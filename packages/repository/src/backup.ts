@@ -74,7 +74,10 @@ export interface BackupToRepositoryResult {
   bytesRead: number;
   /** Chunks taken from the parent without reading or asking the store. */
   chunksFromParent: number;
-  /** Chunks found already in the repository (by HEAD). */
+  /**
+   * Chunks found already in the repository (by HEAD): whole, or, over another VM's parent, as the
+   * patch another clone stored for the same change of the same base.
+   */
   chunksDeduplicated: number;
   newChunks: number;
   /** Chunks stored as patches over the parent's chunk at the same position. */
@@ -297,6 +300,13 @@ export async function backupToRepository(
         const chain = [parentRef.id, ...parentRef.bases];
         const over = chain.length <= MAX_PATCH_DEPTH ? 0 : chain.length - 1;
         const baseId = chain[over]!;
+        // Over another VM's chunk (a template's), another clone may have made the same change:
+        // its patch has this key, so neither the base nor the upload is needed.
+        if (shared && (await repo.backend.head(patchKey(id, baseId), signal)) !== undefined) {
+          result.chunksDeduplicated++;
+          if (tables) await cacheDigests(repo, id, raw.length, await blockDigests(raw));
+          return { id, bases: chain.slice(over) };
+        }
         // With a cache and a remote store, the blocks that changed come from the two chunks'
         // block digest tables when the base's is cached (no fetch); the new chunk's is kept for
         // the next backup.

@@ -290,6 +290,37 @@ describe.each(TEST_BACKENDS)('$name backend', (b) => {
       },
     );
 
+    it.skipIf(b.skip)(
+      "clones making the same change over a template's chunk store its patch once",
+      async () => {
+        const used = usedMap();
+        const template = disk(1, used, content);
+        const t = await backUp(template, used, 'template');
+        // Both clones change the same byte of chunk 12; the second also changes chunk 4.
+        const clone = template.slice();
+        clone[201 * BLOCK + 5] = 0x5a ^ clone[201 * BLOCK + 5]!;
+        const other = clone.slice();
+        other[66 * BLOCK + 7] = 0xa5 ^ other[66 * BLOCK + 7]!;
+        const asClone = (bytes: Uint8Array, name: string, into: Repository) =>
+          backupToRepository(into, {
+            source: memorySource(bytes),
+            used,
+            blockSize: BLOCK,
+            name,
+            parent: t.id,
+          });
+        const first = await asClone(clone, 'a', repo);
+        expect([first.newPatches, first.chunksDeduplicated]).toEqual([1, 0]);
+        const counted = countingBackend(repo.backend);
+        const second = await asClone(other, 'b', { ...repo, backend: counted.backend });
+        // Chunk 12's patch is found by its key: not fetched, not uploaded again.
+        expect([second.newPatches, second.chunksDeduplicated]).toEqual([1, 1]);
+        expect(counted.count.put).toBe(1);
+        await expectRestores(first.id, clone, used);
+        await expectRestores(second.id, other, used);
+      },
+    );
+
     it.skipIf(b.skip)('with changed ranges only the touched chunks are read', async () => {
       const used = usedMap();
       const bytes = disk(1, used, content);
