@@ -97,8 +97,15 @@ export class CompressPool {
   private readonly workers: Worker[] = [];
   private readonly waiting = new Map<
     number,
-    { settle: (reply: WorkerReply) => void; reject: (e: unknown) => void }
+    {
+      settle: (reply: WorkerReply) => void;
+      reject: (e: unknown) => void;
+      worker: number;
+      cost: number;
+    }
   >();
+  /** Work queued on each worker (estimated cost), so a job goes to the least busy one. */
+  private readonly queued: number[] = [];
   private readonly local: FrameCompressor | null;
   private readonly freeFrames: ArrayBuffer[] = [];
   private readonly freeOutputs: ArrayBuffer[] = [];
@@ -131,7 +138,19 @@ export class CompressPool {
           this.fail(new Error(`compression worker exited with code ${code}`));
       });
       this.workers.push(worker);
+      this.queued.push(0);
     }
+  }
+
+  /**
+   * The worker with the least work queued, charged `cost`. A writer waits for digests before it
+   * can go on, so a digest job queued behind other workers' compression would stall it.
+   */
+  private pick(cost: number): number {
+    let best = 0;
+    for (let k = 1; k < this.queued.length; k++) if (this.queued[k]! < this.queued[best]!) best = k;
+    this.queued[best]! += cost;
+    return best;
   }
 
   /** A frame buffer of `frameBytes` bytes, recycled when possible. Its contents are undefined. */
@@ -147,6 +166,7 @@ export class CompressPool {
   private settle(reply: WorkerReply): void {
     const w = this.waiting.get(reply.id);
     this.waiting.delete(reply.id);
+    if (w !== undefined) this.queued[w.worker]! -= w.cost;
     w?.settle(reply);
   }
 
@@ -181,13 +201,17 @@ export class CompressPool {
     if (this.workers.length === 0 || buffer.byteOffset !== 0 || blockSize <= 0)
       throw new Error('digestBlocks needs workers and a whole buffer');
     const id = this.nextId++;
-    const worker = this.workers[id % this.workers.length]!;
+    // SHA-256 runs about 3 times as fast as zstd -3 (SHA-NI): a digest job costs its bytes.
+    const k = this.pick(length);
+    const worker = this.workers[k]!;
     const whole = buffer.buffer as ArrayBuffer;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, {
         settle: ({ raw, digests }) =>
           resolve({ buffer: new Uint8Array(raw), digests: new Uint8Array(digests!) }),
         reject,
+        worker: k,
+        cost: length,
       });
       worker.postMessage({ id, raw: whole, length, out: null, blockSize, compress: false }, [
         whole,
@@ -228,7 +252,9 @@ export class CompressPool {
     }
     if (this.failure !== null) return Promise.reject(this.failure);
     const id = this.nextId++;
-    const worker = this.workers[id % this.workers.length]!;
+    const cost = 3 * length + (digestBlockSize > 0 ? length : 0);
+    const k = this.pick(cost);
+    const worker = this.workers[k]!;
     // Transfer moves whole ArrayBuffers: a view of part of one is copied into its own first.
     const owned =
       frame.byteOffset === 0 && frame.byteLength === frame.buffer.byteLength ? frame : raw.slice();
@@ -236,7 +262,12 @@ export class CompressPool {
     const transfer = [owned.buffer as ArrayBuffer];
     if (out !== null) transfer.push(out);
     return new Promise((resolve, reject) => {
-      this.waiting.set(id, { settle: (reply) => resolve(this.frameResult(reply)), reject });
+      this.waiting.set(id, {
+        settle: (reply) => resolve(this.frameResult(reply)),
+        reject,
+        worker: k,
+        cost,
+      });
       worker.postMessage(
         { id, raw: owned.buffer, length, out, blockSize: digestBlockSize, compress: true },
         transfer,

@@ -86,23 +86,26 @@ export const BLOCK_INDEX_MAX_SLOTS = 1 << 20;
 const PROBES = 8;
 
 /**
- * Where each distinct stored block went: digest → ordinal, in a fixed-size open-addressing table
- * (24 bytes a slot, at most `BLOCK_INDEX_MAX_SLOTS`), so memory does not grow with the disk.
- * When the probes of a digest find no free slot, the oldest of them is replaced: a block whose
- * entry was dropped is simply stored again.
+ * Where each distinct stored block went: digest → ordinal, in an open-addressing table (24 bytes a
+ * slot) that doubles as it fills, up to `BLOCK_INDEX_MAX_SLOTS`, so memory follows the blocks
+ * stored and stops growing there. At the cap, when the probes of a digest find no free slot, the
+ * oldest of them is replaced: a block whose entry was dropped is simply stored again.
  */
 export class BlockIndex {
-  private readonly keys: Uint8Array;
-  private readonly ordinals: Float64Array;
-  private readonly mask: number;
+  private keys: Uint8Array;
+  private ordinals: Float64Array;
+  private mask: number;
+  private count = 0;
 
-  /** `expected`: how many blocks may be added (sizes the table, up to the cap). */
-  constructor(expected: number) {
-    let slots = 1024;
-    while (slots < 2 * expected && slots < BLOCK_INDEX_MAX_SLOTS) slots *= 2;
+  constructor(slots = 1024) {
     this.keys = new Uint8Array(slots * DIGEST_LENGTH);
     this.ordinals = new Float64Array(slots).fill(-1);
     this.mask = slots - 1;
+  }
+
+  /** Slots allocated (for tests). */
+  get slots(): number {
+    return this.ordinals.length;
   }
 
   private home(d: Uint8Array): number {
@@ -129,18 +132,33 @@ export class BlockIndex {
 
   /** Record that the block with digest `d` is stored with ordinal `ordinal`. */
   add(d: Uint8Array, ordinal: number): void {
+    if (this.count >= this.ordinals.length / 2 && this.ordinals.length < BLOCK_INDEX_MAX_SLOTS)
+      this.grow();
     const home = this.home(d);
     let oldest = home;
     for (let p = 0; p < PROBES; p++) {
       const slot = (home + p) & this.mask;
       if (this.ordinals[slot]! < 0) {
         oldest = slot;
+        this.count++;
         break;
       }
       if (this.ordinals[slot]! < this.ordinals[oldest]!) oldest = slot;
     }
     this.keys.set(d.subarray(0, DIGEST_LENGTH), oldest * DIGEST_LENGTH);
     this.ordinals[oldest] = ordinal;
+  }
+
+  private grow(): void {
+    const { keys, ordinals } = this;
+    const slots = ordinals.length * 2;
+    this.keys = new Uint8Array(slots * DIGEST_LENGTH);
+    this.ordinals = new Float64Array(slots).fill(-1);
+    this.mask = slots - 1;
+    this.count = 0;
+    for (let k = 0; k < ordinals.length; k++)
+      if (ordinals[k]! >= 0)
+        this.add(keys.subarray(k * DIGEST_LENGTH, (k + 1) * DIGEST_LENGTH), ordinals[k]!);
   }
 }
 

@@ -447,7 +447,7 @@ async function writeBackup(
     const repeatSpill = spill();
     const repeatList = new RepeatEncoder(repeatSpill);
     // Where each distinct block went, to find repeats (bounded: see BlockIndex).
-    const blockIndex = repeats ? new BlockIndex(used.count()) : null;
+    const blockIndex = repeats ? new BlockIndex() : null;
     /** The ordinal (§5) the next block put in a frame gets. */
     let nextOrdinal = 0;
     const usedRle = new RleEncoder(blockCount, usedSpill);
@@ -527,8 +527,10 @@ async function writeBackup(
     const maxGap = Math.floor(MAX_READ_GAP_BYTES / blockSize);
     const freeBuffers: Uint8Array[] = [];
     // Batches being read (and digested), oldest first: one being scanned, the next being read;
-    // with worker digests, one more per worker so every worker has a batch.
-    const ahead = batchDigests ? 1 + threads : 1;
+    // with worker digests, two more per worker, so the digests of the next batches are ready
+    // while this thread scans (one more per worker left it waiting: a generated 4 GiB snapshot
+    // took 15.5 s instead of 12.6 s).
+    const ahead = batchDigests ? 2 + 2 * threads : 1;
     interface Batch {
       first: number;
       count: number;
