@@ -36,15 +36,16 @@ type Json = Record<string, number> & {
 
 /**
  * Where each link takes its parent's digests: b2 neither uses nor keeps state digests
- * (`--no-cache`), so it reads b1 back and b3 reads b2 back; b3 keeps a digest table too. The
- * restores below then cover mixed chains.
+ * (`--no-cache`), so it reads b1 back and b3 reads b2 back; b3 keeps a digest table too; b4 stores
+ * every copy again (`--no-repeats`, format 2.1's layout). The restores below then cover mixed
+ * chains.
  */
 const LINKS: Array<{ flags: string[]; from: string | null }> = [
   { flags: [], from: null },
   { flags: [], from: 'cache' },
   { flags: ['--no-cache'], from: 'frames' },
   { flags: ['--digest-table'], from: 'frames' },
-  { flags: [], from: 'cache' },
+  { flags: ['--no-repeats'], from: 'cache' },
   { flags: [], from: 'cache' },
 ];
 
@@ -63,6 +64,8 @@ for (const [fs, options] of [
         if (n > 0) args.push('--base', join(dir, `b${n - 1}.dkb`));
         const summary = await diskubeJson<Json>(args);
         if (n > 0) expect(summary.changedBlocks).toBeGreaterThan(0);
+        if (LINKS[n]!.flags.includes('--no-repeats')) expect(summary.repeatedBlocks).toBe(0);
+        expect(summary.storedBlocks).toBeGreaterThan(0);
         expect(summary.parentDigestsFrom).toBe(LINKS[n]!.from);
         if (summary.parentDigestsFrom === 'frames')
           expect(summary.parentBytesRead).toBeGreaterThan(0);

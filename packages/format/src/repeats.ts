@@ -241,13 +241,13 @@ export class RepeatSection {
   }
 
   /**
-   * Decode the runs of blocks `[start, end)` from `cursor`, calling `emit` for each piece of a
-   * run inside them; what crosses `end` stays in the cursor for the next window.
+   * Decode the runs of the window ending at `end` from `cursor` (which stands at the window's
+   * start), calling `emit` for each piece of a run inside it; what crosses `end` stays in the
+   * cursor for the next window.
    */
   private async decode(
     stream: ByteStream,
     cursor: Cursor,
-    start: number,
     end: number,
     emit: (piece: Run, entryAt: number) => void,
   ): Promise<void> {
@@ -294,7 +294,7 @@ export class RepeatSection {
     let heldBlock = 0;
     let heldRank = 0;
     let problem: CorruptError | null = null;
-    await this.decode(this.stream, this.cursor, start, start + held.length, (piece, at) => {
+    await this.decode(this.stream, this.cursor, start + held.length, (piece, at) => {
       if (problem !== null) return;
       const j = piece.block - start;
       for (let k = 0; k < piece.count; k++) {
@@ -345,7 +345,7 @@ export class RepeatSection {
     const stream = new ByteStream(this.file, this.base, this.payloadLength, cursor.at);
     const bits = new Bitmap(len);
     const targets: number[] = [];
-    await this.decode(stream, cursor, start, start + len, (piece) =>
+    await this.decode(stream, cursor, start + len, (piece) =>
       RepeatSection.expand(piece, start, bits, targets),
     );
     return { bits, targets: Float64Array.from(targets) };

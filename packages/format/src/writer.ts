@@ -198,10 +198,17 @@ export function writeIncremental(options: IncrementalOptions): Promise<WriteResu
 }
 
 class DigestList {
-  private readonly chunks: Uint8Array[] = [];
+  private chunks: Uint8Array[] = [];
   private current = new Uint8Array(DIGEST_CHUNK);
   private used = 0;
   length = 0;
+  /** Hand every digest to `sink` and start over (keeping the current chunk's memory). */
+  async drainTo(sink: StateDigestSink): Promise<void> {
+    for (const part of this.parts()) if (part.length > 0) await sink.write(part.slice());
+    this.chunks = [];
+    this.used = 0;
+    this.length = 0;
+  }
   push(d: Uint8Array): void {
     if (this.used === DIGEST_CHUNK) {
       this.chunks.push(this.current);
@@ -583,7 +590,8 @@ async function writeBackup(
           if (before !== null && bytesEqual(before, d)) return false;
           changed!.set(j);
         }
-        digests.push(d);
+        // A snapshot needs its digests only for the state digest sink.
+        if (state !== null || stateSink !== null) digests.push(d);
         if (blockIndex !== null) {
           // Only a copy of a block in an earlier frame: zstd already finds one inside the frame
           // being filled for less than a REPT entry costs.
@@ -643,6 +651,8 @@ async function writeBackup(
         }
         if (runLength > 0) await storeRun(buf, runStart, runLength);
         await repeatList.drain();
+        // A snapshot's digests are its state's, in order: they go to the sink batch by batch.
+        if (state === null && stateSink !== null) await digests.drainTo(stateSink);
         freeBuffers.push(whole);
         progress(wanted * blockSize);
       }
@@ -655,9 +665,6 @@ async function writeBackup(
       if (digestTable) for (const part of framedDigests.parts()) await digestSpill.push(part);
       if (stateSink !== null && state !== null)
         await stateSink.write(stateDigestsOf(start, usedWin, zero, changed!, digests, parent!));
-      // A snapshot's held blocks are its whole state's used non-zero blocks.
-      else if (stateSink !== null && !digestWithFrames)
-        for (const part of digests.parts()) await stateSink.write(part);
       await usedRle.push(usedWin);
       await zeroRle.push(zero);
       usedBlocks += usedWin.count();
