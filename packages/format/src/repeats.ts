@@ -132,21 +132,29 @@ export class BlockIndex {
 
   /** Record that the block with digest `d` is stored with ordinal `ordinal`. */
   add(d: Uint8Array, ordinal: number): void {
-    if (this.count >= this.ordinals.length / 2 && this.ordinals.length < BLOCK_INDEX_MAX_SLOTS)
-      this.grow();
+    const growing = this.ordinals.length < BLOCK_INDEX_MAX_SLOTS;
+    if (growing && this.count >= this.ordinals.length / 2) this.grow();
     const home = this.home(d);
     let oldest = home;
     for (let p = 0; p < PROBES; p++) {
       const slot = (home + p) & this.mask;
       if (this.ordinals[slot]! < 0) {
-        oldest = slot;
+        this.put(slot, d, ordinal);
         this.count++;
-        break;
+        return;
       }
       if (this.ordinals[slot]! < this.ordinals[oldest]!) oldest = slot;
     }
-    this.keys.set(d.subarray(0, DIGEST_LENGTH), oldest * DIGEST_LENGTH);
-    this.ordinals[oldest] = ordinal;
+    // Every probe taken: below the cap, make room; at it, forget the oldest of them.
+    if (growing) {
+      this.grow();
+      this.add(d, ordinal);
+    } else this.put(oldest, d, ordinal);
+  }
+
+  private put(slot: number, d: Uint8Array, ordinal: number): void {
+    this.keys.set(d.subarray(0, DIGEST_LENGTH), slot * DIGEST_LENGTH);
+    this.ordinals[slot] = ordinal;
   }
 
   private grow(): void {
