@@ -340,21 +340,12 @@ export class BitmapSection {
     return bits;
   }
 
-  private async varint(stream: ByteStream): Promise<number> {
-    if (stream.available() < MAX_VARINT_BYTES) await stream.fill();
-    const runAt = stream.at;
-    let value = 0;
-    let scale = 1;
-    for (let k = 0; ; k++) {
-      if (k >= MAX_VARINT_BYTES)
-        throw this.corrupt(`${this.structure} has an over-long run length`, runAt, 'bad-varint');
-      if (stream.at >= this.payloadLength)
-        throw this.corrupt(`${this.structure} ends inside a run length`, stream.at, 'truncated');
-      const b = stream.u8();
-      value += (b & 0x7f) * scale;
-      scale *= 0x80;
-      if ((b & 0x80) === 0) return value;
-    }
+  private varint(stream: ByteStream): Promise<number> {
+    return stream.varint((cut, at) =>
+      !cut
+        ? this.corrupt(`${this.structure} has an over-long run length`, at, 'bad-varint')
+        : this.corrupt(`${this.structure} ends inside a run length`, at, 'truncated'),
+    );
   }
 
   private async rawWindow(w: number): Promise<Bitmap> {
@@ -419,5 +410,23 @@ export class ByteStream {
   /** The next byte; the caller checked `at < end` and filled. */
   u8(): number {
     return this.buf[this.at++ - this.bufAt]!;
+  }
+  /**
+   * The next unsigned LEB128 value (SPEC.md §2), at most `MAX_VARINT_BYTES` long; `fail` makes the
+   * error for a value cut off by the payload's end (`cut`) or an over-long one (at its first byte).
+   */
+  async varint(fail: (cut: boolean, at: number) => Error): Promise<number> {
+    if (this.available() < MAX_VARINT_BYTES) await this.fill();
+    const first = this.at;
+    let value = 0;
+    let scale = 1;
+    for (let k = 0; ; k++) {
+      if (k >= MAX_VARINT_BYTES) throw fail(false, first);
+      if (this.at >= this.end) throw fail(true, this.at);
+      const b = this.u8();
+      value += (b & 0x7f) * scale;
+      scale *= 0x80;
+      if ((b & 0x80) === 0) return value;
+    }
   }
 }

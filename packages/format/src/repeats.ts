@@ -1,6 +1,6 @@
 import { Bitmap } from '@diskube/bitmap';
 import { type BlockSource, CorruptError } from '@diskube/core';
-import { ByteStream, MAX_VARINT_BYTES, pushVarint } from './bitmap-codec.js';
+import { ByteStream, pushVarint } from './bitmap-codec.js';
 import { DIGEST_LENGTH } from './header.js';
 import type { FormatReason } from './reasons.js';
 import { SECTION_NAMES } from './section.js';
@@ -212,21 +212,12 @@ export class RepeatSection {
     return new CorruptError(message, { structure: STRUCTURE, offset: this.base + at, reason });
   }
 
-  private async varint(stream: ByteStream): Promise<number> {
-    if (stream.available() < MAX_VARINT_BYTES) await stream.fill();
-    const at = stream.at;
-    let value = 0;
-    let scale = 1;
-    for (let k = 0; ; k++) {
-      if (k >= MAX_VARINT_BYTES)
-        throw this.corrupt(`${STRUCTURE} has an over-long number`, at, 'bad-varint');
-      if (stream.at >= this.payloadLength)
-        throw this.corrupt(`${STRUCTURE} ends inside an entry`, stream.at, 'truncated');
-      const b = stream.u8();
-      value += (b & 0x7f) * scale;
-      scale *= 0x80;
-      if ((b & 0x80) === 0) return value;
-    }
+  private varint(stream: ByteStream): Promise<number> {
+    return stream.varint((cut, at) =>
+      !cut
+        ? this.corrupt(`${STRUCTURE} has an over-long number`, at, 'bad-varint')
+        : this.corrupt(`${STRUCTURE} ends inside an entry`, at, 'truncated'),
+    );
   }
 
   /** The next run from `stream` (checked against the block count), or null at the end. */

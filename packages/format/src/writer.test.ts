@@ -58,6 +58,28 @@ function block(image: Uint8Array, i: number, bs: number) {
   return image.subarray(i * bs, (i + 1) * bs);
 }
 
+/**
+ * How many of `held` (a backup's held blocks, in order) the writer holds as repeats (SPEC.md
+ * §6.8): copies of a block stored in an earlier frame of `bpf` blocks (a copy inside the frame
+ * being filled is left to zstd, and stored again).
+ */
+function expectedRepeats(held: Uint8Array[], bpf: number): number {
+  const firstAt = new Map<string, number>();
+  let repeats = 0;
+  let ordinal = 0;
+  for (const bytes of held) {
+    const key = Buffer.from(bytes).toString('base64');
+    const target = firstAt.get(key);
+    if (target !== undefined && target < ordinal - (ordinal % bpf)) {
+      repeats++;
+      continue;
+    }
+    if (target === undefined) firstAt.set(key, ordinal);
+    ordinal++;
+  }
+  return repeats;
+}
+
 describe('snapshot round trip', () => {
   const cases = [
     { bs: 512, n: 300, tail: 100, compress: { type: 'zstd' as const, level: 1 }, bpf: 16 },
@@ -425,21 +447,10 @@ describe('incremental', () => {
           if (!same) expectChanged.push(i);
           if (!same && now && !isZero(image, i)) expectStored.push(i);
         }
-        // Held blocks whose bytes a block stored in an earlier frame already has: repeats (§6.8;
-        // the writer leaves a copy inside the frame being filled to zstd).
-        const firstAt = new Map<string, number>();
-        let expectRepeats = 0;
-        let ordinal = 0;
-        for (const i of expectStored) {
-          const key = Buffer.from(block(image, i, bs)).toString('base64');
-          const target = firstAt.get(key);
-          if (target !== undefined && target < ordinal - (ordinal % 5)) {
-            expectRepeats++;
-            continue;
-          }
-          if (target === undefined) firstAt.set(key, ordinal);
-          ordinal++;
-        }
+        const expectRepeats = expectedRepeats(
+          expectStored.map((i) => block(image, i, bs)),
+          5,
+        );
         repeatsSeen += expectRepeats;
         const common = {
           source: memorySource(image),
@@ -537,20 +548,10 @@ describe('incremental', () => {
     image.copyWithin(200 * bs, 0, 100 * bs);
     for (let i = 301; i < n; i++) block(image, i, bs).set(block(image, 300, bs).slice());
     const used = new Bitmap(n).setAll();
-    // What the writer holds as repeats: a copy of a block stored in an earlier frame.
-    const firstAt = new Map<string, number>();
-    let expectRepeats = 0;
-    let ordinal = 0;
-    for (let i = 0; i < n; i++) {
-      const key = Buffer.from(block(image, i, bs)).toString('base64');
-      const target = firstAt.get(key);
-      if (target !== undefined && target < ordinal - (ordinal % 8)) {
-        expectRepeats++;
-        continue;
-      }
-      if (target === undefined) firstAt.set(key, ordinal);
-      ordinal++;
-    }
+    const expectRepeats = expectedRepeats(
+      [...Array(n).keys()].map((i) => block(image, i, bs)),
+      8,
+    );
     expect(expectRepeats).toBeGreaterThan(180);
     const common = { source: memorySource(image), used, blockSize: bs, blocksPerFrame: 8 };
     const withRepeats = await toMemory({ ...common, windowBlocks: 64 });
