@@ -8,9 +8,14 @@
 //
 //   node src/fleet.mjs [--scale quick|full] [--clones N] [--days N] [--runs N]
 //                      [--chunk-sizes 64K,256K,1M,4M] [--peers dkb,repo,s3,borg,restic,zstd]
-//                      [--work DIR] [--keep] [--no-cache] [--out FILE]
+//                      [--work DIR] [--keep] [--no-cache] [--stream] [--out FILE]
 //
 // FLEET_SCALE=full in the environment does the same as --scale full.
+//
+// Images are built when their stage comes. Quick-scale images go to the shared image cache
+// (apps/bench/.cache/images) and stay for the next run. With --stream (the default at full
+// scale, whose 61 images would take ~140 GiB) they are built in the work folder and each is
+// deleted once every peer has backed it up, so the disk holds one clone image at a time.
 
 import { existsSync } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
@@ -41,6 +46,7 @@ const { values: args } = parseArgs({
     keep: { type: 'boolean', default: false },
     // The fleet's repository backups without diskube's client cache (the before of the digest cache).
     'no-cache': { type: 'boolean', default: false },
+    stream: { type: 'boolean' },
     out: { type: 'string' },
   },
 });
@@ -94,15 +100,21 @@ await rm(work, { recursive: true, force: true });
 await mkdir(work, { recursive: true });
 
 // ---- The fleet -------------------------------------------------------------------------------
-const cacheDir = process.env.DISKUBE_IMAGE_CACHE ?? join(here, '..', '.cache', 'images');
+const stream = args.stream ?? scale.name === 'full';
+const cacheDir = stream
+  ? w('images')
+  : (process.env.DISKUBE_IMAGE_CACHE ?? join(here, '..', '.cache', 'images'));
 const template = templateSpec(scale);
 const treePackages = template.root.filter((l) => l.startsWith('files /usr/bin/')).length;
 const templateUsed = template.tree.bytes + scale.ntfsDataMiB * MiB;
 let builds = 0;
 const buildsTotal = 1 + scale.clones * (1 + scale.days);
+/** Seconds spent building images (not part of any peer's wall). */
+let buildSeconds = 0;
 const build = async (/** @type {string} */ text) => {
   const t = performance.now();
   const b = await buildImage(text, { cacheDir });
+  buildSeconds += (performance.now() - t) / 1000;
   log(`image ${++builds}/${buildsTotal} in ${secs((performance.now() - t) / 1000)}`);
   return b;
 };
@@ -110,29 +122,42 @@ log(
   `template: ${template.tree.files} files in ${template.tree.dirs} directories, ${mib(template.tree.bytes)} (${mib(template.tree.textBytes)} text) on ext4`,
 );
 const templateImage = (await build(template.text)).image;
-/** @type {Array<{ name: string, images: string[], uniqueBytes: number, changedBytes: number[] }>} */
+/** @type {Array<{ name: string, specs: string[], uniqueBytes: number, changedBytes: number[] }>} */
 const vms = [];
 for (let k = 0; k < scale.clones; k++) {
   const clone = cloneLines(scale, k);
   const root = [...template.root, ...clone.root];
   const ntfs = [...template.ntfs, ...clone.ntfs];
-  const images = [(await build(render(scale, root, ntfs))).image];
+  const specs = [render(scale, root, ntfs)];
   /** @type {number[]} */
   const changedBytes = [];
   for (let d = 1; d <= scale.days; d++) {
     const day = dayLines(scale, k, d, templateUsed + clone.uniqueBytes, treePackages);
     root.push(...day.root);
     ntfs.push(...day.ntfs);
-    images.push((await build(render(scale, root, ntfs))).image);
+    specs.push(render(scale, root, ntfs));
     changedBytes.push(day.changedBytes);
   }
   vms.push({
     name: `vm-${String(k).padStart(2, '0')}`,
-    images,
+    specs,
     uniqueBytes: clone.uniqueBytes,
     changedBytes,
   });
 }
+/** The disk of VM `k` at stage `d` (0 = the clone, 1… = after each day), built when first asked. */
+const imageOf = async (/** @type {number} */ k, /** @type {number} */ d) =>
+  (await build(/** @type {string} */ (vms[k]?.specs[d]))).image;
+/** With --stream, a disk every peer has backed up is deleted (vm-00's clone stays for the one-VM runs). */
+const done = async (
+  /** @type {number} */ k,
+  /** @type {number} */ d,
+  /** @type {string} */ image,
+) => {
+  if (!stream || (k === 0 && d === 0)) return;
+  await rm(image, { force: true });
+  await rm(`${image}.manifest.json`, { force: true });
+};
 
 // ---- Helpers ---------------------------------------------------------------------------------
 const size = async (/** @type {string} */ path) => (await stat(path)).size;
@@ -357,19 +382,21 @@ for (let d = 0; d <= scale.days; d++) {
   /** @type {Record<string, number>} */
   const seconds = {};
   for (const [k, vm] of vms.entries()) {
+    const image = await imageOf(k, d);
     // Interleaved: every peer backs up this disk before the next disk, so load hits all alike.
     for (const p of fleetPeers) {
       const r = /** @type {(typeof results)[string]} */ (results[p.name]);
       if (r.error) continue;
       const t = performance.now();
       try {
-        await p.store(k, d, /** @type {string} */ (vm.images[d]));
+        await p.store(k, d, image);
       } catch (err) {
         r.error = `${vm.name} stage ${d}: ${/** @type {Error} */ (err).message.slice(0, 300)}`;
         log(`${p.name}: ${r.error}`);
       }
       seconds[p.name] = (seconds[p.name] ?? 0) + (performance.now() - t) / 1000;
     }
+    await done(k, d, image);
   }
   for (const p of fleetPeers) {
     const r = /** @type {(typeof results)[string]} */ (results[p.name]);
@@ -382,17 +409,10 @@ for (let d = 0; d <= scale.days; d++) {
 
 // ---- One VM: diskube against partclone + zstd, backup and restore -------------------------------
 log('one VM: partitions extracted for partclone');
-const one = /** @type {string} */ (/** @type {(typeof vms)[number]} */ (vms[0]).images[0]);
-const manifest = (
-  await buildImage(
-    render(
-      scale,
-      [...template.root, ...cloneLines(scale, 0).root],
-      [...template.ntfs, ...cloneLines(scale, 0).ntfs],
-    ),
-    { cacheDir },
-  )
-).manifest;
+// vm-00's clone disk (kept by --stream; from the image cache otherwise).
+const { image: one, manifest } = await buildImage(/** @type {string} */ (vms[0]?.specs[0]), {
+  cacheDir,
+});
 const parts = manifest.partitions.map((p) => ({ ...p, file: w(`part${p.index}.img`) }));
 for (const p of parts) {
   await sh(
@@ -730,7 +750,7 @@ const versions = toolVersion;
 const load = (/** @type {number[]} */ l) => l.map((x) => x.toFixed(1)).join(' / ');
 const report = `# diskube fleet benchmark (${scale.name} scale)
 
-- Date: ${new Date().toISOString()}; total run ${secs((performance.now() - started) / 1000)}
+- Date: ${new Date().toISOString()}; total run ${secs((performance.now() - started) / 1000)}, of which ${builds} image builds ${secs(buildSeconds)}${stream ? ' (`--stream`: each disk built when its stage came and deleted once every peer had it)' : ''}
 - Machine: ${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, ${mib(totalmem())} RAM, Linux ${kernel}, Node ${process.version}; load average at start ${load(loadBefore)}, at end ${load(loadavg())} (other jobs shared the machine when above ~1: wall times are noisy)
 - Tools: ${await versions('borg2 --version')}; ${await versions('restic version')}; ${await versions('zstd --version')}; ${await versions('partclone.ext4 -v')}
 - Fleet (all built by @diskube/mkimage: a clone is the template's spec plus its own lines, a day is the previous spec plus that day's lines, so a clone differs from the template only in the blocks its lines touch): ${mib(scale.diskMiB * MiB)} GPT disks, ext4 root ${mib(scale.rootMiB * MiB)} holding an OS-like tree of ${template.tree.files} files in ${template.tree.dirs} directories (${mib(template.tree.bytes)}, ${mib(template.tree.textBytes)} of it text), NTFS data partition with ${mib(scale.ntfsDataMiB * MiB)}. ${scale.clones} clones, each with its own configs, logs and a ${mib(scale.ownMiB * MiB * 0.75)} database file; ${scale.bigClones} of them also ${mib(scale.bigUniqueMiB * MiB)} of unique data; each wrote and deleted ${mib(scale.garbageMiB * MiB)} (ext4) + ${mib((scale.garbageMiB / 4) * MiB)} (NTFS) of random garbage of its own. Then ${scale.days} days, each changing about ${scale.dayPercent} % of each VM's used bytes (database pages overwritten in place, new logs, a template package directory deleted, an NTFS document replaced). Clone and day data is random, so raw and compressed sizes agree.
