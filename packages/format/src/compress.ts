@@ -1,6 +1,11 @@
+import { createRequire } from 'node:module';
 import { CorruptError } from '@diskube/core';
-import { Compressor, Decompressor } from 'zstd-napi';
+import { Compressor } from 'zstd-napi';
+import type * as ZstdBinding from 'zstd-napi/binding.js';
 import { METHOD_RAW, METHOD_ZSTD } from './frame-index.js';
+
+// The native binding (a CommonJS module: its functions are not named ESM exports).
+const zstd = createRequire(import.meta.url)('zstd-napi/binding') as typeof ZstdBinding;
 
 // Sources: RFC 8878 (Zstandard). Each zstd frame is a complete Zstandard frame with its content
 // size set; a frame whose compressed form is not smaller than the raw bytes is stored raw.
@@ -37,7 +42,7 @@ export class FrameCompressor {
   }
 }
 
-let decompressor: Decompressor | null = null;
+let dctx: ZstdBinding.DCtx | null = null;
 
 /** Inflate one stored frame to exactly `rawLength` bytes or throw `CorruptError`. */
 export function decompressFrame(
@@ -54,26 +59,29 @@ export function decompressFrame(
       offset,
       reason: 'bad-method',
     });
-  decompressor ??= new Decompressor();
-  let raw: Uint8Array;
+  const fail = (message: string, cause?: unknown) =>
+    new CorruptError(message, { structure, offset, reason: 'decompress', cause });
+  // The frame must declare exactly `rawLength` bytes and be the only one: it is inflated into a
+  // buffer of that size, never more. (zstd-napi's Decompressor allocates whatever the frame
+  // declares, so a damaged size field could ask for gigabytes before any check.)
+  let declared: number | null;
   try {
-    const inflated = decompressor.decompress(stored);
-    // A plain Uint8Array view: callers compare and slice it like any other block buffer.
-    raw = new Uint8Array(inflated.buffer, inflated.byteOffset, inflated.length);
+    declared = zstd.getFrameContentSize(stored);
   } catch (cause) {
-    throw new CorruptError('zstd frame does not decompress', {
-      structure,
-      offset,
-      reason: 'decompress',
-      cause,
-    });
+    throw fail('zstd frame header does not parse', cause);
   }
-  if (raw.length !== rawLength) {
-    throw new CorruptError(`zstd frame inflates to ${raw.length} bytes, expected ${rawLength}`, {
-      structure,
-      offset,
-      reason: 'decompress',
-    });
+  if (declared !== rawLength)
+    throw fail(`zstd frame declares ${declared ?? 'no'} content bytes, expected ${rawLength}`);
+  dctx ??= new zstd.DCtx();
+  const raw = new Uint8Array(rawLength);
+  let written: number;
+  try {
+    if (zstd.findFrameCompressedSize(stored) !== stored.length) throw new Error('bytes follow');
+    written = dctx.decompress(raw, stored);
+  } catch (cause) {
+    throw fail('zstd frame does not decompress', cause);
   }
+  if (written !== rawLength)
+    throw fail(`zstd frame inflates to ${written} bytes, expected ${rawLength}`);
   return raw;
 }

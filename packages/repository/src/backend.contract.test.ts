@@ -150,6 +150,23 @@ describe.each(TEST_BACKENDS)('$name backend', (b) => {
   );
 
   it.skipIf(b.skip)(
+    'get refuses an object above maxObjectBytes (IO too-large) before reading it; a range reads',
+    async () => {
+      const backend = await b.make({ maxObjectBytes: 4096 });
+      await backend.put('chunks/ee/big', bytes(4097, 3));
+      await backend.put('chunks/ee/fits', bytes(4096, 4));
+      expect(await rejection(backend.get('chunks/ee/big'))).toMatchObject({
+        code: 'IO',
+        reason: 'too-large',
+      });
+      expect(sameBytes(await backend.get('chunks/ee/fits'), bytes(4096, 4))).toBe(true);
+      expect(
+        sameBytes(await backend.getRange('chunks/ee/big', 4000, 97), bytes(4097, 3).subarray(4000)),
+      ).toBe(true);
+    },
+  );
+
+  it.skipIf(b.skip)(
     'overwriting with identical content keeps one intact object',
     withBackend(async (backend) => {
       const data = bytes(65_536, 9);

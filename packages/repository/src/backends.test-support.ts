@@ -34,8 +34,8 @@ export interface TestBackend {
   readonly name: 'local' | 's3';
   /** Set when this backend cannot run here; tests use `it.skipIf(b.skip)`. */
   readonly skip: string | undefined;
-  /** An empty repository location. */
-  make(): Promise<Backend>;
+  /** An empty repository location (with a smaller `maxObjectBytes` when given). */
+  make(options?: { maxObjectBytes?: number }): Promise<Backend>;
 }
 
 let buckets = 0;
@@ -79,14 +79,14 @@ export const TEST_BACKENDS: readonly TestBackend[] = [
   {
     name: 'local',
     skip: undefined,
-    make: async () => localBackend(await makeTestDirectory()),
+    make: async (options) => localBackend(await makeTestDirectory(), options),
   },
   {
     name: 's3',
     get skip() {
       return inject('s3').skip;
     },
-    make: () => makeS3Backend(),
+    make: (options) => makeS3Backend(options),
   },
 ];
 

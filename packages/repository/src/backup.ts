@@ -227,8 +227,10 @@ export async function backupToRepository(
   try {
     // The parent: given, or the newest snapshot of this VM.
     let parent: SnapshotInfo | null = null;
+    // Read from the repository, not the client cache: under our lock a manifest still there
+    // has all its objects, while a forgotten one's may be half pruned.
     if (options.parent && options.parent !== 'none')
-      parent = await readManifest(repo, options.parent, signal);
+      parent = await readManifest(repo, options.parent, signal, true);
     else if (options.parent === undefined) {
       parent =
         (await listSnapshots(repo, { name: options.name, ...(signal ? { signal } : {}) })).at(-1) ??
@@ -440,6 +442,9 @@ export async function backupToRepository(
       newStoredBytes: result.newStoredBytes,
     };
     signal?.throwIfAborted();
+    // Prune respects only a live lock: one lost meanwhile means chunks found by HEAD or
+    // uploaded here may have been swept.
+    await lock.check(signal);
     // Written last: the snapshot exists from here on.
     const { id } = await putObject(
       repo,

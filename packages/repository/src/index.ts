@@ -15,8 +15,10 @@ export { sweepOnceADay } from './digest-cache.js';
 export {
   acquireLock,
   type HeldLock,
+  LOST_AFTER_MS,
   type LockInfo,
   listLocks,
+  REFRESH_EVERY_MS,
   STALE_AFTER_MS,
   unlockRepository,
 } from './locks.js';

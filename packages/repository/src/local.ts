@@ -31,8 +31,14 @@ async function fsyncDir(dir: string): Promise<void> {
  * file in the object's directory, fsyncs it, renames it into place and fsyncs the directory, so
  * a crash leaves the old object, the new one, or a `.tmp-` file that `list` ignores.
  */
-export function localBackend(root: string): Backend {
+export interface LocalBackendOptions {
+  /** Largest object `get` accepts (memory bound; the S3 backend's default). Default 256 MiB. */
+  maxObjectBytes?: number;
+}
+
+export function localBackend(root: string, options: LocalBackendOptions = {}): Backend {
   const base = resolve(root);
+  const maxObjectBytes = options.maxObjectBytes ?? 256 * 1024 * 1024;
   const path = (key: string) => {
     checkKey(key);
     return join(base, key);
@@ -52,6 +58,11 @@ export function localBackend(root: string): Backend {
     try {
       const size = (await fh.stat()).size;
       const want = Math.max(0, Math.min(length ?? size, size - offset));
+      // A damaged file (or a foreign one) grown huge is refused before anything is allocated.
+      if (want > maxObjectBytes)
+        throw new IoError(`${key} in ${base}: ${want} bytes to read, above ${maxObjectBytes}`, {
+          reason: 'too-large',
+        });
       const buf = new Uint8Array(want);
       let done = 0;
       while (done < want) {
@@ -61,6 +72,7 @@ export function localBackend(root: string): Backend {
       }
       return done === want ? buf : buf.subarray(0, done);
     } catch (cause) {
+      if (IoError.isInstance(cause)) throw cause;
       throw ioError(`cannot read ${key} in ${base}`, cause);
     } finally {
       await fh.close();

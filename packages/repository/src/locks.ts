@@ -8,6 +8,11 @@ import { encodeJson, type Repository, randomHex } from './repository.js';
 export const STALE_AFTER_MS = 30 * 60 * 1000;
 /** Held locks are rewritten this often. */
 export const REFRESH_EVERY_MS = 5 * 60 * 1000;
+/**
+ * A holder whose lock was not rewritten for this long (a failing store, a paused process) may
+ * soon be judged stale by others, and stops before it commits or deletes anything.
+ */
+export const LOST_AFTER_MS = STALE_AFTER_MS - REFRESH_EVERY_MS;
 
 export interface LockInfo {
   key: string;
@@ -24,6 +29,15 @@ export interface LockInfo {
 
 export interface HeldLock {
   readonly key: string;
+  /** Rewrite the lock now, under the same key (it is rewritten every `REFRESH_EVERY_MS`). */
+  refresh(): Promise<void>;
+  /**
+   * Fails with IO `lock-lost` when others may no longer respect the lock: it was not rewritten
+   * for `LOST_AFTER_MS`, or it is gone from the repository (removed by `repo unlock`, or by a
+   * prune that judged it stale). Call before committing (a manifest) or deleting (prune).
+   */
+  check(signal?: AbortSignal): Promise<void>;
+  /** Stop refreshing (waiting for a rewrite in flight) and delete the lock. */
   release(): Promise<void>;
 }
 
@@ -64,9 +78,12 @@ export async function listLocks(repo: Repository, signal?: AbortSignal): Promise
     const host = String(body.host);
     const pid = Number(body.pid);
     const time = String(body.time);
+    // Old by the holder's clock and by the store's: a holder whose clock is behind is not
+    // judged stale while it still rewrites its lock.
     const age = now - Date.parse(time);
+    const objectAge = info.mtimeMs !== undefined ? now - info.mtimeMs : age;
     let stale: LockInfo['stale'] = null;
-    if (!(age <= STALE_AFTER_MS)) stale = 'age';
+    if (!(age <= STALE_AFTER_MS) && !(objectAge <= STALE_AFTER_MS)) stale = 'age';
     else if (host === repo.owner.host && repo.owner.isAlive && pid > 0 && !repo.owner.isAlive(pid))
       stale = 'dead-process';
     locks.push({
@@ -98,22 +115,50 @@ export async function acquireLock(
   operation: string,
   signal?: AbortSignal,
 ): Promise<HeldLock> {
-  let key = `locks/${randomHex(16)}`;
+  // The key never changes while the lock is held: a refresh overwrites it (an S3 PUT and the
+  // directory's rename are atomic). A refresh under a new key, deleting the old one, could slip
+  // between another process's listing of locks/ and its read of the old key, and the lock
+  // would look released.
+  const key = `locks/${randomHex(16)}`;
+  /** `Date.now()` when the last successful write began. */
+  let written = Date.now();
+  let pending: Promise<void> | null = null;
+  let released = false;
+  const write = async () => {
+    const at = Date.now();
+    await repo.backend.put(key, lockBody(repo, exclusive, operation));
+    written = at;
+  };
   await repo.backend.put(key, lockBody(repo, exclusive, operation), signal);
+  const refresh = (): Promise<void> => {
+    if (released) return Promise.resolve();
+    pending ??= write().finally(() => {
+      pending = null;
+    });
+    return pending;
+  };
   const release = async () => {
+    released = true;
     clearInterval(timer);
+    // A rewrite still in flight would put the lock back after the delete.
+    await pending?.catch(() => {});
     await repo.backend.delete(key).catch(() => {});
   };
+  const check = async (checkSignal?: AbortSignal) => {
+    const lost = (why: string) =>
+      new IoError(
+        `the ${exclusive ? 'exclusive' : 'shared'} lock ${key} on ${repo.backend.location} ${why}; ` +
+          'another process may have judged it stale, so nothing more is written',
+        { reason: 'lock-lost' },
+      );
+    const minutes = (Date.now() - written) / 60_000;
+    if (minutes * 60_000 > LOST_AFTER_MS)
+      throw lost(`was not rewritten for ${minutes.toFixed(0)} minutes`);
+    if ((await repo.backend.head(key, checkSignal)) === undefined)
+      throw lost('is gone from the repository');
+  };
   const timer = setInterval(() => {
-    const next = `locks/${randomHex(16)}`;
-    repo.backend
-      .put(next, lockBody(repo, exclusive, operation))
-      .then(async () => {
-        const old = key;
-        key = next;
-        await repo.backend.delete(old);
-      })
-      .catch(() => {});
+    refresh().catch(() => {});
   }, REFRESH_EVERY_MS);
   (timer as { unref?: () => void }).unref?.();
   try {
@@ -134,12 +179,7 @@ export async function acquireLock(
     await release();
     throw error;
   }
-  return {
-    get key() {
-      return key;
-    },
-    release,
-  };
+  return { key, refresh, check, release };
 }
 
 /** Remove stale locks (all locks with `all`); returns the removed ones. */

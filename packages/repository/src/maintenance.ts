@@ -443,6 +443,9 @@ export async function prune(
       keptChunks: 0,
       dryRun: options.dryRun ?? false,
     };
+    // Marking reads every manifest and index object, which can take long: before each sweep,
+    // make sure no backup can have started meanwhile on a lock of ours judged stale.
+    const stillHeld = () => (result.dryRun ? Promise.resolve() : lock.check(signal));
     const sweep = async (info: ObjectInfo, keep: boolean, chunk: boolean) => {
       if (keep) {
         if (chunk) result.keptChunks++;
@@ -453,6 +456,13 @@ export async function prune(
       result.deletedBytes += info.size;
       if (chunk) result.deletedChunks++;
     };
+    // Index objects and used maps first: a prune stopped midway then leaves no index object of
+    // a forgotten snapshot naming chunks already deleted, only orphan chunks for the next one.
+    await stillHeld();
+    for (const prefix of ['index/', 'used/']) {
+      for await (const info of repo.backend.list(prefix, signal))
+        await sweep(info, marked.has(info.key), false);
+    }
     await inPasses(options.keysPerPass ?? DEFAULT_KEYS_PER_PASS, async (keys) => {
       await forEachEntry(
         repo,
@@ -461,13 +471,10 @@ export async function prune(
           forEachKey(keys, raw, at, depth, true, (handle) => keys.setFlags(handle, KEY_REFERENCED)),
         signal,
       );
+      await stillHeld();
       for await (const info of listPassObjects(repo, keys, signal))
         await sweep(info, keys.listed(info.key, false) !== NO_KEY, true);
     });
-    for (const prefix of ['index/', 'used/']) {
-      for await (const info of repo.backend.list(prefix, signal))
-        await sweep(info, marked.has(info.key), false);
-    }
     return result;
   } finally {
     await lock.release();

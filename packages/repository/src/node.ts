@@ -6,7 +6,7 @@ import { type Backend, isValidKey } from './backend.js';
 import { localBackend } from './local.js';
 import type { LockOwner, ObjectCache, RepositoryConfig } from './repository.js';
 
-export { localBackend } from './local.js';
+export { type LocalBackendOptions, localBackend } from './local.js';
 
 export interface OpenBackendOptions {
   /** Endpoint URL of a non-AWS S3-compatible store, for `s3://` locations. */

@@ -22,6 +22,7 @@ export const REPOSITORY_REASONS = Object.freeze([
   // IO
   'not-found',
   'locked',
+  'lock-lost',
   'exists',
   'no-repository',
   'read-failed',

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Bitmap } from '@diskube/bitmap';
 import { type BlockSource, memorySource } from '@diskube/core';
 import { randomBytes } from '@diskube/core/test';
-import { beforeEach, describe, expect, inject, it } from 'vitest';
+import { beforeEach, describe, expect, inject, it, vi } from 'vitest';
 import type { Backend } from './backend.js';
 import { TEST_BACKENDS } from './backends.test-support.js';
 import { MAX_PATCH_DEPTH } from './chunks.js';
@@ -13,6 +13,8 @@ import {
   DEFAULT_CHUNK_SIZE,
   forget,
   initRepository,
+  LOST_AFTER_MS,
+  listLocks,
   listSnapshots,
   OBJECT_STORE_CHUNK_SIZE,
   openRepository,
@@ -21,7 +23,9 @@ import {
   type Repository,
   type RestoreSink,
   restoreSnapshot,
+  STALE_AFTER_MS,
   stats,
+  unlockRepository,
   verifyRepository,
 } from './index.js';
 import { cacheUnder, processOwner } from './node.js';
@@ -753,6 +757,100 @@ describe.each(TEST_BACKENDS)('$name backend', (b) => {
         await expect(prune(repo)).rejects.toMatchObject({ code: 'IO', reason: 'locked' });
         await lock.release();
         await expect(prune(repo)).resolves.toMatchObject({ deletedObjects: 0 });
+      },
+    );
+
+    /** `repo` whose backend runs `hook` once, before the first call of `method` on `prefix`. */
+    const before = (method: 'get' | 'put', prefix: string, hook: () => Promise<unknown>) => {
+      let ran = false;
+      const call = repo.backend[method] as (key: string, ...rest: unknown[]) => Promise<unknown>;
+      const backend = {
+        ...repo.backend,
+        [method]: async (key: string, ...rest: unknown[]) => {
+          if (!ran && key.startsWith(prefix)) {
+            ran = true;
+            await hook();
+          }
+          return call(key, ...rest);
+        },
+      };
+      return { repo: { ...repo, backend } as Repository, ran: () => ran };
+    };
+
+    it.skipIf(b.skip)(
+      'a refresh rewrites the lock under its own key: a prune reading locks meanwhile sees it',
+      async () => {
+        const held = await acquireLock(repo, false, 'backup vm');
+        const bodyBefore = new TextDecoder().decode(await repo.backend.get(held.key));
+        // The refresh lands between prune's listing of locks/ and its reads of them.
+        const racing = before('get', 'locks/', async () => {
+          await new Promise((r) => setTimeout(r, 5));
+          await held.refresh();
+        });
+        await expect(prune(racing.repo)).rejects.toMatchObject({ code: 'IO', reason: 'locked' });
+        expect(racing.ran()).toBe(true);
+        expect(await keys('locks/')).toEqual([held.key]);
+        expect(new TextDecoder().decode(await repo.backend.get(held.key))).not.toBe(bodyBefore);
+        // A release waits for a rewrite in flight, which would otherwise put the lock back.
+        const rewriting = held.refresh();
+        await held.release();
+        await rewriting;
+        expect(await keys('locks/')).toEqual([]);
+      },
+    );
+
+    it.skipIf(b.skip)(
+      'a backup whose lock was removed meanwhile fails with lock-lost and writes no snapshot',
+      async () => {
+        const used = usedMap();
+        // `repo unlock --all` (or a prune judging the lock stale) while chunks are uploaded.
+        const racing = before('put', 'index/', () => unlockRepository(repo, { all: true }));
+        await expect(
+          backupToRepository(racing.repo, {
+            source: memorySource(disk(1, used, content)),
+            used,
+            blockSize: BLOCK,
+            name: 'vm',
+          }),
+        ).rejects.toMatchObject({ code: 'IO', reason: 'lock-lost' });
+        expect(racing.ran()).toBe(true);
+        expect(await listSnapshots(repo)).toEqual([]);
+        expect(await keys('snapshots/')).toEqual([]);
+      },
+    );
+
+    it.skipIf(b.skip)(
+      'a lock not rewritten for 25 minutes (a paused process) is lost before anything is written',
+      async () => {
+        const held = await acquireLock(repo, true, 'prune');
+        await held.check();
+        vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + LOST_AFTER_MS + 60_000 });
+        try {
+          await expect(held.check()).rejects.toMatchObject({ code: 'IO', reason: 'lock-lost' });
+          await expect(held.check()).rejects.toThrow(/not rewritten for 26 minutes/);
+        } finally {
+          vi.useRealTimers();
+        }
+        await held.release();
+      },
+    );
+
+    it.skipIf(b.skip)(
+      "a lock whose holder's clock is behind is not stale while the store saw it written",
+      async () => {
+        const body = {
+          exclusive: false,
+          host: 'elsewhere',
+          pid: 1,
+          time: new Date(Date.now() - 2 * STALE_AFTER_MS).toISOString(),
+          operation: 'backup vm',
+        };
+        await repo.backend.put(
+          `locks/${'ab'.repeat(16)}`,
+          new TextEncoder().encode(JSON.stringify(body)),
+        );
+        expect((await listLocks(repo)).map((l) => l.stale)).toEqual([null]);
+        await expect(prune(repo)).rejects.toMatchObject({ code: 'IO', reason: 'locked' });
       },
     );
 
