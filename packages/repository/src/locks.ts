@@ -46,6 +46,7 @@ function lockBody(repo: Repository, exclusive: boolean, operation: string) {
     exclusive,
     host: repo.owner.host,
     pid: repo.owner.pid,
+    ...(repo.owner.pidNamespace ? { pidNamespace: repo.owner.pidNamespace } : {}),
     time: new Date().toISOString(),
     operation,
   });
@@ -84,7 +85,14 @@ export async function listLocks(repo: Repository, signal?: AbortSignal): Promise
     const objectAge = info.mtimeMs !== undefined ? now - info.mtimeMs : age;
     let stale: LockInfo['stale'] = null;
     if (!(age <= STALE_AFTER_MS) && !(objectAge <= STALE_AFTER_MS)) stale = 'age';
-    else if (host === repo.owner.host && repo.owner.isAlive && pid > 0 && !repo.owner.isAlive(pid))
+    else if (
+      host === repo.owner.host &&
+      // Same host name, other pid namespace (containers): its pids are not ours to look up.
+      (body.pidNamespace === undefined || body.pidNamespace === repo.owner.pidNamespace) &&
+      repo.owner.isAlive &&
+      pid > 0 &&
+      !repo.owner.isAlive(pid)
+    )
       stale = 'dead-process';
     locks.push({
       key: info.key,

@@ -1,4 +1,4 @@
-import type { Dirent } from 'node:fs';
+import { type Dirent, readlinkSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -29,11 +29,25 @@ export async function openBackend(
   return localBackend(location);
 }
 
-/** This process as a lock owner: host name, pid, and a liveness check for pids on this host. */
+/** The pid namespace of this process (`pid:[4026531836]`), or undefined where there is none. */
+function pidNamespace(): string | undefined {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * This process as a lock owner: host name, pid, pid namespace, and a liveness check for pids on
+ * this host.
+ */
 export function processOwner(): LockOwner {
+  const ns = pidNamespace();
   return {
     host: hostname(),
     pid: process.pid,
+    ...(ns ? { pidNamespace: ns } : {}),
     isAlive(pid) {
       try {
         process.kill(pid, 0);

@@ -859,6 +859,15 @@ describe.each(TEST_BACKENDS)('$name backend', (b) => {
       async () => {
         const dead = { ...repo, owner: { ...repo.owner, pid: 2 ** 22 + 12345 } };
         await acquireLock(dead, false, 'backup vm'); // never released, as after SIGKILL
+        // The same host name in another pid namespace (a container): its pid is not ours to judge.
+        const container = {
+          ...repo,
+          owner: { ...dead.owner, pidNamespace: 'pid:[4026530000]' },
+        };
+        const inContainer = await acquireLock(container, false, 'backup vm');
+        expect((await listLocks(repo)).find((l) => l.key === inContainer.key)?.stale).toBeNull();
+        await expect(prune(repo)).rejects.toMatchObject({ reason: 'locked' });
+        await inContainer.release();
         const other = { ...repo, owner: { host: 'elsewhere', pid: 1 } };
         const foreign = await acquireLock(other, false, 'backup vm');
         await expect(prune(repo)).rejects.toMatchObject({ reason: 'locked' });

@@ -33,6 +33,11 @@ export interface RepositoryConfig {
 export interface LockOwner {
   host: string;
   pid: number;
+  /**
+   * The process-id namespace `pid` lives in (Linux: the `/proc/self/ns/pid` link), so that
+   * containers sharing a host name do not judge each other's pids; omit when unknown.
+   */
+  pidNamespace?: string;
   /** True/false if the process `pid` on this host is alive; omit when that cannot be told. */
   isAlive?: (pid: number) => boolean;
 }
