@@ -28,8 +28,9 @@ async function fsyncDir(dir: string): Promise<void> {
 
 /**
  * A repository in a local directory: one file per object under `root`. A put writes a temporary
- * file in the object's directory, fsyncs it, renames it into place and fsyncs the directory, so
- * a crash leaves the old object, the new one, or a `.tmp-` file that `list` ignores.
+ * file in the object's directory, fsyncs it, renames it into place and fsyncs the directory (and
+ * the parents of directories it had to create), so a crash leaves the old object, the new one, or
+ * a `.tmp-` file that `list` ignores.
  */
 export interface LocalBackendOptions {
   /** Largest object `get` accepts (memory bound; the S3 backend's default). Default 256 MiB. */
@@ -87,7 +88,11 @@ export function localBackend(root: string, options: LocalBackendOptions = {}): B
       const dir = dirname(file);
       const tmp = join(dir, `.tmp-${randomBytes(8).toString('hex')}`);
       try {
-        await mkdir(dir, { recursive: true });
+        const created = await mkdir(dir, { recursive: true });
+        // A directory made here (`chunks/ab/` for its first chunk) must be durable in its parent
+        // too, or a crash could drop it with the object the put reported written.
+        if (created !== undefined)
+          for (let d = dir; d.length >= created.length; d = dirname(d)) await fsyncDir(dirname(d));
         const fh = await open(
           tmp,
           constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
