@@ -70,8 +70,9 @@ export function decompressFrame(
   } catch (cause) {
     throw fail('zstd frame header does not parse', cause);
   }
+  if (declared === null) throw fail(`zstd frame declares no content size, expected ${rawLength}`);
   if (declared !== rawLength)
-    throw fail(`zstd frame declares ${declared ?? 'no'} content bytes, expected ${rawLength}`);
+    throw fail(`zstd frame declares ${declared} content bytes, expected ${rawLength}`);
   dctx ??= new zstd.DCtx();
   const raw = new Uint8Array(rawLength);
   let written: number;

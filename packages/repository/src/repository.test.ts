@@ -100,14 +100,15 @@ function counting(source: BlockSource) {
   };
 }
 
-/** A backend that counts HEAD and PUT requests. */
+/** A backend that counts HEAD and PUT requests (the lock's HEAD before a commit apart). */
 function countingBackend(inner: Backend) {
-  const count = { head: 0, put: 0, list: 0 };
+  const count = { head: 0, lockHead: 0, put: 0, list: 0 };
   const backend: Backend = {
     ...inner,
     location: inner.location,
     head: (k, s) => {
-      count.head++;
+      if (k.startsWith('locks/')) count.lockHead++;
+      else count.head++;
       return inner.head(k, s);
     },
     put: (k, d, s) => {
@@ -288,6 +289,7 @@ describe.each(TEST_BACKENDS)('$name backend', (b) => {
         expect(result.newPatches).toBe(1);
         expect(result.newStoredBytes).toBeLessThan(BLOCK * 2);
         expect(counted.count.head).toBe(1);
+        expect(counted.count.lockHead).toBe(1); // the lock is still ours before the manifest
         expect(counted.count.put).toBe(1);
         expect(result.chunksFromParent).toBe(USED_CHUNKS - 1);
         await expectRestores(result.id, bytes, used);

@@ -32,7 +32,7 @@ describe('zstd objects', () => {
   });
 
   it.each([
-    ['no-size', /declares no content bytes/],
+    ['no-size', /declares no content size/],
     ['two-frames', /bytes follow the frame/],
   ] as const)('refuses a frame written %s as CORRUPT decompress', async (shape, cause) => {
     const object = encodeObject(ObjectType.chunk, raw, writer(shape));

@@ -39,8 +39,9 @@ export function zstdCodec(level = 3): ChunkCodec {
  */
 function inflateExactly(dctx: ZstdBinding.DCtx, stored: Uint8Array, rawLength: number): Uint8Array {
   const declared = binding.getFrameContentSize(stored);
+  if (declared === null) throw new Error(`the frame declares no content size, not ${rawLength}`);
   if (declared !== rawLength)
-    throw new Error(`the frame declares ${declared ?? 'no'} content bytes, not ${rawLength}`);
+    throw new Error(`the frame declares ${declared} content bytes, not ${rawLength}`);
   if (binding.findFrameCompressedSize(stored) !== stored.length)
     throw new Error('bytes follow the frame');
   const raw = new Uint8Array(rawLength);
