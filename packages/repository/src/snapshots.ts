@@ -78,6 +78,9 @@ function checkManifest(value: unknown, id: string): SnapshotManifest {
     if (!Number.isSafeInteger(m[field]) || m[field] < 0) bad(`${field} ${m[field]}`);
   }
   if (m.chunkSize <= 0 || m.blockSize <= 0) bad('zero chunk or block size');
+  // The used map covers whole blocks of the disk: a reader allocates one bit per block.
+  if (m.usedBlockCount > Math.floor(m.diskSize / m.blockSize))
+    bad(`${m.usedBlockCount} used-map blocks of ${m.blockSize} bytes on a ${m.diskSize}-byte disk`);
   if (m.chunkCount !== Math.ceil(m.diskSize / m.chunkSize)) bad(`chunk count ${m.chunkCount}`);
   if (!Array.isArray(m.indexes) || m.indexes.length !== Math.ceil(m.chunkCount / CHUNKS_PER_INDEX))
     bad('index list does not cover the chunks');
