@@ -601,12 +601,20 @@ perRepo((n) => {
   const b = daysBytes(n);
   return [`${mib(b)} vs ${mib(changedTotal)}: ${ratio(b, changedTotal)}`, b <= 1.25 * changedTotal];
 }, `${scale.days} days ≤ 1.25 × data really changed`);
-perRepo((n) => {
-  const b = finalBytes(n);
-  const borg = borgName ? finalBytes(borgName) : Number.NaN;
-  const restic = resticName ? finalBytes(resticName) : Number.NaN;
-  return [`${mib(b)} vs borg ${mib(borg)}, restic ${mib(restic)}`, b < borg && b < restic];
-}, 'repository stores less than borg and restic (after the days)');
+if (borgName && resticName) {
+  perRepo((n) => {
+    const b = finalBytes(n);
+    const borg = finalBytes(borgName);
+    const restic = finalBytes(resticName);
+    return [`${mib(b)} vs borg ${mib(borg)}, restic ${mib(restic)}`, b < borg && b < restic];
+  }, 'repository stores less than borg and restic (after the days)');
+} else {
+  targets.push([
+    'repository stores less than borg and restic (after the days)',
+    'not measured: borg and restic are not both among `--peers` in this run',
+    '—',
+  ]);
+}
 const t = (/** @type {Record<string, Timing>} */ r, /** @type {string} */ k) =>
   r[k]?.median ?? Number.NaN;
 if (oneError) targets.push(['one VM backup / restore', `failed: ${oneError}`, '**NO**']);
