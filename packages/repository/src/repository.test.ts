@@ -806,6 +806,32 @@ describe.each(TEST_BACKENDS)('$name backend', (b) => {
     };
 
     it.skipIf(b.skip)(
+      'a parent given by id is read from the repository: a forgotten one is refused, even cached',
+      async () => {
+        const cached = await openRepository(repo.backend, {
+          cache: cacheUnder(await mkdtemp(join(inject('tmpRoot'), 'parent-'))),
+          owner: processOwner(),
+        });
+        const used = usedMap();
+        const bytes = disk(1, used, content);
+        const first = await backUp(bytes, used, 'vm', cached);
+        expect((await listSnapshots(cached)).map((s) => s.id)).toEqual([first.id]); // now cached
+        await forget(cached, { keepLast: 0 });
+        // Its chunks are still there (no prune yet), but nothing keeps them from the next one.
+        await expect(
+          backupToRepository(cached, {
+            source: memorySource(bytes),
+            used,
+            blockSize: BLOCK,
+            name: 'vm',
+            parent: first.id,
+          }),
+        ).rejects.toMatchObject({ code: 'IO', reason: 'not-found' });
+        expect(await listSnapshots(repo)).toEqual([]);
+      },
+    );
+
+    it.skipIf(b.skip)(
       'a refresh rewrites the lock under its own key: a prune reading locks meanwhile sees it',
       async () => {
         const held = await acquireLock(repo, false, 'backup vm');
