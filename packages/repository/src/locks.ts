@@ -129,15 +129,15 @@ export async function acquireLock(
   // would look released.
   const key = `locks/${randomHex(16)}`;
   /** `Date.now()` when the last successful write began. */
-  let written = Date.now();
+  let written = 0;
   let pending: Promise<void> | null = null;
   let released = false;
-  const write = async () => {
+  const write = async (writeSignal?: AbortSignal) => {
     const at = Date.now();
-    await repo.backend.put(key, lockBody(repo, exclusive, operation));
+    await repo.backend.put(key, lockBody(repo, exclusive, operation), writeSignal);
     written = at;
   };
-  await repo.backend.put(key, lockBody(repo, exclusive, operation), signal);
+  await write(signal);
   const refresh = (): Promise<void> => {
     if (released) return Promise.resolve();
     pending ??= write().finally(() => {
@@ -159,9 +159,9 @@ export async function acquireLock(
           'another process may have judged it stale, so nothing more is written',
         { reason: 'lock-lost' },
       );
-    const minutes = (Date.now() - written) / 60_000;
-    if (minutes * 60_000 > LOST_AFTER_MS)
-      throw lost(`was not rewritten for ${minutes.toFixed(0)} minutes`);
+    const age = Date.now() - written;
+    if (age > LOST_AFTER_MS)
+      throw lost(`was not rewritten for ${(age / 60_000).toFixed(0)} minutes`);
     if ((await repo.backend.head(key, checkSignal)) === undefined)
       throw lost('is gone from the repository');
   };
